@@ -1,1 +1,21 @@
-//! placeholder
+//! The Roda ledger core: a deterministic double-entry state machine.
+//!
+//! - [`transaction`]: operations, steps, entries, outcomes and fail reasons.
+//! - [`transactor`]: the pure executor that owns the live balances.
+//! - [`dedup`]: idempotency by `user_ref` within a time window.
+//!
+//! ```
+//! use ledger_core::transaction::{Operation, Outcome};
+//! use ledger_core::transactor::{Transactor, TransactorConfig};
+//!
+//! let mut transactor = Transactor::new(TransactorConfig::default()).unwrap();
+//! let mut entries = Vec::new();
+//! let deposit = Operation::Deposit { account: 1, amount: 1000, user_ref: 0 };
+//! assert_eq!(transactor.execute(1, 0, &deposit, &mut entries), Outcome::Committed);
+//! assert_eq!(transactor.balance(1), Some(1000));
+//! assert_eq!(transactor.balance_sum(), 0);
+//! ```
+
+pub mod dedup;
+pub mod transaction;
+pub mod transactor;

@@ -1,0 +1,235 @@
+//! The vocabulary of the ledger: operations that come in, entries and outcomes that go out.
+//!
+//! Sign convention (the product's): a **credit** takes funds out of an account (its balance
+//! goes down), a **debit** brings funds in (its balance goes up). Every committed transaction
+//! has as much credited as debited, so the sum of all balances is always zero.
+
+use std::fmt;
+
+/// An account id. Accounts exist from first use; ids index the dense balance table.
+pub type AccountId = u64;
+
+/// A transaction id: the sequence number the sequencer assigned. Monotonic and gap-free.
+pub type TxId = u64;
+
+/// The system account: source of deposits, sink of withdrawals. It may go negative.
+pub const SYSTEM_ACCOUNT: AccountId = 0;
+
+/// At most this many steps in one composite operation.
+pub const COMPOSITE_STEPS_MAX: usize = 255;
+
+/// The largest amount an operation may move (an amount must fit a balance).
+pub const AMOUNT_MAX: u64 = i64::MAX as u64;
+
+/// What a caller asks the ledger to do. Amounts are integer minor units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Funds arrive in `account` from the system account.
+    Deposit {
+        account: AccountId,
+        amount: u64,
+        user_ref: u64,
+    },
+    /// Funds leave `account` to the system account; may not overdraw.
+    Withdrawal {
+        account: AccountId,
+        amount: u64,
+        user_ref: u64,
+    },
+    /// Funds move from `from` to `to`; may not overdraw `from`. `from == to` is a no-op.
+    Transfer {
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+        user_ref: u64,
+    },
+    /// Several steps executed atomically: all or nothing.
+    Composite(Box<CompositeOperation>),
+}
+
+impl Operation {
+    /// The caller's idempotency reference; 0 means "no deduplication".
+    pub fn user_ref(&self) -> u64 {
+        match self {
+            Operation::Deposit { user_ref, .. }
+            | Operation::Withdrawal { user_ref, .. }
+            | Operation::Transfer { user_ref, .. } => *user_ref,
+            Operation::Composite(composite) => composite.user_ref,
+        }
+    }
+}
+
+/// A multi-leg operation, e.g. a transfer plus its fee, committed as one transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct CompositeOperation {
+    pub steps: Vec<Step>,
+    /// Bit set of `CompositeOperation::CHECK_*` flags; unknown bits are rejected.
+    pub flags: u32,
+    pub user_ref: u64,
+}
+
+impl CompositeOperation {
+    /// No account touched by the composite (other than the system account) may end negative.
+    pub const CHECK_NEGATIVE_BALANCE: u32 = 0x1;
+    /// Every flag bit this version understands.
+    pub const FLAGS_KNOWN: u32 = Self::CHECK_NEGATIVE_BALANCE;
+}
+
+/// One leg of a composite operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Funds leave `account_id` (its balance goes down).
+    Credit { account_id: AccountId, amount: u64 },
+    /// Funds arrive in `account_id` (its balance goes up).
+    Debit { account_id: AccountId, amount: u64 },
+}
+
+/// Which side of a movement an entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EntryKind {
+    /// Funds left the account.
+    Credit = 0,
+    /// Funds arrived in the account.
+    Debit = 1,
+}
+
+/// One balance change of a committed transaction: the result the WAL stores, so that
+/// recovery applies entries and never re-runs business rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Entry {
+    pub account_id: AccountId,
+    /// Always in `1..=AMOUNT_MAX`.
+    pub amount: u64,
+    pub kind: EntryKind,
+    /// The account's balance right after this entry.
+    pub balance_after: i64,
+}
+
+impl Entry {
+    /// The signed change this entry makes to its account's balance.
+    pub fn delta(&self) -> i128 {
+        match self.kind {
+            EntryKind::Credit => -(self.amount as i128),
+            EntryKind::Debit => self.amount as i128,
+        }
+    }
+}
+
+/// Why a transaction was rejected. A rejection is a business outcome, not an error: the
+/// transaction keeps its id and changes nothing. Codes are part of the wire API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailReason {
+    /// An account would go below zero (1).
+    InsufficientFunds,
+    /// Reserved for wire compatibility (2). Accounts exist from first use, so no rule of
+    /// this version produces it.
+    AccountNotFound,
+    /// A composite's credits and debits differ (3).
+    ZeroSumViolation,
+    /// A composite has more than [`COMPOSITE_STEPS_MAX`] steps (4).
+    EntryLimitExceeded,
+    /// Malformed: zero amount, amount above [`AMOUNT_MAX`], unknown flag bits, empty
+    /// composite, deposit to or withdrawal from the system account (5).
+    InvalidOperation,
+    /// An account id at or above the configured `max_accounts` (6).
+    AccountLimitExceeded,
+    /// The same non-zero `user_ref` committed within the dedup window (7).
+    Duplicate {
+        /// The transaction that committed with this `user_ref`.
+        original_tx_id: TxId,
+    },
+    /// A balance would leave the `i64` range (8).
+    BalanceOverflow,
+    /// A reason defined by user logic, code 128-255.
+    UserDefined(UserFailCode),
+}
+
+impl FailReason {
+    /// The stable wire code (1-255).
+    pub fn code(&self) -> u8 {
+        match self {
+            FailReason::InsufficientFunds => 1,
+            FailReason::AccountNotFound => 2,
+            FailReason::ZeroSumViolation => 3,
+            FailReason::EntryLimitExceeded => 4,
+            FailReason::InvalidOperation => 5,
+            FailReason::AccountLimitExceeded => 6,
+            FailReason::Duplicate { .. } => 7,
+            FailReason::BalanceOverflow => 8,
+            FailReason::UserDefined(code) => code.get(),
+        }
+    }
+
+    /// Rebuilds a reason from its code; `duplicate_of` is used for code 7 only.
+    /// Returns `None` for 0 and for unassigned standard codes (9-127).
+    pub fn from_code(code: u8, duplicate_of: TxId) -> Option<FailReason> {
+        Some(match code {
+            1 => FailReason::InsufficientFunds,
+            2 => FailReason::AccountNotFound,
+            3 => FailReason::ZeroSumViolation,
+            4 => FailReason::EntryLimitExceeded,
+            5 => FailReason::InvalidOperation,
+            6 => FailReason::AccountLimitExceeded,
+            7 => FailReason::Duplicate {
+                original_tx_id: duplicate_of,
+            },
+            8 => FailReason::BalanceOverflow,
+            _ => FailReason::UserDefined(UserFailCode::new(code)?),
+        })
+    }
+}
+
+impl fmt::Display for FailReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailReason::InsufficientFunds => f.write_str("insufficient funds"),
+            FailReason::AccountNotFound => f.write_str("account not found"),
+            FailReason::ZeroSumViolation => f.write_str("credits and debits do not sum to zero"),
+            FailReason::EntryLimitExceeded => write!(f, "more than {COMPOSITE_STEPS_MAX} steps"),
+            FailReason::InvalidOperation => f.write_str("invalid operation"),
+            FailReason::AccountLimitExceeded => {
+                f.write_str("account id above the configured limit")
+            }
+            FailReason::Duplicate { original_tx_id } => {
+                write!(f, "duplicate of transaction {original_tx_id}")
+            }
+            FailReason::BalanceOverflow => f.write_str("balance would overflow"),
+            FailReason::UserDefined(code) => write!(f, "user-defined reason {}", code.get()),
+        }
+    }
+}
+
+/// A user-defined fail code: always in 128-255.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserFailCode(u8);
+
+impl UserFailCode {
+    /// The first code reserved for user logic.
+    pub const MIN: u8 = 128;
+
+    /// `None` unless `code >= 128`.
+    pub fn new(code: u8) -> Option<UserFailCode> {
+        (code >= Self::MIN).then_some(UserFailCode(code))
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+/// What executing one operation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Applied; its entries were appended to the caller's buffer.
+    Committed,
+    /// Nothing changed; no entries were appended.
+    Rejected(FailReason),
+}
+
+impl Outcome {
+    pub fn is_committed(&self) -> bool {
+        matches!(self, Outcome::Committed)
+    }
+}

@@ -1,0 +1,500 @@
+//! The deterministic state machine: executes one operation at a time against the live
+//! balances. Pure: no I/O, no threads, no clock. The same inputs (transaction ids,
+//! timestamps, operations) always give the same outcomes, entries and balances.
+
+use std::alloc::{self, Layout};
+
+use thiserror::Error;
+
+use crate::dedup::DedupWindow;
+use crate::transaction::{
+    AMOUNT_MAX, AccountId, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind, FailReason,
+    Operation, Outcome, SYSTEM_ACCOUNT, Step, TxId,
+};
+
+/// The largest `max_accounts` accepted: 2^32 accounts, a 32 GiB balance table.
+pub const ACCOUNTS_MAX_LIMIT: u64 = 1 << 32;
+
+/// How the state machine is sized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransactorConfig {
+    /// Account ids `0..max_accounts` are valid; the balance table holds this many `i64`s.
+    pub max_accounts: u64,
+    /// A non-zero `user_ref` committed within this much sequencer time is a duplicate.
+    pub dedup_window_ns: u64,
+}
+
+impl Default for TransactorConfig {
+    fn default() -> Self {
+        TransactorConfig {
+            max_accounts: 1_000_000,
+            dedup_window_ns: 10_000_000_000,
+        }
+    }
+}
+
+/// The configuration cannot be used.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("max_accounts must be at least 1 (the system account)")]
+    NoAccounts,
+    #[error("max_accounts {requested} is above the limit of {limit}")]
+    TooManyAccounts { requested: u64, limit: u64 },
+    #[error("cannot allocate the balance table of {bytes} bytes")]
+    OutOfMemory { bytes: u64 },
+}
+
+/// Stored entries do not reproduce the balances they claim: the log or the code is wrong.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplayError {
+    #[error("transaction {tx_id}: account {account_id} is outside the balance table")]
+    AccountOutOfRange { tx_id: TxId, account_id: AccountId },
+    #[error(
+        "transaction {tx_id}: account {account_id} would be {computed}, the entry says {recorded}"
+    )]
+    BalanceMismatch {
+        tx_id: TxId,
+        account_id: AccountId,
+        computed: i128,
+        recorded: i64,
+    },
+    #[error("transaction {tx_id}: entries do not sum to zero")]
+    NotZeroSum { tx_id: TxId },
+    #[error("transaction {tx_id}: a rejected transaction has entries")]
+    RejectedWithEntries { tx_id: TxId },
+    #[error("transaction {tx_id} does not follow {last_tx_id}")]
+    NotIncreasing { tx_id: TxId, last_tx_id: TxId },
+}
+
+/// The executor: sole owner and writer of the live balances.
+#[derive(Debug)]
+pub struct Transactor {
+    balances: Vec<i64>,
+    dedup: DedupWindow,
+    /// The latest timestamp seen: time never runs backwards inside the state machine.
+    now_ns: u64,
+    last_tx_id: TxId,
+    /// Balances before each applied composite step, to roll a rejected composite back.
+    undo: Vec<(usize, i64)>,
+}
+
+impl Transactor {
+    /// An empty ledger: every balance zero.
+    pub fn new(config: TransactorConfig) -> Result<Transactor, ConfigError> {
+        Ok(Transactor {
+            balances: zeroed_balances(config.max_accounts)?,
+            dedup: DedupWindow::new(config.dedup_window_ns),
+            now_ns: 0,
+            last_tx_id: 0,
+            undo: Vec::with_capacity(COMPOSITE_STEPS_MAX),
+        })
+    }
+
+    /// Executes `operation` as transaction `tx_id`, stamped `timestamp_ns` by the sequencer.
+    ///
+    /// On commit, its entries are appended to `entries`; on rejection nothing changes and
+    /// nothing is appended. Transaction ids must strictly increase (they come from the
+    /// sequencer, never from a user).
+    pub fn execute(
+        &mut self,
+        tx_id: TxId,
+        timestamp_ns: u64,
+        operation: &Operation,
+        entries: &mut Vec<Entry>,
+    ) -> Outcome {
+        self.advance(tx_id, timestamp_ns);
+        let user_ref = operation.user_ref();
+        if user_ref != 0 {
+            self.dedup.expire(self.now_ns);
+        }
+        let result = match operation {
+            Operation::Deposit {
+                account, amount, ..
+            } => self
+                .check_single(*account, *amount, user_ref)
+                .and_then(|()| self.deposit(*account, *amount, entries)),
+            Operation::Withdrawal {
+                account, amount, ..
+            } => self
+                .check_single(*account, *amount, user_ref)
+                .and_then(|()| self.withdraw(*account, *amount, entries)),
+            Operation::Transfer {
+                from, to, amount, ..
+            } => self
+                .check_transfer(*from, *to, *amount, user_ref)
+                .and_then(|()| self.transfer(*from, *to, *amount, entries)),
+            Operation::Composite(composite) => self
+                .check_composite(composite)
+                .and_then(|()| self.composite(composite, entries)),
+        };
+        match result {
+            Ok(()) => {
+                if user_ref != 0 {
+                    self.dedup.insert(user_ref, tx_id, self.now_ns);
+                }
+                Outcome::Committed
+            }
+            Err(reason) => Outcome::Rejected(reason),
+        }
+    }
+
+    /// Re-applies a stored transaction during recovery: its entries, not its operation.
+    /// Checks every entry against the balance it records. After an error the transactor
+    /// is in an unspecified state and must be discarded.
+    pub fn replay(
+        &mut self,
+        tx_id: TxId,
+        timestamp_ns: u64,
+        user_ref: u64,
+        outcome: Outcome,
+        entries: &[Entry],
+    ) -> Result<(), ReplayError> {
+        if tx_id <= self.last_tx_id {
+            return Err(ReplayError::NotIncreasing {
+                tx_id,
+                last_tx_id: self.last_tx_id,
+            });
+        }
+        self.advance(tx_id, timestamp_ns);
+        match outcome {
+            Outcome::Rejected(_) if !entries.is_empty() => {
+                Err(ReplayError::RejectedWithEntries { tx_id })
+            }
+            Outcome::Rejected(_) => Ok(()),
+            Outcome::Committed => {
+                apply_entries(&mut self.balances, tx_id, entries)?;
+                if user_ref != 0 {
+                    self.dedup.expire(self.now_ns);
+                    self.dedup.insert(user_ref, tx_id, self.now_ns);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The balance of `account`, or `None` if the id is at or above `max_accounts`.
+    pub fn balance(&self, account: AccountId) -> Option<i64> {
+        let index = usize::try_from(account).ok()?;
+        self.balances.get(index).copied()
+    }
+
+    /// Every balance, indexed by account id.
+    pub fn balances(&self) -> &[i64] {
+        &self.balances
+    }
+
+    /// The sum of every balance; zero whenever the ledger is consistent. O(accounts).
+    pub fn balance_sum(&self) -> i128 {
+        self.balances.iter().map(|&b| b as i128).sum()
+    }
+
+    /// The id of the last transaction executed or replayed (0 before the first).
+    pub fn last_tx_id(&self) -> TxId {
+        self.last_tx_id
+    }
+
+    /// The latest sequencer time seen.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// The idempotency window.
+    pub fn dedup(&self) -> &DedupWindow {
+        &self.dedup
+    }
+
+    fn advance(&mut self, tx_id: TxId, timestamp_ns: u64) {
+        assert!(tx_id > self.last_tx_id, "transaction ids strictly increase");
+        self.last_tx_id = tx_id;
+        self.now_ns = self.now_ns.max(timestamp_ns);
+    }
+
+    fn account_index(&self, account: AccountId) -> Result<usize, FailReason> {
+        match usize::try_from(account) {
+            Ok(index) if index < self.balances.len() => Ok(index),
+            _ => Err(FailReason::AccountLimitExceeded),
+        }
+    }
+
+    fn check_duplicate(&self, user_ref: u64) -> Result<(), FailReason> {
+        if user_ref == 0 {
+            return Ok(());
+        }
+        match self.dedup.find(user_ref) {
+            Some(original_tx_id) => Err(FailReason::Duplicate { original_tx_id }),
+            None => Ok(()),
+        }
+    }
+
+    fn check_single(
+        &self,
+        account: AccountId,
+        amount: u64,
+        user_ref: u64,
+    ) -> Result<(), FailReason> {
+        check_amount(amount)?;
+        if account == SYSTEM_ACCOUNT {
+            return Err(FailReason::InvalidOperation);
+        }
+        self.account_index(account)?;
+        self.check_duplicate(user_ref)
+    }
+
+    fn check_transfer(
+        &self,
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+        user_ref: u64,
+    ) -> Result<(), FailReason> {
+        check_amount(amount)?;
+        self.account_index(from)?;
+        self.account_index(to)?;
+        self.check_duplicate(user_ref)
+    }
+
+    fn check_composite(&self, composite: &CompositeOperation) -> Result<(), FailReason> {
+        if composite.flags & !CompositeOperation::FLAGS_KNOWN != 0 || composite.steps.is_empty() {
+            return Err(FailReason::InvalidOperation);
+        }
+        if composite.steps.len() > COMPOSITE_STEPS_MAX {
+            return Err(FailReason::EntryLimitExceeded);
+        }
+        // At most 255 amounts below 2^63 each: the sums cannot overflow a u128.
+        let (mut credited, mut debited) = (0u128, 0u128);
+        for step in &composite.steps {
+            let (account, amount) = match *step {
+                Step::Credit { account_id, amount } => {
+                    credited += amount as u128;
+                    (account_id, amount)
+                }
+                Step::Debit { account_id, amount } => {
+                    debited += amount as u128;
+                    (account_id, amount)
+                }
+            };
+            check_amount(amount)?;
+            self.account_index(account)?;
+        }
+        if credited != debited {
+            return Err(FailReason::ZeroSumViolation);
+        }
+        self.check_duplicate(composite.user_ref)
+    }
+
+    fn deposit(
+        &mut self,
+        account: AccountId,
+        amount: u64,
+        entries: &mut Vec<Entry>,
+    ) -> Result<(), FailReason> {
+        let to = self.account_index(account)?;
+        let delta = amount as i64; // amount <= AMOUNT_MAX, checked
+        let system_after = self.balances[0]
+            .checked_sub(delta)
+            .ok_or(FailReason::BalanceOverflow)?;
+        let to_after = self.balances[to]
+            .checked_add(delta)
+            .ok_or(FailReason::BalanceOverflow)?;
+        self.balances[0] = system_after;
+        self.balances[to] = to_after;
+        entries.push(credit(SYSTEM_ACCOUNT, amount, system_after));
+        entries.push(debit(account, amount, to_after));
+        Ok(())
+    }
+
+    fn withdraw(
+        &mut self,
+        account: AccountId,
+        amount: u64,
+        entries: &mut Vec<Entry>,
+    ) -> Result<(), FailReason> {
+        let from = self.account_index(account)?;
+        let delta = amount as i64;
+        if self.balances[from] < delta {
+            return Err(FailReason::InsufficientFunds);
+        }
+        let from_after = self.balances[from] - delta; // >= 0, cannot overflow
+        let system_after = self.balances[0]
+            .checked_add(delta)
+            .ok_or(FailReason::BalanceOverflow)?;
+        self.balances[from] = from_after;
+        self.balances[0] = system_after;
+        entries.push(credit(account, amount, from_after));
+        entries.push(debit(SYSTEM_ACCOUNT, amount, system_after));
+        Ok(())
+    }
+
+    fn transfer(
+        &mut self,
+        from_account: AccountId,
+        to_account: AccountId,
+        amount: u64,
+        entries: &mut Vec<Entry>,
+    ) -> Result<(), FailReason> {
+        let from = self.account_index(from_account)?;
+        let to = self.account_index(to_account)?;
+        if from == to {
+            return Ok(()); // Moving funds to the same account changes nothing.
+        }
+        let delta = amount as i64;
+        if from_account != SYSTEM_ACCOUNT && self.balances[from] < delta {
+            return Err(FailReason::InsufficientFunds);
+        }
+        let from_after = self.balances[from]
+            .checked_sub(delta)
+            .ok_or(FailReason::BalanceOverflow)?;
+        let to_after = self.balances[to]
+            .checked_add(delta)
+            .ok_or(FailReason::BalanceOverflow)?;
+        self.balances[from] = from_after;
+        self.balances[to] = to_after;
+        entries.push(credit(from_account, amount, from_after));
+        entries.push(debit(to_account, amount, to_after));
+        Ok(())
+    }
+
+    /// Applies the steps in order (each intermediate balance must fit an `i64`), then
+    /// checks the negative-balance flag; any failure rolls every step back.
+    fn composite(
+        &mut self,
+        composite: &CompositeOperation,
+        entries: &mut Vec<Entry>,
+    ) -> Result<(), FailReason> {
+        let entries_before = entries.len();
+        self.undo.clear();
+        let result = self.apply_steps(composite, entries);
+        if result.is_err() {
+            for &(index, before) in self.undo.iter().rev() {
+                self.balances[index] = before;
+            }
+            entries.truncate(entries_before);
+        }
+        result
+    }
+
+    fn apply_steps(
+        &mut self,
+        composite: &CompositeOperation,
+        entries: &mut Vec<Entry>,
+    ) -> Result<(), FailReason> {
+        for step in &composite.steps {
+            let (account_id, amount, kind) = match *step {
+                Step::Credit { account_id, amount } => (account_id, amount, EntryKind::Credit),
+                Step::Debit { account_id, amount } => (account_id, amount, EntryKind::Debit),
+            };
+            let index = self.account_index(account_id)?;
+            let before = self.balances[index];
+            let after = match kind {
+                EntryKind::Credit => before.checked_sub(amount as i64),
+                EntryKind::Debit => before.checked_add(amount as i64),
+            }
+            .ok_or(FailReason::BalanceOverflow)?;
+            self.undo.push((index, before));
+            self.balances[index] = after;
+            entries.push(Entry {
+                account_id,
+                amount,
+                kind,
+                balance_after: after,
+            });
+        }
+        if composite.flags & CompositeOperation::CHECK_NEGATIVE_BALANCE != 0 {
+            let overdrawn = self
+                .undo
+                .iter()
+                .any(|&(index, _)| index != SYSTEM_ACCOUNT as usize && self.balances[index] < 0);
+            if overdrawn {
+                return Err(FailReason::InsufficientFunds);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies committed entries to a balance table, checking each recorded balance.
+/// Recovery relies on this reproducing the executor's balances exactly.
+pub fn apply_entries(
+    balances: &mut [i64],
+    tx_id: TxId,
+    entries: &[Entry],
+) -> Result<(), ReplayError> {
+    let mut net: i128 = 0;
+    for entry in entries {
+        let slot = usize::try_from(entry.account_id)
+            .ok()
+            .and_then(|index| balances.get_mut(index))
+            .ok_or(ReplayError::AccountOutOfRange {
+                tx_id,
+                account_id: entry.account_id,
+            })?;
+        let computed = *slot as i128 + entry.delta();
+        if computed != entry.balance_after as i128 {
+            return Err(ReplayError::BalanceMismatch {
+                tx_id,
+                account_id: entry.account_id,
+                computed,
+                recorded: entry.balance_after,
+            });
+        }
+        *slot = entry.balance_after;
+        net += entry.delta();
+    }
+    if net != 0 {
+        return Err(ReplayError::NotZeroSum { tx_id });
+    }
+    Ok(())
+}
+
+fn check_amount(amount: u64) -> Result<(), FailReason> {
+    if amount == 0 || amount > AMOUNT_MAX {
+        return Err(FailReason::InvalidOperation);
+    }
+    Ok(())
+}
+
+fn credit(account_id: AccountId, amount: u64, balance_after: i64) -> Entry {
+    Entry {
+        account_id,
+        amount,
+        kind: EntryKind::Credit,
+        balance_after,
+    }
+}
+
+fn debit(account_id: AccountId, amount: u64, balance_after: i64) -> Entry {
+    Entry {
+        account_id,
+        amount,
+        kind: EntryKind::Debit,
+        balance_after,
+    }
+}
+
+/// A zeroed table from the allocator's zeroed pages: at 100M accounts (800 MB) nothing is
+/// touched until used, and an impossible size is an error, not an abort.
+fn zeroed_balances(max_accounts: u64) -> Result<Vec<i64>, ConfigError> {
+    if max_accounts == 0 {
+        return Err(ConfigError::NoAccounts);
+    }
+    if max_accounts > ACCOUNTS_MAX_LIMIT {
+        return Err(ConfigError::TooManyAccounts {
+            requested: max_accounts,
+            limit: ACCOUNTS_MAX_LIMIT,
+        });
+    }
+    let bytes = max_accounts * size_of::<i64>() as u64;
+    let out_of_memory = ConfigError::OutOfMemory { bytes };
+    let len = usize::try_from(max_accounts).map_err(|_| out_of_memory.clone())?;
+    let layout = Layout::array::<i64>(len).map_err(|_| out_of_memory.clone())?;
+    // SAFETY: `layout` has a non-zero size (len >= 1) and i64's alignment.
+    let ptr = unsafe { alloc::alloc_zeroed(layout) }.cast::<i64>();
+    if ptr.is_null() {
+        return Err(out_of_memory);
+    }
+    // SAFETY: `ptr` was allocated by the global allocator with the layout of `[i64; len]`,
+    // all of its bytes are zero (a valid i64), and capacity == len matches that layout.
+    Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
+}

@@ -1,0 +1,657 @@
+//! Every rule and every fail reason of the state machine, through the public API.
+
+use ledger_core::transaction::{
+    AMOUNT_MAX, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind, FailReason, Operation,
+    Outcome, Step, UserFailCode,
+};
+use ledger_core::transactor::{
+    ACCOUNTS_MAX_LIMIT, ConfigError, ReplayError, Transactor, TransactorConfig,
+};
+
+const SECOND: u64 = 1_000_000_000;
+
+/// A transactor plus the bookkeeping every test repeats: the next id and time, the entries.
+struct Harness {
+    transactor: Transactor,
+    next_tx_id: u64,
+    now_ns: u64,
+    entries: Vec<Entry>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(TransactorConfig {
+            max_accounts: 100,
+            dedup_window_ns: 10 * SECOND,
+        })
+    }
+
+    fn with(config: TransactorConfig) -> Harness {
+        Harness {
+            transactor: Transactor::new(config).expect("valid config"),
+            next_tx_id: 1,
+            now_ns: 1_000 * SECOND,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Executes at the current time; returns the outcome and this transaction's entries.
+    fn run(&mut self, operation: Operation) -> (Outcome, Vec<Entry>) {
+        self.entries.clear();
+        let tx_id = self.next_tx_id;
+        self.next_tx_id += 1;
+        let outcome = self
+            .transactor
+            .execute(tx_id, self.now_ns, &operation, &mut self.entries);
+        assert_eq!(
+            self.transactor.balance_sum(),
+            0,
+            "zero-sum after tx {tx_id}"
+        );
+        (outcome, self.entries.clone())
+    }
+
+    fn outcome(&mut self, operation: Operation) -> Outcome {
+        self.run(operation).0
+    }
+
+    fn rejects(&mut self, operation: Operation, reason: FailReason) {
+        let before = self.transactor.balances().to_vec();
+        let (outcome, entries) = self.run(operation);
+        assert_eq!(outcome, Outcome::Rejected(reason));
+        assert!(entries.is_empty(), "a rejection appends no entries");
+        assert_eq!(
+            self.transactor.balances(),
+            &before[..],
+            "a rejection changes nothing"
+        );
+    }
+
+    fn balance(&self, account: u64) -> i64 {
+        self.transactor.balance(account).expect("account in range")
+    }
+
+    fn deposit(&mut self, account: u64, amount: u64) {
+        let outcome = self.outcome(deposit(account, amount, 0));
+        assert_eq!(outcome, Outcome::Committed);
+    }
+}
+
+fn deposit(account: u64, amount: u64, user_ref: u64) -> Operation {
+    Operation::Deposit {
+        account,
+        amount,
+        user_ref,
+    }
+}
+
+fn withdrawal(account: u64, amount: u64) -> Operation {
+    Operation::Withdrawal {
+        account,
+        amount,
+        user_ref: 0,
+    }
+}
+
+fn transfer(from: u64, to: u64, amount: u64) -> Operation {
+    Operation::Transfer {
+        from,
+        to,
+        amount,
+        user_ref: 0,
+    }
+}
+
+fn composite(steps: Vec<Step>, flags: u32) -> Operation {
+    Operation::Composite(Box::new(CompositeOperation {
+        steps,
+        flags,
+        user_ref: 0,
+    }))
+}
+
+fn credit(account_id: u64, amount: u64) -> Step {
+    Step::Credit { account_id, amount }
+}
+
+fn debit(account_id: u64, amount: u64) -> Step {
+    Step::Debit { account_id, amount }
+}
+
+fn entry(account_id: u64, amount: u64, kind: EntryKind, balance_after: i64) -> Entry {
+    Entry {
+        account_id,
+        amount,
+        kind,
+        balance_after,
+    }
+}
+
+#[test]
+fn deposit_moves_funds_from_the_system_account() {
+    let mut h = Harness::new();
+    let (outcome, entries) = h.run(deposit(7, 1000, 0));
+    assert_eq!(outcome, Outcome::Committed);
+    assert_eq!(
+        entries,
+        vec![
+            entry(0, 1000, EntryKind::Credit, -1000),
+            entry(7, 1000, EntryKind::Debit, 1000),
+        ]
+    );
+    assert_eq!(h.balance(7), 1000);
+    assert_eq!(h.balance(0), -1000);
+}
+
+#[test]
+fn withdrawal_moves_funds_to_the_system_account() {
+    let mut h = Harness::new();
+    h.deposit(3, 500);
+    let (outcome, entries) = h.run(withdrawal(3, 200));
+    assert_eq!(outcome, Outcome::Committed);
+    assert_eq!(
+        entries,
+        vec![
+            entry(3, 200, EntryKind::Credit, 300),
+            entry(0, 200, EntryKind::Debit, -300),
+        ]
+    );
+}
+
+#[test]
+fn withdrawal_may_empty_an_account_but_not_overdraw_it() {
+    let mut h = Harness::new();
+    h.deposit(3, 500);
+    h.rejects(withdrawal(3, 501), FailReason::InsufficientFunds);
+    assert_eq!(h.outcome(withdrawal(3, 500)), Outcome::Committed);
+    assert_eq!(h.balance(3), 0);
+    h.rejects(withdrawal(3, 1), FailReason::InsufficientFunds);
+}
+
+#[test]
+fn transfer_moves_funds_between_accounts() {
+    let mut h = Harness::new();
+    h.deposit(1, 100);
+    let (outcome, entries) = h.run(transfer(1, 2, 60));
+    assert_eq!(outcome, Outcome::Committed);
+    assert_eq!(
+        entries,
+        vec![
+            entry(1, 60, EntryKind::Credit, 40),
+            entry(2, 60, EntryKind::Debit, 60),
+        ]
+    );
+    h.rejects(transfer(1, 2, 41), FailReason::InsufficientFunds);
+}
+
+#[test]
+fn transfer_from_an_untouched_account_is_insufficient_funds() {
+    let mut h = Harness::new();
+    h.rejects(transfer(5, 6, 1), FailReason::InsufficientFunds);
+}
+
+#[test]
+fn transfer_to_self_is_a_committed_no_op() {
+    let mut h = Harness::new();
+    // Even more than the balance: nothing moves, so nothing can be overdrawn.
+    let (outcome, entries) = h.run(transfer(4, 4, 10));
+    assert_eq!(outcome, Outcome::Committed);
+    assert!(entries.is_empty());
+    assert_eq!(h.balance(4), 0);
+}
+
+#[test]
+fn the_system_account_may_go_negative_in_a_transfer() {
+    let mut h = Harness::new();
+    assert_eq!(h.outcome(transfer(0, 9, 70)), Outcome::Committed);
+    assert_eq!(h.balance(0), -70);
+    assert_eq!(h.balance(9), 70);
+}
+
+#[test]
+fn deposit_to_or_withdrawal_from_the_system_account_is_invalid() {
+    let mut h = Harness::new();
+    h.rejects(deposit(0, 5, 0), FailReason::InvalidOperation);
+    h.rejects(withdrawal(0, 5), FailReason::InvalidOperation);
+}
+
+#[test]
+fn zero_amounts_are_invalid() {
+    let mut h = Harness::new();
+    h.deposit(1, 10);
+    h.rejects(deposit(1, 0, 0), FailReason::InvalidOperation);
+    h.rejects(withdrawal(1, 0), FailReason::InvalidOperation);
+    h.rejects(transfer(1, 2, 0), FailReason::InvalidOperation);
+    h.rejects(
+        composite(vec![credit(1, 0), debit(2, 0)], 0),
+        FailReason::InvalidOperation,
+    );
+}
+
+#[test]
+fn amounts_above_i64_max_are_invalid() {
+    let mut h = Harness::new();
+    let too_big = AMOUNT_MAX + 1;
+    h.rejects(deposit(1, too_big, 0), FailReason::InvalidOperation);
+    h.rejects(deposit(1, u64::MAX, 0), FailReason::InvalidOperation);
+    h.rejects(withdrawal(1, too_big), FailReason::InvalidOperation);
+    h.rejects(transfer(0, 1, too_big), FailReason::InvalidOperation);
+    h.rejects(
+        composite(vec![credit(1, too_big), debit(2, too_big)], 0),
+        FailReason::InvalidOperation,
+    );
+    // The largest amount itself is fine.
+    h.deposit(1, AMOUNT_MAX);
+    assert_eq!(h.balance(1), i64::MAX);
+}
+
+#[test]
+fn account_ids_at_or_above_max_accounts_are_rejected() {
+    let mut h = Harness::new(); // max_accounts = 100
+    h.deposit(99, 10);
+    h.rejects(deposit(100, 10, 0), FailReason::AccountLimitExceeded);
+    h.rejects(deposit(u64::MAX, 10, 0), FailReason::AccountLimitExceeded);
+    h.rejects(withdrawal(100, 1), FailReason::AccountLimitExceeded);
+    h.rejects(transfer(99, 100, 1), FailReason::AccountLimitExceeded);
+    h.rejects(transfer(100, 99, 1), FailReason::AccountLimitExceeded);
+    h.rejects(
+        composite(vec![credit(99, 1), debit(u64::MAX, 1)], 0),
+        FailReason::AccountLimitExceeded,
+    );
+    assert_eq!(h.transactor.balance(100), None);
+}
+
+#[test]
+fn composite_applies_every_step_atomically() {
+    let mut h = Harness::new();
+    h.deposit(1, 1000);
+    // A transfer plus its fee, as one transaction.
+    let steps = vec![credit(1, 110), debit(2, 100), debit(50, 10)];
+    let (outcome, entries) = h.run(composite(steps, CompositeOperation::CHECK_NEGATIVE_BALANCE));
+    assert_eq!(outcome, Outcome::Committed);
+    assert_eq!(
+        entries,
+        vec![
+            entry(1, 110, EntryKind::Credit, 890),
+            entry(2, 100, EntryKind::Debit, 100),
+            entry(50, 10, EntryKind::Debit, 10),
+        ]
+    );
+}
+
+#[test]
+fn composite_may_go_negative_without_the_flag() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.outcome(composite(vec![credit(1, 30), debit(2, 30)], 0)),
+        Outcome::Committed
+    );
+    assert_eq!(h.balance(1), -30);
+}
+
+#[test]
+fn composite_with_the_flag_may_not_end_negative() {
+    let mut h = Harness::new();
+    h.deposit(1, 20);
+    h.rejects(
+        composite(
+            vec![credit(1, 30), debit(2, 30)],
+            CompositeOperation::CHECK_NEGATIVE_BALANCE,
+        ),
+        FailReason::InsufficientFunds,
+    );
+    // Dipping below zero between steps is fine if the account ends non-negative.
+    let steps = vec![credit(1, 30), debit(1, 10), debit(2, 20)];
+    assert_eq!(
+        h.outcome(composite(steps, CompositeOperation::CHECK_NEGATIVE_BALANCE)),
+        Outcome::Committed
+    );
+    assert_eq!(h.balance(1), 0);
+}
+
+#[test]
+fn composite_flag_does_not_apply_to_the_system_account() {
+    let mut h = Harness::new();
+    let steps = vec![credit(0, 5), debit(1, 5)];
+    assert_eq!(
+        h.outcome(composite(steps, CompositeOperation::CHECK_NEGATIVE_BALANCE)),
+        Outcome::Committed
+    );
+    assert_eq!(h.balance(0), -5);
+}
+
+#[test]
+fn composite_credits_must_equal_debits() {
+    let mut h = Harness::new();
+    h.rejects(
+        composite(vec![credit(1, 10), debit(2, 9)], 0),
+        FailReason::ZeroSumViolation,
+    );
+    h.rejects(
+        composite(vec![debit(2, 9)], 0),
+        FailReason::ZeroSumViolation,
+    );
+}
+
+#[test]
+fn composite_sums_of_huge_amounts_do_not_wrap() {
+    let mut h = Harness::new();
+    // Two credits of i64::MAX sum to more than u64 can hold in i64 terms; the debits
+    // match exactly, but applying them would overflow: rejected with a reason.
+    let steps = vec![
+        credit(1, AMOUNT_MAX),
+        credit(1, AMOUNT_MAX),
+        debit(2, AMOUNT_MAX),
+        debit(3, AMOUNT_MAX),
+    ];
+    h.rejects(composite(steps, 0), FailReason::BalanceOverflow);
+}
+
+#[test]
+fn composite_step_limit_is_255() {
+    let mut h = Harness::new();
+    let mut steps = vec![credit(1, 254)];
+    steps.extend((0..254).map(|i| debit(2 + i % 90, 1)));
+    assert_eq!(steps.len(), COMPOSITE_STEPS_MAX);
+    assert_eq!(h.outcome(composite(steps.clone(), 0)), Outcome::Committed);
+    steps[0] = credit(1, 255);
+    steps.push(debit(2, 1));
+    h.rejects(composite(steps, 0), FailReason::EntryLimitExceeded);
+}
+
+#[test]
+fn empty_composite_and_unknown_flags_are_invalid() {
+    let mut h = Harness::new();
+    h.rejects(composite(vec![], 0), FailReason::InvalidOperation);
+    for flags in [0x2, 0x80, 0x8000_0000, u32::MAX] {
+        h.rejects(
+            composite(vec![credit(1, 1), debit(2, 1)], flags),
+            FailReason::InvalidOperation,
+        );
+    }
+}
+
+#[test]
+fn a_failing_step_rolls_back_the_steps_before_it() {
+    let mut h = Harness::new();
+    h.deposit(2, AMOUNT_MAX);
+    // Steps 1 and 2 apply, step 3 would overflow account 2: all three are undone.
+    let steps = vec![credit(1, 7), debit(3, 7), debit(2, 1), credit(4, 1)];
+    h.rejects(composite(steps, 0), FailReason::BalanceOverflow);
+    assert_eq!(h.balance(1), 0);
+    assert_eq!(h.balance(3), 0);
+    assert_eq!(h.balance(2), i64::MAX);
+}
+
+#[test]
+fn balances_that_would_overflow_are_rejected_not_wrapped() {
+    let mut h = Harness::new();
+    h.deposit(1, AMOUNT_MAX);
+    h.rejects(deposit(1, 1, 0), FailReason::BalanceOverflow);
+    // The system account is now at -i64::MAX; one more unit fits, then it is full.
+    h.deposit(2, 1);
+    assert_eq!(h.balance(0), i64::MIN);
+    h.rejects(deposit(3, 1, 0), FailReason::BalanceOverflow);
+    h.rejects(transfer(0, 3, 1), FailReason::BalanceOverflow);
+    // A transfer into a full account.
+    h.rejects(transfer(2, 1, 1), FailReason::BalanceOverflow);
+}
+
+#[test]
+fn withdrawal_into_a_full_system_account_is_an_overflow() {
+    let mut h = Harness::new();
+    // Fill the system account to i64::MAX with composites (which may overdraw), leaving
+    // account 1 with one unit to withdraw.
+    let fill = |account| composite(vec![credit(account, AMOUNT_MAX), debit(0, AMOUNT_MAX)], 0);
+    assert_eq!(h.outcome(fill(5)), Outcome::Committed);
+    h.deposit(1, 1);
+    assert_eq!(
+        h.outcome(composite(vec![credit(6, 1), debit(0, 1)], 0)),
+        Outcome::Committed
+    );
+    assert_eq!(h.balance(0), i64::MAX);
+    h.rejects(withdrawal(1, 1), FailReason::BalanceOverflow);
+}
+
+#[test]
+fn duplicate_user_ref_within_the_window_is_rejected_with_the_original_id() {
+    let mut h = Harness::new();
+    assert_eq!(h.outcome(deposit(1, 10, 42)), Outcome::Committed); // tx 1
+    h.now_ns += 9 * SECOND;
+    h.rejects(
+        deposit(1, 10, 42),
+        FailReason::Duplicate { original_tx_id: 1 },
+    );
+    // Any kind of operation with the same reference is the same request.
+    h.rejects(
+        Operation::Transfer {
+            from: 1,
+            to: 2,
+            amount: 1,
+            user_ref: 42,
+        },
+        FailReason::Duplicate { original_tx_id: 1 },
+    );
+    h.rejects(
+        Operation::Composite(Box::new(CompositeOperation {
+            steps: vec![credit(1, 1), debit(2, 1)],
+            flags: 0,
+            user_ref: 42,
+        })),
+        FailReason::Duplicate { original_tx_id: 1 },
+    );
+}
+
+#[test]
+fn user_ref_is_forgotten_once_the_window_has_passed() {
+    let mut h = Harness::new();
+    let start = h.now_ns;
+    assert_eq!(h.outcome(deposit(1, 10, 42)), Outcome::Committed);
+    h.now_ns = start + 10 * SECOND - 1;
+    h.rejects(
+        deposit(1, 10, 42),
+        FailReason::Duplicate { original_tx_id: 1 },
+    );
+    h.now_ns = start + 10 * SECOND;
+    assert_eq!(h.outcome(deposit(1, 10, 42)), Outcome::Committed);
+    assert_eq!(h.balance(1), 20);
+}
+
+#[test]
+fn user_ref_zero_opts_out_of_deduplication() {
+    let mut h = Harness::new();
+    for _ in 0..3 {
+        assert_eq!(h.outcome(deposit(1, 10, 0)), Outcome::Committed);
+    }
+    assert_eq!(h.balance(1), 30);
+    assert!(h.transactor.dedup().is_empty());
+}
+
+#[test]
+fn a_rejected_operation_does_not_claim_its_user_ref() {
+    let mut h = Harness::new();
+    let pay = Operation::Transfer {
+        from: 1,
+        to: 2,
+        amount: 50,
+        user_ref: 7,
+    };
+    h.rejects(pay.clone(), FailReason::InsufficientFunds);
+    h.deposit(1, 50);
+    // The retry of the failed request is not a duplicate: it executes, once.
+    assert_eq!(h.outcome(pay.clone()), Outcome::Committed);
+    h.rejects(pay, FailReason::Duplicate { original_tx_id: 3 });
+}
+
+#[test]
+fn time_never_runs_backwards_inside_the_state_machine() {
+    let mut h = Harness::new();
+    assert_eq!(h.outcome(deposit(1, 10, 42)), Outcome::Committed);
+    h.now_ns += 20 * SECOND;
+    assert_eq!(h.outcome(deposit(1, 10, 43)), Outcome::Committed);
+    // A late timestamp (producers race to the sequencer) counts as the latest time seen.
+    h.now_ns -= 20 * SECOND;
+    assert_eq!(h.outcome(deposit(1, 10, 42)), Outcome::Committed);
+    h.rejects(
+        deposit(1, 10, 43),
+        FailReason::Duplicate { original_tx_id: 2 },
+    );
+}
+
+#[test]
+fn fail_reason_codes_are_stable() {
+    let standard = [
+        (FailReason::InsufficientFunds, 1),
+        (FailReason::AccountNotFound, 2),
+        (FailReason::ZeroSumViolation, 3),
+        (FailReason::EntryLimitExceeded, 4),
+        (FailReason::InvalidOperation, 5),
+        (FailReason::AccountLimitExceeded, 6),
+        (FailReason::Duplicate { original_tx_id: 9 }, 7),
+        (FailReason::BalanceOverflow, 8),
+    ];
+    for (reason, code) in standard {
+        assert_eq!(reason.code(), code);
+        assert_eq!(FailReason::from_code(code, 9), Some(reason));
+    }
+    for code in 128..=255u8 {
+        let reason = FailReason::from_code(code, 0).expect("user-defined range");
+        assert_eq!(
+            reason,
+            FailReason::UserDefined(UserFailCode::new(code).unwrap())
+        );
+        assert_eq!(reason.code(), code);
+    }
+    for code in (0..1).chain(9..128u8) {
+        assert_eq!(
+            FailReason::from_code(code, 0),
+            None,
+            "code {code} is unassigned"
+        );
+    }
+    assert_eq!(UserFailCode::new(127), None);
+}
+
+#[test]
+fn config_is_validated() {
+    let config = |max_accounts| TransactorConfig {
+        max_accounts,
+        ..TransactorConfig::default()
+    };
+    assert_eq!(
+        Transactor::new(config(0)).unwrap_err(),
+        ConfigError::NoAccounts
+    );
+    assert_eq!(
+        Transactor::new(config(ACCOUNTS_MAX_LIMIT + 1)).unwrap_err(),
+        ConfigError::TooManyAccounts {
+            requested: ACCOUNTS_MAX_LIMIT + 1,
+            limit: ACCOUNTS_MAX_LIMIT
+        }
+    );
+    let defaults = TransactorConfig::default();
+    assert_eq!(defaults.max_accounts, 1_000_000);
+    assert_eq!(defaults.dedup_window_ns, 10 * SECOND);
+}
+
+#[test]
+fn one_hundred_million_accounts_work() {
+    let mut h = Harness::with(TransactorConfig {
+        max_accounts: 100_000_000,
+        ..TransactorConfig::default()
+    });
+    h.deposit(99_999_999, 5);
+    assert_eq!(h.outcome(transfer(99_999_999, 1, 5)), Outcome::Committed);
+    assert_eq!(h.balance(1), 5);
+    h.rejects(deposit(100_000_000, 5, 0), FailReason::AccountLimitExceeded);
+}
+
+#[test]
+fn replaying_entries_reproduces_the_balances_and_the_window() {
+    let mut h = Harness::new();
+    let mut log = Vec::new();
+    let ops = [
+        deposit(1, 100, 1),
+        transfer(1, 2, 30),
+        withdrawal(2, 50),
+        composite(vec![credit(2, 30), debit(3, 20), debit(4, 10)], 0),
+        deposit(1, 5, 1),
+    ];
+    for op in ops {
+        let tx_id = h.next_tx_id;
+        let (outcome, entries) = h.run(op.clone());
+        log.push((tx_id, h.now_ns, op.user_ref(), outcome, entries));
+        h.now_ns += SECOND;
+    }
+    let mut replica = Transactor::new(TransactorConfig {
+        max_accounts: 100,
+        dedup_window_ns: 10 * SECOND,
+    })
+    .unwrap();
+    for (tx_id, timestamp_ns, user_ref, outcome, entries) in &log {
+        replica
+            .replay(*tx_id, *timestamp_ns, *user_ref, *outcome, entries)
+            .unwrap();
+    }
+    assert_eq!(replica.balances(), h.transactor.balances());
+    assert_eq!(replica.last_tx_id(), h.transactor.last_tx_id());
+    assert_eq!(
+        replica.dedup().entries().collect::<Vec<_>>(),
+        h.transactor.dedup().entries().collect::<Vec<_>>()
+    );
+    // The rebuilt window still rejects the duplicate.
+    let mut entries = Vec::new();
+    assert_eq!(
+        replica.execute(99, h.now_ns, &deposit(1, 1, 1), &mut entries),
+        Outcome::Rejected(FailReason::Duplicate { original_tx_id: 1 })
+    );
+}
+
+#[test]
+fn replay_refuses_entries_that_do_not_add_up() {
+    let fresh = || Transactor::new(TransactorConfig::default()).unwrap();
+    let good = [
+        entry(0, 10, EntryKind::Credit, -10),
+        entry(1, 10, EntryKind::Debit, 10),
+    ];
+    let mut wrong_balance = good;
+    wrong_balance[1].balance_after = 11;
+    assert_eq!(
+        fresh().replay(1, 0, 0, Outcome::Committed, &wrong_balance),
+        Err(ReplayError::BalanceMismatch {
+            tx_id: 1,
+            account_id: 1,
+            computed: 10,
+            recorded: 11
+        })
+    );
+    let unbalanced = [entry(1, 10, EntryKind::Debit, 10)];
+    assert_eq!(
+        fresh().replay(1, 0, 0, Outcome::Committed, &unbalanced),
+        Err(ReplayError::NotZeroSum { tx_id: 1 })
+    );
+    let out_of_range = [entry(u64::MAX, 10, EntryKind::Debit, 10)];
+    assert_eq!(
+        fresh().replay(1, 0, 0, Outcome::Committed, &out_of_range),
+        Err(ReplayError::AccountOutOfRange {
+            tx_id: 1,
+            account_id: u64::MAX
+        })
+    );
+    let rejected = Outcome::Rejected(FailReason::InsufficientFunds);
+    assert_eq!(
+        fresh().replay(1, 0, 0, rejected, &good),
+        Err(ReplayError::RejectedWithEntries { tx_id: 1 })
+    );
+    let mut transactor = fresh();
+    transactor
+        .replay(5, 0, 0, Outcome::Committed, &good)
+        .unwrap();
+    assert_eq!(
+        transactor.replay(5, 0, 0, rejected, &[]),
+        Err(ReplayError::NotIncreasing {
+            tx_id: 5,
+            last_tx_id: 5
+        })
+    );
+}
