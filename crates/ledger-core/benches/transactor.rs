@@ -1,1 +1,188 @@
-fn main() {}
+//! Cost of executing one operation in the state machine, beside its floor: a bare
+//! two-element read-modify-write on an `i64` array of the same size at the same indices.
+//!
+//! `cargo bench -p ledger-core --bench transactor`
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ledger_core::transaction::{Entry, Operation};
+use ledger_core::transactor::{Transactor, TransactorConfig};
+
+/// Operations per measured iteration.
+const BATCH: usize = 1024;
+/// Pre-generated operations, cycled through (larger than any cache level at 10M accounts).
+const OPS: usize = 1 << 20;
+const ACCOUNT_COUNTS: [u64; 3] = [1_000, 1_000_000, 10_000_000];
+
+/// SplitMix64: a tiny deterministic generator, so every run measures the same inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A non-system account in `1..accounts`.
+    fn account(&mut self, accounts: u64) -> u64 {
+        1 + self.next() % (accounts - 1)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// Both accounts uniformly random.
+    Uniform,
+    /// Every transfer leaves account 1 (a merchant payout or house account).
+    HotSource,
+}
+
+fn transfers(accounts: u64, shape: Shape) -> Vec<(u64, u64, u64)> {
+    let mut rng = Rng(accounts);
+    (0..OPS)
+        .map(|_| {
+            let from = match shape {
+                Shape::Uniform => rng.account(accounts),
+                Shape::HotSource => 1,
+            };
+            let to = rng.account(accounts);
+            (from, to, 1 + rng.next() % 100)
+        })
+        .collect()
+}
+
+/// A transactor whose every account holds enough to never be rejected during the bench.
+fn funded(accounts: u64) -> (Transactor, u64) {
+    let mut transactor = Transactor::new(TransactorConfig {
+        max_accounts: accounts,
+        ..TransactorConfig::default()
+    })
+    .unwrap();
+    let mut entries = Vec::new();
+    let mut tx_id = 0;
+    for account in 1..accounts {
+        tx_id += 1;
+        let amount = if account == 1 { 1 << 60 } else { 1 << 40 };
+        let deposit = Operation::Deposit {
+            account,
+            amount,
+            user_ref: 0,
+        };
+        transactor.execute(tx_id, 0, &deposit, &mut entries);
+        entries.clear();
+    }
+    (transactor, tx_id)
+}
+
+fn bench_execute(c: &mut Criterion) {
+    for accounts in ACCOUNT_COUNTS {
+        let mut group = c.benchmark_group(format!("execute/{accounts}_accounts"));
+        group.throughput(Throughput::Elements(BATCH as u64));
+        for (name, shape) in [("uniform", Shape::Uniform), ("hot", Shape::HotSource)] {
+            let moves = transfers(accounts, shape);
+
+            let mut floor = vec![1i64 << 40; accounts as usize];
+            let mut at = 0;
+            group.bench_function(BenchmarkId::new("floor_rmw", name), |b| {
+                b.iter(|| {
+                    for &(from, to, amount) in &moves[at..at + BATCH] {
+                        let amount = black_box(amount) as i64;
+                        floor[from as usize] -= amount;
+                        floor[to as usize] += amount;
+                    }
+                    at = (at + BATCH) % OPS;
+                })
+            });
+            black_box(&floor);
+
+            let ops: Vec<Operation> = moves
+                .iter()
+                .map(|&(from, to, amount)| Operation::Transfer {
+                    from,
+                    to,
+                    amount,
+                    user_ref: 0,
+                })
+                .collect();
+            let (mut transactor, mut tx_id) = funded(accounts);
+            let mut entries: Vec<Entry> = Vec::with_capacity(2 * BATCH);
+            let mut at = 0;
+            group.bench_function(BenchmarkId::new("transfer", name), |b| {
+                b.iter(|| {
+                    entries.clear();
+                    for op in &ops[at..at + BATCH] {
+                        tx_id += 1;
+                        black_box(transactor.execute(tx_id, 0, op, &mut entries));
+                    }
+                    at = (at + BATCH) % OPS;
+                })
+            });
+
+            let deposits: Vec<Operation> = moves
+                .iter()
+                .map(|&(_, to, amount)| Operation::Deposit {
+                    account: to,
+                    amount,
+                    user_ref: 0,
+                })
+                .collect();
+            let mut at = 0;
+            group.bench_function(BenchmarkId::new("deposit", name), |b| {
+                b.iter(|| {
+                    entries.clear();
+                    for op in &deposits[at..at + BATCH] {
+                        tx_id += 1;
+                        black_box(transactor.execute(tx_id, 0, op, &mut entries));
+                    }
+                    at = (at + BATCH) % OPS;
+                })
+            });
+            assert_eq!(transactor.balance_sum(), 0);
+        }
+        group.finish();
+    }
+}
+
+/// Transfers that each carry a unique `user_ref`: the cost of the idempotency window.
+fn bench_dedup(c: &mut Criterion) {
+    let accounts = 1_000_000;
+    let mut group = c.benchmark_group("execute/dedup_1000000_accounts");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let moves = transfers(accounts, Shape::Uniform);
+    let (mut transactor, mut tx_id) = funded(accounts);
+    let mut entries = Vec::with_capacity(2 * BATCH);
+    let mut at = 0;
+    let mut now_ns = 0u64;
+    group.bench_function("transfer_with_user_ref", |b| {
+        b.iter(|| {
+            entries.clear();
+            for &(from, to, amount) in &moves[at..at + BATCH] {
+                tx_id += 1;
+                // 1 us apart: the default 10 s window holds 10M references at steady state.
+                now_ns += 1_000;
+                let op = Operation::Transfer {
+                    from,
+                    to,
+                    amount,
+                    user_ref: tx_id,
+                };
+                black_box(transactor.execute(tx_id, now_ns, &op, &mut entries));
+            }
+            at = (at + BATCH) % OPS;
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3));
+    targets = bench_execute, bench_dedup
+}
+criterion_main!(benches);

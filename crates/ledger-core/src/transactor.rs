@@ -106,9 +106,6 @@ impl Transactor {
     ) -> Outcome {
         self.advance(tx_id, timestamp_ns);
         let user_ref = operation.user_ref();
-        if user_ref != 0 {
-            self.dedup.expire(self.now_ns);
-        }
         let result = match operation {
             Operation::Deposit {
                 account, amount, ..
@@ -166,7 +163,6 @@ impl Transactor {
             Outcome::Committed => {
                 apply_entries(&mut self.balances, tx_id, entries)?;
                 if user_ref != 0 {
-                    self.dedup.expire(self.now_ns);
                     self.dedup.insert(user_ref, tx_id, self.now_ns);
                 }
                 Ok(())
@@ -209,6 +205,8 @@ impl Transactor {
         assert!(tx_id > self.last_tx_id, "transaction ids strictly increase");
         self.last_tx_id = tx_id;
         self.now_ns = self.now_ns.max(timestamp_ns);
+        // Every transaction, executed or replayed, ages the window the same way.
+        self.dedup.expire(self.now_ns);
     }
 
     fn account_index(&self, account: AccountId) -> Result<usize, FailReason> {

@@ -655,3 +655,34 @@ fn replay_refuses_entries_that_do_not_add_up() {
         })
     );
 }
+
+// Found by proptest: a rejected transaction must age the window exactly as its replay does,
+// or a recovered window differs from the live one.
+#[test]
+fn every_transaction_ages_the_window_live_and_in_replay() {
+    let mut h = Harness::new();
+    assert_eq!(h.outcome(deposit(1, 10, 1)), Outcome::Committed);
+    h.now_ns += 10 * SECOND;
+    h.rejects(deposit(0, 10, 2), FailReason::InvalidOperation);
+    assert!(
+        h.transactor.dedup().is_empty(),
+        "expired by the rejected transaction"
+    );
+
+    let mut replica = Transactor::new(TransactorConfig {
+        max_accounts: 100,
+        dedup_window_ns: 10 * SECOND,
+    })
+    .unwrap();
+    let deposit_entries = [
+        entry(0, 10, EntryKind::Credit, -10),
+        entry(1, 10, EntryKind::Debit, 10),
+    ];
+    let start = h.now_ns - 10 * SECOND;
+    replica
+        .replay(1, start, 1, Outcome::Committed, &deposit_entries)
+        .unwrap();
+    let rejected = Outcome::Rejected(FailReason::InvalidOperation);
+    replica.replay(2, h.now_ns, 2, rejected, &[]).unwrap();
+    assert!(replica.dedup().is_empty());
+}
