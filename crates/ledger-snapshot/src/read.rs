@@ -1,0 +1,225 @@
+//! Verifying and loading one snapshot file.
+
+use std::fmt;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapOptions};
+use rkyv::Archive;
+use rkyv::api::high::{HighDeserializer, HighValidator};
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+
+use crate::error::{SnapshotError, io_err};
+use crate::format::{HEADER_BYTES, Header, PAYLOAD_OFFSET, parse_file_name};
+
+/// What verification established about a snapshot file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The sequence number the snapshot is consistent at.
+    pub sequence: u64,
+    /// Length of the rkyv payload.
+    pub payload_bytes: u64,
+    /// Length of the whole file.
+    pub file_bytes: u64,
+    /// crc32c of the payload (verified).
+    pub payload_crc32c: u32,
+}
+
+/// A snapshot file mapped into memory with its header and payload checksum verified.
+struct Verified {
+    map: Mmap,
+    info: SnapshotInfo,
+    payload_len: usize,
+}
+
+impl Verified {
+    fn payload(&self) -> &[u8] {
+        self.map
+            .get(HEADER_BYTES..HEADER_BYTES.saturating_add(self.payload_len))
+            .unwrap_or_default()
+    }
+}
+
+/// Maps `path` and checks everything but the archive: header, name, lengths, checksums.
+fn map_and_verify(path: &Path) -> Result<Verified, SnapshotError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let len_bytes = file.metadata().map_err(io_err(path))?.len();
+    if len_bytes < PAYLOAD_OFFSET {
+        return Err(SnapshotError::Truncated {
+            path: path.to_path_buf(),
+            len_bytes,
+            expected_min_bytes: PAYLOAD_OFFSET,
+        });
+    }
+    // SAFETY: the map is read-only and private to this process. Complete snapshot files
+    // are never modified by this crate (they are written under a temporary name and
+    // renamed into place); the one hazard is another program truncating or rewriting the
+    // file while it is mapped, which the documentation of `Loaded` rules out. Every byte
+    // is checked below before anything is interpreted.
+    let map = unsafe { MmapOptions::new().populate().map(&file) }.map_err(io_err(path))?;
+    let header = Header::decode(path, &map)?;
+
+    if let Some(in_name) = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(parse_file_name)
+        && in_name != header.sequence
+    {
+        return Err(SnapshotError::SequenceMismatch {
+            path: path.to_path_buf(),
+            in_name,
+            in_header: header.sequence,
+        });
+    }
+
+    let actual_len = map.len() as u64;
+    let Some(expected_len) = header.file_bytes() else {
+        return Err(SnapshotError::BadHeader {
+            path: path.to_path_buf(),
+            reason: "payload length overflows a file offset",
+        });
+    };
+    if actual_len < expected_len {
+        return Err(SnapshotError::Truncated {
+            path: path.to_path_buf(),
+            len_bytes: actual_len,
+            expected_min_bytes: expected_len,
+        });
+    }
+    if actual_len > expected_len {
+        return Err(SnapshotError::TrailingBytes {
+            path: path.to_path_buf(),
+            extra_bytes: actual_len - expected_len,
+        });
+    }
+    let Ok(payload_len) = usize::try_from(header.payload_bytes) else {
+        return Err(SnapshotError::TooLarge {
+            path: path.to_path_buf(),
+            payload_bytes: header.payload_bytes,
+        });
+    };
+    let verified = Verified {
+        map,
+        info: SnapshotInfo {
+            sequence: header.sequence,
+            payload_bytes: header.payload_bytes,
+            file_bytes: actual_len,
+            payload_crc32c: header.payload_crc32c,
+        },
+        payload_len,
+    };
+    let actual_crc = crc32c::crc32c(verified.payload());
+    if actual_crc != header.payload_crc32c {
+        return Err(SnapshotError::ChecksumMismatch {
+            path: path.to_path_buf(),
+            expected: header.payload_crc32c,
+            actual: actual_crc,
+        });
+    }
+    Ok(verified)
+}
+
+/// Verifies one snapshot file without knowing its payload type: header, file name,
+/// lengths and both checksums. Does not validate the archive (that needs the type: see
+/// [`open_file`]). Reads the whole file.
+///
+/// Takes no lock and changes nothing, so it is safe to run against a live store's
+/// directory (for the offline CLI).
+pub fn verify_file(path: impl AsRef<Path>) -> Result<SnapshotInfo, SnapshotError> {
+    map_and_verify(path.as_ref()).map(|verified| verified.info)
+}
+
+/// Verifies one snapshot file and validates its payload as an archive of `T`, returning
+/// it memory-mapped: nothing is copied.
+pub fn open_file<T>(path: impl AsRef<Path>) -> Result<Loaded<T>, SnapshotError>
+where
+    T: Archive,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+{
+    let path = path.as_ref();
+    let verified = map_and_verify(path)?;
+    if let Err(source) = rkyv::access::<T::Archived, rancor::Error>(verified.payload()) {
+        return Err(SnapshotError::InvalidArchive {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        verified,
+        _payload: PhantomData,
+    })
+}
+
+/// A verified, validated snapshot, memory-mapped.
+///
+/// [`Loaded::archived`] borrows the archived value straight from the map (zero-copy).
+/// The file must not be modified or truncated by another program while this is alive
+/// (this crate itself never modifies a complete snapshot, and retention only unlinks
+/// files, which leaves existing maps intact).
+pub struct Loaded<T> {
+    path: PathBuf,
+    verified: Verified,
+    _payload: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Loaded<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loaded")
+            .field("path", &self.path)
+            .field("info", &self.verified.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Loaded<T> {
+    /// The sequence number the snapshot is consistent at.
+    #[must_use]
+    pub fn sequence(&self) -> u64 {
+        self.verified.info.sequence
+    }
+
+    /// Sizes and checksum of the file.
+    #[must_use]
+    pub fn info(&self) -> SnapshotInfo {
+        self.verified.info
+    }
+
+    /// The file it was loaded from.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw rkyv payload bytes (16-byte aligned in memory).
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        self.verified.payload()
+    }
+}
+
+impl<T: Archive> Loaded<T> {
+    /// The archived value, borrowed from the memory map.
+    #[must_use]
+    pub fn archived(&self) -> &T::Archived {
+        // SAFETY: a `Loaded<T>` is only built by `open_file::<T>`, after
+        // `rkyv::access::<T::Archived, _>` validated exactly these bytes; the map is
+        // read-only and owned by `self`, so the bytes are unchanged since.
+        unsafe { rkyv::access_unchecked::<T::Archived>(self.verified.payload()) }
+    }
+
+    /// Deserializes the archived value into an owned `T` (a full copy).
+    pub fn deserialize(&self) -> Result<T, SnapshotError>
+    where
+        T::Archived: rkyv::Deserialize<T, HighDeserializer<rancor::Error>>,
+    {
+        rkyv::deserialize::<T, rancor::Error>(self.archived()).map_err(|source| {
+            SnapshotError::Deserialize {
+                path: self.path.clone(),
+                source,
+            }
+        })
+    }
+}

@@ -1,0 +1,409 @@
+//! The snapshot directory: atomic writes, retention, newest-valid lookup, listing.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Write as _;
+use std::num::NonZeroUsize;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rkyv::Archive;
+use rkyv::api::high::HighValidator;
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+
+use crate::error::{SnapshotError, io_err};
+use crate::format::{
+    HEADER_BYTES, Header, is_temp_file_name, parse_file_name, path_for, temp_file_name,
+};
+use crate::read::{Loaded, SnapshotInfo, open_file, verify_file};
+use crate::writer::{PayloadWriter, SnapshotPayload};
+
+/// Name of the lock file that keeps two stores out of one directory.
+pub const LOCK_FILE_NAME: &str = "snapshots.lock";
+
+/// How a [`SnapshotStore`] behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SnapshotConfig {
+    /// How many snapshots to keep, the newly written one included. Older ones are deleted
+    /// once a new one is durable. Keep at least 2 so a corrupt newest one has a fallback.
+    pub keep: NonZeroUsize,
+}
+
+impl SnapshotConfig {
+    /// Default number of snapshots kept.
+    pub const KEEP_DEFAULT: NonZeroUsize = NonZeroUsize::new(2).expect("2 is not zero");
+
+    /// A configuration keeping the newest `keep` snapshots.
+    #[must_use]
+    pub fn with_keep(mut self, keep: NonZeroUsize) -> Self {
+        self.keep = keep;
+        self
+    }
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            keep: Self::KEEP_DEFAULT,
+        }
+    }
+}
+
+/// What [`SnapshotStore::write`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct WriteReport {
+    /// The sequence number written.
+    pub sequence: u64,
+    /// The durable snapshot file.
+    pub path: PathBuf,
+    /// Length of the rkyv payload.
+    pub payload_bytes: u64,
+    /// Length of the file (header + payload).
+    pub file_bytes: u64,
+    /// Older snapshots deleted by retention.
+    pub removed: Vec<PathBuf>,
+    /// Older snapshots retention tried and failed to delete (they remain on disk; the
+    /// next write retries). The new snapshot is durable regardless.
+    pub removal_failures: Vec<SnapshotError>,
+    /// The smallest sequence number of any snapshot file still on disk, valid or not.
+    /// WAL below this sequence is no longer needed by any snapshot that could be loaded.
+    pub oldest_retained_sequence: u64,
+}
+
+/// A snapshot file that [`SnapshotStore::load_latest`] passed over, and why.
+#[derive(Debug)]
+pub struct SkippedSnapshot {
+    /// The sequence number in its file name.
+    pub sequence: u64,
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was not used.
+    pub error: SnapshotError,
+}
+
+/// The result of [`SnapshotStore::load_latest`].
+#[derive(Debug)]
+pub struct LoadOutcome<T> {
+    /// The newest snapshot that verified and validated, or `None` when there is none
+    /// (start from empty and replay the whole WAL).
+    pub loaded: Option<Loaded<T>>,
+    /// Every newer snapshot that failed verification, newest first.
+    pub skipped: Vec<SkippedSnapshot>,
+}
+
+/// One entry of [`list_dir`] / [`SnapshotStore::list`].
+#[derive(Debug)]
+pub struct SnapshotListing {
+    /// The sequence number in the file name.
+    pub sequence: u64,
+    /// The file.
+    pub path: PathBuf,
+    /// Its length on disk.
+    pub file_bytes: u64,
+    /// The outcome of [`verify_file`] (checksums; not archive validation).
+    pub status: Result<SnapshotInfo, SnapshotError>,
+}
+
+/// A directory of snapshots, owned exclusively (a lock file) by this value.
+///
+/// `SnapshotStore` is `Send + Sync`: [`SnapshotStore::write`] takes `&self` and is meant
+/// to run on a background thread from a consistent copy of the state; concurrent writes
+/// through one store are serialized.
+#[derive(Debug)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+    config: SnapshotConfig,
+    removed_temp_files: Vec<PathBuf>,
+    write_lock: Mutex<()>,
+    /// Held (`flock`) for the life of the store; released by the OS on exit or crash.
+    _lock_file: File,
+}
+
+impl SnapshotStore {
+    /// Opens (creating if needed) the snapshot directory `dir`, takes its lock, and deletes
+    /// temporary files left by an interrupted write.
+    pub fn open(dir: impl Into<PathBuf>, config: SnapshotConfig) -> Result<Self, SnapshotError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(SnapshotError::Locked { path: lock_path }),
+            Err(TryLockError::Error(source)) => {
+                return Err(SnapshotError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+
+        let mut removed_temp_files = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name();
+            if name.to_str().is_some_and(is_temp_file_name) {
+                let path = entry.path();
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                removed_temp_files.push(path);
+            }
+        }
+        if !removed_temp_files.is_empty() {
+            sync_dir(&dir)?;
+        }
+        removed_temp_files.sort();
+        Ok(Self {
+            dir,
+            config,
+            removed_temp_files,
+            write_lock: Mutex::new(()),
+            _lock_file: lock_file,
+        })
+    }
+
+    /// The directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> SnapshotConfig {
+        self.config
+    }
+
+    /// Temporary files of interrupted writes that [`SnapshotStore::open`] deleted.
+    #[must_use]
+    pub fn removed_temp_files(&self) -> &[PathBuf] {
+        &self.removed_temp_files
+    }
+
+    /// Writes `value` as the snapshot consistent at `sequence`, durably and atomically,
+    /// then applies retention.
+    ///
+    /// Steps: serialize straight into `snapshot-<seq>.snap.tmp` (checksumming on the way,
+    /// no in-memory copy of the payload), write the header at offset 0, `fsync` the file,
+    /// rename it to `snapshot-<seq>.snap`, `fsync` the directory, then delete all but the
+    /// newest `keep` snapshots below `sequence` (`keep - 1` of them) and `fsync` the
+    /// directory again. A crash at any point leaves the old snapshots intact and at most a
+    /// temporary file, which is never loaded and is deleted by the next `open`. A snapshot
+    /// already at `sequence` is replaced atomically.
+    ///
+    /// Snapshots with a sequence above `sequence` are left alone by retention.
+    pub fn write<T>(&self, sequence: u64, value: &T) -> Result<WriteReport, SnapshotError>
+    where
+        T: SnapshotPayload,
+    {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let temp_path = self.dir.join(temp_file_name(sequence));
+        let final_path = path_for(&self.dir, sequence);
+
+        let written = write_temp(&temp_path, sequence, value);
+        let (payload_bytes, file_bytes) = match written {
+            Ok(sizes) => sizes,
+            Err(error) => {
+                // Best effort: the next `open` deletes it anyway.
+                let _ = fs::remove_file(&temp_path);
+                return Err(error);
+            }
+        };
+        if let Err(source) = fs::rename(&temp_path, &final_path) {
+            let _ = fs::remove_file(&temp_path);
+            return Err(SnapshotError::Io {
+                path: final_path,
+                source,
+            });
+        }
+        sync_dir(&self.dir)?;
+
+        let (removed, removal_failures, oldest_retained_sequence) = self.retain(sequence)?;
+        Ok(WriteReport {
+            sequence,
+            path: final_path,
+            payload_bytes,
+            file_bytes,
+            removed,
+            removal_failures,
+            oldest_retained_sequence,
+        })
+    }
+
+    /// Deletes all but the newest `keep - 1` snapshots below `newest`.
+    fn retain(
+        &self,
+        newest: u64,
+    ) -> Result<(Vec<PathBuf>, Vec<SnapshotError>, u64), SnapshotError> {
+        let all = snapshot_files(&self.dir)?;
+        let older_kept_max = self.config.keep.get() - 1;
+        let mut older: Vec<(u64, PathBuf)> = all.into_iter().filter(|(s, _)| *s < newest).collect();
+        // Ascending by sequence: the ones to delete are at the front.
+        let delete_count = older.len().saturating_sub(older_kept_max);
+        let kept = older.split_off(delete_count);
+        let mut removed = Vec::new();
+        let mut failures = Vec::new();
+        for (_, path) in older {
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(path),
+                Err(source) => failures.push(SnapshotError::Io { path, source }),
+            }
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        let oldest_failed = failures
+            .iter()
+            .filter_map(|error| match error {
+                SnapshotError::Io { path, .. } => path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(parse_file_name),
+                _ => None,
+            })
+            .min();
+        let oldest_kept = kept.first().map(|(s, _)| *s);
+        let oldest = [oldest_failed, oldest_kept, Some(newest)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(newest);
+        Ok((removed, failures, oldest))
+    }
+
+    /// Finds the newest snapshot that verifies (header, lengths, checksums) and validates
+    /// as an archive of `T`, newest first; every newer one that fails is reported in
+    /// [`LoadOutcome::skipped`] and never used. `loaded` is `None` when none is usable.
+    ///
+    /// Only a failure to read the directory itself is an `Err`.
+    pub fn load_latest<T>(&self) -> Result<LoadOutcome<T>, SnapshotError>
+    where
+        T: Archive,
+        T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+    {
+        let mut files = snapshot_files(&self.dir)?;
+        files.reverse();
+        let mut skipped = Vec::new();
+        for (sequence, path) in files {
+            match open_file::<T>(&path) {
+                Ok(loaded) => {
+                    return Ok(LoadOutcome {
+                        loaded: Some(loaded),
+                        skipped,
+                    });
+                }
+                Err(error) => skipped.push(SkippedSnapshot {
+                    sequence,
+                    path,
+                    error,
+                }),
+            }
+        }
+        Ok(LoadOutcome {
+            loaded: None,
+            skipped,
+        })
+    }
+
+    /// Every snapshot file in the directory, oldest first, each verified (reads them all).
+    pub fn list(&self) -> Result<Vec<SnapshotListing>, SnapshotError> {
+        list_dir(&self.dir)
+    }
+}
+
+/// Every snapshot file in `dir`, oldest first, each verified with [`verify_file`] (which
+/// reads each file in full). Temporary files and other names are not listed. Takes no
+/// lock and changes nothing: usable on a live store's directory.
+pub fn list_dir(dir: impl AsRef<Path>) -> Result<Vec<SnapshotListing>, SnapshotError> {
+    let dir = dir.as_ref();
+    snapshot_files(dir)?
+        .into_iter()
+        .map(|(sequence, path)| {
+            let file_bytes = fs::metadata(&path).map_err(io_err(&path))?.len();
+            let status = verify_file(&path);
+            Ok(SnapshotListing {
+                sequence,
+                path,
+                file_bytes,
+                status,
+            })
+        })
+        .collect()
+}
+
+/// `(sequence, path)` of every complete-snapshot name in `dir`, ascending.
+fn snapshot_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if let Some(sequence) = entry.file_name().to_str().and_then(parse_file_name) {
+            files.push((sequence, entry.path()));
+        }
+    }
+    files.sort_unstable_by_key(|(sequence, _)| *sequence);
+    Ok(files)
+}
+
+/// Writes the complete temporary file and fsyncs it. Returns (payload, file) lengths.
+fn write_temp<T>(path: &Path, sequence: u64, value: &T) -> Result<(u64, u64), SnapshotError>
+where
+    T: SnapshotPayload,
+{
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    // Zeros until the payload is complete: a crash before the real header is written
+    // leaves a file with no magic, which no reader accepts.
+    file.write_all(&[0u8; HEADER_BYTES]).map_err(io_err(path))?;
+
+    let mut writer = PayloadWriter::new(file);
+    if let Err(source) = rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, &mut writer) {
+        return Err(match writer.take_failure() {
+            Some(source) => SnapshotError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            None => SnapshotError::Serialize {
+                path: path.to_path_buf(),
+                source,
+            },
+        });
+    }
+    let (file, payload_bytes, payload_crc32c) = writer.finish().map_err(io_err(path))?;
+    let header = Header {
+        sequence,
+        payload_bytes,
+        payload_crc32c,
+    };
+    let Some(file_bytes) = header.file_bytes() else {
+        return Err(SnapshotError::TooLarge {
+            path: path.to_path_buf(),
+            payload_bytes,
+        });
+    };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))?;
+    Ok((payload_bytes, file_bytes))
+}
+
+/// `fsync` a directory so renames and unlinks in it are durable.
+fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}

@@ -1,0 +1,121 @@
+//! The streaming payload writer: rkyv serializes into it, it checksums and writes through
+//! to the file in bounded chunks, so a payload is never held twice in memory.
+
+use std::fs::File;
+use std::io::{self, Write as _};
+
+use rkyv::rancor::{self, Source};
+use rkyv::ser::allocator::ArenaHandle;
+use rkyv::ser::{Positional, Writer};
+
+/// Size of the staging buffer for small writes, and of the pieces large writes are cut
+/// into (small enough that a piece checksummed is still in L2 when it is written).
+pub(crate) const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The rkyv serializer a snapshot payload is serialized with.
+///
+/// A payload type `T` can be written when `T: for<'a, 'w> Serialize<SnapshotSerializer<'a, 'w>>`,
+/// which [`SnapshotPayload`] names; `#[derive(rkyv::Archive, rkyv::Serialize)]` types and
+/// the standard containers of them qualify.
+pub type SnapshotSerializer<'a, 'w> =
+    rkyv::api::high::HighSerializer<&'w mut PayloadWriter, ArenaHandle<'a>, rancor::Error>;
+
+/// A value that can be written as a snapshot payload (any type rkyv can serialize with
+/// [`SnapshotSerializer`]). Implemented for every such type.
+pub trait SnapshotPayload: for<'a, 'w> rkyv::Serialize<SnapshotSerializer<'a, 'w>> {}
+
+impl<T> SnapshotPayload for T where T: for<'a, 'w> rkyv::Serialize<SnapshotSerializer<'a, 'w>> {}
+
+/// The rkyv [`Writer`] behind [`SnapshotSerializer`]: it writes the payload through to the
+/// snapshot file, computing its crc32c on the way.
+///
+/// Positions it reports to rkyv are relative to the payload start, which the file format
+/// places at a 16-byte-aligned offset, so alignment inside the archive carries over.
+#[derive(Debug)]
+pub struct PayloadWriter {
+    file: File,
+    staging: Vec<u8>,
+    pos: u64,
+    crc: u32,
+    failed: Option<io::Error>,
+}
+
+/// Marker error handed to rkyv when the file write fails; the real [`io::Error`] is kept
+/// in the writer and reported as [`SnapshotError::Io`](crate::SnapshotError::Io).
+#[derive(Debug, thiserror::Error)]
+#[error("writing the snapshot payload to its file failed")]
+struct PayloadWriteFailed;
+
+impl PayloadWriter {
+    /// A writer appending to `file` at its current position.
+    pub(crate) fn new(file: File) -> Self {
+        Self {
+            file,
+            staging: Vec::with_capacity(CHUNK_BYTES),
+            pos: 0,
+            crc: 0,
+            failed: None,
+        }
+    }
+
+    /// Checksums and writes out whatever is staged.
+    fn flush_staging(&mut self) -> io::Result<()> {
+        if !self.staging.is_empty() {
+            self.crc = crc32c::crc32c_append(self.crc, &self.staging);
+            self.file.write_all(&self.staging)?;
+            self.staging.clear();
+        }
+        Ok(())
+    }
+
+    fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let room = CHUNK_BYTES - self.staging.len();
+        if bytes.len() <= room {
+            self.staging.extend_from_slice(bytes);
+            if self.staging.len() == CHUNK_BYTES {
+                self.flush_staging()?;
+            }
+        } else {
+            self.flush_staging()?;
+            if bytes.len() < CHUNK_BYTES {
+                self.staging.extend_from_slice(bytes);
+            } else {
+                // Large slices (a copy-optimized Vec<i64>) go straight from the caller's
+                // memory to the file, one cache-sized piece at a time: no second copy.
+                for piece in bytes.chunks(CHUNK_BYTES) {
+                    self.crc = crc32c::crc32c_append(self.crc, piece);
+                    self.file.write_all(piece)?;
+                }
+            }
+        }
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Takes the I/O error that made serialization fail, if that is what happened.
+    pub(crate) fn take_failure(&mut self) -> Option<io::Error> {
+        self.failed.take()
+    }
+
+    /// Writes out the rest and returns the file, the payload length and its crc32c.
+    pub(crate) fn finish(mut self) -> io::Result<(File, u64, u32)> {
+        self.flush_staging()?;
+        Ok((self.file, self.pos, self.crc))
+    }
+}
+
+impl Positional for PayloadWriter {
+    fn pos(&self) -> usize {
+        // `pos` only grows by lengths of in-memory slices, so it always fits.
+        usize::try_from(self.pos).unwrap_or(usize::MAX)
+    }
+}
+
+impl<E: Source> Writer<E> for PayloadWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        self.write_bytes(bytes).map_err(|error| {
+            self.failed = Some(error);
+            E::new(PayloadWriteFailed)
+        })
+    }
+}
