@@ -19,3 +19,8 @@
 pub mod dedup;
 pub mod transaction;
 pub mod transactor;
+
+/// The README's Rust examples run as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
