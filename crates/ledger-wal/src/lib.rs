@@ -1,1 +1,69 @@
-//! placeholder
+//! An append-only, checksummed, group-committed write-ahead log of byte frames in numbered
+//! segment files.
+//!
+//! The crate stores byte payloads and knows nothing of what they mean. A log is a directory
+//! of segment files `wal-<number, 20 digits>.seg`; each starts with a 64-byte header
+//! (magic, version, segment number, first sequence, salt, crc32c) and holds frames: a
+//! 40-byte header (magic, version, kind, payload length, record count, first sequence,
+//! the segment's salt, crc32c of the payload, crc32c of the header) and the payload.
+//! `docs/wal-format.md` at the repository root describes the layout byte by byte.
+//!
+//! - [`Wal::open`] recovers: checks every segment header, reads the last segment frame by
+//!   frame, truncates a torn tail (reported in [`RecoveryReport`]) and refuses anything
+//!   else invalid with an error naming file and offset.
+//! - [`Wal::append`] / [`Wal::append_with`] write one frame with one `write`;
+//!   [`Wal::sync`] is one `fdatasync` for everything appended since the last one and
+//!   returns the [`Durable`] position.
+//! - [`WalReader`] / [`Frames`] / [`verify`] read without a writer and change nothing; every
+//!   checksum is verified before a byte is handed out.
+//! - [`Wal::segments`] and [`Wal::remove_segments_below`] are the retention hooks.
+//!
+//! ```
+//! # fn main() -> Result<(), ledger_wal::WalError> {
+//! use ledger_wal::{Wal, WalConfig, WalReader};
+//! let dir = tempfile::tempdir().map_err(|e| ledger_wal::WalError::Io {
+//!     path: "tempdir".into(),
+//!     source: e,
+//! })?;
+//! let (mut wal, report) = Wal::open(dir.path(), WalConfig::default())?;
+//! assert_eq!(report.next_seq, None); // a fresh log accepts any first sequence
+//! wal.append(1, 3, b"three records")?;
+//! wal.append_with(4, 4, |buf| buf.extend_from_slice(b"one more"))?;
+//! let durable = wal.sync()?;
+//! assert_eq!(durable.last_seq(), Some(4));
+//!
+//! let reader = WalReader::open(dir.path())?;
+//! let mut frames = reader.frames_from(4)?;
+//! let frame = frames.next_frame()?.expect("one frame holds 4");
+//! assert_eq!((frame.first_seq, frame.last_seq()), (4, Some(4)));
+//! assert_eq!(frame.payload, b"one more");
+//! # Ok(())
+//! # }
+//! ```
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod dir;
+mod error;
+mod format;
+pub mod fuzzing;
+mod reader;
+mod scan;
+mod writer;
+
+pub use error::{FrameDefect, WalError};
+pub use format::{
+    FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_PAYLOAD_BYTES_MAX, FrameKind,
+    SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SegmentHeader, parse_segment_file_name,
+    segment_file_name,
+};
+pub use reader::{Frames, SegmentInfo, VerifyReport, WalReader, verify};
+pub use scan::{CleanEnd, Frame, SegmentEnd};
+pub use writer::{Durable, LOCK_FILE_NAME, RecoveryReport, TruncatedTail, Wal, WalConfig};
+
+#[cfg(test)]
+mod send_sync {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    const _: () = assert_send_sync::<crate::Wal>();
+    const _: () = assert_send_sync::<crate::WalReader>();
+    const _: () = assert_send_sync::<crate::Frames>();
+}

@@ -1,0 +1,296 @@
+//! Read-only access: iterate frames across segments, verify a whole log, list segments.
+//! Nothing here writes, truncates or deletes.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::dir::{self, SegmentFile};
+use crate::error::{WalError, io_err};
+use crate::scan::{Frame, FrameMeta, SegmentEnd, SegmentScan, Step};
+
+/// One segment and the sequences it holds: records `first_seq..next_seq` (empty when equal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The segment number.
+    pub number: u64,
+    /// The segment file.
+    pub path: PathBuf,
+    /// The sequence its first frame starts at.
+    pub first_seq: u64,
+    /// The sequence after its last record.
+    pub next_seq: u64,
+}
+
+impl SegmentInfo {
+    /// The sequence of its last record, `None` if it holds none.
+    #[must_use]
+    pub fn last_seq(&self) -> Option<u64> {
+        (self.next_seq > self.first_seq).then(|| self.next_seq - 1)
+    }
+}
+
+/// A read-only view of a WAL directory, taken when opened (segments created later are not
+/// seen). Works beside a running writer and without one.
+#[derive(Debug, Clone)]
+pub struct WalReader {
+    segments: Vec<SegmentFile>,
+}
+
+impl WalReader {
+    /// Lists the segments of `dir` and checks their headers (numbers consecutive, valid
+    /// headers, first sequences never decreasing). Frames are checked as they are read.
+    /// A missing or empty directory is an empty log.
+    ///
+    /// # Errors
+    /// [`WalError::Io`] on a failed listing or open, and the corruption variants for a bad
+    /// segment header or a gap in segment numbers.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, WalError> {
+        let listing = dir::list(dir.as_ref())?;
+        Ok(Self {
+            segments: listing.segments,
+        })
+    }
+
+    /// Number of segment files.
+    #[must_use]
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The first sequence still on disk (the oldest segment's), `None` for an empty log.
+    #[must_use]
+    pub fn first_seq(&self) -> Option<u64> {
+        self.segments.first().map(|s| s.header.first_seq)
+    }
+
+    /// Every frame from the start of the oldest segment.
+    #[must_use]
+    pub fn frames(&self) -> Frames {
+        Frames::new(self.segments.clone(), 0, 0)
+    }
+
+    /// Frames from the one holding `seq` on (frames whose records are all below `seq` are
+    /// verified and skipped). A `seq` past the end yields nothing.
+    ///
+    /// # Errors
+    /// [`WalError::NotRetained`] when `seq` is below the oldest segment's first sequence.
+    pub fn frames_from(&self, seq: u64) -> Result<Frames, WalError> {
+        let Some(first) = self.first_seq() else {
+            return Ok(Frames::new(Vec::new(), 0, seq));
+        };
+        if seq < first {
+            return Err(WalError::NotRetained {
+                requested: seq,
+                first_available: first,
+            });
+        }
+        let idx = self
+            .segments
+            .iter()
+            .rposition(|s| s.header.first_seq <= seq)
+            .unwrap_or(0);
+        Ok(Frames::new(self.segments.clone(), idx, seq))
+    }
+
+    /// The segments with their sequence ranges. For the last segment this scans (and
+    /// verifies) its frames; a torn tail is not an error here (see [`verify`]).
+    ///
+    /// # Errors
+    /// I/O errors and corruption found in the last segment.
+    pub fn segments(&self) -> Result<Vec<SegmentInfo>, WalError> {
+        let mut out = Vec::with_capacity(self.segments.len());
+        for (i, seg) in self.segments.iter().enumerate() {
+            let next_seq = match self.segments.get(i + 1) {
+                Some(next) => next.header.first_seq,
+                None => {
+                    let mut frames = Frames::new(vec![seg.clone()], 0, 0);
+                    while frames.next_frame()?.is_some() {}
+                    frames.next_seq()
+                }
+            };
+            out.push(SegmentInfo {
+                number: seg.header.number,
+                path: seg.path.clone(),
+                first_seq: seg.header.first_seq,
+                next_seq,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A lending iterator over verified frames, across segments. Call
+/// [`Frames::next_frame`] until it returns `Ok(None)`, then [`Frames::end`] says how the
+/// log ends (clean, or a torn tail that a writer's recovery would truncate).
+#[derive(Debug)]
+pub struct Frames {
+    segments: Vec<SegmentFile>,
+    idx: usize,
+    from_seq: u64,
+    scan: Option<SegmentScan<File>>,
+    spare_buf: Vec<u8>,
+    next_seq: Option<u64>,
+    end: Option<SegmentEnd>,
+    frame: Option<FrameMeta>,
+}
+
+impl Frames {
+    fn new(segments: Vec<SegmentFile>, idx: usize, from_seq: u64) -> Self {
+        let next_seq = segments.get(idx).map(|s| s.header.first_seq);
+        Self {
+            segments,
+            idx,
+            from_seq,
+            scan: None,
+            spare_buf: Vec::new(),
+            next_seq,
+            end: None,
+            frame: None,
+        }
+    }
+
+    /// How the log ends, once [`Frames::next_frame`] has returned `Ok(None)` (`None` for
+    /// an empty log or before the end).
+    #[must_use]
+    pub fn end(&self) -> Option<SegmentEnd> {
+        self.end
+    }
+
+    /// The sequence after the last record read so far (the first segment's first sequence
+    /// before any frame); `0` for an empty log.
+    #[must_use]
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.unwrap_or(0)
+    }
+
+    /// The path of the segment being read, if any.
+    #[must_use]
+    pub fn current_segment(&self) -> Option<&Path> {
+        self.segments.get(self.idx).map(|s| s.path.as_path())
+    }
+
+    /// The next verified frame, `Ok(None)` at the end of the log.
+    ///
+    /// # Errors
+    /// I/O errors and every corruption variant; after an error, do not continue.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WalError> {
+        self.frame = None;
+        loop {
+            if self.end.is_some() {
+                return Ok(None);
+            }
+            let Some(seg) = self.segments.get(self.idx) else {
+                return Ok(None);
+            };
+            let last = self.idx + 1 == self.segments.len();
+            let scan = match &mut self.scan {
+                Some(scan) => scan,
+                slot @ None => {
+                    let file = File::open(&seg.path).map_err(io_err(&seg.path))?;
+                    let len = file.metadata().map_err(io_err(&seg.path))?.len();
+                    let buf = std::mem::take(&mut self.spare_buf);
+                    slot.insert(SegmentScan::new(
+                        file,
+                        seg.path.clone(),
+                        seg.header,
+                        len,
+                        last,
+                        buf,
+                    ))
+                }
+            };
+            match scan.step()? {
+                Step::Frame(meta) => {
+                    self.next_seq = Some(meta.next_seq());
+                    if meta.next_seq() <= self.from_seq && meta.first_seq < self.from_seq {
+                        continue;
+                    }
+                    self.frame = Some(meta);
+                    break;
+                }
+                Step::End(end) => {
+                    if last {
+                        self.end = Some(end);
+                        return Ok(None);
+                    }
+                    let expected = scan.next_seq();
+                    if let Some(scan) = self.scan.take() {
+                        self.spare_buf = scan.into_buf();
+                    }
+                    self.idx += 1;
+                    if let Some(next) = self.segments.get(self.idx)
+                        && next.header.first_seq != expected
+                    {
+                        return Err(WalError::SequenceGap {
+                            segment: next.path.clone(),
+                            offset: 0,
+                            expected,
+                            found: next.header.first_seq,
+                        });
+                    }
+                }
+            }
+        }
+        let (Some(meta), Some(scan), Some(seg)) =
+            (self.frame, &self.scan, self.segments.get(self.idx))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Frame {
+            kind: meta.kind,
+            first_seq: meta.first_seq,
+            record_count: meta.record_count,
+            segment: seg.header.number,
+            offset: meta.offset,
+            payload: scan.payload(&meta),
+        }))
+    }
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segment files checked.
+    pub segments: usize,
+    /// Frames checked.
+    pub frames: u64,
+    /// Records in those frames.
+    pub records: u64,
+    /// Payload bytes checked.
+    pub payload_bytes: u64,
+    /// The first sequence on disk, `None` for an empty log.
+    pub first_seq: Option<u64>,
+    /// The sequence after the last record, `None` for an empty log.
+    pub next_seq: Option<u64>,
+    /// How the last segment ends; a torn tail is reported here, not repaired.
+    pub end: Option<SegmentEnd>,
+    /// The last segment's path, if any.
+    pub last_segment: Option<PathBuf>,
+}
+
+/// Reads and verifies every frame of the log in `dir` without changing anything.
+///
+/// # Errors
+/// The first I/O error or corruption found.
+pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, WalError> {
+    let reader = WalReader::open(dir)?;
+    let mut frames = reader.frames();
+    let mut report = VerifyReport {
+        segments: reader.segment_count(),
+        frames: 0,
+        records: 0,
+        payload_bytes: 0,
+        first_seq: reader.first_seq(),
+        next_seq: None,
+        end: None,
+        last_segment: reader.segments.last().map(|s| s.path.clone()),
+    };
+    while let Some(frame) = frames.next_frame()? {
+        report.frames += 1;
+        report.records += u64::from(frame.record_count);
+        report.payload_bytes += frame.payload.len() as u64;
+    }
+    report.end = frames.end();
+    report.next_seq = reader.first_seq().map(|_| frames.next_seq());
+    Ok(report)
+}

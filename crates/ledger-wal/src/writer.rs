@@ -1,0 +1,548 @@
+//! The writer: recovery on open, append (one `write` per frame), group-commit `sync`,
+//! segment rotation, retention.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Seek as _, SeekFrom, Write as _};
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+
+use crate::dir::{self, SegmentFile, sync_dir};
+use crate::error::{FrameDefect, WalError, io_err};
+use crate::format::{
+    FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, FrameHeader, SEGMENT_BYTES_MIN,
+    SEGMENT_HEADER_BYTES, SegmentHeader, new_salt, segment_path, temp_file_name,
+};
+use crate::reader::SegmentInfo;
+use crate::scan::{SegmentEnd, SegmentScan, Step};
+
+/// Name of the lock file a writer holds (`flock`) in its directory.
+pub const LOCK_FILE_NAME: &str = "wal.lock";
+
+/// Bytes of zeros written per call when pre-zeroing a segment.
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+/// How a [`Wal`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalConfig {
+    /// A new segment is started when the next frame would take the current one past this
+    /// size (a single frame larger than it gets a segment of its own). Default 64 MiB.
+    pub segment_bytes_max: u64,
+    /// Write zeros over the whole segment (and `fdatasync`) when it is created, so that
+    /// appends overwrite allocated blocks instead of growing the file. Default off.
+    pub preallocate: bool,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes_max: 64 << 20,
+            preallocate: false,
+        }
+    }
+}
+
+impl WalConfig {
+    /// Sets [`WalConfig::segment_bytes_max`].
+    #[must_use]
+    pub fn with_segment_bytes_max(mut self, bytes: u64) -> Self {
+        self.segment_bytes_max = bytes;
+        self
+    }
+
+    /// Sets [`WalConfig::preallocate`].
+    #[must_use]
+    pub fn with_preallocate(mut self, preallocate: bool) -> Self {
+        self.preallocate = preallocate;
+        self
+    }
+}
+
+/// A torn tail that recovery cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruncatedTail {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// The offset it was truncated at (just after the last valid frame).
+    pub offset: u64,
+    /// How many bytes were dropped.
+    pub bytes_dropped: u64,
+    /// What was wrong at `offset`.
+    pub defect: FrameDefect,
+}
+
+/// What [`Wal::open`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Number of segment files.
+    pub segments: usize,
+    /// How the last segment ended before any repair (`None` for an empty log).
+    pub end: Option<SegmentEnd>,
+    /// The torn tail that was truncated, if any.
+    pub truncated: Option<TruncatedTail>,
+    /// Leftover temporary segment files (of an interrupted segment creation) removed.
+    pub removed_temp_files: Vec<PathBuf>,
+    /// The sequence the next append must start at, `None` for a log with no segment
+    /// (any first sequence is accepted then).
+    pub next_seq: Option<u64>,
+}
+
+impl RecoveryReport {
+    /// The last sequence in the log (every sequence below [`Self::next_seq`] is accounted
+    /// for), `None` if there is none.
+    #[must_use]
+    pub fn last_seq(&self) -> Option<u64> {
+        self.next_seq.and_then(|n| n.checked_sub(1))
+    }
+}
+
+/// The durable position after a [`Wal::sync`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    /// The sequence after the last durable record (`None` if the log is still empty).
+    pub next_seq: Option<u64>,
+    /// The number of the segment being written.
+    pub segment: u64,
+    /// Durable bytes in that segment.
+    pub offset: u64,
+}
+
+impl Durable {
+    /// The last durable sequence: everything up to it is committed.
+    #[must_use]
+    pub fn last_seq(&self) -> Option<u64> {
+        self.next_seq.and_then(|n| n.checked_sub(1))
+    }
+}
+
+#[derive(Debug)]
+struct Active {
+    file: File,
+    number: u64,
+    salt: u64,
+    /// Where the next frame goes.
+    pos: u64,
+}
+
+/// The single writer of a WAL directory.
+///
+/// `append`/`append_with` write one frame each with one `write` (into the kernel's page
+/// cache); `sync` makes everything appended since the last sync durable with one
+/// `fdatasync`. After any failed write or sync the writer is poisoned and must be reopened.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    cfg: WalConfig,
+    _lock: File,
+    segments: Vec<SegmentFile>,
+    active: Option<Active>,
+    next_seq: Option<u64>,
+    durable: Durable,
+    unsynced: bool,
+    poisoned: bool,
+    payload_buf: Vec<u8>,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the WAL in `dir` and recovers it: leftover temporary
+    /// segments are removed, every segment header is checked, the last segment is read
+    /// frame by frame and a torn tail at its end is truncated (and reported). Anything
+    /// else invalid is refused with an error naming the file and offset.
+    ///
+    /// # Errors
+    /// [`WalError::Locked`] if another writer holds the directory, I/O errors, the
+    /// corruption variants, [`WalError::InvalidConfig`].
+    pub fn open(dir: impl AsRef<Path>, cfg: WalConfig) -> Result<(Self, RecoveryReport), WalError> {
+        if cfg.segment_bytes_max < SEGMENT_BYTES_MIN {
+            return Err(WalError::InvalidConfig {
+                reason: "segment_bytes_max is below SEGMENT_BYTES_MIN",
+            });
+        }
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock = lock_dir(&dir)?;
+        let listing = dir::list(&dir)?;
+        for tmp in &listing.temp_files {
+            std::fs::remove_file(tmp).map_err(io_err(tmp))?;
+        }
+        if !listing.temp_files.is_empty() {
+            sync_dir(&dir)?;
+        }
+        let mut report = RecoveryReport {
+            segments: listing.segments.len(),
+            end: None,
+            truncated: None,
+            removed_temp_files: listing.temp_files,
+            next_seq: None,
+        };
+        let mut wal = Self {
+            dir,
+            cfg,
+            _lock: lock,
+            segments: listing.segments,
+            active: None,
+            next_seq: None,
+            durable: Durable {
+                next_seq: None,
+                segment: 0,
+                offset: 0,
+            },
+            unsynced: false,
+            poisoned: false,
+            payload_buf: Vec::new(),
+        };
+        if let Some(last) = wal.segments.last().cloned() {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&last.path)
+                .map_err(io_err(&last.path))?;
+            let len = file.metadata().map_err(io_err(&last.path))?.len();
+            let mut scan =
+                SegmentScan::new(&file, last.path.clone(), last.header, len, true, Vec::new());
+            let end = loop {
+                match scan.step()? {
+                    Step::Frame(_) => {}
+                    Step::End(end) => break end,
+                }
+            };
+            let next_seq = scan.next_seq();
+            drop(scan);
+            if let SegmentEnd::Torn {
+                offset,
+                bytes,
+                defect,
+            } = end
+            {
+                file.set_len(offset).map_err(io_err(&last.path))?;
+                file.sync_all().map_err(io_err(&last.path))?;
+                report.truncated = Some(TruncatedTail {
+                    segment: last.path.clone(),
+                    offset,
+                    bytes_dropped: bytes,
+                    defect,
+                });
+            }
+            let mut file = file;
+            let pos = end.offset();
+            file.seek(SeekFrom::Start(pos))
+                .map_err(io_err(&last.path))?;
+            wal.active = Some(Active {
+                file,
+                number: last.header.number,
+                salt: last.header.salt,
+                pos,
+            });
+            wal.next_seq = Some(next_seq);
+            wal.durable = Durable {
+                next_seq: Some(next_seq),
+                segment: last.header.number,
+                offset: pos,
+            };
+            report.end = Some(end);
+            report.next_seq = Some(next_seq);
+        }
+        Ok((wal, report))
+    }
+
+    /// The directory of the log.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The sequence the next append must start at (`None`: empty log, any start).
+    #[must_use]
+    pub fn next_seq(&self) -> Option<u64> {
+        self.next_seq
+    }
+
+    /// The durable position as of the last sync (or open).
+    #[must_use]
+    pub fn durable(&self) -> Durable {
+        self.durable
+    }
+
+    /// Appends `payload` as one records frame holding sequences `first_seq..=last_seq`.
+    /// One `write`, no copy of the payload. Not durable until [`Wal::sync`].
+    ///
+    /// # Errors
+    /// [`WalError::OutOfOrder`] / [`WalError::InvalidRange`] / [`WalError::PayloadTooLarge`]
+    /// (nothing written, the writer stays usable); I/O errors (the writer is poisoned).
+    pub fn append(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        payload: &[u8],
+    ) -> Result<(), WalError> {
+        self.append_frame(first_seq, last_seq, payload)
+    }
+
+    /// Appends one records frame for `first_seq..=last_seq` whose payload `encode` writes
+    /// into the WAL's own reusable buffer (passed empty). Returns what `encode` returns.
+    ///
+    /// # Errors
+    /// As [`Wal::append`]; range errors are reported before `encode` runs.
+    pub fn append_with<R>(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        encode: impl FnOnce(&mut Vec<u8>) -> R,
+    ) -> Result<R, WalError> {
+        self.check_append(first_seq, last_seq)?;
+        let mut buf = std::mem::take(&mut self.payload_buf);
+        buf.clear();
+        let out = encode(&mut buf);
+        let result = self.append_frame(first_seq, last_seq, &buf);
+        self.payload_buf = buf;
+        result.map(|()| out)
+    }
+
+    fn check_append(&self, first_seq: u64, last_seq: u64) -> Result<u32, WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        let invalid = |reason| WalError::InvalidRange {
+            first_seq,
+            last_seq,
+            reason,
+        };
+        if last_seq < first_seq {
+            return Err(invalid("last_seq is below first_seq"));
+        }
+        if last_seq == u64::MAX {
+            return Err(invalid("last_seq must be below u64::MAX"));
+        }
+        let count = u32::try_from(last_seq - first_seq + 1)
+            .map_err(|_| invalid("more than u32::MAX records in one frame"))?;
+        if let Some(expected) = self.next_seq
+            && expected != first_seq
+        {
+            return Err(WalError::OutOfOrder {
+                expected,
+                first_seq,
+            });
+        }
+        Ok(count)
+    }
+
+    fn append_frame(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        payload: &[u8],
+    ) -> Result<(), WalError> {
+        let count = self.check_append(first_seq, last_seq)?;
+        if payload.len() > FRAME_PAYLOAD_BYTES_MAX {
+            return Err(WalError::PayloadTooLarge {
+                payload_bytes: payload.len() as u64,
+                max_bytes: FRAME_PAYLOAD_BYTES_MAX as u64,
+            });
+        }
+        let frame_bytes = (FRAME_HEADER_BYTES + payload.len()) as u64;
+        let needs_segment = match &self.active {
+            None => true,
+            Some(a) => {
+                a.pos > SEGMENT_HEADER_BYTES as u64
+                    && a.pos + frame_bytes > self.cfg.segment_bytes_max
+            }
+        };
+        if needs_segment {
+            self.rotate(first_seq)
+                .inspect_err(|_| self.poisoned = true)?;
+        }
+        let Some(active) = self.active.as_mut() else {
+            return Err(WalError::Poisoned);
+        };
+        let header = FrameHeader::records(first_seq, count, active.salt, payload).encode();
+        let path = segment_path(&self.dir, active.number);
+        if let Err(e) = write_all_vectored(&mut active.file, &header, payload) {
+            self.poisoned = true;
+            return Err(io_err(path)(e));
+        }
+        active.pos += frame_bytes;
+        self.next_seq = Some(last_seq + 1);
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable with one `fdatasync` (none if nothing was
+    /// appended since the last sync) and returns the durable position.
+    ///
+    /// # Errors
+    /// I/O errors; the writer is then poisoned (a failed `fdatasync` may have lost pages).
+    pub fn sync(&mut self) -> Result<Durable, WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        if self.unsynced
+            && let Some(active) = &self.active
+        {
+            if let Err(e) = active.file.sync_data() {
+                self.poisoned = true;
+                return Err(io_err(segment_path(&self.dir, active.number))(e));
+            }
+            self.unsynced = false;
+            self.durable = Durable {
+                next_seq: self.next_seq,
+                segment: active.number,
+                offset: active.pos,
+            };
+        }
+        Ok(self.durable)
+    }
+
+    /// Finishes the current segment (makes it durable) and starts the next one, whose
+    /// first frame will be `first_seq`.
+    fn rotate(&mut self, first_seq: u64) -> Result<(), WalError> {
+        let number = match &self.active {
+            Some(a) => {
+                if self.unsynced {
+                    a.file
+                        .sync_data()
+                        .map_err(io_err(segment_path(&self.dir, a.number)))?;
+                }
+                a.number + 1
+            }
+            None => 1,
+        };
+        let salt = new_salt(number);
+        let header = SegmentHeader {
+            number,
+            first_seq,
+            salt,
+        };
+        let tmp = self.dir.join(temp_file_name(number));
+        let path = segment_path(&self.dir, number);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        file.write_all(&header.encode()).map_err(io_err(&tmp))?;
+        if self.cfg.preallocate {
+            let zeros = vec![0_u8; ZERO_CHUNK_BYTES];
+            let mut left = self.cfg.segment_bytes_max - SEGMENT_HEADER_BYTES as u64;
+            while left > 0 {
+                let n = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(ZERO_CHUNK_BYTES);
+                file.write_all(zeros.get(..n).unwrap_or_default())
+                    .map_err(io_err(&tmp))?;
+                left -= n as u64;
+            }
+        }
+        file.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        sync_dir(&self.dir)?;
+        file.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES as u64))
+            .map_err(io_err(&path))?;
+        if let Some(prev) = &self.active {
+            // Everything in the previous segment was made durable above.
+            self.durable = Durable {
+                next_seq: self.next_seq,
+                segment: prev.number,
+                offset: prev.pos,
+            };
+        }
+        self.unsynced = false;
+        self.segments.push(SegmentFile { path, header });
+        self.active = Some(Active {
+            file,
+            number,
+            salt,
+            pos: SEGMENT_HEADER_BYTES as u64,
+        });
+        Ok(())
+    }
+
+    /// The segments with their sequence ranges, oldest first; the last one is being
+    /// written (its range includes appended, not yet synced, frames).
+    #[must_use]
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentInfo {
+                number: s.header.number,
+                path: s.path.clone(),
+                first_seq: s.header.first_seq,
+                next_seq: match self.segments.get(i + 1) {
+                    Some(next) => next.header.first_seq,
+                    None => self.next_seq.unwrap_or(s.header.first_seq),
+                },
+            })
+            .collect()
+    }
+
+    /// Deletes, oldest first, every segment whose records are all below `seq` (the
+    /// segment being written is never deleted), then `fsync`s the directory. Returns the
+    /// removed segments.
+    ///
+    /// # Errors
+    /// I/O errors (segments removed before the error stay removed).
+    pub fn remove_segments_below(&mut self, seq: u64) -> Result<Vec<SegmentInfo>, WalError> {
+        let infos = self.segments();
+        let removable = infos
+            .iter()
+            .take(infos.len().saturating_sub(1))
+            .take_while(|s| s.next_seq <= seq)
+            .count();
+        let mut removed = Vec::with_capacity(removable);
+        for info in infos.into_iter().take(removable) {
+            let result = std::fs::remove_file(&info.path).map_err(io_err(&info.path));
+            if result.is_ok() {
+                self.segments.remove(0);
+                removed.push(info);
+            }
+            if let Err(e) = result {
+                sync_dir(&self.dir)?;
+                return Err(e);
+            }
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+}
+
+/// Writes `header` then `payload` with `writev`, continuing after short writes.
+fn write_all_vectored(file: &mut File, header: &[u8], payload: &[u8]) -> std::io::Result<()> {
+    let mut bufs = [IoSlice::new(header), IoSlice::new(payload)];
+    let mut slices: &mut [IoSlice<'_>] = &mut bufs;
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Takes an exclusive `flock` on the directory's lock file.
+fn lock_dir(dir: &Path) -> Result<File, WalError> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    // SAFETY: `flock` only reads the descriptor number, which `file` keeps open for the
+    // duration of the call; it touches no memory of ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(WalError::Locked { path });
+        }
+        return Err(io_err(path)(e));
+    }
+    Ok(file)
+}
