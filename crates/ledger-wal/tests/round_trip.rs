@@ -25,13 +25,15 @@ fn batch() -> impl Strategy<Value = Batch> {
         prop::bool::weighted(0.1),
         any::<bool>(),
     )
-        .prop_map(|(count, payload, sync_after, reopen_after, use_closure)| Batch {
-            count,
-            payload,
-            sync_after,
-            reopen_after,
-            use_closure,
-        })
+        .prop_map(
+            |(count, payload, sync_after, reopen_after, use_closure)| Batch {
+                count,
+                payload,
+                sync_after,
+                reopen_after,
+                use_closure,
+            },
+        )
 }
 
 proptest! {
@@ -138,7 +140,9 @@ fn a_large_frame_gets_a_segment_of_its_own() {
     let segs = wal.segments();
     assert_eq!(segs.len(), 3);
     assert_eq!(
-        segs.iter().map(|s| (s.first_seq, s.next_seq)).collect::<Vec<_>>(),
+        segs.iter()
+            .map(|s| (s.first_seq, s.next_seq))
+            .collect::<Vec<_>>(),
         [(1, 2), (2, 3), (3, 4)]
     );
     drop(wal);
