@@ -183,7 +183,7 @@ fn an_interrupted_segment_creation_is_cleaned_up() {
     let tmp = dir.path().join("wal-00000000000000000002.seg.tmp");
     std::fs::write(&tmp, b"half a header").unwrap();
     let (mut wal, report) = Wal::open(dir.path(), WalConfig::default()).unwrap();
-    assert_eq!(report.removed_temp_files, [tmp.clone()]);
+    assert_eq!(report.removed_temp_files, std::slice::from_ref(&tmp));
     assert!(!tmp.exists());
     wal.append(2, 2, b"y").unwrap();
     wal.sync().unwrap();
