@@ -13,6 +13,8 @@ use ledger_core::transactor::{Transactor, TransactorConfig};
 const BATCH: usize = 1024;
 /// Pre-generated operations, cycled through (larger than any cache level at 10M accounts).
 const OPS: usize = 1 << 20;
+/// How many operations ahead `Transactor::prefetch` is called.
+const PREFETCH_DISTANCE: usize = 8;
 const ACCOUNT_COUNTS: [u64; 3] = [1_000, 1_000_000, 10_000_000];
 
 /// SplitMix64: a tiny deterministic generator, so every run measures the same inputs.
@@ -49,7 +51,10 @@ fn transfers(accounts: u64, shape: Shape) -> Vec<(u64, u64, u64)> {
                 Shape::Uniform => rng.account(accounts),
                 Shape::HotSource => 1,
             };
-            let to = rng.account(accounts);
+            let mut to = rng.account(accounts);
+            while to == from {
+                to = rng.account(accounts);
+            }
             (from, to, 1 + rng.next() % 100)
         })
         .collect()
@@ -66,7 +71,8 @@ fn funded(accounts: u64) -> (Transactor, u64) {
     let mut tx_id = 0;
     for account in 1..accounts {
         tx_id += 1;
-        let amount = if account == 1 { 1 << 60 } else { 1 << 40 };
+        // 2^32 each keeps the system account (-accounts * 2^32) far from i64::MIN.
+        let amount = if account == 1 { 1 << 60 } else { 1 << 32 };
         let deposit = Operation::Deposit {
             account,
             amount,
@@ -85,7 +91,7 @@ fn bench_execute(c: &mut Criterion) {
         for (name, shape) in [("uniform", Shape::Uniform), ("hot", Shape::HotSource)] {
             let moves = transfers(accounts, shape);
 
-            let mut floor = vec![1i64 << 40; accounts as usize];
+            let mut floor = vec![1i64 << 32; accounts as usize];
             let mut at = 0;
             group.bench_function(BenchmarkId::new("floor_rmw", name), |b| {
                 b.iter(|| {
@@ -121,6 +127,25 @@ fn bench_execute(c: &mut Criterion) {
                     at = (at + BATCH) % OPS;
                 })
             });
+            // Every measured transfer committed (two entries each), none was rejected.
+            assert_eq!(entries.len(), 2 * BATCH);
+
+            let mut at = 0;
+            group.bench_function(BenchmarkId::new("transfer_prefetched", name), |b| {
+                b.iter(|| {
+                    entries.clear();
+                    let batch = &ops[at..at + BATCH];
+                    for (i, op) in batch.iter().enumerate() {
+                        if let Some(ahead) = batch.get(i + PREFETCH_DISTANCE) {
+                            transactor.prefetch(ahead);
+                        }
+                        tx_id += 1;
+                        black_box(transactor.execute(tx_id, 0, op, &mut entries));
+                    }
+                    at = (at + BATCH) % OPS;
+                })
+            });
+            assert_eq!(entries.len(), 2 * BATCH);
 
             let deposits: Vec<Operation> = moves
                 .iter()
@@ -141,6 +166,7 @@ fn bench_execute(c: &mut Criterion) {
                     at = (at + BATCH) % OPS;
                 })
             });
+            assert_eq!(entries.len(), 2 * BATCH);
             assert_eq!(transactor.balance_sum(), 0);
         }
         group.finish();

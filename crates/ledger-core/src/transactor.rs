@@ -137,6 +137,41 @@ impl Transactor {
         }
     }
 
+    /// Hints the CPU to start loading the balances `operation` will touch.
+    ///
+    /// Executing one operation is two dependent-free random memory accesses plus ~50
+    /// instructions of checks; the checks keep the CPU from overlapping the cache misses of
+    /// consecutive operations. Called a few operations ahead of [`execute`](Self::execute)
+    /// over a batch, the misses overlap again. A hint only: it never changes a result.
+    #[inline]
+    pub fn prefetch(&self, operation: &Operation) {
+        match operation {
+            Operation::Deposit { account, .. } | Operation::Withdrawal { account, .. } => {
+                self.prefetch_account(*account)
+            }
+            Operation::Transfer { from, to, .. } => {
+                self.prefetch_account(*from);
+                self.prefetch_account(*to);
+            }
+            Operation::Composite(composite) => {
+                for step in composite.steps.iter().take(PREFETCH_STEPS_MAX) {
+                    let (Step::Credit { account_id, .. } | Step::Debit { account_id, .. }) = step;
+                    self.prefetch_account(*account_id);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn prefetch_account(&self, account: AccountId) {
+        if let Some(balance) = usize::try_from(account)
+            .ok()
+            .and_then(|index| self.balances.get(index))
+        {
+            prefetch_read(balance);
+        }
+    }
+
     /// Re-applies a stored transaction during recovery: its entries, not its operation.
     /// Checks every entry against the balance it records. After an error the transactor
     /// is in an unspecified state and must be discarded.
@@ -444,6 +479,21 @@ pub fn apply_entries(
         return Err(ReplayError::NotZeroSum { tx_id });
     }
     Ok(())
+}
+
+/// Steps of a composite whose balances [`Transactor::prefetch`] requests.
+const PREFETCH_STEPS_MAX: usize = 8;
+
+#[inline(always)]
+fn prefetch_read(value: &i64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults; the pointer comes from a reference.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((value as *const i64).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 fn check_amount(amount: u64) -> Result<(), FailReason> {
