@@ -1,1 +1,235 @@
-fn main() {}
+//! WAL append + sync and read-back throughput, each beside its floor on the same disk.
+//!
+//! - `append_sync/<batch>`: one batch = one frame, then one `fdatasync` (the slowest
+//!   commit pattern: a group commit per batch).
+//!   - `floor_write_fdatasync`: a bare loop of `write_all(batch)` + `fdatasync` appending to
+//!     one file (the floor the issue names);
+//!   - `wal_append_sync`: `Wal::append` + `Wal::sync` (default config: 64 MiB segments,
+//!     no pre-zeroing; rotation, header, crc32c and the segment's `fdatasync` + directory
+//!     `fsync` are all inside the measurement);
+//!   - `wal_append_with_sync`: the engine's path, the payload encoded (here: copied) into
+//!     the WAL's own buffer by `append_with`;
+//!   - `floor_overwrite_fdatasync` and `wal_prealloc_append_sync`: the same on blocks
+//!     already written (a pre-zeroed file; for the WAL, `preallocate: true`, which
+//!     zero-fills each new segment synchronously inside the measurement).
+//! - `read/<frame>`: reading back a 256 MiB log from the page cache.
+//!   - `floor_pread`: `pread` of the segment files in 4 MiB chunks into one buffer;
+//!   - `wal_frames`: `WalReader::frames()` over all frames (every checksum verified).
+//! - After criterion, a latency table (p50/p99/p99.9 of append+sync at 64 KiB) is printed.
+//!
+//! Run: `flock /tmp/ledger-bench.lock cargo bench -p ledger-wal --bench wal`.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::fs::{File, OpenOptions};
+use std::hint::black_box;
+use std::io::{Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ledger_wal::{Wal, WalConfig, WalReader};
+
+const BATCHES: [(&str, usize); 3] = [("4K", 4 << 10), ("64K", 64 << 10), ("1M", 1 << 20)];
+const SEGMENT_BYTES: u64 = 64 << 20;
+
+fn configure<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group
+}
+
+fn batch(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// A file of `bytes` zeros, made durable, for the overwrite floor.
+fn zeroed_file(path: &Path, bytes: u64) -> File {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    let zeros = vec![0_u8; 1 << 20];
+    for _ in 0..bytes / zeros.len() as u64 {
+        f.write_all(&zeros).unwrap();
+    }
+    f.sync_all().unwrap();
+    f
+}
+
+fn bench_append_sync(c: &mut Criterion) {
+    for (label, len) in BATCHES {
+        let data = batch(len);
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let mut group = configure(c, &format!("append_sync/{label}"));
+        group.throughput(Throughput::Bytes(len as u64));
+
+        let mut floor = File::create(dir.path().join("floor.bin")).unwrap();
+        group.bench_function(BenchmarkId::from_parameter("floor_write_fdatasync"), |b| {
+            b.iter(|| {
+                floor.write_all(black_box(&data)).unwrap();
+                floor.sync_data().unwrap();
+            });
+        });
+        drop(floor);
+        std::fs::remove_file(dir.path().join("floor.bin")).unwrap();
+
+        let cfg = WalConfig::default().with_segment_bytes_max(SEGMENT_BYTES);
+        let (mut wal, _) = Wal::open(dir.path().join("wal"), cfg).unwrap();
+        let mut seq = 1_u64;
+        group.bench_function(BenchmarkId::from_parameter("wal_append_sync"), |b| {
+            b.iter(|| {
+                wal.append(seq, seq, black_box(&data)).unwrap();
+                seq += 1;
+                wal.sync().unwrap()
+            });
+        });
+        group.bench_function(BenchmarkId::from_parameter("wal_append_with_sync"), |b| {
+            b.iter(|| {
+                wal.append_with(seq, seq, |buf| buf.extend_from_slice(black_box(&data)))
+                    .unwrap();
+                seq += 1;
+                wal.sync().unwrap()
+            });
+        });
+        drop(wal);
+        std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
+
+        let mut over = zeroed_file(&dir.path().join("over.bin"), SEGMENT_BYTES);
+        let mut pos = 0_u64;
+        group.bench_function(
+            BenchmarkId::from_parameter("floor_overwrite_fdatasync"),
+            |b| {
+                b.iter(|| {
+                    if pos + len as u64 > SEGMENT_BYTES {
+                        pos = 0;
+                        over.seek(SeekFrom::Start(0)).unwrap();
+                    }
+                    over.write_all(black_box(&data)).unwrap();
+                    over.sync_data().unwrap();
+                    pos += len as u64;
+                });
+            },
+        );
+        drop(over);
+
+        let cfg = cfg.with_preallocate(true);
+        let (mut wal, _) = Wal::open(dir.path().join("wal-pre"), cfg).unwrap();
+        let mut seq = 1_u64;
+        group.bench_function(
+            BenchmarkId::from_parameter("wal_prealloc_append_sync"),
+            |b| {
+                b.iter(|| {
+                    wal.append(seq, seq, black_box(&data)).unwrap();
+                    seq += 1;
+                    wal.sync().unwrap()
+                });
+            },
+        );
+        group.finish();
+    }
+}
+
+fn bench_read(c: &mut Criterion) {
+    const LOG_BYTES: usize = 256 << 20;
+    for (label, len) in [("4K", 4 << 10), ("64K", 64 << 10)] {
+        let data = batch(len);
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        for i in 0..(LOG_BYTES / len) as u64 {
+            wal.append(i + 1, i + 1, &data).unwrap();
+        }
+        wal.sync().unwrap();
+        let files: Vec<_> = wal.segments().into_iter().map(|s| s.path).collect();
+        drop(wal);
+
+        let mut group = configure(c, &format!("read/{label}"));
+        group.throughput(Throughput::Bytes(LOG_BYTES as u64));
+        let mut buf = vec![0_u8; 4 << 20];
+        group.bench_function(BenchmarkId::from_parameter("floor_pread"), |b| {
+            b.iter(|| {
+                let mut total = 0_u64;
+                for path in &files {
+                    let f = File::open(path).unwrap();
+                    let mut off = 0;
+                    loop {
+                        let n = f.read_at(&mut buf, off).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        off += n as u64;
+                        total += u64::from(buf[n - 1]);
+                    }
+                }
+                total
+            });
+        });
+        group.bench_function(BenchmarkId::from_parameter("wal_frames"), |b| {
+            b.iter(|| {
+                let reader = WalReader::open(dir.path()).unwrap();
+                let mut frames = reader.frames();
+                let mut total = 0_u64;
+                while let Some(f) = frames.next_frame().unwrap() {
+                    total += f.payload.len() as u64;
+                }
+                assert_eq!(total, LOG_BYTES as u64);
+                total
+            });
+        });
+        group.finish();
+    }
+}
+
+/// Latency percentiles of one append+sync at 64 KiB, floor beside WAL, interleaved in
+/// rounds so both see the same background load.
+fn latency_table(_: &mut Criterion) {
+    const ROUNDS: usize = 10;
+    const PER_ROUND: usize = 50;
+    let data = batch(64 << 10);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut floor = File::create(dir.path().join("floor.bin")).unwrap();
+    let (mut wal, _) = Wal::open(dir.path().join("wal"), WalConfig::default()).unwrap();
+    let mut h_floor = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut h_wal = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut seq = 1;
+    for _ in 0..ROUNDS {
+        for _ in 0..PER_ROUND {
+            let t = Instant::now();
+            floor.write_all(&data).unwrap();
+            floor.sync_data().unwrap();
+            h_floor.record(t.elapsed().as_micros() as u64).unwrap();
+        }
+        for _ in 0..PER_ROUND {
+            let t = Instant::now();
+            wal.append(seq, seq, &data).unwrap();
+            wal.sync().unwrap();
+            seq += 1;
+            h_wal.record(t.elapsed().as_micros() as u64).unwrap();
+        }
+    }
+    println!("append+sync 64 KiB latency (us)     p50    p99  p99.9    max");
+    for (name, h) in [
+        ("floor_write_fdatasync", &h_floor),
+        ("wal_append_sync", &h_wal),
+    ] {
+        println!(
+            "{name:<32} {:>6} {:>6} {:>6} {:>6}",
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max()
+        );
+    }
+}
+
+criterion_group!(benches, bench_append_sync, bench_read, latency_table);
+criterion_main!(benches);
