@@ -46,12 +46,42 @@ pub use format::{
     FORMAT_VERSION, HEADER_BYTES, Header, MAGIC, PAYLOAD_ALIGN, PAYLOAD_OFFSET, file_name,
     parse_file_name,
 };
-pub use read::{Loaded, SnapshotInfo, open_file, verify_file};
+pub use read::{Loaded, SnapshotInfo, open_file, verify_bytes, verify_file};
 pub use store::{
     LOCK_FILE_NAME, LoadOutcome, SkippedSnapshot, SnapshotConfig, SnapshotListing, SnapshotStore,
     WriteReport, list_dir,
 };
 pub use writer::{PayloadWriter, SnapshotPayload, SnapshotSerializer};
+
+/// Entry points for the fuzz target (`crates/ledger-snapshot/fuzz`) and its smoke test.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Arbitrary bytes as a snapshot file: verification must never panic, and anything it
+    /// accepts must be self-consistent; a payload that verifies is then validated (never
+    /// accessed unvalidated) as a few archive types.
+    pub fn check_image(data: &[u8]) {
+        let Ok((info, payload)) = crate::verify_bytes(data) else {
+            return;
+        };
+        assert_eq!(info.file_bytes, data.len() as u64);
+        assert_eq!(info.payload_bytes, payload.len() as u64);
+        assert_eq!(info.payload_crc32c, crc32c::crc32c(payload));
+        // The payload slice is 64 bytes into `data`; copy it to an aligned buffer as the
+        // memory map would give it.
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(payload);
+        if let Ok(balances) =
+            rkyv::access::<rkyv::Archived<Vec<i64>>, rkyv::rancor::Error>(&aligned)
+        {
+            let _ = balances.iter().map(|b| b.to_native()).sum::<i64>();
+        }
+        if let Ok(strings) =
+            rkyv::access::<rkyv::Archived<Vec<String>>, rkyv::rancor::Error>(&aligned)
+        {
+            let _ = strings.iter().map(|s| s.len()).sum::<usize>();
+        }
+    }
+}
 
 /// Re-exported so callers use the same rkyv this crate was built with.
 pub use rkyv;

@@ -60,7 +60,25 @@ fn map_and_verify(path: &Path) -> Result<Verified, SnapshotError> {
     // file while it is mapped, which the documentation of `Loaded` rules out. Every byte
     // is checked below before anything is interpreted.
     let map = unsafe { MmapOptions::new().populate().map(&file) }.map_err(io_err(path))?;
-    let header = Header::decode(path, &map)?;
+    let info = verify_image(path, &map)?;
+    let Ok(payload_len) = usize::try_from(info.payload_bytes) else {
+        return Err(SnapshotError::TooLarge {
+            path: path.to_path_buf(),
+            payload_bytes: info.payload_bytes,
+        });
+    };
+    Ok(Verified {
+        map,
+        info,
+        payload_len,
+    })
+}
+
+/// Checks 1-8 of the format (everything but the archive) on a whole file's bytes.
+/// `path` is only used to name the file in errors and to compare the sequence in its
+/// name (if it has a snapshot's name) with the header's.
+fn verify_image(path: &Path, image: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
+    let header = Header::decode(path, image)?;
 
     if let Some(in_name) = path
         .file_name()
@@ -75,7 +93,7 @@ fn map_and_verify(path: &Path) -> Result<Verified, SnapshotError> {
         });
     }
 
-    let actual_len = map.len() as u64;
+    let actual_len = image.len() as u64;
     let Some(expected_len) = header.file_bytes() else {
         return Err(SnapshotError::BadHeader {
             path: path.to_path_buf(),
@@ -95,23 +113,9 @@ fn map_and_verify(path: &Path) -> Result<Verified, SnapshotError> {
             extra_bytes: actual_len - expected_len,
         });
     }
-    let Ok(payload_len) = usize::try_from(header.payload_bytes) else {
-        return Err(SnapshotError::TooLarge {
-            path: path.to_path_buf(),
-            payload_bytes: header.payload_bytes,
-        });
-    };
-    let verified = Verified {
-        map,
-        info: SnapshotInfo {
-            sequence: header.sequence,
-            payload_bytes: header.payload_bytes,
-            file_bytes: actual_len,
-            payload_crc32c: header.payload_crc32c,
-        },
-        payload_len,
-    };
-    let actual_crc = payload_crc32c(verified.payload());
+    // Lengths match exactly, so the payload is everything after the header.
+    let payload = image.get(HEADER_BYTES..).unwrap_or_default();
+    let actual_crc = payload_crc32c(payload);
     if actual_crc != header.payload_crc32c {
         return Err(SnapshotError::ChecksumMismatch {
             path: path.to_path_buf(),
@@ -119,8 +123,25 @@ fn map_and_verify(path: &Path) -> Result<Verified, SnapshotError> {
             actual: actual_crc,
         });
     }
-    Ok(verified)
+    Ok(SnapshotInfo {
+        sequence: header.sequence,
+        payload_bytes: header.payload_bytes,
+        file_bytes: actual_len,
+        payload_crc32c: header.payload_crc32c,
+    })
 }
+
+/// Verifies the bytes of a whole snapshot file held in memory (checks 1-8 of
+/// `docs/snapshot-format.md`: everything but archive validation) and returns its info and
+/// payload. Errors name the file `<memory>`; no file-name check applies. For offline tools
+/// and fuzzing; [`verify_file`] is the same on a file.
+pub fn verify_bytes(image: &[u8]) -> Result<(SnapshotInfo, &[u8]), SnapshotError> {
+    let info = verify_image(Path::new(MEMORY_PATH), image)?;
+    Ok((info, image.get(HEADER_BYTES..).unwrap_or_default()))
+}
+
+/// The name errors from [`verify_bytes`] carry.
+const MEMORY_PATH: &str = "<memory>";
 
 /// Payloads at least this large are checksummed on several threads.
 const PARALLEL_CRC_MIN_BYTES: usize = 4 << 20;

@@ -49,7 +49,10 @@ fn version_1_fixture_loads_and_is_reproduced_exactly() {
 
     let path = fixture_path();
     let stored = std::fs::read(&path).expect("fixture present");
-    assert_eq!(stored, written, "today's writer no longer reproduces format version 1");
+    assert_eq!(
+        stored, written,
+        "today's writer no longer reproduces format version 1"
+    );
 
     let info = verify_file(&path).expect("verifies");
     assert_eq!(info.sequence, FIXTURE_SEQUENCE);
