@@ -11,6 +11,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use foldhash::fast::RandomState;
+
 use crate::transaction::TxId;
 
 /// Remembers the `user_ref`s committed within the last `window_ns` of sequencer time.
@@ -18,7 +20,10 @@ use crate::transaction::TxId;
 pub struct DedupWindow {
     window_ns: u64,
     /// user_ref -> (transaction that committed it, its timestamp).
-    seen: HashMap<u64, (TxId, u64)>,
+    /// Seeded per process: user_refs come from clients and must not be able to pick
+    /// colliding keys. Iteration order is never observed, so the seed cannot leak into
+    /// results.
+    seen: HashMap<u64, (TxId, u64), RandomState>,
     /// (timestamp, user_ref) in commit order, for expiry from the front.
     expiry: VecDeque<(u64, u64)>,
 }
@@ -27,7 +32,7 @@ impl DedupWindow {
     pub fn new(window_ns: u64) -> DedupWindow {
         DedupWindow {
             window_ns,
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             expiry: VecDeque::new(),
         }
     }

@@ -686,3 +686,22 @@ fn every_transaction_ages_the_window_live_and_in_replay() {
     replica.replay(2, h.now_ns, 2, rejected, &[]).unwrap();
     assert!(replica.dedup().is_empty());
 }
+
+#[test]
+fn prefetch_is_only_a_hint_for_any_operation() {
+    let mut h = Harness::new();
+    h.deposit(1, 10);
+    let hostile = [
+        deposit(u64::MAX, 1, 0),
+        transfer(1, u64::MAX, 5),
+        transfer(u64::MAX, 1, 5),
+        composite(vec![credit(u64::MAX, 1); 300], u32::MAX),
+        composite(vec![], 0),
+    ];
+    for op in &hostile {
+        h.transactor.prefetch(op);
+    }
+    assert_eq!(h.balance(1), 10);
+    h.transactor.prefetch(&transfer(1, 2, 5));
+    assert_eq!(h.outcome(transfer(1, 2, 5)), Outcome::Committed);
+}
