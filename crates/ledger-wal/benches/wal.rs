@@ -14,8 +14,11 @@
 //!     zero-fills each new segment synchronously inside the measurement).
 //! - `read/<frame>`: reading back a 256 MiB log from the page cache.
 //!   - `floor_pread`: `pread` of the segment files in 4 MiB chunks into one buffer;
+//!   - `floor_pread_crc32c`: the same plus crc32c over every chunk (the checks' floor);
 //!   - `wal_frames`: `WalReader::frames()` over all frames (every checksum verified).
-//! - After criterion, a latency table (p50/p99/p99.9 of append+sync at 64 KiB) is printed.
+//! - `interleaved` (printed after criterion): floor, `append`+`sync` and `append_with`+`sync`
+//!   taking turns in rounds, so a change in background load hits all three alike; prints
+//!   MiB/s, frames/s, % of the floor and p50/p99 latency per batch size.
 //!
 //! Run: `flock /tmp/ledger-bench.lock cargo bench -p ledger-wal --bench wal`.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -173,6 +176,24 @@ fn bench_read(c: &mut Criterion) {
                 total
             });
         });
+        group.bench_function(BenchmarkId::from_parameter("floor_pread_crc32c"), |b| {
+            b.iter(|| {
+                let mut total = 0_u32;
+                for path in &files {
+                    let f = File::open(path).unwrap();
+                    let mut off = 0;
+                    loop {
+                        let n = f.read_at(&mut buf, off).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        off += n as u64;
+                        total ^= crc32c::crc32c(&buf[..n]);
+                    }
+                }
+                total
+            });
+        });
         group.bench_function(BenchmarkId::from_parameter("wal_frames"), |b| {
             b.iter(|| {
                 let reader = WalReader::open(dir.path()).unwrap();
@@ -189,47 +210,74 @@ fn bench_read(c: &mut Criterion) {
     }
 }
 
-/// Latency percentiles of one append+sync at 64 KiB, floor beside WAL, interleaved in
-/// rounds so both see the same background load.
-fn latency_table(_: &mut Criterion) {
-    const ROUNDS: usize = 10;
-    const PER_ROUND: usize = 50;
-    let data = batch(64 << 10);
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let mut floor = File::create(dir.path().join("floor.bin")).unwrap();
-    let (mut wal, _) = Wal::open(dir.path().join("wal"), WalConfig::default()).unwrap();
-    let mut h_floor = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-    let mut h_wal = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-    let mut seq = 1;
-    for _ in 0..ROUNDS {
-        for _ in 0..PER_ROUND {
-            let t = Instant::now();
-            floor.write_all(&data).unwrap();
-            floor.sync_data().unwrap();
-            h_floor.record(t.elapsed().as_micros() as u64).unwrap();
+/// The floor and the WAL interleaved in rounds (so both see the same background load,
+/// which on this shared 2-core machine moves a lot): bandwidth, frames/s, the ratio to the
+/// floor and latency percentiles of one append+sync, per batch size.
+fn interleaved(_: &mut Criterion) {
+    const ROUNDS: usize = 8;
+    println!();
+    println!("interleaved, {ROUNDS} rounds          MiB/s   frames/s  vs floor   p50 us   p99 us");
+    for (label, len) in BATCHES {
+        let per_round = ((16 << 20) / len).clamp(16, 256);
+        let data = batch(len);
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let mut floor = File::create(dir.path().join("floor.bin")).unwrap();
+        let cfg = WalConfig::default().with_segment_bytes_max(SEGMENT_BYTES);
+        let (mut wal, _) = Wal::open(dir.path().join("wal"), cfg).unwrap();
+        let mut seq = 1_u64;
+        let names = [
+            "floor_write_fdatasync",
+            "wal_append_sync",
+            "wal_append_with_sync",
+        ];
+        let mut hist: Vec<_> = names
+            .iter()
+            .map(|_| hdrhistogram::Histogram::<u64>::new(3).unwrap())
+            .collect();
+        let mut total = [Duration::ZERO; 3];
+        for round in 0..ROUNDS {
+            for k in 0..3 {
+                let who = (k + round) % 3;
+                let started = Instant::now();
+                for _ in 0..per_round {
+                    let t = Instant::now();
+                    match who {
+                        0 => {
+                            floor.write_all(&data).unwrap();
+                            floor.sync_data().unwrap();
+                        }
+                        1 => {
+                            wal.append(seq, seq, &data).unwrap();
+                            seq += 1;
+                            wal.sync().unwrap();
+                        }
+                        _ => {
+                            wal.append_with(seq, seq, |buf| buf.extend_from_slice(&data))
+                                .unwrap();
+                            seq += 1;
+                            wal.sync().unwrap();
+                        }
+                    }
+                    hist[who].record(t.elapsed().as_micros() as u64).unwrap();
+                }
+                total[who] += started.elapsed();
+            }
         }
-        for _ in 0..PER_ROUND {
-            let t = Instant::now();
-            wal.append(seq, seq, &data).unwrap();
-            wal.sync().unwrap();
-            seq += 1;
-            h_wal.record(t.elapsed().as_micros() as u64).unwrap();
+        let frames = (ROUNDS * per_round) as f64;
+        let floor_rate = frames / total[0].as_secs_f64();
+        for (i, name) in names.iter().enumerate() {
+            let rate = frames / total[i].as_secs_f64();
+            println!(
+                "{label:>3} {name:<24} {:>8.1} {:>10.0} {:>8.1}% {:>8} {:>8}",
+                rate * len as f64 / f64::from(1 << 20),
+                rate,
+                100.0 * rate / floor_rate,
+                hist[i].value_at_quantile(0.5),
+                hist[i].value_at_quantile(0.99),
+            );
         }
-    }
-    println!("append+sync 64 KiB latency (us)     p50    p99  p99.9    max");
-    for (name, h) in [
-        ("floor_write_fdatasync", &h_floor),
-        ("wal_append_sync", &h_wal),
-    ] {
-        println!(
-            "{name:<32} {:>6} {:>6} {:>6} {:>6}",
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.max()
-        );
     }
 }
 
-criterion_group!(benches, bench_append_sync, bench_read, latency_table);
+criterion_group!(benches, bench_append_sync, bench_read, interleaved);
 criterion_main!(benches);
