@@ -8,9 +8,12 @@
 //! - `load/*`: `floor_read` = `std::fs::read` of the snapshot file into a fresh buffer;
 //!   `snapshot_load_copy` = `load_latest::<Vec<i64>>()` (open, mmap, header + crc32c
 //!   verify, bytecheck validation) and copying the archived balances into a fresh
-//!   `Vec<i64>`, which is what the engine does on start; `snapshot_load_zero_copy` = the
+//!   `Vec<i64>`, which is what the engine does on start; `snapshot_load_deserialize` = the
+//!   same copy done by `Loaded::deserialize` (rkyv's memcpy path); `snapshot_load_zero_copy` = the
 //!   same without the copy; `verify_crc_only` = `verify_file` (no archive validation) and
-//!   `validate_only` = bytecheck validation of an in-memory archive, to show each part.
+//!   `validate_only` = bytecheck validation of an in-memory archive, and
+//!   `crc32c_one_core` = a single-threaded crc32c of the in-memory payload, to show each
+//!   part (verification splits large payloads' crc across threads).
 //!
 //! Run: `flock /tmp/ledger-bench.lock cargo bench -p ledger-snapshot --bench snapshot`.
 
@@ -101,6 +104,19 @@ fn bench_load(c: &mut Criterion) {
             });
         });
         group.bench_function(
+            BenchmarkId::from_parameter("snapshot_load_deserialize"),
+            |b| {
+                b.iter(|| {
+                    let outcome = store.load_latest::<Vec<i64>>().expect("load");
+                    outcome
+                        .loaded
+                        .expect("loaded")
+                        .deserialize()
+                        .expect("deserialize")
+                });
+            },
+        );
+        group.bench_function(
             BenchmarkId::from_parameter("snapshot_load_zero_copy"),
             |b| {
                 b.iter(|| {
@@ -124,6 +140,9 @@ fn bench_load(c: &mut Criterion) {
             aligned.extend_from_slice(loaded.payload());
             aligned
         };
+        group.bench_function(BenchmarkId::from_parameter("crc32c_one_core"), |b| {
+            b.iter(|| crc32c::crc32c(black_box(&payload)));
+        });
         group.bench_function(BenchmarkId::from_parameter("validate_only"), |b| {
             b.iter(|| {
                 rkyv::access::<rkyv::Archived<Vec<i64>>, rkyv::rancor::Error>(black_box(&payload))
