@@ -5,15 +5,18 @@
 //!   balance bytes, `fsync`; `snapshot_write` = `SnapshotStore::write` of the `Vec<i64>`
 //!   (streamed rkyv serialization + crc32c, header, `fsync`, rename, directory `fsync`,
 //!   retention deleting the previous snapshot, `keep = 1`).
-//! - `load/*`: `floor_read` = `std::fs::read` of the snapshot file into a fresh buffer;
-//!   `snapshot_load_copy` = `load_latest::<Vec<i64>>()` (open, mmap, header + crc32c
-//!   verify, bytecheck validation) and copying the archived balances into a fresh
-//!   `Vec<i64>`, which is what the engine does on start; `snapshot_load_deserialize` = the
-//!   same copy done by `Loaded::deserialize` (rkyv's memcpy path); `snapshot_load_zero_copy` = the
-//!   same without the copy; `verify_crc_only` = `verify_file` (no archive validation) and
-//!   `validate_only` = bytecheck validation of an in-memory archive, and
-//!   `crc32c_one_core` = a single-threaded crc32c of the in-memory payload, to show each
-//!   part (verification splits large payloads' crc across threads).
+//! - `load/*` (file in the page cache): `floor_read` = `std::fs::read` of the snapshot
+//!   file into a fresh buffer; `snapshot_load_copy` = `load_latest::<Vec<i64>>()` (open,
+//!   mmap, header + crc32c verify, bytecheck validation) and copying the archived balances
+//!   into a fresh `Vec<i64>`, which is what the engine does on start;
+//!   `snapshot_load_deserialize` = the same with the copy done by `Loaded::deserialize`;
+//!   `snapshot_load_zero_copy` = the load without any copy. The parts on their own:
+//!   `verify_crc_only` = `verify_file` (no archive validation), `crc32c_one_core` = a
+//!   single-threaded crc32c of the in-memory payload (verification splits large payloads
+//!   across threads), `validate_only` = bytecheck validation of an in-memory archive.
+//! - `load_cold/*`: `floor_read` and `snapshot_load_copy` again, with the file dropped from
+//!   the page cache (`posix_fadvise(DONTNEED)`, untimed) before every iteration: a restart
+//!   after the cache was lost, reading from the disk.
 //!
 //! Run: `flock /tmp/ledger-bench.lock cargo bench -p ledger-snapshot --bench snapshot`.
 
