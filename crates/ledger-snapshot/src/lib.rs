@@ -35,6 +35,7 @@
 //! ```
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod crc;
 mod error;
 mod format;
 mod read;

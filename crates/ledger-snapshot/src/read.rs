@@ -115,7 +115,7 @@ fn verify_image(path: &Path, image: &[u8]) -> Result<SnapshotInfo, SnapshotError
     }
     // Lengths match exactly, so the payload is everything after the header.
     let payload = image.get(HEADER_BYTES..).unwrap_or_default();
-    let actual_crc = payload_crc32c(payload);
+    let actual_crc = crate::crc::crc32c_parallel(payload);
     if actual_crc != header.payload_crc32c {
         return Err(SnapshotError::ChecksumMismatch {
             path: path.to_path_buf(),
@@ -142,43 +142,6 @@ pub fn verify_bytes(image: &[u8]) -> Result<(SnapshotInfo, &[u8]), SnapshotError
 
 /// The name errors from [`verify_bytes`] carry.
 const MEMORY_PATH: &str = "<memory>";
-
-/// Payloads at least this large are checksummed on several threads.
-const PARALLEL_CRC_MIN_BYTES: usize = 4 << 20;
-/// At most this many threads checksum one payload.
-const PARALLEL_CRC_THREADS_MAX: usize = 4;
-
-/// crc32c of a payload. A crc32c pass runs at 5-6 GB/s on one core of the project's
-/// machine (the `crc32` instruction's throughput), slower than reading the same bytes
-/// from the page cache, so large payloads are split across up to
-/// [`PARALLEL_CRC_THREADS_MAX`] threads and the partial checksums combined.
-fn payload_crc32c(payload: &[u8]) -> u32 {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(PARALLEL_CRC_THREADS_MAX);
-    if threads < 2 || payload.len() < PARALLEL_CRC_MIN_BYTES {
-        return crc32c::crc32c(payload);
-    }
-    let part_bytes = payload.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut parts = payload.chunks(part_bytes);
-        // The first part is checksummed on this thread while the others run.
-        let first = parts.next().unwrap_or_default();
-        let handles: Vec<_> = parts
-            .map(|part| (part.len(), scope.spawn(move || crc32c::crc32c(part))))
-            .collect();
-        let mut crc = crc32c::crc32c(first);
-        for (len, handle) in handles {
-            let part_crc = match handle.join() {
-                Ok(part_crc) => part_crc,
-                // A checksum thread cannot panic; if it somehow did, re-raise it here.
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            crc = crc32c::crc32c_combine(crc, part_crc, len);
-        }
-        crc
-    })
-}
 
 /// Verifies one snapshot file without knowing its payload type: header, file name,
 /// lengths and both checksums. Does not validate the archive (that needs the type: see
@@ -280,31 +243,5 @@ impl<T: Archive> Loaded<T> {
                 source,
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parallel_crc_equals_serial() {
-        let mib = 1 << 20;
-        for len in [
-            0,
-            1,
-            4 * mib - 1,
-            4 * mib,
-            4 * mib + 1,
-            4 * mib + 3,
-            9 * mib + 7,
-        ] {
-            let data: Vec<u8> = (0..len)
-                .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 9) as u8)
-                .collect();
-            assert_eq!(
-                super::payload_crc32c(&data),
-                crc32c::crc32c(&data),
-                "len {len}"
-            );
-        }
     }
 }

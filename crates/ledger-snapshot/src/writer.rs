@@ -81,14 +81,39 @@ impl PayloadWriter {
                 self.staging.extend_from_slice(bytes);
             } else {
                 // Large slices (a copy-optimized Vec<i64>) go straight from the caller's
-                // memory to the file, one cache-sized piece at a time: no second copy.
-                for piece in bytes.chunks(CHUNK_BYTES) {
-                    self.crc = crc32c::crc32c_append(self.crc, piece);
-                    self.file.write_all(piece)?;
-                }
+                // memory to the file: no second copy.
+                self.write_through(bytes)?;
             }
         }
         self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes a large slice straight to the file. On several cores its crc32c is
+    /// computed on a helper thread while this one writes (both only read `bytes`);
+    /// otherwise piece by piece, each piece checksummed just before it is written.
+    fn write_through(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if crate::crc::threads_for(bytes.len()) < 2 {
+            for piece in bytes.chunks(CHUNK_BYTES) {
+                self.crc = crc32c::crc32c_append(self.crc, piece);
+                self.file.write_all(piece)?;
+            }
+            return Ok(());
+        }
+        let file = &mut self.file;
+        let (bytes_crc, written) = std::thread::scope(|scope| {
+            let helper = scope.spawn(|| crc32c::crc32c(bytes));
+            let written = bytes
+                .chunks(CHUNK_BYTES)
+                .try_for_each(|piece| file.write_all(piece));
+            match helper.join() {
+                Ok(crc) => (crc, written),
+                // A checksum thread cannot panic; if it somehow did, re-raise it here.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        written?;
+        self.crc = crc32c::crc32c_combine(self.crc, bytes_crc, bytes.len());
         Ok(())
     }
 
