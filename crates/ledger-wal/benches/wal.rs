@@ -225,19 +225,26 @@ fn interleaved(_: &mut Criterion) {
         let cfg = WalConfig::default().with_segment_bytes_max(SEGMENT_BYTES);
         let (mut wal, _) = Wal::open(dir.path().join("wal"), cfg).unwrap();
         let mut seq = 1_u64;
+        let mut floor_u = File::create(dir.path().join("floor-unaligned.bin")).unwrap();
+        floor_u.write_all(&[0; 64]).unwrap();
+        let data_u = batch(len + 40);
+        let mut floor_p = File::create(dir.path().join("floor-padded.bin")).unwrap();
+        let data_p = batch((len + 40).div_ceil(4096) * 4096);
         let names = [
             "floor_write_fdatasync",
             "wal_append_sync",
             "wal_append_with_sync",
+            "floor_unaligned",
+            "floor_padded",
         ];
         let mut hist: Vec<_> = names
             .iter()
             .map(|_| hdrhistogram::Histogram::<u64>::new(3).unwrap())
             .collect();
-        let mut total = [Duration::ZERO; 3];
+        let mut total = [Duration::ZERO; 5];
         for round in 0..ROUNDS {
-            for k in 0..3 {
-                let who = (k + round) % 3;
+            for k in 0..5 {
+                let who = (k + round) % 5;
                 let started = Instant::now();
                 for _ in 0..per_round {
                     let t = Instant::now();
@@ -250,6 +257,14 @@ fn interleaved(_: &mut Criterion) {
                             wal.append(seq, seq, &data).unwrap();
                             seq += 1;
                             wal.sync().unwrap();
+                        }
+                        4 => {
+                            floor_p.write_all(&data_p).unwrap();
+                            floor_p.sync_data().unwrap();
+                        }
+                        3 => {
+                            floor_u.write_all(&data_u).unwrap();
+                            floor_u.sync_data().unwrap();
                         }
                         _ => {
                             wal.append_with(seq, seq, |buf| buf.extend_from_slice(&data))

@@ -33,6 +33,8 @@ pub enum FrameDefect {
         /// The salt found in the frame header.
         salt: u64,
     },
+    /// The padding after a valid payload holds a non-zero byte.
+    NonZeroPadding,
     /// The file ends inside the frame.
     Truncated {
         /// Bytes the frame needs from its offset (header, or header + payload).
@@ -54,6 +56,7 @@ impl fmt::Display for FrameDefect {
                 f,
                 "payload checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
             ),
+            Self::NonZeroPadding => write!(f, "non-zero byte in the padding after the payload"),
             Self::StaleFrame { salt } => write!(f, "stale frame (salt {salt:#018x})"),
             Self::Truncated {
                 needed_bytes,

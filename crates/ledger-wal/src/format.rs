@@ -23,6 +23,10 @@ pub const FRAME_HEADER_BYTES: usize = 40;
 /// The largest payload one frame may carry (256 MiB).
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = 256 << 20;
 
+/// Frames that are padded end at a multiple of this many bytes in the file (the
+/// filesystem block size), so the next frame starts on a fresh block.
+pub const FRAME_ALIGN_BYTES: u64 = 4096;
+
 /// The smallest `segment_bytes_max` accepted: a header and one small frame.
 pub const SEGMENT_BYTES_MIN: u64 = (SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES) as u64 + 64;
 
@@ -39,6 +43,8 @@ const _: () = assert!(FRAME_HEADER_BYTES == 4 + 1 + 1 + 2 + 4 + 4 + 8 + 8 + 4 + 
 const _: () = assert!(FRAME_VERSION_U8 as u32 == FORMAT_VERSION);
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(FRAME_HEADER_BYTES.is_multiple_of(8));
+const _: () = assert!(FRAME_ALIGN_BYTES.is_power_of_two());
+const _: () = assert!(FRAME_ALIGN_BYTES <= u16::MAX as u64 + 1);
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(8));
 
 /// What a frame carries.
@@ -225,7 +231,7 @@ impl SegmentHeader {
 pub(crate) struct FrameHeader {
     pub version: u8,
     pub kind: u8,
-    pub reserved: u16,
+    pub padding_bytes: u16,
     pub payload_len: u32,
     pub record_count: u32,
     pub first_seq: u64,
@@ -248,7 +254,7 @@ impl FrameHeader {
         let mut out = [0_u8; FRAME_HEADER_BYTES];
         put(&mut out, 0, &FRAME_MAGIC);
         put(&mut out, 4, &[self.version, self.kind]);
-        put(&mut out, 6, &self.reserved.to_le_bytes());
+        put(&mut out, 6, &self.padding_bytes.to_le_bytes());
         put(&mut out, 8, &self.payload_len.to_le_bytes());
         put(&mut out, 12, &self.record_count.to_le_bytes());
         put(&mut out, 16, &self.first_seq.to_le_bytes());
@@ -260,11 +266,17 @@ impl FrameHeader {
     }
 
     /// A records frame header for the writer.
-    pub(crate) fn records(first_seq: u64, record_count: u32, salt: u64, payload: &[u8]) -> Self {
+    pub(crate) fn records(
+        first_seq: u64,
+        record_count: u32,
+        salt: u64,
+        payload: &[u8],
+        padding_bytes: u16,
+    ) -> Self {
         Self {
             version: FRAME_VERSION_U8,
             kind: FrameKind::RECORDS_BYTE,
-            reserved: 0,
+            padding_bytes,
             payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
             record_count,
             first_seq,
@@ -296,7 +308,7 @@ impl FrameHeader {
         HeaderCheck::Valid(Self {
             version: byte(4),
             kind: byte(5),
-            reserved: u16::from_le_bytes([byte(6), byte(7)]),
+            padding_bytes: u16::from_le_bytes([byte(6), byte(7)]),
             payload_len: u32_in(head, 8),
             record_count: u32_in(head, 12),
             first_seq: u64_at(head, 16),
@@ -384,7 +396,7 @@ mod tests {
 
     #[test]
     fn frame_header_round_trip() {
-        let h = FrameHeader::records(5, 3, 77, b"abc");
+        let h = FrameHeader::records(5, 3, 77, b"abc", 9);
         let bytes = h.encode();
         assert_eq!(FrameHeader::check(&bytes), HeaderCheck::Valid(h));
         assert!(matches!(

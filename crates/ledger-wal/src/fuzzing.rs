@@ -19,6 +19,8 @@ pub struct ScannedFrame {
     pub record_count: u32,
     /// Offset of its header in the segment.
     pub offset: u64,
+    /// Zero bytes after its payload.
+    pub padding_bytes: usize,
     /// Its payload (copied).
     pub payload: Vec<u8>,
 }
@@ -44,6 +46,7 @@ pub fn scan_segment_bytes(
                 first_seq: meta.first_seq,
                 record_count: meta.record_count,
                 offset: meta.offset,
+                padding_bytes: meta.padding_bytes,
                 payload: scan.payload(&meta).to_vec(),
             }),
             Step::End(end) => return Ok((header, frames, end)),
@@ -64,7 +67,7 @@ pub fn build_segment(number: u64, first_seq: u64, salt: u64, payloads: &[&[u8]])
     let mut seq = first_seq;
     for (i, p) in payloads.iter().enumerate() {
         let count = 1 + (i % 3) as u32;
-        out.extend_from_slice(&FrameHeader::records(seq, count, salt, p).encode());
+        out.extend_from_slice(&FrameHeader::records(seq, count, salt, p, 0).encode());
         out.extend_from_slice(p);
         seq = seq.saturating_add(u64::from(count));
     }
@@ -109,7 +112,7 @@ fn check_consistent(bytes: &[u8]) {
             for f in &frames {
                 assert_eq!(f.first_seq, seq, "frames are contiguous");
                 assert_eq!(f.offset, offset, "frames are adjacent");
-                offset += (crate::FRAME_HEADER_BYTES + f.payload.len()) as u64;
+                offset += (crate::FRAME_HEADER_BYTES + f.payload.len() + f.padding_bytes) as u64;
                 seq += u64::from(f.record_count);
             }
             assert_eq!(end.offset(), offset, "the end is after the last frame");

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{FrameDefect, WalError, io_err};
 use crate::format::{
-    FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_PAYLOAD_BYTES_MAX, FrameHeader,
-    FrameKind, HeaderCheck, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentHeaderError,
+    FORMAT_VERSION, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_PAYLOAD_BYTES_MAX,
+    FrameHeader, FrameKind, HeaderCheck, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentHeaderError,
 };
 
 /// Bytes read per refill of the window.
@@ -135,6 +135,7 @@ pub(crate) struct FrameMeta {
     pub record_count: u32,
     pub offset: u64,
     pub payload_len: usize,
+    pub padding_bytes: usize,
 }
 
 impl FrameMeta {
@@ -327,8 +328,8 @@ impl<S: ReadAt> SegmentScan<S> {
                 supported: FORMAT_VERSION,
             });
         }
-        if h.reserved != 0 {
-            return Err(malformed("reserved bytes are not zero"));
+        if u64::from(h.padding_bytes) >= FRAME_ALIGN_BYTES {
+            return Err(malformed("padding of a block or more"));
         }
         let Some(kind) = FrameKind::from_byte(h.kind) else {
             return Err(WalError::UnknownFrameKind {
@@ -353,7 +354,8 @@ impl<S: ReadAt> SegmentScan<S> {
         let Some(next_seq) = h.first_seq.checked_add(u64::from(h.record_count)) else {
             return Err(malformed("sequence range overflows u64"));
         };
-        let total = (FRAME_HEADER_BYTES + payload_len) as u64;
+        let padding_bytes = usize::from(h.padding_bytes);
+        let total = (FRAME_HEADER_BYTES + payload_len + padding_bytes) as u64;
         let available = self.file_len - pos;
         if total > available {
             let defect = FrameDefect::Truncated {
@@ -363,7 +365,11 @@ impl<S: ReadAt> SegmentScan<S> {
             return self.tail(pos, defect, false);
         }
         let frame = self.window(pos, total)?;
-        let payload = frame.get(FRAME_HEADER_BYTES..).unwrap_or_default();
+        let (payload, padding) = frame
+            .get(FRAME_HEADER_BYTES..)
+            .unwrap_or_default()
+            .split_at_checked(payload_len)
+            .unwrap_or_default();
         let computed = crc32c::crc32c(payload);
         if computed != h.payload_crc {
             let defect = FrameDefect::PayloadChecksum {
@@ -371,6 +377,9 @@ impl<S: ReadAt> SegmentScan<S> {
                 computed,
             };
             return self.tail(pos, defect, false);
+        }
+        if padding.iter().any(|&b| b != 0) {
+            return self.tail(pos, FrameDefect::NonZeroPadding, false);
         }
         if h.first_seq != self.next_seq {
             return Err(WalError::SequenceGap {
@@ -388,6 +397,7 @@ impl<S: ReadAt> SegmentScan<S> {
             record_count: h.record_count,
             offset: pos,
             payload_len,
+            padding_bytes,
         }))
     }
 

@@ -112,6 +112,44 @@ fn every_flipped_byte_is_an_error_or_a_truncated_tail_never_different_data() {
     assert!(checked > 500);
 }
 
+#[test]
+fn flipped_bytes_of_padded_frames_are_errors_or_a_truncated_tail() {
+    let root = tempfile::tempdir().unwrap();
+    let original = root.path().join("original");
+    let cfg = WalConfig::default().with_align_frames_min_bytes(0);
+    let (mut wal, _) = Wal::open(&original, cfg).unwrap();
+    let expected: Vec<Owned> = (1..=3_u64).map(|s| (s, 1, payload(s, 30))).collect();
+    for (s, _, p) in &expected {
+        wal.append(*s, *s, p).unwrap();
+    }
+    wal.sync().unwrap();
+    drop(wal);
+    let file = segment_files(&original).pop().unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(bytes.len(), 3 * 4096);
+    // Headers, payloads, and every 31st padding byte of each frame.
+    let offsets = (0..bytes.len()).filter(|i| i % 4096 < 64 + 40 + 30 || i % 31 == 0);
+    for i in offsets {
+        let dir = root.path().join(format!("flip-{i}"));
+        copy_log(&original, &dir);
+        let mut damaged = bytes.clone();
+        damaged[i] ^= 0x20;
+        std::fs::write(dir.join(file.file_name().unwrap()), &damaged).unwrap();
+        match Wal::open(&dir, cfg) {
+            Ok((_, report)) => {
+                assert!(i >= 8192, "flip at {i} before the last frame opened");
+                assert_eq!(report.truncated.map(|t| t.offset), Some(8192));
+                assert_eq!(read_all(&dir).unwrap().0, expected[..2]);
+            }
+            Err(e) => {
+                assert!(i < 8192, "flip at {i} in the last frame: {e}");
+                assert!(e.is_corruption(), "{e}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 fn segment_with(dir: &Path, number: u64, bytes: &[u8]) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(segment_file_name(number)), bytes).unwrap();

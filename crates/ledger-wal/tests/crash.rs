@@ -15,12 +15,17 @@ use ledger_wal::{CleanEnd, FrameDefect, SegmentEnd, Wal, WalConfig};
 
 const SEGMENT_BYTES: u64 = 700;
 
-/// A log of two or more segments whose last segment holds frames of sizes 0, 1, 37, 90.
+/// A log of two or more segments whose last segment holds frames of sizes 0, 1, 37, 90
+/// (and, for a padded log, 37, 90, 5000, 3).
 fn build_log(dir: &Path, cfg: WalConfig) -> Vec<Owned> {
     let (mut wal, _) = Wal::open(dir, cfg).unwrap();
     let mut expected = Vec::new();
     let mut seq = 1;
-    let sizes = [200, 150, 200, 0, 1, 37, 90];
+    let sizes: &[usize] = if cfg.align_frames_min_bytes == 0 {
+        &[200, 150, 200, 0, 1, 37, 90, 5000, 3]
+    } else {
+        &[200, 150, 200, 0, 1, 37, 90]
+    };
     for (i, &len) in sizes.iter().enumerate() {
         let count = 1 + (i as u32 % 3);
         let p = payload(i as u64, len);
@@ -34,7 +39,9 @@ fn build_log(dir: &Path, cfg: WalConfig) -> Vec<Owned> {
 }
 
 /// Cuts the last segment at every offset from the start of its fourth-to-last frame to
-/// its end; `zero_instead` keeps the file length and zeroes the bytes after the cut.
+/// its end (for a padded log: every offset in headers and around payload ends and frame
+/// boundaries, and every 61st elsewhere); `zero_instead` keeps the file length and
+/// zeroes the bytes after the cut.
 fn cut_everywhere(cfg: WalConfig, zero_instead: bool) {
     let root = tempfile::tempdir().unwrap();
     let original = root.path().join("original");
@@ -43,18 +50,33 @@ fn cut_everywhere(cfg: WalConfig, zero_instead: bool) {
     let last_segment = segment_files(&original).pop().unwrap();
     let last_number = positions.last().unwrap().0;
     // (offset, end) of the frames in the last segment, and how many frames precede them.
-    let in_last: Vec<(u64, u64)> = positions
+    let last_bytes = std::fs::read(&last_segment).unwrap();
+    // (offset, end including padding, end of payload)
+    let frames_in_last: Vec<(u64, u64, u64)> = positions
         .iter()
         .filter(|p| p.0 == last_number)
-        .map(|p| (p.1, p.1 + 40 + p.3 as u64))
+        .map(|p| {
+            let at = p.1 as usize;
+            let padding = u16::from_le_bytes([last_bytes[at + 6], last_bytes[at + 7]]);
+            let content_end = p.1 + 40 + p.3 as u64;
+            (p.1, content_end + u64::from(padding), content_end)
+        })
         .collect();
+    let in_last: Vec<(u64, u64)> = frames_in_last.iter().map(|f| (f.0, f.1)).collect();
+    let f_unpadded = frames_in_last.iter().all(|f| f.1 == f.2 && f.1 - f.0 < 200);
+    let interesting = |cut: u64| {
+        frames_in_last.iter().any(|f| {
+            (f.0..=f.0 + 48).contains(&cut) || cut.abs_diff(f.2) <= 8 || cut.abs_diff(f.1) <= 1
+        }) || cut % 61 == 0
+            || f_unpadded
+    };
     assert!(in_last.len() >= 4);
     let before = positions.len() - in_last.len();
     let file_len = std::fs::metadata(&last_segment).unwrap().len();
     let data_end = in_last.last().unwrap().1;
     let first_cut = in_last[in_last.len() - 4].0;
 
-    for cut in first_cut..=data_end {
+    for cut in (first_cut..=data_end).filter(|&c| interesting(c)) {
         let dir = root.path().join(format!("cut-{cut}"));
         copy_log(&original, &dir);
         let seg = segment_files(&dir).pop().unwrap();
@@ -67,7 +89,12 @@ fn cut_everywhere(cfg: WalConfig, zero_instead: bool) {
         }
         drop(file);
 
-        let complete = in_last.iter().filter(|f| f.1 <= cut).count();
+        // Zeros written over padding leave the frame whole.
+        let complete = if zero_instead {
+            frames_in_last.iter().filter(|f| f.2 <= cut).count()
+        } else {
+            in_last.iter().filter(|f| f.1 <= cut).count()
+        };
         let boundary = in_last[..complete].last().map_or(64, |f| f.1);
         let survivors = &expected[..before + complete];
         let next_seq =
@@ -101,7 +128,7 @@ fn cut_everywhere(cfg: WalConfig, zero_instead: bool) {
                     SegmentEnd::Clean { how, .. } => how,
                     SegmentEnd::Torn { .. } => panic!("torn end without truncation"),
                 });
-                let want = if zero_instead && cut < file_len {
+                let want = if zero_instead && boundary < file_len {
                     CleanEnd::ZeroFill
                 } else {
                     CleanEnd::EndOfFile
@@ -143,6 +170,33 @@ fn zeroed_tail_of_a_preallocated_segment_keeps_exactly_the_complete_frames() {
         .with_segment_bytes_max(SEGMENT_BYTES)
         .with_preallocate(true);
     cut_everywhere(cfg, true);
+}
+
+#[test]
+fn padded_frames_cut_anywhere_keep_exactly_the_complete_frames() {
+    let cfg = WalConfig::default()
+        .with_segment_bytes_max(20 << 10)
+        .with_align_frames_min_bytes(0);
+    cut_everywhere(cfg, false);
+    cut_everywhere(cfg.with_preallocate(true), true);
+}
+
+#[test]
+fn padding_aligns_large_frames_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+    wal.append(1, 1, &[1; 100]).unwrap();
+    wal.append(2, 2, &[2; 64 << 10]).unwrap();
+    wal.append(3, 3, &[3; 100]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let positions = frame_positions(dir.path());
+    let offsets: Vec<u64> = positions.iter().map(|p| p.1).collect();
+    // 64 + 140 = 204; the 64 KiB frame ends padded at a multiple of 4096.
+    assert_eq!(offsets[..2], [64, 204]);
+    assert_eq!(offsets[2] % 4096, 0);
+    assert!(offsets[2] >= 204 + 40 + (64 << 10));
+    assert_eq!(read_all(dir.path()).unwrap().0[1].2, vec![2; 64 << 10]);
 }
 
 #[test]
