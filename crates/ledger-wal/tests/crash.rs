@@ -67,7 +67,7 @@ fn cut_everywhere(cfg: WalConfig, zero_instead: bool) {
     let interesting = |cut: u64| {
         frames_in_last.iter().any(|f| {
             (f.0..=f.0 + 48).contains(&cut) || cut.abs_diff(f.2) <= 8 || cut.abs_diff(f.1) <= 1
-        }) || cut % 61 == 0
+        }) || cut.is_multiple_of(61)
             || f_unpadded
     };
     assert!(in_last.len() >= 4);
