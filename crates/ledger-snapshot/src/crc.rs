@@ -1,7 +1,9 @@
 //! crc32c helpers: the `crc32c` crate, spread over threads for large inputs.
 
-/// Payloads at least this large are checksummed on several threads.
-const PARALLEL_CRC_MIN_BYTES: usize = 4 << 20;
+/// Payloads at least this large are checksummed on several threads. Below it, handing
+/// work to another thread does not pay on a busy 2-core machine: a woken thread can wait a
+/// scheduler tick (4 ms) for the other core, longer than one core needs for 16 MiB (3 ms).
+const PARALLEL_CRC_MIN_BYTES: usize = 16 << 20;
 /// At most this many threads checksum one payload.
 const PARALLEL_CRC_THREADS_MAX: usize = 4;
 
@@ -49,16 +51,8 @@ pub(crate) fn threads_for(len: usize) -> usize {
 mod tests {
     #[test]
     fn parallel_crc_equals_serial() {
-        let mib = 1 << 20;
-        for len in [
-            0,
-            1,
-            4 * mib - 1,
-            4 * mib,
-            4 * mib + 1,
-            4 * mib + 3,
-            9 * mib + 7,
-        ] {
+        let min = super::PARALLEL_CRC_MIN_BYTES;
+        for len in [0, 1, min - 1, min, min + 1, min + 3, 2 * min + 7] {
             let data: Vec<u8> = (0..len)
                 .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 9) as u8)
                 .collect();

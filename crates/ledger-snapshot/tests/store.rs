@@ -86,6 +86,29 @@ fn large_payload_streams_across_chunks() {
 }
 
 #[test]
+fn payloads_checksummed_on_several_threads_round_trip() {
+    // 24 MB of balances plus a tail: above the size where writing and verifying spread
+    // the crc32c over threads (on a machine with more than one core).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let state = State {
+        balances: (0..3_000_000_i64).map(|i| i ^ (i << 17)).collect(),
+        window: vec![WindowEntry {
+            user_ref: 1,
+            tx_id: 2,
+            timestamp: 3,
+        }],
+        note: "big".to_owned(),
+    };
+    let report = store.write(7, &state).expect("write");
+    let info = verify_file(&report.path).expect("verify");
+    let bytes = fs::read(&report.path).expect("read");
+    let payload = bytes.get(HEADER_BYTES..).expect("payload");
+    assert_eq!(info.payload_crc32c, crc32c::crc32c(payload));
+    assert_eq!(load_state(&store), Some((7, state)));
+}
+
+#[test]
 fn rewriting_a_sequence_replaces_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());
