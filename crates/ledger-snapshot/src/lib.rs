@@ -16,6 +16,20 @@
 //!
 //! The crate knows nothing of money: the payload is any rkyv type.
 //!
+//! # Using it from an engine
+//!
+//! - Write from a background thread: [`SnapshotStore`] is `Send + Sync` and
+//!   [`SnapshotStore::write`] takes `&self` and a reference to a consistent copy of the
+//!   state; it returns once the snapshot is durable.
+//! - WAL below [`WriteReport::oldest_retained_sequence`] is needed by no snapshot on disk;
+//!   keep everything from there on, so a fallback to the oldest kept snapshot can still
+//!   replay.
+//! - On start, [`SnapshotStore::load_latest`] may fall back to an older snapshot (reported
+//!   in [`LoadOutcome::skipped`]); the replay must check that the WAL reaches back to the
+//!   loaded snapshot's sequence + 1 and refuse to start otherwise.
+//! - For a `Vec<i64>`-like payload, [`Loaded::deserialize`] copies the balances out with
+//!   a memcpy; [`Loaded::archived`] reads them in place from the memory map.
+//!
 //! ```
 //! # fn main() -> Result<(), ledger_snapshot::SnapshotError> {
 //! use ledger_snapshot::{SnapshotConfig, SnapshotStore};
