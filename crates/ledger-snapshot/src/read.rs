@@ -12,7 +12,6 @@ use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 
 use crate::error::{SnapshotError, io_err};
-
 use crate::format::{HEADER_BYTES, Header, PAYLOAD_OFFSET, parse_file_name};
 
 /// What verification established about a snapshot file.
@@ -54,7 +53,8 @@ fn map_and_verify(path: &Path) -> Result<Verified, SnapshotError> {
             expected_min_bytes: PAYLOAD_OFFSET,
         });
     }
-    // SAFETY: the map is read-only and private to this process. Complete snapshot files
+    // SAFETY: the map is read-only (PROT_READ), so this process never writes through it,
+    // and it is owned by the value returned, so it outlives every borrow. Complete files
     // are never modified by this crate (they are written under a temporary name and
     // renamed into place); the one hazard is another program truncating or rewriting the
     // file while it is mapped, which the documentation of `Loaded` rules out. Every byte
