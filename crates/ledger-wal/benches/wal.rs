@@ -236,15 +236,16 @@ fn interleaved(_: &mut Criterion) {
             "wal_append_with_sync",
             "floor_unaligned",
             "floor_padded",
+            "floor_padded_crc32c",
         ];
         let mut hist: Vec<_> = names
             .iter()
             .map(|_| hdrhistogram::Histogram::<u64>::new(3).unwrap())
             .collect();
-        let mut total = [Duration::ZERO; 5];
+        let mut total = [Duration::ZERO; 6];
         for round in 0..ROUNDS {
-            for k in 0..5 {
-                let who = (k + round) % 5;
+            for k in 0..6 {
+                let who = (k + round) % 6;
                 let started = Instant::now();
                 for _ in 0..per_round {
                     let t = Instant::now();
@@ -257,6 +258,11 @@ fn interleaved(_: &mut Criterion) {
                             wal.append(seq, seq, &data).unwrap();
                             seq += 1;
                             wal.sync().unwrap();
+                        }
+                        5 => {
+                            black_box(crc32c::crc32c(black_box(&data)));
+                            floor_p.write_all(&data_p).unwrap();
+                            floor_p.sync_data().unwrap();
                         }
                         4 => {
                             floor_p.write_all(&data_p).unwrap();

@@ -2,7 +2,7 @@
 //! segment rotation, retention.
 
 use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Seek as _, SeekFrom, Write as _};
+use std::io::{IoSlice, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +37,12 @@ pub struct WalConfig {
     /// overwrites the partly written block, which is cheaper than a fresh one).
     /// Default 32 KiB (at most 1/8 of such a frame is padding); `u64::MAX` disables it.
     pub align_frames_min_bytes: u64,
+    /// Frames of at least this many bytes are written payload first: the payload's
+    /// writeback is started (`sync_file_range`) before its crc32c is computed, and the
+    /// header goes in last, so the checksum (about 5 GB/s here, 0.2 ms per MiB) overlaps
+    /// the disk instead of adding to each commit. Smaller frames are one `pwritev`.
+    /// Default 256 KiB; `u64::MAX` disables it.
+    pub overlap_checksum_min_bytes: u64,
 }
 
 impl Default for WalConfig {
@@ -45,6 +51,7 @@ impl Default for WalConfig {
             segment_bytes_max: 64 << 20,
             preallocate: false,
             align_frames_min_bytes: 32 << 10,
+            overlap_checksum_min_bytes: 256 << 10,
         }
     }
 }
@@ -61,6 +68,13 @@ impl WalConfig {
     #[must_use]
     pub fn with_align_frames_min_bytes(mut self, bytes: u64) -> Self {
         self.align_frames_min_bytes = bytes;
+        self
+    }
+
+    /// Sets [`WalConfig::overlap_checksum_min_bytes`].
+    #[must_use]
+    pub fn with_overlap_checksum_min_bytes(mut self, bytes: u64) -> Self {
+        self.overlap_checksum_min_bytes = bytes;
         self
     }
 
@@ -237,10 +251,7 @@ impl Wal {
                     defect,
                 });
             }
-            let mut file = file;
             let pos = end.offset();
-            file.seek(SeekFrom::Start(pos))
-                .map_err(io_err(&last.path))?;
             wal.active = Some(Active {
                 file,
                 number: last.header.number,
@@ -377,10 +388,42 @@ impl Wal {
         };
         // Below FRAME_ALIGN_BYTES, which fits in u16 (const-asserted in format.rs).
         let padding = u16::try_from(padding_at(active.pos)).unwrap_or(0);
-        let header = FrameHeader::records(first_seq, count, active.salt, payload, padding).encode();
         let zeros = ZEROS.get(..usize::from(padding)).unwrap_or_default();
         let path = segment_path(&self.dir, active.number);
-        if let Err(e) = write_all_vectored(&mut active.file, &header, payload, zeros) {
+        let salt = active.salt;
+        let pos = active.pos;
+        let header = |payload: &[u8]| {
+            FrameHeader::records(first_seq, count, salt, payload, padding).encode()
+        };
+        let written = if frame_bytes >= self.cfg.overlap_checksum_min_bytes {
+            // Payload first, its writeback started, the checksum computed meanwhile, the
+            // header last. The block holding the header is left to `sync`.
+            let body = pos + FRAME_HEADER_BYTES as u64;
+            let end = pos + frame_bytes + u64::from(padding);
+            let first_block = body.next_multiple_of(FRAME_ALIGN_BYTES);
+            pwrite_all(
+                &active.file,
+                body,
+                &mut [IoSlice::new(payload), IoSlice::new(zeros)],
+            )
+            .and_then(|()| {
+                if end > first_block {
+                    start_writeback(&active.file, first_block, end - first_block)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| pwrite_all(&active.file, pos, &mut [IoSlice::new(&header(payload))]))
+        } else {
+            let header = header(payload);
+            let mut bufs = [
+                IoSlice::new(&header),
+                IoSlice::new(payload),
+                IoSlice::new(zeros),
+            ];
+            pwrite_all(&active.file, pos, &mut bufs)
+        };
+        if let Err(e) = written {
             self.poisoned = true;
             return Err(io_err(path)(e));
         }
@@ -461,8 +504,6 @@ impl Wal {
         file.sync_all().map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
-        file.seek(SeekFrom::Start(SEGMENT_HEADER_BYTES as u64))
-            .map_err(io_err(&path))?;
         if let Some(prev) = &self.active {
             // Everything in the previous segment was made durable above.
             self.durable = Durable {
@@ -536,29 +577,56 @@ impl Wal {
 /// Zeros for frame padding.
 static ZEROS: [u8; FRAME_ALIGN_BYTES as usize] = [0; FRAME_ALIGN_BYTES as usize];
 
-/// Writes `header`, `payload` and `padding` with `writev`, continuing after short writes.
-fn write_all_vectored(
-    file: &mut File,
-    header: &[u8],
-    payload: &[u8],
-    padding: &[u8],
-) -> std::io::Result<()> {
-    let mut bufs = [
-        IoSlice::new(header),
-        IoSlice::new(payload),
-        IoSlice::new(padding),
-    ];
-    let mut slices: &mut [IoSlice<'_>] = &mut bufs;
+/// Writes all of `bufs` at `offset` with `pwritev`, continuing after short writes.
+fn pwrite_all(file: &File, mut offset: u64, bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    let mut slices: &mut [IoSlice<'_>] = bufs;
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        let count = libc::c_int::try_from(slices.len()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (documented by std);
+        // the slices and the buffers they point to outlive the call; `count` is at most
+        // their number.
+        let n = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                slices.as_ptr().cast::<libc::iovec>(),
+                count,
+                off,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
         }
+        let n = usize::try_from(n).unwrap_or(0);
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+        offset += n as u64;
     }
     Ok(())
+}
+
+/// Starts writeback of `[offset, offset + len)` without waiting for it (durability still
+/// comes from the `fdatasync` in [`Wal::sync`]).
+fn start_writeback(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    let invalid = |_| std::io::Error::from(std::io::ErrorKind::InvalidInput);
+    let off = libc::off64_t::try_from(offset).map_err(invalid)?;
+    let len = libc::off64_t::try_from(len).map_err(invalid)?;
+    // SAFETY: a plain syscall on a descriptor `file` keeps open; no memory is passed.
+    let rc =
+        unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Takes an exclusive `flock` on the directory's lock file.

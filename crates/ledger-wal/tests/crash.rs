@@ -179,6 +179,8 @@ fn padded_frames_cut_anywhere_keep_exactly_the_complete_frames() {
         .with_align_frames_min_bytes(0);
     cut_everywhere(cfg, false);
     cut_everywhere(cfg.with_preallocate(true), true);
+    // Payload written before the header.
+    cut_everywhere(cfg.with_overlap_checksum_min_bytes(0), false);
 }
 
 #[test]
@@ -297,4 +299,37 @@ fn stale_frames_of_a_recycled_file_are_a_clean_end_not_data() {
     std::fs::write(&new_seg, &torn).unwrap();
     let (_, end) = read_all(&new).unwrap();
     assert!(matches!(end, Some(SegmentEnd::Torn { offset, .. }) if offset == new_len as u64));
+}
+
+#[test]
+fn a_payload_written_before_its_header_is_a_torn_tail() {
+    // With the checksum overlapped, the payload is written before the header: a crash in
+    // between leaves the header's bytes as they were (zeros here, or stale bytes).
+    for prealloc in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WalConfig::default()
+            .with_overlap_checksum_min_bytes(0)
+            .with_preallocate(prealloc)
+            .with_segment_bytes_max(1 << 20);
+        let (mut wal, _) = Wal::open(dir.path(), cfg).unwrap();
+        wal.append(1, 1, b"durable").unwrap();
+        wal.append(2, 2, &[7; 9000]).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let positions = frame_positions(dir.path());
+        let at = positions[1].1;
+        let seg = segment_files(dir.path()).pop().unwrap();
+        let mut file = OpenOptions::new().write(true).open(&seg).unwrap();
+        file.seek(SeekFrom::Start(at)).unwrap();
+        file.write_all(&[0; 40]).unwrap();
+        drop(file);
+        let (mut wal, report) = Wal::open(dir.path(), cfg).unwrap();
+        assert_eq!(report.truncated.map(|t| t.offset), Some(at));
+        assert_eq!(report.next_seq, Some(2));
+        wal.append(2, 2, b"again").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (frames, _) = read_all(dir.path()).unwrap();
+        assert_eq!(frames.len(), 2);
+    }
 }
