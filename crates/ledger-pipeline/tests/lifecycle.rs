@@ -388,3 +388,106 @@ fn pinning_is_applied_or_skipped_with_a_reason() {
         .expect("runs pinned");
     pipeline.shutdown().expect("shutdown");
 }
+
+#[test]
+fn repeated_start_publish_shutdown_cycles_drain_exactly() {
+    // Shutdown racing with producers that are still publishing: every publish that
+    // returned Ok is processed by every stage, nothing else is, nothing hangs.
+    for cycle in 0..200_u64 {
+        let counts: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let mut b = Pipeline::builder(2, || 0_u64).initial_sequence(1 + cycle);
+        for (k, count) in counts.iter().enumerate() {
+            let count = Arc::clone(count);
+            b.add_stage(
+                format!("s{k}"),
+                stage_fn(move |batch: &mut Batch<'_, u64>| {
+                    count.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    Ok(())
+                }),
+            );
+        }
+        let pipeline = b.start().expect("start");
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let p = pipeline.producer();
+                std::thread::spawn(move || {
+                    let mut ok = 0_u64;
+                    for _ in 0..100 {
+                        match p.publish(|_, _| {}) {
+                            Ok(_) => ok += 1,
+                            Err(PipelineError::ShutDown) => break,
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let progress = pipeline.progress();
+        // Close somewhere in the middle of the publishing (no waiting either way).
+        if cycle % 2 == 0 {
+            std::thread::yield_now();
+        }
+        pipeline.shutdown().expect("shutdown");
+        let published: u64 = producers
+            .into_iter()
+            .map(|t| t.join().expect("producer"))
+            .sum();
+        for count in &counts {
+            assert_eq!(count.load(Ordering::Relaxed), published, "cycle {cycle}");
+        }
+        assert_eq!(progress.claimed(), cycle + published);
+    }
+}
+
+#[test]
+fn a_failure_racing_with_busy_producers_never_hangs_them() {
+    for fail_at in [1_u64, 2, 3, 17, 100, 1_000] {
+        let mut b = Pipeline::builder(8, || 0_u64);
+        b.add_stage("first", noop());
+        b.add_stage(
+            "fails",
+            stage_fn(move |batch: &mut Batch<'_, u64>| {
+                if batch.last_sequence() >= fail_at {
+                    return Err("planned failure".into());
+                }
+                Ok(())
+            }),
+        );
+        let last = b.add_stage("last", noop());
+        let pipeline = b.start().expect("start");
+        let producers: Vec<_> = (0..3)
+            .map(|i| {
+                let p = pipeline.producer();
+                std::thread::spawn(move || {
+                    loop {
+                        let r = if i == 0 {
+                            p.publish_batch(3, |_, _| {})
+                        } else {
+                            p.publish(|_, _| {})
+                        };
+                        if let Err(e) = r {
+                            return e;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let progress = pipeline.progress();
+        let waiter = std::thread::spawn(move || progress.wait(last, u64::MAX >> 2));
+        for t in producers {
+            assert!(matches!(
+                t.join().expect("producer"),
+                PipelineError::StageFailed {
+                    panicked: false,
+                    ..
+                }
+            ));
+        }
+        assert!(matches!(
+            waiter.join().expect("waiter"),
+            Err(PipelineError::StageFailed { .. })
+        ));
+        assert!(pipeline.shutdown().is_err());
+    }
+}
