@@ -16,9 +16,12 @@
 //!   - `floor_pread`: `pread` of the segment files in 4 MiB chunks into one buffer;
 //!   - `floor_pread_crc32c`: the same plus crc32c over every chunk (the checks' floor);
 //!   - `wal_frames`: `WalReader::frames()` over all frames (every checksum verified).
-//! - `interleaved` (printed after criterion): floor, `append`+`sync` and `append_with`+`sync`
-//!   taking turns in rounds, so a change in background load hits all three alike; prints
-//!   MiB/s, frames/s, % of the floor and p50/p99 latency per batch size.
+//! - `interleaved` (printed after criterion, always runs, even with a filter): the floor,
+//!   `append`+`sync`, `append_with`+`sync`, the WAL without the checksum overlap, and a
+//!   framed floor (block-rounded bytes + crc32c) taking turns in rounds, so a change in
+//!   background load hits all alike; prints MiB/s, frames/s, % of the floor and p50/p99
+//!   latency per batch size. `cargo bench ... -- interleaved` runs only the setup of the
+//!   criterion groups and this table.
 //!
 //! Run: `flock /tmp/ledger-bench.lock cargo bench -p ledger-wal --bench wal`.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -210,42 +213,55 @@ fn bench_read(c: &mut Criterion) {
     }
 }
 
-/// The floor and the WAL interleaved in rounds (so both see the same background load,
-/// which on this shared 2-core machine moves a lot): bandwidth, frames/s, the ratio to the
-/// floor and latency percentiles of one append+sync, per batch size.
+/// The floor and the WAL interleaved in rounds (so all see the same background load, which
+/// on this shared 2-core machine moves a lot): bandwidth, frames/s, the ratio to the floor
+/// and latency percentiles of one append+sync, per batch size.
+///
+/// Contenders: `floor_write_fdatasync` (the bare loop); `wal_append_sync` and
+/// `wal_append_with_sync` (default config); `wal_no_overlap` (checksum before the write,
+/// one `pwritev`, to show what the overlap buys); `floor_framed_crc32c` (what any framed,
+/// checksummed log pays at least: the bare loop writing the same block-rounded byte count
+/// as a padded frame, plus crc32c of the payload before each write); `wal_sized_frames`
+/// (a caller that sizes each frame to the batch size exactly, payload = batch - 40 bytes,
+/// with frames aligned to min(batch, 64 KiB): every commit is one aligned write of the
+/// batch size, like the floor's; MiB/s counted as full batches).
 fn interleaved(_: &mut Criterion) {
-    const ROUNDS: usize = 8;
+    const ROUNDS: usize = 24;
+    const NAMES: [&str; 6] = [
+        "floor_write_fdatasync",
+        "wal_append_sync",
+        "wal_append_with_sync",
+        "wal_no_overlap",
+        "floor_framed_crc32c",
+        "wal_sized_frames",
+    ];
     println!();
-    println!("interleaved, {ROUNDS} rounds          MiB/s   frames/s  vs floor   p50 us   p99 us");
+    println!("interleaved, {ROUNDS} rounds           MiB/s   frames/s  vs floor   p50 us   p99 us");
     for (label, len) in BATCHES {
-        let per_round = ((16 << 20) / len).clamp(16, 256);
+        let per_round = ((4 << 20) / len).clamp(8, 64);
         let data = batch(len);
+        let framed = batch((len + 40).div_ceil(4096) * 4096);
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let mut floor = File::create(dir.path().join("floor.bin")).unwrap();
+        let mut floor_framed = File::create(dir.path().join("floor-framed.bin")).unwrap();
         let cfg = WalConfig::default().with_segment_bytes_max(SEGMENT_BYTES);
         let (mut wal, _) = Wal::open(dir.path().join("wal"), cfg).unwrap();
-        let mut seq = 1_u64;
-        let mut floor_u = File::create(dir.path().join("floor-unaligned.bin")).unwrap();
-        floor_u.write_all(&[0; 64]).unwrap();
-        let data_u = batch(len + 40);
-        let mut floor_p = File::create(dir.path().join("floor-padded.bin")).unwrap();
-        let data_p = batch((len + 40).div_ceil(4096) * 4096);
-        let names = [
-            "floor_write_fdatasync",
-            "wal_append_sync",
-            "wal_append_with_sync",
-            "floor_unaligned",
-            "floor_padded",
-            "floor_padded_crc32c",
-        ];
-        let mut hist: Vec<_> = names
+        let no_overlap = cfg.with_overlap_checksum_min_bytes(u64::MAX);
+        let (mut wal_plain, _) = Wal::open(dir.path().join("wal-plain"), no_overlap).unwrap();
+        let sized = cfg
+            .with_frame_align_bytes((len as u64).min(1 << 16))
+            .with_align_frames_min_bytes(0);
+        let (mut wal_sized, _) = Wal::open(dir.path().join("wal-sized"), sized).unwrap();
+        let data_sized = batch(len - 40);
+        let (mut seq, mut seq_plain, mut seq_sized) = (1_u64, 1_u64, 1_u64);
+        let mut hist: Vec<_> = NAMES
             .iter()
             .map(|_| hdrhistogram::Histogram::<u64>::new(3).unwrap())
             .collect();
-        let mut total = [Duration::ZERO; 6];
+        let mut total = [Duration::ZERO; NAMES.len()];
         for round in 0..ROUNDS {
-            for k in 0..6 {
-                let who = (k + round) % 6;
+            for k in 0..NAMES.len() {
+                let who = (k + round) % NAMES.len();
                 let started = Instant::now();
                 for _ in 0..per_round {
                     let t = Instant::now();
@@ -259,24 +275,26 @@ fn interleaved(_: &mut Criterion) {
                             seq += 1;
                             wal.sync().unwrap();
                         }
-                        5 => {
-                            black_box(crc32c::crc32c(black_box(&data)));
-                            floor_p.write_all(&data_p).unwrap();
-                            floor_p.sync_data().unwrap();
-                        }
-                        4 => {
-                            floor_p.write_all(&data_p).unwrap();
-                            floor_p.sync_data().unwrap();
-                        }
-                        3 => {
-                            floor_u.write_all(&data_u).unwrap();
-                            floor_u.sync_data().unwrap();
-                        }
-                        _ => {
+                        2 => {
                             wal.append_with(seq, seq, |buf| buf.extend_from_slice(&data))
                                 .unwrap();
                             seq += 1;
                             wal.sync().unwrap();
+                        }
+                        3 => {
+                            wal_plain.append(seq_plain, seq_plain, &data).unwrap();
+                            seq_plain += 1;
+                            wal_plain.sync().unwrap();
+                        }
+                        5 => {
+                            wal_sized.append(seq_sized, seq_sized, &data_sized).unwrap();
+                            seq_sized += 1;
+                            wal_sized.sync().unwrap();
+                        }
+                        _ => {
+                            black_box(crc32c::crc32c(black_box(&data)));
+                            floor_framed.write_all(&framed).unwrap();
+                            floor_framed.sync_data().unwrap();
                         }
                     }
                     hist[who].record(t.elapsed().as_micros() as u64).unwrap();
@@ -286,10 +304,10 @@ fn interleaved(_: &mut Criterion) {
         }
         let frames = (ROUNDS * per_round) as f64;
         let floor_rate = frames / total[0].as_secs_f64();
-        for (i, name) in names.iter().enumerate() {
+        for (i, name) in NAMES.iter().enumerate() {
             let rate = frames / total[i].as_secs_f64();
             println!(
-                "{label:>3} {name:<24} {:>8.1} {:>10.0} {:>8.1}% {:>8} {:>8}",
+                "{label:>3} {name:<24} {:>9.1} {:>10.0} {:>8.1}% {:>8} {:>8}",
                 rate * len as f64 / f64::from(1 << 20),
                 rate,
                 100.0 * rate / floor_rate,

@@ -23,9 +23,11 @@ pub const FRAME_HEADER_BYTES: usize = 40;
 /// The largest payload one frame may carry (256 MiB).
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = 256 << 20;
 
-/// Frames that are padded end at a multiple of this many bytes in the file (the
-/// filesystem block size), so the next frame starts on a fresh block.
-pub const FRAME_ALIGN_BYTES: u64 = 4096;
+/// The largest alignment a writer may pad frames to (the padding length is a u16).
+pub const FRAME_ALIGN_BYTES_MAX: u64 = 1 << 16;
+
+/// The filesystem block size the writer assumes (ext4 default, the page size).
+pub const BLOCK_BYTES: u64 = 4096;
 
 /// The smallest `segment_bytes_max` accepted: a header and one small frame.
 pub const SEGMENT_BYTES_MIN: u64 = (SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES) as u64 + 64;
@@ -43,8 +45,9 @@ const _: () = assert!(FRAME_HEADER_BYTES == 4 + 1 + 1 + 2 + 4 + 4 + 8 + 8 + 4 + 
 const _: () = assert!(FRAME_VERSION_U8 as u32 == FORMAT_VERSION);
 const _: () = assert!(FRAME_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(FRAME_HEADER_BYTES.is_multiple_of(8));
-const _: () = assert!(FRAME_ALIGN_BYTES.is_power_of_two());
-const _: () = assert!(FRAME_ALIGN_BYTES <= u16::MAX as u64 + 1);
+const _: () = assert!(FRAME_ALIGN_BYTES_MAX.is_power_of_two());
+const _: () = assert!(FRAME_ALIGN_BYTES_MAX == u16::MAX as u64 + 1);
+const _: () = assert!(BLOCK_BYTES.is_power_of_two() && BLOCK_BYTES <= FRAME_ALIGN_BYTES_MAX);
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(8));
 
 /// What a frame carries.

@@ -52,9 +52,9 @@ mod writer;
 
 pub use error::{FrameDefect, WalError};
 pub use format::{
-    FORMAT_VERSION, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_PAYLOAD_BYTES_MAX,
-    FrameKind, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, SegmentHeader,
-    parse_segment_file_name, segment_file_name,
+    BLOCK_BYTES, FORMAT_VERSION, FRAME_ALIGN_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_MAGIC,
+    FRAME_PAYLOAD_BYTES_MAX, FrameKind, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
+    SegmentHeader, parse_segment_file_name, segment_file_name,
 };
 pub use reader::{Frames, SegmentInfo, VerifyReport, WalReader, verify};
 pub use scan::{CleanEnd, Frame, SegmentEnd};

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{FrameDefect, WalError, io_err};
 use crate::format::{
-    FORMAT_VERSION, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_PAYLOAD_BYTES_MAX,
-    FrameHeader, FrameKind, HeaderCheck, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentHeaderError,
+    FORMAT_VERSION, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_PAYLOAD_BYTES_MAX, FrameHeader,
+    FrameKind, HeaderCheck, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentHeaderError,
 };
 
 /// Bytes read per refill of the window.
@@ -327,9 +327,6 @@ impl<S: ReadAt> SegmentScan<S> {
                 version: h.version_u32(),
                 supported: FORMAT_VERSION,
             });
-        }
-        if u64::from(h.padding_bytes) >= FRAME_ALIGN_BYTES {
-            return Err(malformed("padding of a block or more"));
         }
         let Some(kind) = FrameKind::from_byte(h.kind) else {
             return Err(WalError::UnknownFrameKind {

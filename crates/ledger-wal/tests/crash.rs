@@ -202,6 +202,30 @@ fn padding_aligns_large_frames_only() {
 }
 
 #[test]
+fn frames_sized_to_the_alignment_unit_land_on_its_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig::default()
+        .with_frame_align_bytes(1 << 16)
+        .with_align_frames_min_bytes(0);
+    let (mut wal, _) = Wal::open(dir.path(), cfg).unwrap();
+    for s in 1..=4 {
+        wal.append(s, s, &vec![s as u8; (1 << 16) - 40]).unwrap();
+    }
+    wal.sync().unwrap();
+    drop(wal);
+    let offsets: Vec<u64> = frame_positions(dir.path()).iter().map(|p| p.1).collect();
+    assert_eq!(offsets, [64, 2 << 16, 3 << 16, 4 << 16]);
+    assert_eq!(read_all(dir.path()).unwrap().0.len(), 4);
+    for bad in [0, 100, 256, 3000, 1 << 17] {
+        let e = Wal::open(dir.path(), WalConfig::default().with_frame_align_bytes(bad));
+        assert!(
+            matches!(e, Err(ledger_wal::WalError::InvalidConfig { .. })),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn a_header_written_without_its_payload_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();

@@ -47,13 +47,15 @@ proptest! {
         preallocate in any::<bool>(),
         align_frames_min_bytes in prop::sample::select(vec![0, 300, u64::MAX]),
         overlap_checksum_min_bytes in prop::sample::select(vec![0, 200, u64::MAX]),
+        frame_align_bytes in prop::sample::select(vec![512_u64, 4096]),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = WalConfig::default()
             .with_segment_bytes_max(segment_bytes_max)
             .with_preallocate(preallocate)
             .with_align_frames_min_bytes(align_frames_min_bytes)
-            .with_overlap_checksum_min_bytes(overlap_checksum_min_bytes);
+            .with_overlap_checksum_min_bytes(overlap_checksum_min_bytes)
+            .with_frame_align_bytes(frame_align_bytes);
         let (mut wal, report) = Wal::open(dir.path(), cfg).unwrap();
         prop_assert_eq!(report.next_seq, None);
         let mut expected: Vec<Owned> = Vec::new();
