@@ -7,7 +7,10 @@
 //!     --warm-up-time 1 --measurement-time 3
 //! ```
 //!
-//! Criterion reports items/s (`throughput/{ring,arrayqueue}/{1,4}p`). After it, unless a
+//! Criterion reports items/s (`throughput/{ring,arrayqueue}/{1,4}p`: one item per
+//! publish or push; `throughput/ring_batch64/{1,4}p`: the ring with producers claiming 64
+//! slots per `publish_batch`). `PIPELINE_BENCH_SPINS` / `PIPELINE_BENCH_YIELDS` override the
+//! wait parameters of both chains. After it, unless a
 //! filter excludes `latency`, the bench prints publish-to-last-stage latency percentiles
 //! (hdrhistogram, ns) for both chains, idle (one item at a time, the threads parked between
 //! items) and saturated (the throughput run with timestamps), and the CPU the idle pipeline
@@ -23,7 +26,8 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use hdrhistogram::Histogram;
 use ledger_pipeline::{
-    Batch, Pipeline, Producer, Progress, SPINS_DEFAULT, StageId, YIELDS_DEFAULT, stage_fn,
+    Batch, Pipeline, Producer, Progress, SPINS_DEFAULT, StageId, WaitStrategy, YIELDS_DEFAULT,
+    stage_fn,
 };
 
 /// Slots in the ring, and in each ArrayQueue of the comparison chain.
@@ -32,6 +36,8 @@ const PRODUCER_COUNTS: [usize; 2] = [1, 4];
 const IDLE_SAMPLES: usize = 2_000;
 const IDLE_GAP: Duration = Duration::from_micros(500);
 const SATURATED_ITEMS: u64 = 2_000_000;
+/// Slots claimed per `publish_batch` in the `ring_batch*` variant.
+const PRODUCER_BATCH: u64 = 64;
 
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
@@ -49,6 +55,30 @@ struct Slot {
 const _: () = assert!(size_of::<Slot>() == 64);
 
 static BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// The wait parameters both chains use: the ring's defaults, or
+/// `PIPELINE_BENCH_SPINS` / `PIPELINE_BENCH_YIELDS` from the environment to try others.
+static WAIT: LazyLock<(u32, u32)> = LazyLock::new(|| {
+    let var = |name: &str, default: u32| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    (
+        var("PIPELINE_BENCH_SPINS", SPINS_DEFAULT),
+        var("PIPELINE_BENCH_YIELDS", YIELDS_DEFAULT),
+    )
+});
+
+fn strategy() -> WaitStrategy {
+    let (spins, yields) = *WAIT;
+    if (spins, yields) == (SPINS_DEFAULT, YIELDS_DEFAULT) {
+        WaitStrategy::DEFAULT
+    } else {
+        WaitStrategy::SpinYieldPark { spins, yields }
+    }
+}
 
 fn now_ns() -> u64 {
     u64::try_from(BASE.elapsed().as_nanos()).unwrap_or(u64::MAX)
@@ -99,7 +129,7 @@ struct Ring {
 
 impl Ring {
     fn new(record_to: Recorder) -> Self {
-        let mut b = Pipeline::builder(CAPACITY, Slot::default);
+        let mut b = Pipeline::builder(CAPACITY, Slot::default).wait_strategy(strategy());
         let first = Arc::clone(&record_to);
         b.add_stage(
             "a",
@@ -153,23 +183,29 @@ impl Ring {
         }
     }
 
-    /// Publishes `per_producer` items from each of `producers` threads, one at a time, and
-    /// returns when the last stage has them all.
-    fn run(&self, producers: usize, per_producer: u64, stamp: bool) -> Duration {
+    /// Publishes `per_producer` items from each of `producers` threads, one at a time
+    /// (`batch == 1`) or `batch` per claim, and returns when the last stage has them all.
+    fn run(&self, producers: usize, per_producer: u64, stamp: bool, batch: u64) -> Duration {
         let start = Instant::now();
         let threads: Vec<_> = (0..producers)
             .map(|_| {
                 let p = self.producer.clone();
                 thread::spawn(move || {
                     let mut last = 0;
-                    for i in 0..per_producer {
-                        last = p
-                            .publish(|seq, s| {
-                                s.sequence = seq;
-                                s.value = i;
-                                s.published_ns = if stamp { now_ns() } else { 0 };
-                            })
-                            .expect("publish");
+                    let mut i = 0;
+                    while i < per_producer {
+                        let n = batch.min(per_producer - i);
+                        let fill = |seq: u64, s: &mut Slot| {
+                            s.sequence = seq;
+                            s.value = seq;
+                            s.published_ns = if stamp { now_ns() } else { 0 };
+                        };
+                        last = if n == 1 {
+                            p.publish(fill).expect("publish")
+                        } else {
+                            p.publish_batch(n as usize, fill).expect("publish") + n - 1
+                        };
+                        i += n;
                     }
                     last
                 })
@@ -235,13 +271,14 @@ impl Signal {
 
     #[inline]
     fn wait(&self, mut ready: impl FnMut() -> bool) {
-        for _ in 0..SPINS_DEFAULT {
+        let (spins, yields) = *WAIT;
+        for _ in 0..spins {
             if ready() {
                 return;
             }
             std::hint::spin_loop();
         }
-        for _ in 0..YIELDS_DEFAULT {
+        for _ in 0..yields {
             if ready() {
                 return;
             }
@@ -441,7 +478,19 @@ fn throughput(c: &mut Criterion) {
             BenchmarkId::new("ring", format!("{producers}p")),
             &producers,
             |b, &p| {
-                b.iter_custom(|iters| ring.run(p, iters.div_ceil(p as u64), false));
+                b.iter_custom(|iters| ring.run(p, iters.div_ceil(p as u64), false, 1));
+            },
+        );
+        // The same ring, producers claiming runs of PRODUCER_BATCH (what the ring offers
+        // and a queue of single items does not).
+        group.bench_with_input(
+            BenchmarkId::new(
+                format!("ring_batch{PRODUCER_BATCH}"),
+                format!("{producers}p"),
+            ),
+            &producers,
+            |b, &p| {
+                b.iter_custom(|iters| ring.run(p, iters.div_ceil(p as u64), false, PRODUCER_BATCH));
             },
         );
         drop(ring);
@@ -492,6 +541,7 @@ fn latency_report() {
     println!("\nlatency publish -> last stage (3 stages, 64-byte slots, capacity {CAPACITY})");
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("loadavg at start: {}", load.trim());
+    println!("wait: spins {} yields {}", WAIT.0, WAIT.1);
 
     // Idle: one item at a time, with a gap long enough for every thread to park.
     let r = recorder();
@@ -525,7 +575,7 @@ fn latency_report() {
         let per = SATURATED_ITEMS / producers as u64;
         let r = recorder();
         let ring = Ring::new(Arc::clone(&r));
-        let t = ring.run(producers, per, true);
+        let t = ring.run(producers, per, true, 1);
         println!(
             "saturated  ring       {producers}p: {:.1}M items/s, {}",
             (per * producers as u64) as f64 / t.as_secs_f64() / 1e6,
