@@ -58,6 +58,18 @@ pub fn scan_segment_bytes(
 /// each with `1 + i % 3` records, starting at `first_seq`.
 #[must_use]
 pub fn build_segment(number: u64, first_seq: u64, salt: u64, payloads: &[&[u8]]) -> Vec<u8> {
+    build_padded_segment(number, first_seq, salt, payloads, 0)
+}
+
+/// As [`build_segment`], each frame followed by `padding_bytes` zeros.
+#[must_use]
+pub fn build_padded_segment(
+    number: u64,
+    first_seq: u64,
+    salt: u64,
+    payloads: &[&[u8]],
+    padding_bytes: u16,
+) -> Vec<u8> {
     let header = SegmentHeader {
         number,
         first_seq,
@@ -67,8 +79,9 @@ pub fn build_segment(number: u64, first_seq: u64, salt: u64, payloads: &[&[u8]])
     let mut seq = first_seq;
     for (i, p) in payloads.iter().enumerate() {
         let count = 1 + (i % 3) as u32;
-        out.extend_from_slice(&FrameHeader::records(seq, count, salt, p, 0).encode());
+        out.extend_from_slice(&FrameHeader::records(seq, count, salt, p, padding_bytes).encode());
         out.extend_from_slice(p);
+        out.resize(out.len() + usize::from(padding_bytes), 0);
         seq = seq.saturating_add(u64::from(count));
     }
     out
@@ -128,7 +141,8 @@ fn check_damaged(data: &[u8]) {
     // Split: up to 8 payloads from the front, mutations from the back.
     let (body, muts) = data.split_at(data.len() - data.len().min(16));
     let chunks: Vec<&[u8]> = body.chunks(body.len() / 4 + 1).take(8).collect();
-    let original = build_segment(3, 100, 0xABCD, &chunks);
+    let padding = u16::try_from(body.len() % 37).unwrap_or(0);
+    let original = build_padded_segment(3, 100, 0xABCD, &chunks, padding);
     let mut damaged = original.clone();
     let mut it = muts.chunks_exact(3);
     for m in it.by_ref() {

@@ -4,14 +4,16 @@
 //! The crate stores byte payloads and knows nothing of what they mean. A log is a directory
 //! of segment files `wal-<number, 20 digits>.seg`; each starts with a 64-byte header
 //! (magic, version, segment number, first sequence, salt, crc32c) and holds frames: a
-//! 40-byte header (magic, version, kind, payload length, record count, first sequence,
-//! the segment's salt, crc32c of the payload, crc32c of the header) and the payload.
+//! 40-byte header (magic, version, kind, padding length, payload length, record count,
+//! first sequence, the segment's salt, crc32c of the payload, crc32c of the header), the
+//! payload and optional zero padding to a block boundary.
 //! `docs/wal-format.md` at the repository root describes the layout byte by byte.
 //!
 //! - [`Wal::open`] recovers: checks every segment header, reads the last segment frame by
 //!   frame, truncates a torn tail (reported in [`RecoveryReport`]) and refuses anything
 //!   else invalid with an error naming file and offset.
-//! - [`Wal::append`] / [`Wal::append_with`] write one frame with one `write`;
+//! - [`Wal::append`] / [`Wal::append_with`] write one frame with one `pwritev` (large
+//!   frames: payload first, checksum while the disk writes, header last);
 //!   [`Wal::sync`] is one `fdatasync` for everything appended since the last one and
 //!   returns the [`Durable`] position.
 //! - [`WalReader`] / [`Frames`] / [`verify`] read without a writer and change nothing; every

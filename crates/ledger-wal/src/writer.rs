@@ -1,4 +1,5 @@
-//! The writer: recovery on open, append (one `write` per frame), group-commit `sync`,
+//! The writer: recovery on open, append (one `pwritev` per frame; two writes and a
+//! writeback hint for frames of 256 KiB and more), group-commit `sync`,
 //! segment rotation, retention.
 
 use std::fs::{File, OpenOptions};
@@ -167,8 +168,9 @@ struct Active {
 
 /// The single writer of a WAL directory.
 ///
-/// `append`/`append_with` write one frame each with one `write` (into the kernel's page
-/// cache); `sync` makes everything appended since the last sync durable with one
+/// `append`/`append_with` write one frame each with one `pwritev` (into the kernel's page
+/// cache; large frames: payload, writeback hint, header, see
+/// [`WalConfig::overlap_checksum_min_bytes`]); `sync` makes everything appended since the last sync durable with one
 /// `fdatasync`. After any failed write or sync the writer is poisoned and must be reopened.
 #[derive(Debug)]
 pub struct Wal {
@@ -309,7 +311,7 @@ impl Wal {
     }
 
     /// Appends `payload` as one records frame holding sequences `first_seq..=last_seq`.
-    /// One `write`, no copy of the payload. Not durable until [`Wal::sync`].
+    /// One `pwritev`, no copy of the payload. Not durable until [`Wal::sync`].
     ///
     /// # Errors
     /// [`WalError::OutOfOrder`] / [`WalError::InvalidRange`] / [`WalError::PayloadTooLarge`]
