@@ -523,7 +523,11 @@ impl<T: Send> Producer<T> {
                 return Err(PipelineError::ShutDown);
             }
             // Slot of `last` last held `last - capacity`: it must have left the last stage.
-            let gate = last_stage.cursor.load(Ordering::Acquire);
+            let mut gate = control.gate_cache.load(Ordering::Acquire);
+            if last > gate + capacity {
+                gate = last_stage.cursor.load(Ordering::Acquire);
+                control.gate_cache.store(gate, Ordering::Release);
+            }
             if last > gate + capacity {
                 if !blocking {
                     return Err(PipelineError::Full {

@@ -56,6 +56,12 @@ pub(crate) struct Control {
     pub(crate) claim: CachePadded<AtomicU64>,
     /// Woken when producers publish (stage 0 sleeps here).
     pub(crate) published: Notifier,
+    /// A recent value of the last stage's cursor, shared by producers so that a claim
+    /// reads the cursor's cache line (written by the last stage after every batch) only
+    /// when this value says the ring may be full. Stored with `Release` after an `Acquire`
+    /// read of the cursor, loaded with `Acquire`: a producer trusting it is ordered after
+    /// the last stage's release of the slots it covers. It may lag (never lead) the cursor.
+    pub(crate) gate_cache: CachePadded<AtomicU64>,
     pub(crate) stages: Box<[StageCell]>,
     /// The first failure, if any. Set once.
     pub(crate) failure: OnceLock<PipelineError>,
@@ -82,6 +88,7 @@ impl Control {
             strategy,
             claim: CachePadded::new(AtomicU64::new(initial_sequence)),
             published: Notifier::new(),
+            gate_cache: CachePadded::new(AtomicU64::new(initial_sequence - 1)),
             stages,
             failure: OnceLock::new(),
         }
