@@ -276,14 +276,19 @@ fn run_stage<T: 'static>(
     cell.notifier.wake_all();
 }
 
-/// In a stage's wait: `Some(None)` when the stage should leave its loop.
+/// In a stage's wait: `Some(None)` when the stage should leave its loop. Reads only the
+/// `closed` flag until the pipeline is closed (failures close it too).
 #[inline]
 fn stage_exit(control: &Control, next: u64) -> Option<Option<u64>> {
+    if !control.closed.load(Ordering::Acquire) {
+        return None;
+    }
     if control.is_failed() {
         return Some(None);
     }
-    let (closed, end) = control.claim_state();
-    if closed && next >= end {
+    // `closed` is stored after `CLOSED`: the claim end read here is final.
+    let (_, end) = control.claim_state();
+    if next >= end {
         return Some(None);
     }
     None
@@ -539,7 +544,7 @@ impl<T: Send> Producer<T> {
                     if last_stage.cursor.load(Ordering::Acquire) >= need {
                         return Some(Ok(()));
                     }
-                    if control.claim.load(Ordering::Acquire) & CLOSED != 0 {
+                    if control.closed.load(Ordering::Acquire) {
                         return Some(Err(control.closed_error()));
                     }
                     None
