@@ -377,8 +377,16 @@ impl<T: Send + 'static> Pipeline<T> {
 
     fn join_threads(&mut self) -> Result<(), PipelineError> {
         for t in self.threads.drain(..) {
-            // Handlers run under catch_unwind; the loop itself does not panic.
-            let _ = t.join();
+            // Handlers and wakers run under catch_unwind, so the loop itself should not
+            // panic; if it ever does, that is a failure, never a clean shutdown.
+            let stage = t.thread().name().unwrap_or("pipeline").to_owned();
+            if let Err(payload) = t.join() {
+                self.ring.control.fail(PipelineError::StageFailed {
+                    stage,
+                    message: panic_message(payload.as_ref()),
+                    panicked: true,
+                });
+            }
         }
         match self.ring.control.failure.get() {
             Some(e) => Err(e.clone()),
@@ -666,7 +674,8 @@ impl Progress {
         sequence: u64,
         timeout: Duration,
     ) -> Result<(), PipelineError> {
-        self.wait_deadline(stage, sequence, Some(Instant::now() + timeout))
+        // A timeout too long to represent is no deadline at all.
+        self.wait_deadline(stage, sequence, Instant::now().checked_add(timeout))
     }
 
     fn wait_deadline(

@@ -10,6 +10,7 @@
 //! lowered `min_target` (and then takes the mutex, after the registration, and wakes the
 //! entry), or the waiter's re-check sees the advanced index and does not park.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
@@ -89,10 +90,15 @@ enum Handle {
 }
 
 impl Handle {
+    /// Called with no lock held: a task's waker is foreign code that may poll inline (and
+    /// re-register) or panic. Its panic is contained here: it would otherwise unwind the
+    /// thread advancing the index (a stage) and stall the pipeline without a failure.
     fn wake(self) {
         match self {
             Self::Thread(t) => t.unpark(),
-            Self::Task(w) => w.wake(),
+            Self::Task(w) => {
+                let _ = catch_unwind(AssertUnwindSafe(|| w.wake()));
+            }
         }
     }
 }
@@ -147,31 +153,38 @@ impl Notifier {
         }
     }
 
+    /// Only reached when somebody sleeps on this index: the group of woken handles is
+    /// collected under the lock and woken after it is released.
     #[cold]
     fn wake_up_to(&self, value: u64) {
-        let mut w = self.lock();
-        let mut min = u64::MAX;
-        let mut i = 0;
-        while i < w.entries.len() {
-            let target = w.entries.get(i).map_or(u64::MAX, |e| e.target);
-            if target <= value {
-                w.entries.swap_remove(i).handle.wake();
-            } else {
-                min = min.min(target);
-                i += 1;
+        let mut woken = Vec::new();
+        {
+            let mut w = self.lock();
+            let mut min = u64::MAX;
+            let mut i = 0;
+            while i < w.entries.len() {
+                let target = w.entries.get(i).map_or(u64::MAX, |e| e.target);
+                if target <= value {
+                    woken.push(w.entries.swap_remove(i).handle);
+                } else {
+                    min = min.min(target);
+                    i += 1;
+                }
             }
+            self.min_target.store(min, Ordering::Relaxed);
         }
-        self.min_target.store(min, Ordering::Relaxed);
+        woken.into_iter().for_each(Handle::wake);
     }
 
     /// Wakes every registered waiter whatever its target (failure, shutdown).
     pub(crate) fn wake_all(&self) {
         fence(Ordering::SeqCst);
-        let mut w = self.lock();
-        for e in w.entries.drain(..) {
-            e.handle.wake();
-        }
-        self.min_target.store(u64::MAX, Ordering::Relaxed);
+        let woken: Vec<Handle> = {
+            let mut w = self.lock();
+            self.min_target.store(u64::MAX, Ordering::Relaxed);
+            w.entries.drain(..).map(|e| e.handle).collect()
+        };
+        woken.into_iter().for_each(Handle::wake);
     }
 
     /// Registers a sleeper for `target`. The caller must re-check its condition after this

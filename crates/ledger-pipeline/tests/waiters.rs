@@ -247,3 +247,62 @@ fn waiters_for_levels_beyond_a_drained_shutdown_get_shut_down() {
     assert_eq!(beyond.join().expect("thread"), Err(PipelineError::ShutDown));
     pipeline.shutdown().expect("shutdown");
 }
+
+/// A waker that panics when woken: foreign code the pipeline must survive.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        panic!("waker panicked");
+    }
+}
+
+// Found in review: a task waker that panicked unwound the stage thread that woke it, so the
+// pipeline stalled with no failure recorded and shutdown hung or lost published items.
+#[test]
+fn a_panicking_waker_does_not_stall_the_pipeline() {
+    use std::future::Future;
+    let mut builder = ledger_pipeline::Pipeline::builder(4, || 0u64);
+    let first = builder.add_stage(
+        "first",
+        ledger_pipeline::stage_fn(|_: &mut ledger_pipeline::Batch<'_, u64>| Ok(())),
+    );
+    let last = builder.add_stage(
+        "last",
+        ledger_pipeline::stage_fn(|_: &mut ledger_pipeline::Batch<'_, u64>| Ok(())),
+    );
+    let pipeline = builder.start().unwrap();
+    let producer = pipeline.producer();
+    let progress = pipeline.progress();
+
+    let waker = std::task::Waker::from(std::sync::Arc::new(PanickingWaker));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut armed = Box::pin(progress.wait_async(first, 1));
+    assert!(armed.as_mut().poll(&mut cx).is_pending());
+
+    // More items than the ring holds: they only all get through if both stages live on.
+    let mut id = 0;
+    for value in 0..16u64 {
+        id = producer.publish(|_, slot| *slot = value).unwrap();
+    }
+    progress.wait(last, id).unwrap();
+    assert_eq!(progress.failure(), None);
+    drop(armed);
+    pipeline.shutdown().unwrap();
+}
+
+#[test]
+fn a_timeout_too_long_to_represent_means_no_deadline() {
+    let mut builder = ledger_pipeline::Pipeline::builder(4, || 0u64);
+    let stage = builder.add_stage(
+        "only",
+        ledger_pipeline::stage_fn(|_: &mut ledger_pipeline::Batch<'_, u64>| Ok(())),
+    );
+    let pipeline = builder.start().unwrap();
+    let id = pipeline.producer().publish(|_, slot| *slot = 1).unwrap();
+    let progress = pipeline.progress();
+    progress
+        .wait_timeout(stage, id, std::time::Duration::MAX)
+        .unwrap();
+    pipeline.shutdown().unwrap();
+}
