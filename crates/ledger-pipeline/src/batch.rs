@@ -97,7 +97,7 @@ impl<'a, T> Batch<'a, T> {
         let head_len = self.len.min(cap - start);
         let tail_len = self.len - head_len;
         let base = self.ring.slots_base();
-        // SAFETY: `start + head_len <= cap` and `tail_len < start` (a batch is at most
+        // SAFETY: `start + head_len <= cap` and `tail_len <= start` (a batch is at most
         // `cap` long), so the two ranges are in bounds and disjoint; they are exactly the
         // slots of this batch, held exclusively by this stage, and `&mut self` prevents
         // any other reference for the slices' lifetime. `UnsafeCell<T>` has `T`'s layout.
