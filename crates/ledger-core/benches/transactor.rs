@@ -84,6 +84,52 @@ fn funded(accounts: u64) -> (Transactor, u64) {
     (transactor, tx_id)
 }
 
+/// The next `BATCH` operations of `ops`, cycling.
+fn next_batch<'a>(ops: &'a [Operation], at: &mut usize) -> &'a [Operation] {
+    let batch = &ops[*at..*at + BATCH];
+    *at = (*at + BATCH) % OPS;
+    batch
+}
+
+/// A funded transactor and the state the measured loop carries from batch to batch.
+struct Run {
+    transactor: Transactor,
+    tx_id: u64,
+    entries: Vec<Entry>,
+    /// The bench measures committed work: a rejection would be a cheaper path.
+    rejected: u64,
+}
+
+impl Run {
+    fn new(accounts: u64) -> Run {
+        let (transactor, tx_id) = funded(accounts);
+        Run {
+            transactor,
+            tx_id,
+            entries: Vec::with_capacity(2 * BATCH),
+            rejected: 0,
+        }
+    }
+
+    /// The measured loop: `batch` as consecutive transactions at time 0, with `PREFETCH`
+    /// calling `Transactor::prefetch` `PREFETCH_DISTANCE` operations ahead (a constant, so
+    /// the loop without it carries no branch for it).
+    #[inline(always)]
+    fn execute<const PREFETCH: bool>(&mut self, batch: &[Operation]) {
+        self.entries.clear();
+        for (i, op) in batch.iter().enumerate() {
+            if PREFETCH && let Some(ahead) = batch.get(i + PREFETCH_DISTANCE) {
+                self.transactor.prefetch(ahead);
+            }
+            self.tx_id += 1;
+            let outcome = self
+                .transactor
+                .execute(self.tx_id, 0, op, &mut self.entries);
+            self.rejected += u64::from(!outcome.is_committed());
+        }
+    }
+}
+
 fn bench_execute(c: &mut Criterion) {
     for accounts in ACCOUNT_COUNTS {
         let mut group = c.benchmark_group(format!("execute/{accounts}_accounts"));
@@ -114,46 +160,6 @@ fn bench_execute(c: &mut Criterion) {
                     user_ref: 0,
                 })
                 .collect();
-            let (mut transactor, mut tx_id) = funded(accounts);
-            let mut entries: Vec<Entry> = Vec::with_capacity(2 * BATCH);
-            // The bench measures committed work: a rejection would be a cheaper path.
-            let mut rejected = 0u64;
-            let mut at = 0;
-            group.bench_function(BenchmarkId::new("transfer", name), |b| {
-                b.iter(|| {
-                    entries.clear();
-                    for op in &ops[at..at + BATCH] {
-                        tx_id += 1;
-                        rejected += u64::from(
-                            !transactor
-                                .execute(tx_id, 0, op, &mut entries)
-                                .is_committed(),
-                        );
-                    }
-                    at = (at + BATCH) % OPS;
-                })
-            });
-
-            let mut at = 0;
-            group.bench_function(BenchmarkId::new("transfer_prefetched", name), |b| {
-                b.iter(|| {
-                    entries.clear();
-                    let batch = &ops[at..at + BATCH];
-                    for (i, op) in batch.iter().enumerate() {
-                        if let Some(ahead) = batch.get(i + PREFETCH_DISTANCE) {
-                            transactor.prefetch(ahead);
-                        }
-                        tx_id += 1;
-                        rejected += u64::from(
-                            !transactor
-                                .execute(tx_id, 0, op, &mut entries)
-                                .is_committed(),
-                        );
-                    }
-                    at = (at + BATCH) % OPS;
-                })
-            });
-
             let deposits: Vec<Operation> = moves
                 .iter()
                 .map(|&(_, to, amount)| Operation::Deposit {
@@ -162,23 +168,22 @@ fn bench_execute(c: &mut Criterion) {
                     user_ref: 0,
                 })
                 .collect();
+
+            let mut run = Run::new(accounts);
+            let mut at = 0;
+            group.bench_function(BenchmarkId::new("transfer", name), |b| {
+                b.iter(|| run.execute::<false>(next_batch(&ops, &mut at)))
+            });
+            let mut at = 0;
+            group.bench_function(BenchmarkId::new("transfer_prefetched", name), |b| {
+                b.iter(|| run.execute::<true>(next_batch(&ops, &mut at)))
+            });
             let mut at = 0;
             group.bench_function(BenchmarkId::new("deposit", name), |b| {
-                b.iter(|| {
-                    entries.clear();
-                    for op in &deposits[at..at + BATCH] {
-                        tx_id += 1;
-                        rejected += u64::from(
-                            !transactor
-                                .execute(tx_id, 0, op, &mut entries)
-                                .is_committed(),
-                        );
-                    }
-                    at = (at + BATCH) % OPS;
-                })
+                b.iter(|| run.execute::<false>(next_batch(&deposits, &mut at)))
             });
-            assert_eq!(rejected, 0, "every measured operation committed");
-            assert_eq!(transactor.balance_sum(), 0);
+            assert_eq!(run.rejected, 0, "every measured operation committed");
+            assert_eq!(run.transactor.balance_sum(), 0);
         }
         group.finish();
     }
@@ -190,11 +195,14 @@ fn bench_dedup(c: &mut Criterion) {
     let mut group = c.benchmark_group("execute/dedup_1000000_accounts");
     group.throughput(Throughput::Elements(BATCH as u64));
     let moves = transfers(accounts, Shape::Uniform);
-    let (mut transactor, mut tx_id) = funded(accounts);
-    let mut entries = Vec::with_capacity(2 * BATCH);
+    let Run {
+        mut transactor,
+        mut tx_id,
+        mut entries,
+        mut rejected,
+    } = Run::new(accounts);
     let mut at = 0;
     let mut now_ns = 0u64;
-    let mut rejected = 0u64;
     group.bench_function("transfer_with_user_ref", |b| {
         b.iter(|| {
             entries.clear();
