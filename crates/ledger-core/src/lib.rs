@@ -17,6 +17,8 @@
 //! ```
 
 pub mod dedup;
+pub mod ledger;
+pub mod record;
 pub mod transaction;
 pub mod transactor;
 

@@ -233,3 +233,50 @@ impl Outcome {
         matches!(self, Outcome::Committed)
     }
 }
+
+/// How far along the pipeline a caller waits for a transaction to get.
+///
+/// Each level implies the ones before it: a transaction visible to balance reads is
+/// durable, and a durable one has been executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum WaitLevel {
+    /// Executed by the transactor: its outcome is known, it may not be durable yet.
+    Processed,
+    /// Durable in the write-ahead log (`fdatasync` returned): it survives a crash.
+    #[default]
+    Committed,
+    /// Applied to the balances that reads see (and to the next snapshot).
+    Snapshotted,
+}
+
+/// What [`Ledger::submit_and_wait`](crate::ledger::Ledger::submit_and_wait) reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SubmitResult {
+    /// The id the sequencer assigned.
+    pub tx_id: TxId,
+    /// `None` if the transaction committed, else why it was rejected.
+    pub fail_reason: Option<FailReason>,
+}
+
+impl SubmitResult {
+    /// The result of transaction `tx_id` with `outcome`.
+    pub fn new(tx_id: TxId, outcome: Outcome) -> SubmitResult {
+        let fail_reason = match outcome {
+            Outcome::Committed => None,
+            Outcome::Rejected(reason) => Some(reason),
+        };
+        SubmitResult { tx_id, fail_reason }
+    }
+
+    pub fn is_committed(&self) -> bool {
+        self.fail_reason.is_none()
+    }
+
+    /// The outcome this result reports.
+    pub fn outcome(&self) -> Outcome {
+        match self.fail_reason {
+            None => Outcome::Committed,
+            Some(reason) => Outcome::Rejected(reason),
+        }
+    }
+}

@@ -68,8 +68,48 @@ pub enum ReplayError {
     NotIncreasing { tx_id: TxId, last_tx_id: TxId },
 }
 
+/// A saved state cannot be restored into a transactor of this configuration.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "account {account_id} holds {balance} but max_accounts is {max_accounts}: \
+         raise max_accounts to at least {}", account_id + 1
+    )]
+    AccountBeyondLimit {
+        account_id: AccountId,
+        balance: i64,
+        max_accounts: u64,
+    },
+    #[error("the saved balances sum to {sum}, not zero")]
+    NotZeroSum { sum: i128 },
+    #[error("the saved dedup window is not in commit order at transaction {tx_id}")]
+    DedupOutOfOrder { tx_id: TxId },
+    #[error("the saved state has format {format}, which this version does not read")]
+    UnknownFormat { format: u32 },
+    #[error("the saved state is at transaction {state_tx_id}, its file says {file_tx_id}")]
+    SequenceMismatch { file_tx_id: TxId, state_tx_id: TxId },
+}
+
+/// The state a snapshot saves: everything [`Transactor::restore`] needs to continue
+/// exactly where the saved transactor stood.
+#[derive(Debug, Clone, Copy)]
+pub struct SavedState<'a, D> {
+    /// Balances by account id; may be shorter or longer than `max_accounts` (beyond it
+    /// every balance must be zero).
+    pub balances: &'a [i64],
+    /// The last transaction applied.
+    pub last_tx_id: TxId,
+    /// The latest sequencer time seen.
+    pub now_ns: u64,
+    /// The live dedup entries `(user_ref, tx_id, timestamp_ns)` in commit order.
+    pub dedup: D,
+}
+
 /// The executor: sole owner and writer of the live balances.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Transactor {
     balances: Vec<i64>,
     dedup: DedupWindow,
@@ -90,6 +130,51 @@ impl Transactor {
             last_tx_id: 0,
             undo: Vec::with_capacity(COMPOSITE_STEPS_MAX),
         })
+    }
+
+    /// A transactor continuing from a saved state (a snapshot): balances, last id and time,
+    /// and the dedup window, checked (zero sum, accounts within `max_accounts`, window in
+    /// commit order) before anything is used.
+    pub fn restore<D>(
+        config: TransactorConfig,
+        saved: SavedState<'_, D>,
+    ) -> Result<Transactor, RestoreError>
+    where
+        D: IntoIterator<Item = (u64, TxId, u64)>,
+    {
+        let mut transactor = Transactor::new(config)?;
+        let kept = saved.balances.len().min(transactor.balances.len());
+        let (inside, beyond) = saved.balances.split_at(kept);
+        if let Some((offset, &balance)) = beyond.iter().enumerate().find(|(_, b)| **b != 0) {
+            return Err(RestoreError::AccountBeyondLimit {
+                account_id: (kept + offset) as u64,
+                balance,
+                max_accounts: transactor.balances.len() as u64,
+            });
+        }
+        transactor.balances[..kept].copy_from_slice(inside);
+        let sum = transactor.balance_sum();
+        if sum != 0 {
+            return Err(RestoreError::NotZeroSum { sum });
+        }
+        transactor.last_tx_id = saved.last_tx_id;
+        transactor.now_ns = saved.now_ns;
+        let mut previous: Option<(TxId, u64)> = None;
+        for (user_ref, tx_id, timestamp_ns) in saved.dedup {
+            let ordered = previous.is_none_or(|(t, ts)| t < tx_id && ts <= timestamp_ns);
+            if user_ref == 0
+                || !ordered
+                || tx_id > saved.last_tx_id
+                || timestamp_ns > saved.now_ns
+                || transactor.dedup.find(user_ref).is_some()
+            {
+                return Err(RestoreError::DedupOutOfOrder { tx_id });
+            }
+            previous = Some((tx_id, timestamp_ns));
+            transactor.dedup.insert(user_ref, tx_id, timestamp_ns);
+        }
+        transactor.dedup.expire(transactor.now_ns);
+        Ok(transactor)
     }
 
     /// Executes `operation` as transaction `tx_id`, stamped `timestamp_ns` by the sequencer.

@@ -64,7 +64,7 @@ mod wait;
 
 pub use affinity::Pinning;
 pub use batch::{Batch, FnStage, IterMut, Stage, stage_fn};
-pub use error::{PipelineError, StageError};
+pub use error::{PipelineError, SharedStageError, StageError};
 pub use pipeline::{
     Pipeline, PipelineBuilder, Producer, Progress, StageId, StageOptions, WaitFuture,
 };

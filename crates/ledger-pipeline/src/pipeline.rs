@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::affinity::{Pinning, pin_current_thread};
 use crate::batch::{Batch, Stage};
-use crate::error::PipelineError;
+use crate::error::{PipelineError, SharedStageError};
 use crate::ring::{CAPACITY_MAX, CLOSED, Control, Ring, SEQUENCE_MAX};
 use crate::wait::{WaitStrategy, wait_until};
 
@@ -257,14 +257,15 @@ fn run_stage<T: 'static>(
         let outcome = catch_unwind(AssertUnwindSafe(|| handler.on_batch(&mut batch)));
         let failure = match outcome {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some((e.to_string(), false)),
-            Err(payload) => Some((panic_message(payload.as_ref()), true)),
+            Ok(Err(e)) => Some((e.to_string(), false, Some(SharedStageError::from(e)))),
+            Err(payload) => Some((panic_message(payload.as_ref()), true, None)),
         };
-        if let Some((message, panicked)) = failure {
+        if let Some((message, panicked, source)) = failure {
             control.fail(PipelineError::StageFailed {
                 stage: cell.name.clone(),
                 message,
                 panicked,
+                source,
             });
             break;
         }
@@ -385,6 +386,7 @@ impl<T: Send + 'static> Pipeline<T> {
                     stage,
                     message: panic_message(payload.as_ref()),
                     panicked: true,
+                    source: None,
                 });
             }
         }

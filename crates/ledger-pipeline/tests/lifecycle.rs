@@ -257,6 +257,7 @@ fn failure_reaches_producers_and_waiters(panics: bool) {
             "refused 3".into()
         },
         panicked: panics,
+        source: None,
     };
     for t in producers {
         assert_eq!(t.join().expect("producer thread"), Err(expected.clone()));

@@ -184,6 +184,7 @@ pub struct Wal {
     unsynced: bool,
     poisoned: bool,
     payload_buf: Vec<u8>,
+    appended_bytes: u64,
 }
 
 impl Wal {
@@ -240,6 +241,7 @@ impl Wal {
             unsynced: false,
             poisoned: false,
             payload_buf: Vec::new(),
+            appended_bytes: 0,
         };
         if let Some(last) = wal.segments.last().cloned() {
             let file = OpenOptions::new()
@@ -308,6 +310,13 @@ impl Wal {
     #[must_use]
     pub fn durable(&self) -> Durable {
         self.durable
+    }
+
+    /// Bytes appended to segments since open: frame headers, payloads and padding (not
+    /// segment headers). What a caller divides by its records for bytes on disk per record.
+    #[must_use]
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes
     }
 
     /// Appends `payload` as one records frame holding sequences `first_seq..=last_seq`.
@@ -452,6 +461,7 @@ impl Wal {
             return Err(io_err(path)(e));
         }
         active.pos += frame_bytes + u64::from(padding);
+        self.appended_bytes += frame_bytes + u64::from(padding);
         self.next_seq = Some(last_seq + 1);
         self.unsynced = true;
         Ok(())

@@ -1,0 +1,205 @@
+//! Snapshots: the payload, and the background thread that writes them.
+//!
+//! The snapshot stage copies its state (balances, dedup window, last id and time) at a
+//! batch boundary, which is a consistent point, and hands the copy to this thread; the
+//! pipeline keeps committing while the copy is written. At most one copy is in flight: a
+//! snapshot that comes due while the previous one is still being written waits for the
+//! next batch.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ledger_snapshot::{SnapshotError, SnapshotStore, WriteReport};
+
+use super::metrics::Metrics;
+use crate::transactor::Transactor;
+
+/// The payload format of a ledger snapshot (inside the snapshot file format).
+pub(crate) const STATE_FORMAT: u32 = 1;
+
+/// The largest `max_accounts` a snapshot can hold: the payload is an rkyv archive with
+/// 32-bit relative pointers (2 GiB), and the balances take 8 bytes per account; 256 MiB
+/// stay for the dedup window (about 11M live `user_ref`s).
+pub const ACCOUNTS_MAX: u64 = (1 << 28) - (1 << 25);
+
+/// One live dedup entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct DedupEntry {
+    pub user_ref: u64,
+    pub tx_id: u64,
+    pub timestamp_ns: u64,
+}
+
+/// What a snapshot file holds: the state right after transaction `last_tx_id`.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct SnapshotState {
+    pub format: u32,
+    pub last_tx_id: u64,
+    pub now_ns: u64,
+    pub balances: Vec<i64>,
+    /// In commit order.
+    pub dedup: Vec<DedupEntry>,
+}
+
+impl SnapshotState {
+    pub fn of(transactor: &Transactor) -> SnapshotState {
+        SnapshotState {
+            format: STATE_FORMAT,
+            last_tx_id: transactor.last_tx_id(),
+            now_ns: transactor.now_ns(),
+            balances: transactor.balances().to_vec(),
+            dedup: transactor
+                .dedup()
+                .entries()
+                .map(|(user_ref, tx_id, timestamp_ns)| DedupEntry {
+                    user_ref,
+                    tx_id,
+                    timestamp_ns,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Takes copies from the snapshot stage and writes them on its own thread.
+pub(crate) struct Checkpointer {
+    pub interval_tx: u64,
+    pub interval: Duration,
+    store: Arc<SnapshotStore>,
+    /// Set while a copy is queued or being written.
+    busy: Arc<AtomicBool>,
+    sender: Mutex<Option<SyncSender<SnapshotState>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The sequence of the newest snapshot on disk (0: none).
+    pub last_written: Arc<AtomicU64>,
+    pub last_error: Arc<Mutex<Option<Arc<SnapshotError>>>>,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer")
+            .field("interval_tx", &self.interval_tx)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checkpointer {
+    /// Starts the writer thread. `retention_floor` receives, after each snapshot, the
+    /// first WAL sequence some kept snapshot still needs.
+    pub fn start(
+        store: Arc<SnapshotStore>,
+        interval_tx: u64,
+        interval: Duration,
+        last_written: u64,
+        retention_floor: Arc<AtomicU64>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Checkpointer> {
+        let (sender, receiver) = sync_channel::<SnapshotState>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let last_written = Arc::new(AtomicU64::new(last_written));
+        let last_error = Arc::new(Mutex::new(None));
+        let worker = Worker {
+            store: Arc::clone(&store),
+            busy: Arc::clone(&busy),
+            last_written: Arc::clone(&last_written),
+            last_error: Arc::clone(&last_error),
+            retention_floor,
+            metrics,
+        };
+        let thread = std::thread::Builder::new()
+            .name("ledger-checkpoint".to_owned())
+            .spawn(move || worker.run(receiver))?;
+        Ok(Checkpointer {
+            interval_tx,
+            interval,
+            store,
+            busy,
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+            last_written,
+            last_error,
+        })
+    }
+
+    /// Hands a copy of `state` to the writer unless one is still in flight. Returns
+    /// whether it was taken.
+    pub fn offer(&self, state: &Transactor) -> bool {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = sender
+            .as_ref()
+            .is_some_and(|s| s.try_send(SnapshotState::of(state)).is_ok());
+        if !sent {
+            self.busy.store(false, Ordering::Release);
+        }
+        sent
+    }
+
+    /// Stops the writer thread after the copy in flight (if any) is written.
+    pub fn finish(&self) {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Writes a snapshot of `state` on the calling thread (used at stop, after
+    /// [`finish`](Self::finish)), unless the newest one on disk is already at its id.
+    pub fn write_now(&self, state: &Transactor) -> Result<Option<WriteReport>, SnapshotError> {
+        if state.last_tx_id() == 0
+            || state.last_tx_id() == self.last_written.load(Ordering::Acquire)
+        {
+            return Ok(None);
+        }
+        let report = self
+            .store
+            .write(state.last_tx_id(), &SnapshotState::of(state))?;
+        self.last_written.store(report.sequence, Ordering::Release);
+        Ok(Some(report))
+    }
+}
+
+struct Worker {
+    store: Arc<SnapshotStore>,
+    busy: Arc<AtomicBool>,
+    last_written: Arc<AtomicU64>,
+    last_error: Arc<Mutex<Option<Arc<SnapshotError>>>>,
+    retention_floor: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    fn run(self, receiver: Receiver<SnapshotState>) {
+        while let Ok(state) = receiver.recv() {
+            let started = std::time::Instant::now();
+            match self.store.write(state.last_tx_id, &state) {
+                Ok(report) => {
+                    self.last_written.store(report.sequence, Ordering::Release);
+                    // Every kept snapshot can replay from its own sequence + 1.
+                    self.retention_floor
+                        .store(report.oldest_retained_sequence + 1, Ordering::Release);
+                    self.metrics
+                        .record_snapshot(report.sequence, started.elapsed());
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                Err(error) => {
+                    // Not fatal: the WAL still holds everything since the last snapshot.
+                    tracing::warn!(%error, tx_id = state.last_tx_id, "snapshot write failed");
+                    self.metrics
+                        .snapshot_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Arc::new(error));
+                }
+            }
+            drop(state);
+            self.busy.store(false, Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Every knob of the engine, with a default that works embedded.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use ledger_pipeline::WaitStrategy;
+
+/// How a [`Ledger`](super::Ledger) is sized and where it keeps its files.
+///
+/// `LedgerConfig::default()` is a working embedded setup: data in `./data`, one million
+/// accounts, snapshots every 10M transactions or 60 s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// Directory of the ledger's files: `wal/` (write-ahead log segments) and
+    /// `snapshots/` below it. Created if missing. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Account ids `0..max_accounts` are valid; balances take 8 bytes each, twice (the
+    /// executor's and the readers'). Default 1,000,000. At most
+    /// [`ACCOUNTS_MAX`](super::ACCOUNTS_MAX) (what one snapshot payload can address).
+    pub max_accounts: u64,
+    /// Slots in the pipeline's ring (a power of two): how many transactions can be in
+    /// flight between submission and the last stage. A full ring makes `submit` wait.
+    /// Default 65,536 (about 6 MB of slots).
+    pub ring_size: usize,
+    /// A WAL segment file is closed and the next started past this size. Default 64 MiB.
+    pub wal_segment_bytes: u64,
+    /// The WAL stage cuts a group commit into frames of about this many payload bytes
+    /// (one `fdatasync` still covers the whole group). Default 1 MiB.
+    pub wal_frame_bytes: usize,
+    /// A snapshot is taken after this many transactions since the last one. Default 10M.
+    pub snapshot_interval_tx: u64,
+    /// ...or after this much time, if at least one transaction happened. Default 60 s.
+    pub snapshot_interval: Duration,
+    /// Snapshots kept on disk (the newest and `snapshots_kept - 1` older ones, so a
+    /// damaged newest one falls back to an older one). WAL segments needed by none of them
+    /// are deleted. Default 2.
+    pub snapshots_kept: NonZeroUsize,
+    /// Keep every WAL segment, even those no kept snapshot needs: an audit trail of every
+    /// transaction. Default off: segments wholly below the oldest kept snapshot are
+    /// deleted once a newer snapshot is durable.
+    pub wal_keep_all: bool,
+    /// Write a snapshot at a clean `stop()` so the next start replays nothing. Default on.
+    pub snapshot_on_stop: bool,
+    /// How stage threads, producers and waiters wait. The default (spin, yield, park) is
+    /// right whenever threads may outnumber cores; `BusySpin` only with pinned,
+    /// dedicated cores.
+    pub wait_strategy: WaitStrategy,
+    /// A non-zero `user_ref` committed within this much sequencer time makes a later one
+    /// a `Duplicate`. Default 10 s.
+    pub dedup_window: Duration,
+    /// Pin the stage threads to cores. Default: not pinned.
+    pub pinning: StagePinning,
+}
+
+/// Optional core for each stage thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StagePinning {
+    pub transactor: Option<usize>,
+    pub wal: Option<usize>,
+    pub snapshotter: Option<usize>,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            data_dir: PathBuf::from("./data"),
+            max_accounts: 1_000_000,
+            ring_size: 1 << 16,
+            wal_segment_bytes: 64 << 20,
+            wal_frame_bytes: 1 << 20,
+            snapshot_interval_tx: 10_000_000,
+            snapshot_interval: Duration::from_secs(60),
+            snapshots_kept: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+            wal_keep_all: false,
+            snapshot_on_stop: true,
+            wait_strategy: WaitStrategy::DEFAULT,
+            dedup_window: Duration::from_secs(10),
+            pinning: StagePinning::default(),
+        }
+    }
+}
+
+impl LedgerConfig {
+    /// The default configuration with its files in `data_dir`.
+    pub fn in_dir(data_dir: impl Into<PathBuf>) -> LedgerConfig {
+        LedgerConfig {
+            data_dir: data_dir.into(),
+            ..LedgerConfig::default()
+        }
+    }
+
+    /// The WAL directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+
+    /// The snapshot directory.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.data_dir.join("snapshots")
+    }
+}

@@ -1,0 +1,195 @@
+//! `start()`'s recovery: newest valid snapshot, then the WAL after it, applied (never
+//! re-executed).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ledger_snapshot::{SnapshotConfig, SnapshotStore};
+use ledger_wal::{FrameKind, TruncatedTail, Wal, WalConfig, WalReader, segment_file_name};
+
+use super::checkpoint::{STATE_FORMAT, SnapshotState};
+use super::config::LedgerConfig;
+use super::error::LedgerError;
+use crate::record::FrameDecoder;
+use crate::transaction::TxId;
+use crate::transactor::{RestoreError, SavedState, Transactor, TransactorConfig};
+
+/// What [`Ledger::start`](super::Ledger::start) found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The snapshot the state was loaded from, and the transaction it is consistent at.
+    pub snapshot: Option<(PathBuf, TxId)>,
+    /// Newer snapshots that failed verification and were passed over, with the reason.
+    pub skipped_snapshots: Vec<(PathBuf, String)>,
+    /// A torn tail (an interrupted, never acknowledged write) cut off the WAL.
+    pub wal_truncated: Option<TruncatedTail>,
+    /// Transactions applied from the WAL after the snapshot.
+    pub replayed: u64,
+    /// The last transaction of the recovered state; new ids continue after it.
+    pub last_tx_id: TxId,
+    /// Time spent recovering.
+    pub elapsed: Duration,
+}
+
+pub(crate) struct Recovered {
+    pub transactor: Transactor,
+    pub wal: Wal,
+    pub store: Arc<SnapshotStore>,
+    pub report: RecoveryReport,
+}
+
+pub(crate) fn wal_config(config: &LedgerConfig) -> WalConfig {
+    WalConfig::default().with_segment_bytes_max(config.wal_segment_bytes)
+}
+
+pub(crate) fn recover(
+    config: &LedgerConfig,
+    transactor_config: TransactorConfig,
+) -> Result<Recovered, LedgerError> {
+    let started = Instant::now();
+    let store = SnapshotStore::open(
+        config.snapshot_dir(),
+        SnapshotConfig::default().with_keep(config.snapshots_kept),
+    )?;
+    let wal_dir = config.wal_dir();
+    let (wal, wal_report) = Wal::open(&wal_dir, wal_config(config))?;
+    if let Some(torn) = &wal_report.truncated {
+        tracing::warn!(
+            segment = %torn.segment.display(),
+            offset = torn.offset,
+            bytes = torn.bytes_dropped,
+            "cut a torn tail off the WAL (an interrupted write that was never acknowledged)"
+        );
+    }
+
+    let outcome = store.load_latest::<SnapshotState>()?;
+    let skipped_snapshots: Vec<(PathBuf, String)> = outcome
+        .skipped
+        .iter()
+        .map(|s| (s.path.clone(), s.error.to_string()))
+        .collect();
+    for (path, error) in &skipped_snapshots {
+        tracing::warn!(snapshot = %path.display(), %error, "passed over a damaged snapshot");
+    }
+    let (mut transactor, snapshot) = match &outcome.loaded {
+        None => (Transactor::new(transactor_config)?, None),
+        Some(loaded) => {
+            let path = loaded.path().to_path_buf();
+            let transactor = restore(loaded.archived(), transactor_config, loaded.sequence())
+                .map_err(|source| LedgerError::Restore {
+                    snapshot: path.clone(),
+                    source: Arc::new(source),
+                })?;
+            (transactor, Some((path, loaded.sequence())))
+        }
+    };
+    drop(outcome);
+
+    let snapshot_tx_id = transactor.last_tx_id();
+    let replayed = replay_wal(&wal_dir, &wal, &mut transactor)?;
+    let report = RecoveryReport {
+        snapshot,
+        skipped_snapshots,
+        wal_truncated: wal_report.truncated,
+        replayed,
+        last_tx_id: transactor.last_tx_id(),
+        elapsed: started.elapsed(),
+    };
+    debug_assert_eq!(report.last_tx_id, snapshot_tx_id + replayed);
+    Ok(Recovered {
+        transactor,
+        wal,
+        store: Arc::new(store),
+        report,
+    })
+}
+
+fn restore(
+    archived: &<SnapshotState as rkyv::Archive>::Archived,
+    config: TransactorConfig,
+    sequence: u64,
+) -> Result<Transactor, RestoreError> {
+    let last_tx_id = archived.last_tx_id.to_native();
+    if archived.format.to_native() != STATE_FORMAT {
+        return Err(RestoreError::UnknownFormat {
+            format: archived.format.to_native(),
+        });
+    }
+    if last_tx_id != sequence {
+        return Err(RestoreError::SequenceMismatch {
+            file_tx_id: sequence,
+            state_tx_id: last_tx_id,
+        });
+    }
+    let balances: Vec<i64> = archived.balances.iter().map(|b| b.to_native()).collect();
+    Transactor::restore(
+        config,
+        SavedState {
+            balances: &balances,
+            last_tx_id,
+            now_ns: archived.now_ns.to_native(),
+            dedup: archived.dedup.iter().map(|e| {
+                (
+                    e.user_ref.to_native(),
+                    e.tx_id.to_native(),
+                    e.timestamp_ns.to_native(),
+                )
+            }),
+        },
+    )
+}
+
+/// Applies every WAL record after the transactor's last id; returns how many.
+fn replay_wal(wal_dir: &Path, wal: &Wal, transactor: &mut Transactor) -> Result<u64, LedgerError> {
+    let after = transactor.last_tx_id();
+    let reader = WalReader::open(wal_dir)?;
+    let gap = || LedgerError::WalGap {
+        snapshot_tx_id: after,
+        wal_first_tx_id: reader.first_seq(),
+        wal_next_tx_id: wal.next_seq(),
+    };
+    match (reader.first_seq(), wal.next_seq()) {
+        // A fresh ledger.
+        (None, _) if after == 0 => return Ok(0),
+        (Some(first), Some(next)) if first <= after + 1 && next > after => {}
+        _ => return Err(gap()),
+    }
+    let mut frames = reader.frames_from(after + 1)?;
+    let mut replayed = 0u64;
+    while let Some(frame) = frames.next_frame()? {
+        if frame.kind != FrameKind::Records {
+            continue; // an optional frame kind this version does not use
+        }
+        let segment = wal_dir.join(segment_file_name(frame.segment));
+        let offset = frame.offset;
+        let corrupt = |source| LedgerError::CorruptRecord {
+            segment: segment.clone(),
+            offset,
+            source: Arc::new(source),
+        };
+        let mut decoder = FrameDecoder::new(frame.payload, frame.first_seq, frame.record_count)
+            .map_err(corrupt)?;
+        while let Some(record) = decoder.next_record().map_err(corrupt)? {
+            if record.tx_id <= after {
+                continue;
+            }
+            transactor
+                .replay(
+                    record.tx_id,
+                    record.timestamp_ns,
+                    record.user_ref,
+                    record.outcome,
+                    record.entries,
+                )
+                .map_err(|source| LedgerError::ReplayMismatch {
+                    segment: segment.clone(),
+                    offset,
+                    source: Arc::new(source),
+                })?;
+            replayed += 1;
+        }
+    }
+    Ok(replayed)
+}

@@ -1,0 +1,37 @@
+//! What one ring slot carries from the sequencer to the last stage.
+
+use crate::transaction::{Entry, Operation, Outcome};
+
+/// Entries a slot holds without growing: a deposit, withdrawal or transfer has two.
+/// Composites grow the slot's vector once; the capacity is kept for every later use of the
+/// slot, so the hot path does not allocate after warm-up.
+const ENTRIES_PREALLOCATED: usize = 2;
+
+/// One transaction in flight. Filled in place by the producer (operation and time),
+/// completed by the transactor (outcome, entries, normalised time), read by the WAL and
+/// snapshot stages.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub op: Operation,
+    /// The sequencer's time at submission; the transactor replaces it with the time it
+    /// executed under (never earlier than the previous transaction's), which is what the
+    /// WAL stores.
+    pub timestamp_ns: u64,
+    pub outcome: Outcome,
+    pub entries: Vec<Entry>,
+}
+
+impl Slot {
+    pub fn new() -> Slot {
+        Slot {
+            op: Operation::Deposit {
+                account: 0,
+                amount: 0,
+                user_ref: 0,
+            },
+            timestamp_ns: 0,
+            outcome: Outcome::Committed,
+            entries: Vec::with_capacity(ENTRIES_PREALLOCATED),
+        }
+    }
+}

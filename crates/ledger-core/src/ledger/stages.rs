@@ -1,0 +1,151 @@
+//! The three stage handlers the pipeline runs: transactor -> WAL -> snapshotter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use ledger_pipeline::{Batch, Stage, StageError};
+use ledger_wal::Wal;
+
+use super::checkpoint::Checkpointer;
+use super::metrics::Metrics;
+use super::outcomes::OutcomeRing;
+use super::slot::Slot;
+use crate::record::{FrameEncoder, RecordRef};
+use crate::transactor::Transactor;
+
+/// How many operations ahead the transactor asks the CPU to load balances (see
+/// [`Transactor::prefetch`]; 8 was the best of 4/8/16 in the state-machine bench).
+const PREFETCH_AHEAD: usize = 8;
+
+/// Executes each slot's operation: the only writer of the live balances.
+pub(crate) struct TransactorStage {
+    pub transactor: Transactor,
+    pub outcomes: Arc<OutcomeRing>,
+}
+
+impl Stage<Slot> for TransactorStage {
+    fn on_batch(&mut self, batch: &mut Batch<'_, Slot>) -> Result<(), StageError> {
+        let mut seq = batch.first_sequence();
+        let (head, tail) = batch.as_mut_slices();
+        for slots in [head, tail] {
+            for i in 0..slots.len() {
+                if let Some(ahead) = slots.get(i + PREFETCH_AHEAD) {
+                    self.transactor.prefetch(&ahead.op);
+                }
+                let slot = &mut slots[i];
+                slot.entries.clear();
+                slot.outcome =
+                    self.transactor
+                        .execute(seq, slot.timestamp_ns, &slot.op, &mut slot.entries);
+                slot.timestamp_ns = self.transactor.now_ns();
+                self.outcomes.record(seq, slot.outcome);
+                seq += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes each batch as WAL frames and makes it durable with one `fdatasync`: the group
+/// commit. When it returns, the committed index covers the batch.
+pub(crate) struct WalStage {
+    pub wal: Wal,
+    pub buf: Vec<u8>,
+    pub frame_bytes: usize,
+    /// WAL below this sequence is needed by no snapshot (set by the checkpointer).
+    pub retention_floor: Arc<AtomicU64>,
+    pub retained_from: u64,
+    pub keep_all: bool,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Stage<Slot> for WalStage {
+    fn on_batch(&mut self, batch: &mut Batch<'_, Slot>) -> Result<(), StageError> {
+        let mut frame_first = batch.first_sequence();
+        let last = batch.last_sequence();
+        let mut encoder: Option<FrameEncoder> = None;
+        let appended_before = self.wal.appended_bytes();
+        let mut frames = 0u64;
+        for (seq, slot) in batch.iter_mut() {
+            let enc = encoder.get_or_insert_with(|| {
+                self.buf.clear();
+                FrameEncoder::new(&mut self.buf, seq, slot.timestamp_ns)
+            });
+            enc.push(
+                &mut self.buf,
+                RecordRef {
+                    timestamp_ns: slot.timestamp_ns,
+                    user_ref: slot.op.user_ref(),
+                    outcome: slot.outcome,
+                    entries: &slot.entries,
+                },
+            );
+            if self.buf.len() >= self.frame_bytes || seq == last {
+                self.wal.append(frame_first, seq, &self.buf)?;
+                frames += 1;
+                frame_first = seq + 1;
+                encoder = None;
+            }
+        }
+        self.wal.sync()?;
+        let m = &self.metrics;
+        m.wal_bytes.fetch_add(
+            self.wal.appended_bytes() - appended_before,
+            Ordering::Relaxed,
+        );
+        m.wal_frames.fetch_add(frames, Ordering::Relaxed);
+        m.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        let floor = self.retention_floor.load(Ordering::Acquire);
+        if floor > self.retained_from && !self.keep_all {
+            let removed = self.wal.remove_segments_below(floor)?;
+            m.wal_segments_removed
+                .fetch_add(removed.len() as u64, Ordering::Relaxed);
+            self.retained_from = floor;
+        }
+        Ok(())
+    }
+}
+
+/// Applies committed transactions to the balances readers see, and now and then hands a
+/// consistent copy to the checkpointer.
+pub(crate) struct SnapshotStage {
+    /// The readers' state. Written here, a batch at a time, under the write lock; read by
+    /// `get_balance(s)` under the read lock, so a read is always one consistent cut.
+    pub visible: Arc<RwLock<Transactor>>,
+    pub checkpointer: Arc<Checkpointer>,
+    pub last_checkpoint_tx: u64,
+    pub last_checkpoint_at: Instant,
+}
+
+impl Stage<Slot> for SnapshotStage {
+    fn on_batch(&mut self, batch: &mut Batch<'_, Slot>) -> Result<(), StageError> {
+        let mut visible = self.visible.write().unwrap_or_else(|e| e.into_inner());
+        for (seq, slot) in batch.iter_mut() {
+            // Re-applying the stored result checks every balance the transactor claims.
+            visible.replay(
+                seq,
+                slot.timestamp_ns,
+                slot.op.user_ref(),
+                slot.outcome,
+                &slot.entries,
+            )?;
+        }
+        let last = visible.last_tx_id();
+        drop(visible);
+        let due = last - self.last_checkpoint_tx >= self.checkpointer.interval_tx
+            || (last > self.last_checkpoint_tx
+                && self.last_checkpoint_at.elapsed() >= self.checkpointer.interval);
+        // Only this stage writes the state: a read lock sees exactly what was applied,
+        // and readers go on reading while the copy is made.
+        if due
+            && self
+                .checkpointer
+                .offer(&self.visible.read().unwrap_or_else(|e| e.into_inner()))
+        {
+            self.last_checkpoint_tx = last;
+            self.last_checkpoint_at = Instant::now();
+        }
+        Ok(())
+    }
+}

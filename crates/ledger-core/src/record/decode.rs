@@ -1,0 +1,358 @@
+//! Reading one records payload. Nothing here may panic, whatever the bytes.
+
+use super::error::RecordError;
+use super::varint::{self, VarintFault};
+use super::{
+    ACCOUNT_ID_LIMIT, FAIL_CODE_DUPLICATE, RECORD_ENTRIES_MAX, RECORD_FORMAT_VERSION, SHAPE_EMPTY,
+    SHAPE_LIST, SHAPE_MASK, SHAPE_PAIR, SHAPE_REJECTED, TAG_RESERVED, TAG_TIMESTAMP, TAG_USER_REF,
+};
+use crate::transaction::{AMOUNT_MAX, Entry, EntryKind, FailReason, Outcome, TxId};
+
+/// The fewest bytes a List entry takes (three one-byte varints): bounds what an entry
+/// count can make the decoder reserve.
+const LIST_ENTRY_MIN: usize = 3;
+
+/// One decoded record; `entries` borrows the decoder's buffer until the next call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodedRecord<'a> {
+    pub tx_id: TxId,
+    pub timestamp_ns: u64,
+    pub user_ref: u64,
+    pub outcome: Outcome,
+    /// Empty for a rejection and for a committed transaction without entries.
+    pub entries: &'a [Entry],
+}
+
+/// Reads one records payload (docs/record-format.md), record by record.
+///
+/// Entries are decoded into one buffer the decoder owns and reuses, so a decoder kept
+/// for a whole recovery allocates nothing per record once warm (see [`reset`](Self::reset)).
+/// After an error the decoder is spent: every later call returns the same error.
+#[derive(Debug)]
+pub struct FrameDecoder<'p> {
+    payload: &'p [u8],
+    pos: usize,
+    next_tx_id: TxId,
+    remaining: u32,
+    previous_ns: u64,
+    entries: Vec<Entry>,
+    failed: Option<RecordError>,
+}
+
+impl<'p> FrameDecoder<'p> {
+    /// Starts reading `payload`, a records frame holding `record_count` records from
+    /// transaction `first_seq` (both from the WAL frame header). Reads the version byte
+    /// and the base timestamp.
+    pub fn new(
+        payload: &'p [u8],
+        first_seq: TxId,
+        record_count: u32,
+    ) -> Result<FrameDecoder<'p>, RecordError> {
+        let mut decoder = FrameDecoder {
+            payload: &[],
+            pos: 0,
+            next_tx_id: 0,
+            remaining: 0,
+            previous_ns: 0,
+            entries: Vec::new(),
+            failed: None,
+        };
+        decoder.start(payload, first_seq, record_count)?;
+        Ok(decoder)
+    }
+
+    /// Reads another payload with this decoder, keeping its entry buffer (so a recovery
+    /// that reads many frames allocates once). The same checks as [`new`](Self::new).
+    pub fn reset<'q>(
+        self,
+        payload: &'q [u8],
+        first_seq: TxId,
+        record_count: u32,
+    ) -> Result<FrameDecoder<'q>, RecordError> {
+        let mut decoder = FrameDecoder {
+            payload: &[],
+            pos: 0,
+            next_tx_id: 0,
+            remaining: 0,
+            previous_ns: 0,
+            entries: self.entries,
+            failed: None,
+        };
+        decoder.start(payload, first_seq, record_count)?;
+        Ok(decoder)
+    }
+
+    fn start(&mut self, payload: &'p [u8], first_seq: TxId, count: u32) -> Result<(), RecordError> {
+        if first_seq.checked_add(u64::from(count)).is_none() {
+            return Err(RecordError::SequenceOverflow {
+                first_seq,
+                record_count: count,
+            });
+        }
+        let Some(&version) = payload.first() else {
+            return Err(RecordError::Truncated {
+                tx_id: first_seq,
+                offset: 0,
+            });
+        };
+        if version != RECORD_FORMAT_VERSION {
+            return Err(RecordError::UnknownVersion { version });
+        }
+        self.payload = payload;
+        self.pos = 1;
+        self.next_tx_id = first_seq;
+        self.previous_ns = self.varint(first_seq)?;
+        self.remaining = count;
+        Ok(())
+    }
+
+    /// The next record, or `Ok(None)` after exactly `record_count` records (and only if
+    /// no byte follows the last one).
+    #[inline]
+    pub fn next_record(&mut self) -> Result<Option<DecodedRecord<'_>>, RecordError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        if self.remaining == 0 {
+            return match self.payload.len().checked_sub(self.pos) {
+                Some(0) | None => Ok(None),
+                Some(bytes) => Err(self.fail(RecordError::TrailingBytes {
+                    offset: self.pos,
+                    bytes,
+                })),
+            };
+        }
+        let tx_id = self.next_tx_id;
+        match self.record(tx_id) {
+            Ok((timestamp_ns, user_ref, outcome, with_entries)) => {
+                self.remaining -= 1;
+                self.next_tx_id = tx_id.wrapping_add(1);
+                self.previous_ns = timestamp_ns;
+                Ok(Some(DecodedRecord {
+                    tx_id,
+                    timestamp_ns,
+                    user_ref,
+                    outcome,
+                    entries: if with_entries { &self.entries } else { &[] },
+                }))
+            }
+            Err(error) => Err(self.fail(error)),
+        }
+    }
+
+    /// How many records are left to read.
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+
+    #[cold]
+    fn fail(&mut self, error: RecordError) -> RecordError {
+        self.failed = Some(error.clone());
+        error
+    }
+
+    /// Decodes the record at `pos`: `(timestamp, user_ref, outcome, whether its entries
+    /// are in self.entries)`.
+    #[inline(always)]
+    fn record(&mut self, tx_id: TxId) -> Result<(u64, u64, Outcome, bool), RecordError> {
+        let tag_offset = self.pos;
+        let tag = self.byte(tx_id)?;
+        if tag & TAG_RESERVED != 0 {
+            return Err(RecordError::ReservedBits {
+                tx_id,
+                offset: tag_offset,
+                tag,
+            });
+        }
+        let mut timestamp_ns = self.previous_ns;
+        if tag & TAG_TIMESTAMP != 0 {
+            let offset = self.pos;
+            let delta = self.varint(tx_id)?;
+            if delta == 0 {
+                return Err(non_canonical(tx_id, offset, "timestamp delta"));
+            }
+            timestamp_ns = timestamp_ns
+                .checked_add(delta)
+                .ok_or(RecordError::TimestampOverflow { tx_id, offset })?;
+        }
+        let mut user_ref = 0;
+        if tag & TAG_USER_REF != 0 {
+            let offset = self.pos;
+            user_ref = self.varint(tx_id)?;
+            if user_ref == 0 {
+                return Err(non_canonical(tx_id, offset, "user_ref"));
+            }
+        }
+        let (outcome, with_entries) = match tag & SHAPE_MASK {
+            SHAPE_REJECTED => (Outcome::Rejected(self.fail_reason(tx_id)?), false),
+            SHAPE_PAIR => {
+                self.pair(tx_id)?;
+                (Outcome::Committed, true)
+            }
+            SHAPE_LIST => {
+                self.list(tx_id)?;
+                (Outcome::Committed, true)
+            }
+            _ => {
+                debug_assert_eq!(tag & SHAPE_MASK, SHAPE_EMPTY);
+                (Outcome::Committed, false)
+            }
+        };
+        Ok((timestamp_ns, user_ref, outcome, with_entries))
+    }
+
+    fn fail_reason(&mut self, tx_id: TxId) -> Result<FailReason, RecordError> {
+        let offset = self.pos;
+        let code = self.byte(tx_id)?;
+        if code == FAIL_CODE_DUPLICATE {
+            let offset = self.pos;
+            let distance = self.varint(tx_id)?;
+            if distance == 0 || distance > tx_id {
+                return Err(RecordError::InvalidDuplicate {
+                    tx_id,
+                    offset,
+                    distance,
+                });
+            }
+            return Ok(FailReason::Duplicate {
+                original_tx_id: tx_id - distance,
+            });
+        }
+        FailReason::from_code(code, 0).ok_or(RecordError::InvalidFailCode {
+            tx_id,
+            offset,
+            code,
+        })
+    }
+
+    #[inline(always)]
+    fn pair(&mut self, tx_id: TxId) -> Result<(), RecordError> {
+        let credit_account = self.account(tx_id)?;
+        let debit_account = self.account(tx_id)?;
+        let amount = self.amount(tx_id)?;
+        let credit_balance = varint::unzigzag(self.varint(tx_id)?);
+        let debit_balance = varint::unzigzag(self.varint(tx_id)?);
+        self.entries.clear();
+        self.entries.extend_from_slice(&[
+            Entry {
+                account_id: credit_account,
+                amount,
+                kind: EntryKind::Credit,
+                balance_after: credit_balance,
+            },
+            Entry {
+                account_id: debit_account,
+                amount,
+                kind: EntryKind::Debit,
+                balance_after: debit_balance,
+            },
+        ]);
+        Ok(())
+    }
+
+    fn list(&mut self, tx_id: TxId) -> Result<(), RecordError> {
+        let offset = self.pos;
+        let count = self.varint(tx_id)?;
+        if count == 0 || count > RECORD_ENTRIES_MAX as u64 {
+            return Err(RecordError::BadEntryCount {
+                tx_id,
+                offset,
+                count,
+            });
+        }
+        let count = count as usize;
+        self.entries.clear();
+        // Reserve no more than the rest of the payload could hold: a forged count costs
+        // at most a buffer proportional to the payload.
+        let room = self.payload.len().saturating_sub(self.pos) / LIST_ENTRY_MIN;
+        self.entries.reserve(count.min(room));
+        for _ in 0..count {
+            let account_and_kind = self.varint(tx_id)?;
+            let amount = self.amount(tx_id)?;
+            let balance_after = varint::unzigzag(self.varint(tx_id)?);
+            self.entries.push(Entry {
+                account_id: account_and_kind >> 1,
+                amount,
+                kind: if account_and_kind & 1 == 0 {
+                    EntryKind::Credit
+                } else {
+                    EntryKind::Debit
+                },
+                balance_after,
+            });
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn account(&mut self, tx_id: TxId) -> Result<u64, RecordError> {
+        let offset = self.pos;
+        let account_id = self.varint(tx_id)?;
+        if account_id >= ACCOUNT_ID_LIMIT {
+            return Err(RecordError::InvalidAccount {
+                tx_id,
+                offset,
+                account_id,
+            });
+        }
+        Ok(account_id)
+    }
+
+    #[inline(always)]
+    fn amount(&mut self, tx_id: TxId) -> Result<u64, RecordError> {
+        let offset = self.pos;
+        let amount = self.varint(tx_id)?;
+        if amount == 0 || amount > AMOUNT_MAX {
+            return Err(RecordError::InvalidAmount {
+                tx_id,
+                offset,
+                amount,
+            });
+        }
+        Ok(amount)
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, tx_id: TxId) -> Result<u8, RecordError> {
+        match self.payload.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(RecordError::Truncated {
+                tx_id,
+                offset: self.pos,
+            }),
+        }
+    }
+
+    #[inline(always)]
+    fn varint(&mut self, tx_id: TxId) -> Result<u64, RecordError> {
+        let rest = self.payload.get(self.pos..).unwrap_or_default();
+        match varint::get(rest) {
+            Ok((value, len)) => {
+                self.pos += len;
+                Ok(value)
+            }
+            Err(fault) => Err(varint_error(fault, tx_id, self.pos)),
+        }
+    }
+}
+
+#[cold]
+fn varint_error(fault: VarintFault, tx_id: TxId, offset: usize) -> RecordError {
+    match fault {
+        VarintFault::Truncated => RecordError::Truncated { tx_id, offset },
+        VarintFault::Overflow => RecordError::VarintOverflow { tx_id, offset },
+        VarintFault::Overlong => RecordError::VarintOverlong { tx_id, offset },
+    }
+}
+
+#[cold]
+fn non_canonical(tx_id: TxId, offset: usize, field: &'static str) -> RecordError {
+    RecordError::NonCanonical {
+        tx_id,
+        offset,
+        field,
+    }
+}

@@ -1,0 +1,249 @@
+//! Writing one records payload.
+
+use super::error::EncodeError;
+use super::varint::{self, VARINT_BYTES_MAX};
+use super::{
+    ACCOUNT_ID_LIMIT, FAIL_CODE_DUPLICATE, RECORD_ENTRIES_MAX, RECORD_FORMAT_VERSION, RecordRef,
+    SHAPE_EMPTY, SHAPE_LIST, SHAPE_PAIR, SHAPE_REJECTED, TAG_TIMESTAMP, TAG_USER_REF,
+};
+use crate::transaction::{AMOUNT_MAX, Entry, EntryKind, FailReason, Outcome, TxId};
+
+/// Tag, timestamp delta and `user_ref`: the most a record's head takes.
+const HEAD_BYTES_MAX: usize = 1 + 2 * VARINT_BYTES_MAX;
+/// A Rejected record's body: fail code and duplicate distance.
+const REJECTED_BODY_MAX: usize = 1 + VARINT_BYTES_MAX;
+/// A Pair record's body: two accounts, amount, two balances.
+const PAIR_BODY_MAX: usize = 5 * VARINT_BYTES_MAX;
+/// A List entry: account and kind, amount, balance.
+const LIST_ENTRY_MAX: usize = 3 * VARINT_BYTES_MAX;
+
+/// Writes one records payload (docs/record-format.md) into a caller's buffer.
+///
+/// [`FrameEncoder::new`] appends the version byte and the base timestamp; each
+/// [`push`](FrameEncoder::push) appends one record, for transaction `first_seq +
+/// records()`. The buffer is never cleared and nothing else is allocated, so a reused
+/// buffer makes encoding allocation-free once it has grown.
+#[derive(Clone, Debug)]
+pub struct FrameEncoder {
+    first_seq: TxId,
+    previous_ns: u64,
+    records: u32,
+}
+
+impl FrameEncoder {
+    /// Starts a payload for the records of transactions `first_seq, first_seq + 1, ..`
+    /// (the WAL frame's `first_seq`), appending its header to `buf`. `base_timestamp_ns`
+    /// should be the first record's timestamp (then that record stores no delta).
+    ///
+    /// `first_seq` is needed because a Duplicate rejection stores the distance back to
+    /// the original transaction, not its id.
+    pub fn new(buf: &mut Vec<u8>, first_seq: TxId, base_timestamp_ns: u64) -> FrameEncoder {
+        buf.reserve(1 + VARINT_BYTES_MAX);
+        buf.push(RECORD_FORMAT_VERSION);
+        varint::put(buf, base_timestamp_ns);
+        FrameEncoder {
+            first_seq,
+            previous_ns: base_timestamp_ns,
+            records: 0,
+        }
+    }
+
+    /// How many records were pushed: the frame header's `record_count`.
+    pub fn records(&self) -> u32 {
+        self.records
+    }
+
+    /// The id the next pushed record gets.
+    pub fn next_tx_id(&self) -> TxId {
+        self.first_seq.wrapping_add(u64::from(self.records))
+    }
+
+    /// Appends the record of transaction [`next_tx_id`](Self::next_tx_id). The encoder
+    /// picks the shape: Rejected, Empty (committed, no entries), Pair (a Credit then a
+    /// Debit of the same amount) or List.
+    ///
+    /// What the engine guarantees is debug-asserted and repaired in release builds: a
+    /// timestamp below the previous record's is stored as the previous one (timestamps
+    /// never decrease in a frame), and the entries of a rejection are dropped (a rejection
+    /// changes nothing).
+    ///
+    /// # Panics
+    ///
+    /// On a record the format cannot hold (an amount of 0 or above `AMOUNT_MAX`, an
+    /// account id at or above 2^63, more than 65535 entries, a Duplicate of a transaction
+    /// that is not older, the `u32::MAX + 1`-th record), in every build: a WAL record that
+    /// recovery would refuse, or read back differently, is worse than a stopped stage.
+    /// [`try_push`](Self::try_push) returns these as errors instead.
+    #[inline]
+    pub fn push(&mut self, buf: &mut Vec<u8>, record: RecordRef<'_>) {
+        debug_assert!(
+            record.timestamp_ns >= self.previous_ns,
+            "transaction {}: timestamp {} is below the previous {}",
+            self.next_tx_id(),
+            record.timestamp_ns,
+            self.previous_ns
+        );
+        debug_assert!(
+            record.outcome.is_committed() || record.entries.is_empty(),
+            "transaction {}: a rejection with {} entries",
+            self.next_tx_id(),
+            record.entries.len()
+        );
+        let record = RecordRef {
+            timestamp_ns: record.timestamp_ns.max(self.previous_ns),
+            entries: if record.outcome.is_committed() {
+                record.entries
+            } else {
+                &[]
+            },
+            ..record
+        };
+        if let Err(error) = self.try_push(buf, record) {
+            push_failed(error);
+        }
+    }
+
+    /// [`push`](Self::push) that checks everything and repairs nothing: on an error
+    /// nothing was appended and the encoder is unchanged.
+    pub fn try_push(
+        &mut self,
+        buf: &mut Vec<u8>,
+        record: RecordRef<'_>,
+    ) -> Result<(), EncodeError> {
+        let tx_id = self.next_tx_id();
+        if self.records == u32::MAX
+            || self
+                .first_seq
+                .checked_add(u64::from(self.records) + 1)
+                .is_none()
+        {
+            return Err(EncodeError::FrameFull {
+                first_seq: self.first_seq,
+                records: self.records,
+            });
+        }
+        let Some(delta) = record.timestamp_ns.checked_sub(self.previous_ns) else {
+            return Err(EncodeError::TimestampDecreasing {
+                tx_id,
+                timestamp_ns: record.timestamp_ns,
+                previous_ns: self.previous_ns,
+            });
+        };
+        let user_ref = record.user_ref;
+        match record.outcome {
+            Outcome::Rejected(reason) => {
+                if !record.entries.is_empty() {
+                    return Err(EncodeError::RejectedWithEntries {
+                        tx_id,
+                        entries: record.entries.len(),
+                    });
+                }
+                let code = reason.code();
+                let distance = match reason {
+                    FailReason::Duplicate { original_tx_id } if original_tx_id < tx_id => {
+                        Some(tx_id - original_tx_id)
+                    }
+                    FailReason::Duplicate { original_tx_id } => {
+                        return Err(EncodeError::InvalidDuplicate {
+                            tx_id,
+                            original_tx_id,
+                        });
+                    }
+                    _ => None,
+                };
+                debug_assert_eq!(distance.is_some(), code == FAIL_CODE_DUPLICATE);
+                buf.reserve(HEAD_BYTES_MAX + REJECTED_BODY_MAX);
+                put_head(buf, SHAPE_REJECTED, delta, user_ref);
+                buf.push(code);
+                if let Some(distance) = distance {
+                    varint::put(buf, distance);
+                }
+            }
+            Outcome::Committed => match record.entries {
+                [] => {
+                    buf.reserve(HEAD_BYTES_MAX);
+                    put_head(buf, SHAPE_EMPTY, delta, user_ref);
+                }
+                [credit, debit]
+                    if credit.kind == EntryKind::Credit
+                        && debit.kind == EntryKind::Debit
+                        && credit.amount == debit.amount =>
+                {
+                    check_entry(tx_id, 0, credit)?;
+                    check_entry(tx_id, 1, debit)?;
+                    buf.reserve(HEAD_BYTES_MAX + PAIR_BODY_MAX);
+                    put_head(buf, SHAPE_PAIR, delta, user_ref);
+                    varint::put(buf, credit.account_id);
+                    varint::put(buf, debit.account_id);
+                    varint::put(buf, credit.amount);
+                    varint::put(buf, varint::zigzag(credit.balance_after));
+                    varint::put(buf, varint::zigzag(debit.balance_after));
+                }
+                entries => {
+                    if entries.len() > RECORD_ENTRIES_MAX {
+                        return Err(EncodeError::TooManyEntries {
+                            tx_id,
+                            count: entries.len(),
+                        });
+                    }
+                    // Checked first, so that nothing is written for a bad record.
+                    for (index, entry) in entries.iter().enumerate() {
+                        check_entry(tx_id, index, entry)?;
+                    }
+                    buf.reserve(HEAD_BYTES_MAX + 3 + LIST_ENTRY_MAX * entries.len());
+                    put_head(buf, SHAPE_LIST, delta, user_ref);
+                    varint::put(buf, entries.len() as u64);
+                    for entry in entries {
+                        varint::put(buf, entry.account_id << 1 | entry.kind as u64);
+                        varint::put(buf, entry.amount);
+                        varint::put(buf, varint::zigzag(entry.balance_after));
+                    }
+                }
+            },
+        }
+        self.previous_ns = record.timestamp_ns;
+        self.records += 1;
+        Ok(())
+    }
+}
+
+/// Tag byte, then the timestamp delta and `user_ref` when they are not zero.
+#[inline(always)]
+fn put_head(buf: &mut Vec<u8>, shape: u8, delta: u64, user_ref: u64) {
+    let tag = shape
+        | if delta != 0 { TAG_TIMESTAMP } else { 0 }
+        | if user_ref != 0 { TAG_USER_REF } else { 0 };
+    buf.push(tag);
+    if delta != 0 {
+        varint::put(buf, delta);
+    }
+    if user_ref != 0 {
+        varint::put(buf, user_ref);
+    }
+}
+
+#[inline(always)]
+fn check_entry(tx_id: TxId, index: usize, entry: &Entry) -> Result<(), EncodeError> {
+    if entry.amount == 0 || entry.amount > AMOUNT_MAX {
+        return Err(EncodeError::InvalidAmount {
+            tx_id,
+            index,
+            amount: entry.amount,
+        });
+    }
+    if entry.account_id >= ACCOUNT_ID_LIMIT {
+        return Err(EncodeError::InvalidAccount {
+            tx_id,
+            index,
+            account_id: entry.account_id,
+        });
+    }
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn push_failed(error: EncodeError) -> ! {
+    panic!("record encoder: {error}")
+}

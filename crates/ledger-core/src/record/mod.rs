@@ -1,0 +1,95 @@
+//! The WAL record codec (record format version 1): what a WAL frame's payload holds.
+//!
+//! `ledger-wal` stores opaque payloads; a records frame's header carries `first_seq` and
+//! `record_count`. Its payload holds the results of transactions `first_seq ..
+//! first_seq + record_count`, one record each, in order: timestamp, `user_ref`, outcome
+//! and the entries a committed transaction produced. Transaction ids are implicit
+//! (`first_seq + index`). Rejected transactions are recorded too (without entries).
+//!
+//! - [`FrameEncoder`] writes one payload into a caller's buffer (the WAL stage's hot path;
+//!   no allocation beyond the buffer's growth).
+//! - [`FrameDecoder`] reads one payload back, record by record, into one reused entry
+//!   buffer (recovery's hot path). It never panics, whatever the bytes, and every error
+//!   ([`RecordError`]) names the transaction id and the byte offset within the payload.
+//!
+//! `docs/record-format.md` at the repository root describes the layout byte by byte;
+//! `tests/record_format.rs` checks its hex example against `tests/fixtures/record-v1.bin`.
+//!
+//! ```
+//! use ledger_core::record::{FrameDecoder, FrameEncoder, RecordRef};
+//! use ledger_core::transaction::{Entry, EntryKind, FailReason, Outcome};
+//!
+//! let deposit = [
+//!     Entry { account_id: 0, amount: 500, kind: EntryKind::Credit, balance_after: -500 },
+//!     Entry { account_id: 7, amount: 500, kind: EntryKind::Debit, balance_after: 500 },
+//! ];
+//! let mut buf = Vec::new();
+//! // Transactions 10 and 11, both sequenced at t = 1000 ns.
+//! let mut encoder = FrameEncoder::new(&mut buf, 10, 1_000);
+//! encoder.push(&mut buf, RecordRef {
+//!     timestamp_ns: 1_000, user_ref: 0, outcome: Outcome::Committed, entries: &deposit,
+//! });
+//! encoder.push(&mut buf, RecordRef {
+//!     timestamp_ns: 1_000,
+//!     user_ref: 0,
+//!     outcome: Outcome::Rejected(FailReason::InsufficientFunds),
+//!     entries: &[],
+//! });
+//! assert_eq!(encoder.records(), 2);
+//!
+//! let mut decoder = FrameDecoder::new(&buf, 10, 2).unwrap();
+//! let first = decoder.next_record().unwrap().unwrap();
+//! assert_eq!((first.tx_id, first.entries), (10, &deposit[..]));
+//! let second = decoder.next_record().unwrap().unwrap();
+//! assert_eq!(second.outcome, Outcome::Rejected(FailReason::InsufficientFunds));
+//! assert!(decoder.next_record().unwrap().is_none());
+//! ```
+
+// The decoder reads untrusted bytes: no unwrap, no indexing that can panic.
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod decode;
+mod encode;
+mod error;
+mod varint;
+
+pub use decode::{DecodedRecord, FrameDecoder};
+pub use encode::FrameEncoder;
+pub use error::{EncodeError, RecordError};
+
+use crate::transaction::{Entry, Outcome};
+
+/// The record format version, byte 0 of every records payload.
+pub const RECORD_FORMAT_VERSION: u8 = 1;
+
+/// The most entries one record can hold (a List record's count is at most this).
+pub const RECORD_ENTRIES_MAX: usize = 65_535;
+
+/// Account ids the format can hold are below this (`2^63`): a List entry stores
+/// `account_id << 1 | kind`.
+pub const ACCOUNT_ID_LIMIT: u64 = 1 << 63;
+
+/// One transaction's result, borrowed: what the WAL stage hands [`FrameEncoder::push`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Sequencer time; never decreases within a frame.
+    pub timestamp_ns: u64,
+    /// The caller's idempotency reference (0: none).
+    pub user_ref: u64,
+    pub outcome: Outcome,
+    /// The entries of a committed transaction (possibly none); empty for a rejection.
+    pub entries: &'a [Entry],
+}
+
+// Tag byte layout (docs/record-format.md, "Tag byte").
+const SHAPE_MASK: u8 = 0b0000_0011;
+const SHAPE_REJECTED: u8 = 0;
+const SHAPE_PAIR: u8 = 1;
+const SHAPE_LIST: u8 = 2;
+const SHAPE_EMPTY: u8 = 3;
+const TAG_TIMESTAMP: u8 = 0b0000_0100;
+const TAG_USER_REF: u8 = 0b0000_1000;
+const TAG_RESERVED: u8 = 0b1111_0000;
+
+/// `FailReason::Duplicate`'s code: followed by the distance back to the original.
+const FAIL_CODE_DUPLICATE: u8 = 7;

@@ -1,0 +1,1072 @@
+//! The WAL record codec (format version 1, docs/record-format.md): round trips, the
+//! compatibility fixture, the size figure, and every way a payload can be refused.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::path::PathBuf;
+
+use ledger_core::record::{
+    ACCOUNT_ID_LIMIT, DecodedRecord, EncodeError, FrameDecoder, FrameEncoder, RECORD_ENTRIES_MAX,
+    RECORD_FORMAT_VERSION, RecordError, RecordRef,
+};
+use ledger_core::transaction::{
+    AMOUNT_MAX, Entry, EntryKind, FailReason, Outcome, TxId, UserFailCode,
+};
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// An owned record, for building frames in tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Rec {
+    timestamp_ns: u64,
+    user_ref: u64,
+    outcome: Outcome,
+    entries: Vec<Entry>,
+}
+
+impl Rec {
+    fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            timestamp_ns: self.timestamp_ns,
+            user_ref: self.user_ref,
+            outcome: self.outcome,
+            entries: &self.entries,
+        }
+    }
+
+    fn from_decoded(record: &DecodedRecord<'_>) -> Rec {
+        Rec {
+            timestamp_ns: record.timestamp_ns,
+            user_ref: record.user_ref,
+            outcome: record.outcome,
+            entries: record.entries.to_vec(),
+        }
+    }
+}
+
+fn credit(account_id: u64, amount: u64, balance_after: i64) -> Entry {
+    Entry {
+        account_id,
+        amount,
+        kind: EntryKind::Credit,
+        balance_after,
+    }
+}
+
+fn debit(account_id: u64, amount: u64, balance_after: i64) -> Entry {
+    Entry {
+        account_id,
+        amount,
+        kind: EntryKind::Debit,
+        balance_after,
+    }
+}
+
+fn committed(timestamp_ns: u64, user_ref: u64, entries: Vec<Entry>) -> Rec {
+    Rec {
+        timestamp_ns,
+        user_ref,
+        outcome: Outcome::Committed,
+        entries,
+    }
+}
+
+fn rejected(timestamp_ns: u64, user_ref: u64, reason: FailReason) -> Rec {
+    Rec {
+        timestamp_ns,
+        user_ref,
+        outcome: Outcome::Rejected(reason),
+        entries: Vec::new(),
+    }
+}
+
+/// Encodes `records` as one payload whose base is the first record's timestamp.
+fn encode(first_seq: TxId, records: &[Rec]) -> Vec<u8> {
+    let base = records.first().map_or(0, |r| r.timestamp_ns);
+    let mut buf = Vec::new();
+    let mut encoder = FrameEncoder::new(&mut buf, first_seq, base);
+    for record in records {
+        encoder.push(&mut buf, record.as_ref());
+    }
+    assert_eq!(encoder.records() as usize, records.len());
+    buf
+}
+
+/// Decodes a whole payload: every record, or the first error (with the records before it).
+fn decode(
+    payload: &[u8],
+    first_seq: TxId,
+    count: u32,
+) -> (Vec<(TxId, Rec)>, Result<(), RecordError>) {
+    let mut out = Vec::new();
+    let mut decoder = match FrameDecoder::new(payload, first_seq, count) {
+        Ok(decoder) => decoder,
+        Err(error) => return (out, Err(error)),
+    };
+    loop {
+        match decoder.next_record() {
+            Ok(Some(record)) => out.push((record.tx_id, Rec::from_decoded(&record))),
+            Ok(None) => return (out, Ok(())),
+            Err(error) => return (out, Err(error)),
+        }
+    }
+}
+
+/// The first error decoding `payload` as `count` records from transaction 1.
+fn decode_error(payload: &[u8], count: u32) -> RecordError {
+    decode(payload, 1, count).1.unwrap_err()
+}
+
+/// A payload with base timestamp 0 (two bytes: version, base) followed by `body`.
+fn frame(body: &[u8]) -> Vec<u8> {
+    [&[RECORD_FORMAT_VERSION, 0x00][..], body].concat()
+}
+
+fn varint(mut value: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// ---------------------------------------------------------------------------------------
+// Round trips
+
+#[derive(Clone, Debug)]
+enum OutcomeGen {
+    Committed(Vec<Entry>),
+    Rejected(FailReason),
+    /// Resolved against the record's id: the original is `1 + seed % tx_id` back.
+    Duplicate(u64),
+}
+
+#[derive(Clone, Debug)]
+struct RecGen {
+    delta: u64,
+    user_ref: u64,
+    outcome: OutcomeGen,
+}
+
+fn account() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0..16u64,
+        0..(1u64 << 21),
+        0..ACCOUNT_ID_LIMIT,
+        Just(ACCOUNT_ID_LIMIT - 1),
+    ]
+}
+
+fn amount() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(1), Just(AMOUNT_MAX), 1..1000u64, 1..=AMOUNT_MAX]
+}
+
+fn balance() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        Just(i64::MIN),
+        Just(i64::MAX),
+        Just(0),
+        -1000..1000i64,
+        any::<i64>()
+    ]
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    (account(), amount(), any::<bool>(), balance()).prop_map(|(account_id, amount, d, b)| Entry {
+        account_id,
+        amount,
+        kind: if d {
+            EntryKind::Debit
+        } else {
+            EntryKind::Credit
+        },
+        balance_after: b,
+    })
+}
+
+fn entries() -> impl Strategy<Value = Vec<Entry>> {
+    prop_oneof![
+        // Transfer-shaped: encoded as a Pair.
+        4 => (account(), account(), amount(), balance(), balance())
+            .prop_map(|(c, d, a, cb, db)| vec![credit(c, a, cb), debit(d, a, db)]),
+        // Transfer to self: Empty.
+        1 => Just(Vec::new()),
+        // Anything else: a List (which may happen to be Pair-shaped, too).
+        3 => prop::collection::vec(entry(), 1..6),
+        1 => prop::collection::vec(entry(), 120..300),
+    ]
+}
+
+fn fail_reason() -> impl Strategy<Value = FailReason> {
+    prop_oneof![
+        Just(FailReason::InsufficientFunds),
+        Just(FailReason::AccountNotFound),
+        Just(FailReason::ZeroSumViolation),
+        Just(FailReason::EntryLimitExceeded),
+        Just(FailReason::InvalidOperation),
+        Just(FailReason::AccountLimitExceeded),
+        Just(FailReason::BalanceOverflow),
+        (128..=255u8).prop_map(|c| FailReason::UserDefined(UserFailCode::new(c).unwrap())),
+    ]
+}
+
+fn record_gen() -> impl Strategy<Value = RecGen> {
+    let delta = prop_oneof![
+        4 => Just(0u64),
+        2 => 1..1000u64,
+        1 => Just(u64::MAX),
+        1 => any::<u64>(),
+    ];
+    let user_ref = prop_oneof![Just(0u64), Just(u64::MAX), 1..100u64, any::<u64>()];
+    let outcome = prop_oneof![
+        5 => entries().prop_map(OutcomeGen::Committed),
+        2 => fail_reason().prop_map(OutcomeGen::Rejected),
+        1 => any::<u64>().prop_map(OutcomeGen::Duplicate),
+    ];
+    (delta, user_ref, outcome).prop_map(|(delta, user_ref, outcome)| RecGen {
+        delta,
+        user_ref,
+        outcome,
+    })
+}
+
+fn first_seq() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        1..1_000_000u64,
+        Just(u64::MAX - 64),
+        any::<u64>()
+    ]
+}
+
+/// A frame: first sequence and records whose ids and timestamps fit.
+fn frame_gen() -> impl Strategy<Value = (TxId, Vec<Rec>)> {
+    (
+        first_seq(),
+        prop_oneof![Just(0u64), any::<u64>()],
+        prop::collection::vec(record_gen(), 0..24),
+    )
+        .prop_map(|(first_seq, base, gens)| {
+            let first_seq = first_seq.min(u64::MAX - gens.len() as u64);
+            let mut timestamp = base;
+            let records = gens
+                .into_iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let tx_id = first_seq + i as u64;
+                    // The first record's delta is relative to the base, which is its own
+                    // timestamp here; later ones move forward (saturating at u64::MAX).
+                    if i > 0 {
+                        timestamp = timestamp.saturating_add(g.delta);
+                    }
+                    let outcome = match g.outcome {
+                        OutcomeGen::Committed(entries) => {
+                            return committed(timestamp, g.user_ref, entries);
+                        }
+                        OutcomeGen::Rejected(reason) => reason,
+                        OutcomeGen::Duplicate(_) if tx_id == 0 => FailReason::InsufficientFunds,
+                        OutcomeGen::Duplicate(seed) => FailReason::Duplicate {
+                            original_tx_id: tx_id - (1 + seed % tx_id),
+                        },
+                    };
+                    rejected(timestamp, g.user_ref, outcome)
+                })
+                .collect();
+            (first_seq, records)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn round_trip((first_seq, records) in frame_gen()) {
+        let payload = encode(first_seq, &records);
+        let (decoded, end) = decode(&payload, first_seq, records.len() as u32);
+        prop_assert_eq!(end, Ok(()));
+        prop_assert_eq!(decoded.len(), records.len());
+        for (i, ((tx_id, got), want)) in decoded.iter().zip(&records).enumerate() {
+            prop_assert_eq!(*tx_id, first_seq + i as u64);
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_after_the_same_records(
+        (first_seq, records) in frame_gen(),
+    ) {
+        let payload = encode(first_seq, &records);
+        let count = records.len() as u32;
+        for cut in 0..payload.len() {
+            let (decoded, end) = decode(&payload[..cut], first_seq, count);
+            let error = end.expect_err("a truncated payload decoded");
+            prop_assert!(matches!(error, RecordError::Truncated { .. }), "{:?}", error);
+            prop_assert!(decoded.len() < records.len().max(1));
+            for (i, (tx_id, got)) in decoded.iter().enumerate() {
+                prop_assert_eq!(*tx_id, first_seq + i as u64);
+                prop_assert_eq!(got, &records[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_record_count_is_an_error((first_seq, records) in frame_gen()) {
+        let payload = encode(first_seq, &records);
+        let count = records.len() as u32;
+        if first_seq.checked_add(u64::from(count) + 1).is_some() {
+            let (_, end) = decode(&payload, first_seq, count + 1);
+            prop_assert!(matches!(end, Err(RecordError::Truncated { .. })), "{:?}", end);
+        }
+        if count > 0 {
+            let (_, end) = decode(&payload, first_seq, count - 1);
+            prop_assert!(matches!(end, Err(RecordError::TrailingBytes { .. })), "{:?}", end);
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..512),
+        first_seq in first_seq(),
+        count in 0..64u32,
+        versioned in any::<bool>(),
+    ) {
+        let payload = if versioned { [&[RECORD_FORMAT_VERSION][..], &bytes].concat() } else { bytes };
+        let _ = decode(&payload, first_seq, count);
+    }
+
+    #[test]
+    fn damaged_frames_never_panic(
+        (first_seq, records) in frame_gen(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 1..4),
+    ) {
+        let mut payload = encode(first_seq, &records);
+        for (index, mask) in flips {
+            let i = index.index(payload.len());
+            payload[i] ^= mask;
+        }
+        let _ = decode(&payload, first_seq, records.len() as u32);
+    }
+}
+
+#[test]
+fn the_largest_list_round_trips() {
+    let entries: Vec<Entry> = (0..RECORD_ENTRIES_MAX as u64)
+        .map(|i| Entry {
+            account_id: ACCOUNT_ID_LIMIT - 1 - i,
+            amount: AMOUNT_MAX - i,
+            kind: if i % 2 == 0 {
+                EntryKind::Credit
+            } else {
+                EntryKind::Debit
+            },
+            balance_after: i64::MIN + i as i64,
+        })
+        .collect();
+    let records = [committed(5, u64::MAX, entries)];
+    let payload = encode(7, &records);
+    let (decoded, end) = decode(&payload, 7, 1);
+    assert_eq!(end, Ok(()));
+    assert_eq!(decoded, vec![(7, records[0].clone())]);
+}
+
+#[test]
+fn a_decoder_can_be_reset_to_the_next_frame() {
+    let a = encode(
+        1,
+        &[committed(10, 0, vec![credit(1, 5, -5), debit(2, 5, 5)])],
+    );
+    let b = encode(
+        2,
+        &[rejected(11, 3, FailReason::Duplicate { original_tx_id: 1 })],
+    );
+    let mut decoder = FrameDecoder::new(&a, 1, 1).unwrap();
+    assert_eq!(decoder.next_record().unwrap().unwrap().entries.len(), 2);
+    assert!(decoder.next_record().unwrap().is_none());
+    let mut decoder = decoder.reset(&b, 2, 1).unwrap();
+    assert_eq!(decoder.remaining(), 1);
+    let record = decoder.next_record().unwrap().unwrap();
+    assert_eq!(
+        (record.tx_id, record.timestamp_ns, record.user_ref),
+        (2, 11, 3)
+    );
+    assert_eq!(
+        record.outcome,
+        Outcome::Rejected(FailReason::Duplicate { original_tx_id: 1 })
+    );
+    assert!(record.entries.is_empty());
+    assert!(decoder.next_record().unwrap().is_none());
+    assert!(decoder.next_record().unwrap().is_none(), "stays at the end");
+}
+
+#[test]
+fn the_encoder_appends_to_the_buffer_and_picks_the_shape() {
+    let mut buf = b"keep".to_vec();
+    let mut encoder = FrameEncoder::new(&mut buf, 1, 0);
+    assert_eq!(&buf[..4], b"keep");
+    let pair = [credit(1, 5, -5), debit(2, 5, 5)];
+    let not_a_pair = [
+        [debit(1, 5, 5), credit(2, 5, -5)],
+        [credit(1, 5, -5), debit(2, 6, 6)],
+    ];
+    encoder.push(
+        &mut buf,
+        RecordRef {
+            timestamp_ns: 0,
+            user_ref: 0,
+            outcome: Outcome::Committed,
+            entries: &pair,
+        },
+    );
+    assert_eq!(buf[6] & 0b11, 1, "Pair");
+    for entries in &not_a_pair {
+        let at = buf.len();
+        encoder.push(
+            &mut buf,
+            RecordRef {
+                timestamp_ns: 0,
+                user_ref: 0,
+                outcome: Outcome::Committed,
+                entries,
+            },
+        );
+        assert_eq!(buf[at] & 0b11, 2, "List");
+    }
+    let (decoded, end) = decode(&buf[4..], 1, 3);
+    assert_eq!(end, Ok(()));
+    assert_eq!(decoded[1].1.entries, not_a_pair[0]);
+    assert_eq!(decoded[2].1.entries, not_a_pair[1]);
+}
+
+// ---------------------------------------------------------------------------------------
+// The fixture (docs/record-format.md, "Hex example")
+
+const FIXTURE_FIRST_SEQ: TxId = 1;
+/// 2023-11-14 22:13:20 UTC.
+const FIXTURE_BASE_NS: u64 = 1_700_000_000_000_000_000;
+
+/// Six transactions from an empty ledger: ids 1-6.
+fn fixture_records() -> Vec<Rec> {
+    let t = FIXTURE_BASE_NS;
+    vec![
+        // 1: deposit 1000 into account 1.
+        committed(t, 0, vec![credit(0, 1000, -1000), debit(1, 1000, 1000)]),
+        // 2: transfer 250 from 1 to 2, user_ref 42, 1.5 us later.
+        committed(t + 1500, 42, vec![credit(1, 250, 750), debit(2, 250, 250)]),
+        // 3: transfer 10000 from 2 to 3: insufficient funds, same timestamp.
+        rejected(t + 1500, 0, FailReason::InsufficientFunds),
+        // 4: the retry of 2 (user_ref 42): a duplicate of transaction 2.
+        rejected(t + 2500, 42, FailReason::Duplicate { original_tx_id: 2 }),
+        // 5: composite, user_ref 7: 100 from 1, 90 to 2, a fee of 10 to account 9.
+        committed(
+            t + 2500,
+            7,
+            vec![credit(1, 100, 650), debit(2, 90, 340), debit(9, 10, 10)],
+        ),
+        // 6: transfer from 2 to 2: committed, no entries.
+        committed(t + 2600, 0, Vec::new()),
+    ]
+}
+
+fn fixture_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/record-v1.bin")
+}
+
+/// `RECORD_FIXTURE_WRITE=1 cargo test -p ledger-core --test record_format fixture` writes
+/// the fixture from today's encoder (only for a new format version: version 1's bytes
+/// never change). Otherwise the committed file is compared, never rewritten.
+#[test]
+fn the_fixture_is_what_the_encoder_writes_and_the_decoder_reads() {
+    let records = fixture_records();
+    let payload = encode(FIXTURE_FIRST_SEQ, &records);
+    let path = fixture_path();
+    if std::env::var_os("RECORD_FIXTURE_WRITE").is_some() {
+        std::fs::write(&path, &payload).unwrap();
+        eprintln!("wrote {} ({} bytes)", path.display(), payload.len());
+    }
+    let fixture = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (create it with RECORD_FIXTURE_WRITE=1, once, and commit it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        hex(&payload),
+        hex(&fixture),
+        "today's encoder differs from the fixture"
+    );
+
+    let (decoded, end) = decode(&fixture, FIXTURE_FIRST_SEQ, records.len() as u32);
+    assert_eq!(end, Ok(()));
+    let want: Vec<(TxId, Rec)> = (FIXTURE_FIRST_SEQ..).zip(records).collect();
+    assert_eq!(decoded, want);
+}
+
+/// The annotated hex dump in docs/record-format.md is the fixture, byte for byte, and its
+/// offset column is right.
+#[test]
+fn the_documented_hex_example_is_the_fixture() {
+    let doc_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/record-format.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let section = doc
+        .split("## Hex example")
+        .nth(1)
+        .expect("a Hex example section");
+    let block = section
+        .split("```text\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a text block");
+    let mut bytes = Vec::new();
+    for line in block.lines().skip(1) {
+        let mut tokens = line.split_whitespace();
+        let offset = usize::from_str_radix(tokens.next().unwrap(), 16).unwrap();
+        assert_eq!(offset, bytes.len(), "offset column of {line:?}");
+        let before = bytes.len();
+        for token in tokens {
+            match (token.len(), u8::from_str_radix(token, 16)) {
+                (2, Ok(b)) => bytes.push(b),
+                _ => break,
+            }
+        }
+        assert!(bytes.len() > before, "no bytes in {line:?}");
+    }
+    assert_eq!(hex(&bytes), hex(&std::fs::read(fixture_path()).unwrap()));
+}
+
+// ---------------------------------------------------------------------------------------
+// The size figure (docs/record-format.md, "Sizes")
+
+#[test]
+fn a_plain_transfer_takes_at_most_17_bytes() {
+    // Accounts < 2^21 (3 bytes), amount < 2^14 (2 bytes), balances in (-2^27, 2^27)
+    // (zigzag < 2^28: 4 bytes), user_ref 0, same timestamp: 1 + 3 + 3 + 2 + 4 + 4.
+    let worst = [
+        credit((1 << 21) - 1, (1 << 14) - 1, -(1 << 27) + 1),
+        debit((1 << 21) - 2, (1 << 14) - 1, (1 << 27) - 1),
+    ];
+    let small = [credit(1, 1, -1), debit(2, 1, 1)];
+    for (entries, want) in [(&worst, 17), (&small, 6)] {
+        let mut buf = Vec::new();
+        let mut encoder = FrameEncoder::new(&mut buf, 1, 100);
+        encoder.push(
+            &mut buf,
+            RecordRef {
+                timestamp_ns: 100,
+                user_ref: 0,
+                outcome: Outcome::Committed,
+                entries,
+            },
+        );
+        let header = buf.len();
+        encoder.push(
+            &mut buf,
+            RecordRef {
+                timestamp_ns: 100,
+                user_ref: 0,
+                outcome: Outcome::Committed,
+                entries,
+            },
+        );
+        assert_eq!(buf.len() - header, want);
+        assert!(buf.len() - header <= 20);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What the decoder refuses: one test per RecordError variant
+
+#[test]
+fn unknown_version() {
+    for version in [0u8, 2, 0xff] {
+        assert_eq!(
+            FrameDecoder::new(&[version, 0], 1, 0).unwrap_err(),
+            RecordError::UnknownVersion { version }
+        );
+    }
+}
+
+#[test]
+fn sequence_overflow() {
+    assert_eq!(
+        FrameDecoder::new(&frame(&[0x03]), u64::MAX, 1).unwrap_err(),
+        RecordError::SequenceOverflow {
+            first_seq: u64::MAX,
+            record_count: 1
+        }
+    );
+    // The last id may be u64::MAX - 1 (first_seq + record_count must fit).
+    assert!(FrameDecoder::new(&frame(&[0x03]), u64::MAX - 1, 1).is_ok());
+}
+
+#[test]
+fn truncated() {
+    assert_eq!(
+        FrameDecoder::new(&[], 9, 1).unwrap_err(),
+        RecordError::Truncated {
+            tx_id: 9,
+            offset: 0
+        }
+    );
+    assert_eq!(
+        FrameDecoder::new(&[1, 0x80], 9, 1).unwrap_err(),
+        RecordError::Truncated {
+            tx_id: 9,
+            offset: 1
+        }
+    );
+    // A missing record; a Pair cut inside its third field; a missing fail code.
+    assert_eq!(
+        decode_error(&frame(&[]), 1),
+        RecordError::Truncated {
+            tx_id: 1,
+            offset: 2
+        }
+    );
+    assert_eq!(
+        decode_error(&frame(&[0x03, 0x01, 0x01, 0x02, 0x80]), 2),
+        RecordError::Truncated {
+            tx_id: 2,
+            offset: 6
+        }
+    );
+    assert_eq!(
+        decode_error(&frame(&[0x00]), 1),
+        RecordError::Truncated {
+            tx_id: 1,
+            offset: 3
+        }
+    );
+}
+
+#[test]
+fn varint_overflow() {
+    // An 11-byte varint, and a 10-byte one above u64::MAX, as a user_ref.
+    let mut eleven = vec![0x08];
+    eleven.extend([0xff; 10]);
+    eleven.push(0x01);
+    assert_eq!(
+        decode_error(&frame(&eleven), 1),
+        RecordError::VarintOverflow {
+            tx_id: 1,
+            offset: 3
+        }
+    );
+    let mut big = vec![0x08];
+    big.extend([0xff; 9]);
+    big.push(0x02);
+    big.push(0x03);
+    assert_eq!(
+        decode_error(&frame(&big), 1),
+        RecordError::VarintOverflow {
+            tx_id: 1,
+            offset: 3
+        }
+    );
+    // In the payload header (the base timestamp): named after first_seq.
+    let mut header = vec![RECORD_FORMAT_VERSION];
+    header.extend([0xff; 10]);
+    assert_eq!(
+        FrameDecoder::new(&header, 5, 0).unwrap_err(),
+        RecordError::VarintOverflow {
+            tx_id: 5,
+            offset: 1
+        }
+    );
+}
+
+#[test]
+fn varint_overlong() {
+    // Empty record, then a Pair whose credit account is 1 written as 81 00.
+    let payload = frame(&[0x03, 0x01, 0x81, 0x00, 0x02, 0x05, 0x01, 0x02]);
+    assert_eq!(
+        decode_error(&payload, 2),
+        RecordError::VarintOverlong {
+            tx_id: 2,
+            offset: 4
+        }
+    );
+    // The same with every field well formed decodes.
+    let (_, end) = decode(&frame(&[0x03, 0x01, 0x01, 0x02, 0x05, 0x01, 0x02]), 1, 2);
+    assert_eq!(end, Ok(()));
+}
+
+#[test]
+fn reserved_bits() {
+    for bit in 4..8 {
+        let tag = 0x03 | 1 << bit;
+        assert_eq!(
+            decode_error(&frame(&[0x03, tag]), 2),
+            RecordError::ReservedBits {
+                tx_id: 2,
+                offset: 3,
+                tag
+            }
+        );
+    }
+}
+
+#[test]
+fn non_canonical() {
+    assert_eq!(
+        decode_error(&frame(&[0x07, 0x00]), 1),
+        RecordError::NonCanonical {
+            tx_id: 1,
+            offset: 3,
+            field: "timestamp delta"
+        }
+    );
+    assert_eq!(
+        decode_error(&frame(&[0x0b, 0x00]), 1),
+        RecordError::NonCanonical {
+            tx_id: 1,
+            offset: 3,
+            field: "user_ref"
+        }
+    );
+}
+
+#[test]
+fn timestamp_overflow() {
+    // Base u64::MAX - 1: a delta of 1 fits, the next one does not.
+    let mut payload = vec![RECORD_FORMAT_VERSION];
+    payload.extend(varint(u64::MAX - 1));
+    let at = payload.len();
+    payload.extend([0x07, 0x01, 0x07, 0x01]);
+    let (decoded, end) = decode(&payload, 1, 2);
+    assert_eq!(decoded[0].1.timestamp_ns, u64::MAX);
+    assert_eq!(
+        end,
+        Err(RecordError::TimestampOverflow {
+            tx_id: 2,
+            offset: at + 3
+        })
+    );
+}
+
+#[test]
+fn invalid_fail_code() {
+    for code in [0u8, 9, 100, 127] {
+        assert_eq!(
+            decode_error(&frame(&[0x00, code]), 1),
+            RecordError::InvalidFailCode {
+                tx_id: 1,
+                offset: 3,
+                code
+            }
+        );
+    }
+    for code in (1..=8u8).filter(|&c| c != 7).chain(128..=255) {
+        let (decoded, end) = decode(&frame(&[0x00, code]), 1, 1);
+        assert_eq!(end, Ok(()), "code {code}");
+        let Outcome::Rejected(reason) = decoded[0].1.outcome else {
+            panic!("code {code} decoded as committed");
+        };
+        assert_eq!(reason.code(), code);
+    }
+}
+
+#[test]
+fn invalid_duplicate() {
+    // Transaction 3 may be a duplicate of 2, 1 or 0 (distance 1..=3), nothing else.
+    let body = |distance: u8| frame(&[0x03, 0x03, 0x00, 0x07, distance]);
+    for distance in [0u8, 4, 100] {
+        assert_eq!(
+            decode_error(&body(distance), 3),
+            RecordError::InvalidDuplicate {
+                tx_id: 3,
+                offset: 6,
+                distance: u64::from(distance)
+            }
+        );
+    }
+    let (decoded, end) = decode(&body(3), 1, 3);
+    assert_eq!(end, Ok(()));
+    assert_eq!(
+        decoded[2].1.outcome,
+        Outcome::Rejected(FailReason::Duplicate { original_tx_id: 0 })
+    );
+}
+
+#[test]
+fn bad_entry_count() {
+    assert_eq!(
+        decode_error(&frame(&[0x02, 0x00]), 1),
+        RecordError::BadEntryCount {
+            tx_id: 1,
+            offset: 3,
+            count: 0
+        }
+    );
+    let mut payload = frame(&[0x02]);
+    payload.extend(varint(RECORD_ENTRIES_MAX as u64 + 1));
+    assert_eq!(
+        decode_error(&payload, 1),
+        RecordError::BadEntryCount {
+            tx_id: 1,
+            offset: 3,
+            count: 65_536
+        }
+    );
+    // The largest count is accepted (and then the entries are missing).
+    let mut payload = frame(&[0x02]);
+    payload.extend(varint(RECORD_ENTRIES_MAX as u64));
+    assert_eq!(
+        decode_error(&payload, 1),
+        RecordError::Truncated {
+            tx_id: 1,
+            offset: 6
+        }
+    );
+}
+
+#[test]
+fn invalid_amount() {
+    let too_big = varint(AMOUNT_MAX + 1);
+    // Pair: credit account 1, debit account 2, then the amount at offset 5.
+    for amount in [vec![0x00], too_big.clone()] {
+        let payload = frame(&[&[0x01, 0x01, 0x02][..], &amount, &[0x01, 0x02]].concat());
+        let want = u64::from_le_bytes(
+            {
+                let mut v = 0u64;
+                for (i, b) in amount.iter().enumerate() {
+                    v |= u64::from(b & 0x7f) << (7 * i);
+                }
+                v
+            }
+            .to_le_bytes(),
+        );
+        assert_eq!(
+            decode_error(&payload, 1),
+            RecordError::InvalidAmount {
+                tx_id: 1,
+                offset: 5,
+                amount: want
+            }
+        );
+    }
+    // List: one entry (account 1, Debit), amount 0 at offset 5.
+    assert_eq!(
+        decode_error(&frame(&[0x02, 0x01, 0x03, 0x00, 0x02]), 1),
+        RecordError::InvalidAmount {
+            tx_id: 1,
+            offset: 5,
+            amount: 0
+        }
+    );
+    // The largest amount is accepted.
+    let max = varint(AMOUNT_MAX);
+    let payload = frame(&[&[0x02, 0x01, 0x03][..], &max, &[0x02]].concat());
+    let (decoded, end) = decode(&payload, 1, 1);
+    assert_eq!(end, Ok(()));
+    assert_eq!(decoded[0].1.entries, vec![debit(1, AMOUNT_MAX, 1)]);
+}
+
+#[test]
+fn invalid_account() {
+    let limit = varint(ACCOUNT_ID_LIMIT);
+    // As a Pair's debit account (offset 3: after tag and credit account).
+    let payload = frame(&[&[0x01, 0x01][..], &limit, &[0x01, 0x00, 0x00]].concat());
+    assert_eq!(
+        decode_error(&payload, 1),
+        RecordError::InvalidAccount {
+            tx_id: 1,
+            offset: 4,
+            account_id: ACCOUNT_ID_LIMIT
+        }
+    );
+    // The largest account id is accepted.
+    let max = varint(ACCOUNT_ID_LIMIT - 1);
+    let payload = frame(&[&[0x01][..], &max, &max, &[0x01, 0x00, 0x00]].concat());
+    assert_eq!(decode(&payload, 1, 1).1, Ok(()));
+}
+
+#[test]
+fn trailing_bytes() {
+    assert_eq!(
+        decode_error(&frame(&[0x03, 0x03, 0xaa, 0xbb]), 2),
+        RecordError::TrailingBytes {
+            offset: 4,
+            bytes: 2
+        }
+    );
+    assert_eq!(
+        decode_error(&frame(&[0x00]), 0),
+        RecordError::TrailingBytes {
+            offset: 2,
+            bytes: 1
+        }
+    );
+}
+
+#[test]
+fn a_failed_decoder_keeps_failing() {
+    let payload = frame(&[0x03, 0xf3, 0x03]);
+    let mut decoder = FrameDecoder::new(&payload, 1, 3).unwrap();
+    assert!(decoder.next_record().unwrap().is_some());
+    let error = decoder.next_record().unwrap_err();
+    assert!(matches!(error, RecordError::ReservedBits { tx_id: 2, .. }));
+    assert_eq!(decoder.next_record().unwrap_err(), error);
+}
+
+#[test]
+fn every_error_names_where() {
+    let error = RecordError::InvalidAmount {
+        tx_id: 12,
+        offset: 34,
+        amount: 0,
+    };
+    assert_eq!(
+        error.to_string(),
+        "transaction 12: amount 0 at offset 34 is not in 1..=i64::MAX"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// What the encoder refuses
+
+fn try_push(first_seq: TxId, base: u64, record: &Rec) -> (Result<(), EncodeError>, usize) {
+    let mut buf = Vec::new();
+    let mut encoder = FrameEncoder::new(&mut buf, first_seq, base);
+    let before = buf.len();
+    let result = encoder.try_push(&mut buf, record.as_ref());
+    if result.is_err() {
+        assert_eq!(buf.len(), before, "nothing written for a refused record");
+        assert_eq!(encoder.records(), 0);
+    }
+    (result, buf.len())
+}
+
+#[test]
+fn encoder_refuses_a_decreasing_timestamp() {
+    assert_eq!(
+        try_push(5, 100, &committed(99, 0, Vec::new())).0,
+        Err(EncodeError::TimestampDecreasing {
+            tx_id: 5,
+            timestamp_ns: 99,
+            previous_ns: 100
+        })
+    );
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "is below the previous")]
+fn push_debug_asserts_a_decreasing_timestamp() {
+    let mut buf = Vec::new();
+    FrameEncoder::new(&mut buf, 1, 100).push(&mut buf, committed(99, 0, Vec::new()).as_ref());
+}
+
+#[test]
+#[cfg(not(debug_assertions))]
+fn push_clamps_a_decreasing_timestamp_in_release() {
+    let mut buf = Vec::new();
+    FrameEncoder::new(&mut buf, 1, 100).push(&mut buf, committed(99, 0, Vec::new()).as_ref());
+    let (decoded, end) = decode(&buf, 1, 1);
+    assert_eq!(end, Ok(()));
+    assert_eq!(decoded[0].1.timestamp_ns, 100);
+}
+
+#[test]
+fn encoder_refuses_a_rejection_with_entries() {
+    let mut record = rejected(0, 0, FailReason::InsufficientFunds);
+    record.entries = vec![credit(1, 1, -1)];
+    assert_eq!(
+        try_push(1, 0, &record).0,
+        Err(EncodeError::RejectedWithEntries {
+            tx_id: 1,
+            entries: 1
+        })
+    );
+}
+
+#[test]
+fn encoder_refuses_a_duplicate_that_is_not_older() {
+    for original_tx_id in [5, 6] {
+        let record = rejected(0, 1, FailReason::Duplicate { original_tx_id });
+        assert_eq!(
+            try_push(5, 0, &record).0,
+            Err(EncodeError::InvalidDuplicate {
+                tx_id: 5,
+                original_tx_id
+            })
+        );
+    }
+}
+
+#[test]
+fn encoder_refuses_bad_amounts_and_accounts() {
+    for (entries, index) in [
+        (vec![credit(1, 0, 0), debit(2, 0, 0)], 0),
+        (vec![debit(1, 1, 1), credit(2, 0, 0)], 1),
+        (vec![debit(1, AMOUNT_MAX + 1, 0)], 0),
+    ] {
+        let amount = entries[index].amount;
+        assert_eq!(
+            try_push(1, 0, &committed(0, 0, entries)).0,
+            Err(EncodeError::InvalidAmount {
+                tx_id: 1,
+                index,
+                amount
+            })
+        );
+    }
+    for (entries, index) in [
+        (vec![credit(ACCOUNT_ID_LIMIT, 1, 0), debit(2, 1, 0)], 0),
+        (vec![debit(1, 1, 1), debit(u64::MAX, 1, 0)], 1),
+    ] {
+        let account_id = entries[index].account_id;
+        assert_eq!(
+            try_push(1, 0, &committed(0, 0, entries)).0,
+            Err(EncodeError::InvalidAccount {
+                tx_id: 1,
+                index,
+                account_id
+            })
+        );
+    }
+}
+
+#[test]
+fn encoder_refuses_too_many_entries() {
+    let entries = vec![debit(1, 1, 1); RECORD_ENTRIES_MAX + 1];
+    assert_eq!(
+        try_push(1, 0, &committed(0, 0, entries)).0,
+        Err(EncodeError::TooManyEntries {
+            tx_id: 1,
+            count: 65_536
+        })
+    );
+}
+
+#[test]
+fn encoder_refuses_a_record_past_the_id_space() {
+    let record = committed(0, 0, Vec::new());
+    assert_eq!(try_push(u64::MAX - 1, 0, &record).0, Ok(()));
+    assert_eq!(
+        try_push(u64::MAX, 0, &record).0,
+        Err(EncodeError::FrameFull {
+            first_seq: u64::MAX,
+            records: 0
+        })
+    );
+}
+
+#[test]
+#[should_panic(expected = "record encoder: transaction 1: entry 0 has amount 0")]
+fn push_panics_on_a_record_the_format_cannot_hold() {
+    let mut buf = Vec::new();
+    FrameEncoder::new(&mut buf, 1, 0)
+        .push(&mut buf, committed(0, 0, vec![debit(1, 0, 0)]).as_ref());
+}
