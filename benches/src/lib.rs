@@ -1,0 +1,11 @@
+//! The ledger's load generator (`cargo run --release -p ledger-bench --bin load -- --help`).
+//!
+//! - [`workload`]: deterministic operation streams (transfers, deposits, composites).
+//! - [`process`]: what the process costs the machine (CPU time, peak RSS).
+//! - [`latency`]: submit-to-level latency, recorded off the producers' threads.
+//!
+//! Figures measured with it live in `docs/benchmarks.md`, with the command and the load.
+
+pub mod latency;
+pub mod process;
+pub mod workload;

@@ -1,0 +1,63 @@
+//! The load generator, run as a real process on a small, counted workload.
+
+use std::process::Command;
+
+fn load(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_load"))
+        .args(args)
+        .output()
+        .expect("run the load generator");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_counted_run_commits_everything_and_recovers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (workload, sync) in [("transfer", false), ("composite", true), ("deposit", false)] {
+        let data = data.join(workload);
+        let mut args = vec![
+            "--workload",
+            workload,
+            "--accounts",
+            "1000",
+            "--ops",
+            "20000",
+            "--batch",
+            "100",
+            "--producers",
+            "2",
+            "--recovery",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        if sync {
+            args.push("--sync");
+        }
+        let (ok, stdout, stderr) = load(&args);
+        assert!(ok, "{stdout}\n{stderr}");
+        assert!(stdout.contains("funded 1000 accounts"), "{stdout}");
+        assert!(
+            stdout.contains("committed: 20000 tx"),
+            "{workload}: {stdout}"
+        );
+        assert!(stdout.contains("(n = 20000)"), "{workload}: {stdout}");
+        // 1000 funding deposits, then the run: recovery ends at the last one.
+        assert!(stdout.contains("last id 21000"), "{workload}: {stdout}");
+        assert!(stdout.contains("bytes/tx on disk"), "{stdout}");
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    let (ok, _, stderr) = load(&["--batch", "0", "--ops", "1"]);
+    assert!(!ok);
+    assert!(stderr.contains("--batch"), "{stderr}");
+    let (ok, _, stderr) = load(&["--workload", "nonsense"]);
+    assert!(!ok);
+    assert!(stderr.contains("nonsense"), "{stderr}");
+}
