@@ -262,10 +262,15 @@ fn run(args: &Args) -> Result<(), String> {
         hist.len()
     );
     println!(
-        "process: {:.2} cores busy on average, peak RSS {:.1} MiB, snapshots written {}",
+        "process: {:.2} cores busy on average, peak RSS {:.1} MiB",
         cpu / secs,
         usage_after.peak_rss_bytes as f64 / f64::from(1 << 20),
-        metrics.snapshots_written - metrics_before.snapshots_written
+    );
+    println!(
+        "snapshots: {} written; the last one took {:.1} ms to copy (in the pipeline), {:.1} ms to write (beside it)",
+        metrics.snapshots_written - metrics_before.snapshots_written,
+        metrics.last_snapshot_copy_us as f64 / 1e3,
+        metrics.last_snapshot_write_us as f64 / 1e3
     );
 
     if args.idle_secs > 0.0 {

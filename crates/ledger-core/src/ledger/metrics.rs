@@ -13,6 +13,7 @@ pub(crate) struct Metrics {
     pub snapshot_failures: AtomicU64,
     pub last_snapshot_tx_id: AtomicU64,
     pub last_snapshot_write_us: AtomicU64,
+    pub last_snapshot_copy_us: AtomicU64,
 }
 
 impl Metrics {
@@ -34,6 +35,7 @@ impl Metrics {
             snapshot_failures: get(&self.snapshot_failures),
             last_snapshot_tx_id: get(&self.last_snapshot_tx_id),
             last_snapshot_write_us: get(&self.last_snapshot_write_us),
+            last_snapshot_copy_us: get(&self.last_snapshot_copy_us),
         }
     }
 }
@@ -58,4 +60,7 @@ pub struct LedgerMetrics {
     pub last_snapshot_tx_id: u64,
     /// How long the newest snapshot took to write, in microseconds.
     pub last_snapshot_write_us: u64,
+    /// How long the snapshot stage spent copying the state for the newest snapshot, in
+    /// microseconds: the only part of a snapshot that holds up the pipeline.
+    pub last_snapshot_copy_us: u64,
 }
