@@ -247,6 +247,15 @@ impl Transactor {
         }
     }
 
+    /// [`prefetch`](Self::prefetch) for a stored transaction: called a few transactions
+    /// ahead of [`replay`](Self::replay), for the same reason.
+    #[inline]
+    pub fn prefetch_entries(&self, entries: &[Entry]) {
+        for entry in entries.iter().take(PREFETCH_STEPS_MAX) {
+            self.prefetch_account(entry.account_id);
+        }
+    }
+
     #[inline]
     fn prefetch_account(&self, account: AccountId) {
         if let Some(balance) = usize::try_from(account)

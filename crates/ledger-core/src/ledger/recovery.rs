@@ -1,6 +1,7 @@
 //! `start()`'s recovery: newest valid snapshot, then the WAL after it, applied (never
 //! re-executed).
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use super::checkpoint::{STATE_FORMAT, SnapshotState};
 use super::config::LedgerConfig;
 use super::error::LedgerError;
 use crate::record::FrameDecoder;
-use crate::transaction::TxId;
+use crate::transaction::{Entry, Outcome, TxId};
 use crate::transactor::{RestoreError, SavedState, Transactor, TransactorConfig};
 
 /// What [`Ledger::start`](super::Ledger::start) found and did.
@@ -141,6 +142,21 @@ fn restore(
     )
 }
 
+/// How many records ahead replay prefetches balances. Replay does less work per record
+/// than execution, so it runs further ahead than the transactor stage: 16 and 32 gave
+/// 15M tx/s against 5M without prefetch and 10-12M at 8 (1M accounts, 31M transfers).
+const REPLAY_PREFETCH_AHEAD: usize = 16;
+
+/// One decoded record of the frame being replayed; its entries are a range of a shared
+/// buffer.
+struct Stored {
+    tx_id: TxId,
+    timestamp_ns: u64,
+    user_ref: u64,
+    outcome: Outcome,
+    entries: Range<usize>,
+}
+
 /// Applies every WAL record after the transactor's last id; returns how many.
 fn replay_wal(wal_dir: &Path, wal: &Wal, transactor: &mut Transactor) -> Result<u64, LedgerError> {
     let after = transactor.last_tx_id();
@@ -158,6 +174,9 @@ fn replay_wal(wal_dir: &Path, wal: &Wal, transactor: &mut Transactor) -> Result<
     }
     let mut frames = reader.frames_from(after + 1)?;
     let mut replayed = 0u64;
+    // Reused for every frame: after the first frames, replay allocates nothing.
+    let mut records: Vec<Stored> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     while let Some(frame) = frames.next_frame()? {
         if frame.kind != FrameKind::Records {
             continue; // an optional frame kind this version does not use
@@ -171,9 +190,27 @@ fn replay_wal(wal_dir: &Path, wal: &Wal, transactor: &mut Transactor) -> Result<
         };
         let mut decoder = FrameDecoder::new(frame.payload, frame.first_seq, frame.record_count)
             .map_err(corrupt)?;
+        // Decode the whole frame first, so that balances can be prefetched a few records
+        // ahead of applying: replay is bound by cache misses on the balance table.
+        records.clear();
+        entries.clear();
         while let Some(record) = decoder.next_record().map_err(corrupt)? {
             if record.tx_id <= after {
                 continue;
+            }
+            let start = entries.len();
+            entries.extend_from_slice(record.entries);
+            records.push(Stored {
+                tx_id: record.tx_id,
+                timestamp_ns: record.timestamp_ns,
+                user_ref: record.user_ref,
+                outcome: record.outcome,
+                entries: start..entries.len(),
+            });
+        }
+        for (i, record) in records.iter().enumerate() {
+            if let Some(ahead) = records.get(i + REPLAY_PREFETCH_AHEAD) {
+                transactor.prefetch_entries(&entries[ahead.entries.clone()]);
             }
             transactor
                 .replay(
@@ -181,15 +218,15 @@ fn replay_wal(wal_dir: &Path, wal: &Wal, transactor: &mut Transactor) -> Result<
                     record.timestamp_ns,
                     record.user_ref,
                     record.outcome,
-                    record.entries,
+                    &entries[record.entries.clone()],
                 )
                 .map_err(|source| LedgerError::ReplayMismatch {
                     segment: segment.clone(),
                     offset,
                     source: Arc::new(source),
                 })?;
-            replayed += 1;
         }
+        replayed += records.len() as u64;
     }
     Ok(replayed)
 }

@@ -16,7 +16,7 @@ use crate::transactor::Transactor;
 
 /// How many operations ahead the transactor asks the CPU to load balances (see
 /// [`Transactor::prefetch`]; 8 was the best of 4/8/16 in the state-machine bench).
-const PREFETCH_AHEAD: usize = 8;
+pub(crate) const PREFETCH_AHEAD: usize = 8;
 
 /// Executes each slot's operation: the only writer of the live balances.
 pub(crate) struct TransactorStage {
@@ -121,15 +121,23 @@ pub(crate) struct SnapshotStage {
 impl Stage<Slot> for SnapshotStage {
     fn on_batch(&mut self, batch: &mut Batch<'_, Slot>) -> Result<(), StageError> {
         let mut visible = self.visible.write().unwrap_or_else(|e| e.into_inner());
-        for (seq, slot) in batch.iter_mut() {
-            // Re-applying the stored result checks every balance the transactor claims.
-            visible.replay(
-                seq,
-                slot.timestamp_ns,
-                slot.op.user_ref(),
-                slot.outcome,
-                &slot.entries,
-            )?;
+        let mut seq = batch.first_sequence();
+        let (head, tail) = batch.as_mut_slices();
+        for slots in [&*head, &*tail] {
+            for (i, slot) in slots.iter().enumerate() {
+                if let Some(ahead) = slots.get(i + PREFETCH_AHEAD) {
+                    visible.prefetch_entries(&ahead.entries);
+                }
+                // Re-applying the stored result checks every balance the transactor claims.
+                visible.replay(
+                    seq,
+                    slot.timestamp_ns,
+                    slot.op.user_ref(),
+                    slot.outcome,
+                    &slot.entries,
+                )?;
+                seq += 1;
+            }
         }
         let last = visible.last_tx_id();
         drop(visible);
