@@ -273,6 +273,9 @@ fn a_bad_configuration_is_an_error_at_start() {
         (|c: &mut LedgerConfig| c.ring_size = 1000) as fn(&mut LedgerConfig),
         |c| c.max_accounts = 0,
         |c| c.max_accounts = u64::MAX,
+        // One more than a snapshot payload can address: a clear limit, not a failed
+        // snapshot an hour later.
+        |c| c.max_accounts = ledger_core::ledger::ACCOUNTS_MAX + 1,
         |c| c.snapshot_interval_tx = 0,
         |c| c.wal_frame_bytes = 1,
     ] {
