@@ -38,6 +38,7 @@ mod config;
 mod error;
 mod metrics;
 mod outcomes;
+mod queries;
 mod recovery;
 mod slot;
 mod stages;
@@ -58,6 +59,7 @@ pub use checkpoint::ACCOUNTS_MAX;
 pub use config::{LedgerConfig, StagePinning, WaitStrategy};
 pub use error::{FailureKind, LedgerError, SharedError};
 pub use metrics::LedgerMetrics;
+pub use queries::{TransactionStatus, TransactionStatusInfo};
 pub use recovery::RecoveryReport;
 
 use checkpoint::Checkpointer;
@@ -679,11 +681,16 @@ impl Engine {
         }
     }
 
+    /// Read last stage first: each index only grows, so reading them in this order gives
+    /// `snapshot <= committed <= computed` even while the stages advance.
     fn index(&self) -> PipelineIndex {
+        let snapshot = self.progress.index(self.snapshotted);
+        let committed = self.progress.index(self.committed);
+        let computed = self.progress.index(self.computed);
         PipelineIndex {
-            computed: self.progress.index(self.computed),
-            committed: self.progress.index(self.committed),
-            snapshot: self.progress.index(self.snapshotted),
+            computed,
+            committed,
+            snapshot,
         }
     }
 
