@@ -66,6 +66,16 @@ pub enum ReplayError {
     RejectedWithEntries { tx_id: TxId },
     #[error("transaction {tx_id} does not follow {last_tx_id}")]
     NotIncreasing { tx_id: TxId, last_tx_id: TxId },
+    #[error(
+        "transaction {tx_id}: account {account_id}'s back-link says {recorded}, \
+         but its previous transaction is {expected}"
+    )]
+    BrokenLink {
+        tx_id: TxId,
+        account_id: AccountId,
+        recorded: TxId,
+        expected: TxId,
+    },
 }
 
 /// A saved state cannot be restored into a transactor of this configuration.
@@ -578,13 +588,14 @@ pub fn apply_entries(
 /// Steps of a composite whose balances [`Transactor::prefetch`] requests.
 const PREFETCH_STEPS_MAX: usize = 8;
 
+/// Asks the CPU to load the cache line holding `value`. A hint only.
 #[inline(always)]
-fn prefetch_read(value: &i64) {
+pub(crate) fn prefetch_read<V>(value: &V) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint that never faults; the pointer comes from a reference.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((value as *const i64).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>((value as *const V).cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;

@@ -23,6 +23,8 @@ struct Rec {
     user_ref: u64,
     outcome: Outcome,
     entries: Vec<Entry>,
+    /// One back-link per entry (0: none).
+    prev: Vec<TxId>,
 }
 
 impl Rec {
@@ -32,6 +34,7 @@ impl Rec {
             user_ref: self.user_ref,
             outcome: self.outcome,
             entries: &self.entries,
+            prev_tx_ids: &self.prev,
         }
     }
 
@@ -41,6 +44,7 @@ impl Rec {
             user_ref: record.user_ref,
             outcome: record.outcome,
             entries: record.entries.to_vec(),
+            prev: record.prev_tx_ids.to_vec(),
         }
     }
 }
@@ -63,12 +67,20 @@ fn debit(account_id: u64, amount: u64, balance_after: i64) -> Entry {
     }
 }
 
+/// A committed record whose accounts have no earlier transaction.
 fn committed(timestamp_ns: u64, user_ref: u64, entries: Vec<Entry>) -> Rec {
+    let prev = vec![0; entries.len()];
+    linked(timestamp_ns, user_ref, entries, prev)
+}
+
+/// A committed record with back-links.
+fn linked(timestamp_ns: u64, user_ref: u64, entries: Vec<Entry>, prev: Vec<TxId>) -> Rec {
     Rec {
         timestamp_ns,
         user_ref,
         outcome: Outcome::Committed,
         entries,
+        prev,
     }
 }
 
@@ -78,6 +90,7 @@ fn rejected(timestamp_ns: u64, user_ref: u64, reason: FailReason) -> Rec {
         user_ref,
         outcome: Outcome::Rejected(reason),
         entries: Vec::new(),
+        prev: Vec::new(),
     }
 }
 
@@ -157,6 +170,8 @@ struct RecGen {
     delta: u64,
     user_ref: u64,
     outcome: OutcomeGen,
+    /// Resolved against the record's id: each entry's back-link is in `0..tx_id`.
+    link_seed: u64,
 }
 
 fn account() -> impl Strategy<Value = u64> {
@@ -234,10 +249,12 @@ fn record_gen() -> impl Strategy<Value = RecGen> {
         2 => fail_reason().prop_map(OutcomeGen::Rejected),
         1 => any::<u64>().prop_map(OutcomeGen::Duplicate),
     ];
-    (delta, user_ref, outcome).prop_map(|(delta, user_ref, outcome)| RecGen {
+    let link_seed = prop_oneof![Just(0u64), any::<u64>()];
+    (delta, user_ref, outcome, link_seed).prop_map(|(delta, user_ref, outcome, link_seed)| RecGen {
         delta,
         user_ref,
         outcome,
+        link_seed,
     })
 }
 
@@ -273,7 +290,13 @@ fn frame_gen() -> impl Strategy<Value = (TxId, Vec<Rec>)> {
                     }
                     let outcome = match g.outcome {
                         OutcomeGen::Committed(entries) => {
-                            return committed(timestamp, g.user_ref, entries);
+                            let prev = (0..entries.len() as u32)
+                                .map(|k| match tx_id {
+                                    0 => 0,
+                                    _ => g.link_seed.rotate_left(7 * k) % tx_id,
+                                })
+                                .collect();
+                            return linked(timestamp, g.user_ref, entries, prev);
                         }
                         OutcomeGen::Rejected(reason) => reason,
                         OutcomeGen::Duplicate(_) if tx_id == 0 => FailReason::InsufficientFunds,
@@ -427,6 +450,7 @@ fn the_encoder_appends_to_the_buffer_and_picks_the_shape() {
             user_ref: 0,
             outcome: Outcome::Committed,
             entries: &pair,
+            prev_tx_ids: &[0, 0],
         },
     );
     assert_eq!(buf[6] & 0b11, 1, "Pair");
@@ -439,6 +463,7 @@ fn the_encoder_appends_to_the_buffer_and_picks_the_shape() {
                 user_ref: 0,
                 outcome: Outcome::Committed,
                 entries,
+                prev_tx_ids: &[1, 0],
             },
         );
         assert_eq!(buf[at] & 0b11, 2, "List");
@@ -462,17 +487,24 @@ fn fixture_records() -> Vec<Rec> {
     vec![
         // 1: deposit 1000 into account 1.
         committed(t, 0, vec![credit(0, 1000, -1000), debit(1, 1000, 1000)]),
-        // 2: transfer 250 from 1 to 2, user_ref 42, 1.5 us later.
-        committed(t + 1500, 42, vec![credit(1, 250, 750), debit(2, 250, 250)]),
+        // 2: transfer 250 from 1 to 2, user_ref 42, 1.5 us later. Account 1 was last
+        // touched by transaction 1, account 2 never.
+        linked(
+            t + 1500,
+            42,
+            vec![credit(1, 250, 750), debit(2, 250, 250)],
+            vec![1, 0],
+        ),
         // 3: transfer 10000 from 2 to 3: insufficient funds, same timestamp.
         rejected(t + 1500, 0, FailReason::InsufficientFunds),
         // 4: the retry of 2 (user_ref 42): a duplicate of transaction 2.
         rejected(t + 2500, 42, FailReason::Duplicate { original_tx_id: 2 }),
         // 5: composite, user_ref 7: 100 from 1, 90 to 2, a fee of 10 to account 9.
-        committed(
+        linked(
             t + 2500,
             7,
             vec![credit(1, 100, 650), debit(2, 90, 340), debit(9, 10, 10)],
+            vec![2, 2, 0],
         ),
         // 6: transfer from 2 to 2: committed, no entries.
         committed(t + 2600, 0, Vec::new()),
@@ -549,17 +581,20 @@ fn the_documented_hex_example_is_the_fixture() {
 // The size figure (docs/record-format.md, "Sizes")
 
 #[test]
-fn a_plain_transfer_takes_at_most_17_bytes() {
+fn a_plain_transfer_takes_at_most_23_bytes() {
     // Accounts < 2^21 (3 bytes), amount < 2^14 (2 bytes), balances in (-2^27, 2^27)
-    // (zigzag < 2^28: 4 bytes), user_ref 0, same timestamp: 1 + 3 + 3 + 2 + 4 + 4.
+    // (zigzag < 2^28: 4 bytes), back-links < 2^21 transactions back (3 bytes), user_ref 0,
+    // same timestamp: 1 + 3 + 3 + 2 + 4 + 4 + 3 + 3.
     let worst = [
         credit((1 << 21) - 1, (1 << 14) - 1, -(1 << 27) + 1),
         debit((1 << 21) - 2, (1 << 14) - 1, (1 << 27) - 1),
     ];
     let small = [credit(1, 1, -1), debit(2, 1, 1)];
-    for (entries, want) in [(&worst, 17), (&small, 6)] {
+    let first: TxId = 1 << 22;
+    let far = first + 1 - ((1 << 21) - 1);
+    for (entries, prev, want) in [(&worst, [far, far], 23), (&small, [first, first], 8)] {
         let mut buf = Vec::new();
-        let mut encoder = FrameEncoder::new(&mut buf, 1, 100);
+        let mut encoder = FrameEncoder::new(&mut buf, first, 100);
         encoder.push(
             &mut buf,
             RecordRef {
@@ -567,6 +602,7 @@ fn a_plain_transfer_takes_at_most_17_bytes() {
                 user_ref: 0,
                 outcome: Outcome::Committed,
                 entries,
+                prev_tx_ids: &[0, 0],
             },
         );
         let header = buf.len();
@@ -577,10 +613,13 @@ fn a_plain_transfer_takes_at_most_17_bytes() {
                 user_ref: 0,
                 outcome: Outcome::Committed,
                 entries,
+                prev_tx_ids: &prev,
             },
         );
         assert_eq!(buf.len() - header, want);
-        assert!(buf.len() - header <= 20);
+        let (decoded, end) = decode(&buf, first, 2);
+        assert_eq!(end, Ok(()));
+        assert_eq!(decoded[1].1.prev, prev);
     }
 }
 
@@ -698,7 +737,8 @@ fn varint_overlong() {
         }
     );
     // The same with every field well formed decodes.
-    let (_, end) = decode(&frame(&[0x03, 0x01, 0x01, 0x02, 0x05, 0x01, 0x02]), 1, 2);
+    let well_formed = [0x03, 0x01, 0x01, 0x02, 0x05, 0x01, 0x02, 0x00, 0x00];
+    let (_, end) = decode(&frame(&well_formed), 1, 2);
     assert_eq!(end, Ok(()));
 }
 
@@ -867,7 +907,7 @@ fn invalid_amount() {
     );
     // The largest amount is accepted.
     let max = varint(AMOUNT_MAX);
-    let payload = frame(&[&[0x02, 0x01, 0x03][..], &max, &[0x02]].concat());
+    let payload = frame(&[&[0x02, 0x01, 0x03][..], &max, &[0x02, 0x00]].concat());
     let (decoded, end) = decode(&payload, 1, 1);
     assert_eq!(end, Ok(()));
     assert_eq!(decoded[0].1.entries, vec![debit(1, AMOUNT_MAX, 1)]);
@@ -888,8 +928,47 @@ fn invalid_account() {
     );
     // The largest account id is accepted.
     let max = varint(ACCOUNT_ID_LIMIT - 1);
-    let payload = frame(&[&[0x01][..], &max, &max, &[0x01, 0x00, 0x00]].concat());
+    let payload = frame(&[&[0x01][..], &max, &max, &[0x01, 0x00, 0x00, 0x00, 0x00]].concat());
     assert_eq!(decode(&payload, 1, 1).1, Ok(()));
+}
+
+#[test]
+fn invalid_link() {
+    // Transaction 3: an Empty record, then tx 4 a Pair whose debit back-link is 4 (to
+    // transaction 0) at offset 10.
+    let payload = frame(&[0x03, 0x01, 0x01, 0x02, 0x05, 0x01, 0x02, 0x01, 0x04]);
+    assert_eq!(
+        decode(&payload, 3, 2).1,
+        Err(RecordError::InvalidLink {
+            tx_id: 4,
+            offset: 10,
+            distance: 4
+        })
+    );
+    // Three back is transaction 1: fine.
+    let payload = frame(&[0x03, 0x01, 0x01, 0x02, 0x05, 0x01, 0x02, 0x01, 0x03]);
+    let (decoded, end) = decode(&payload, 3, 2);
+    assert_eq!(end, Ok(()));
+    assert_eq!(decoded[1].1.prev, vec![3, 1]);
+}
+
+#[test]
+fn encoder_refuses_bad_links() {
+    let mut record = committed(0, 0, vec![credit(1, 1, -1), debit(2, 1, 1)]);
+    for prev in [vec![0], vec![0, 0, 0], vec![5, 0], vec![0, 9]] {
+        record.prev = prev.clone();
+        let (result, len) = try_push(5, 0, &record);
+        assert_eq!(
+            result,
+            Err(EncodeError::InvalidLinks {
+                tx_id: 5,
+                entries: 2,
+                links: prev.len()
+            }),
+            "{prev:?}"
+        );
+        assert_eq!(len, 2, "nothing appended after the header");
+    }
 }
 
 #[test]

@@ -15,15 +15,16 @@ use std::time::{Duration, Instant};
 use ledger_snapshot::{SnapshotError, SnapshotStore, WriteReport};
 
 use super::metrics::Metrics;
-use crate::transactor::Transactor;
+use super::visible::Visible;
 
 /// The payload format of a ledger snapshot (inside the snapshot file format).
 pub(crate) const STATE_FORMAT: u32 = 1;
 
 /// The largest `max_accounts` a snapshot can hold: the payload is an rkyv archive with
-/// 32-bit relative pointers (2 GiB), and the balances take 8 bytes per account; 256 MiB
-/// stay for the dedup window (about 11M live `user_ref`s).
-pub const ACCOUNTS_MAX: u64 = (1 << 28) - (1 << 25);
+/// 32-bit relative pointers (2 GiB), and each account takes 16 bytes (balance and the
+/// head of its history chain); 256 MiB stay for the dedup window (about 11M live
+/// `user_ref`s).
+pub const ACCOUNTS_MAX: u64 = (1 << 27) - (1 << 24);
 
 /// One live dedup entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -42,12 +43,14 @@ pub(crate) struct SnapshotState {
     pub balances: Vec<i64>,
     /// In commit order.
     pub dedup: Vec<DedupEntry>,
+    /// Per account, the last transaction that touched it (0: none).
+    pub latest: Vec<u64>,
 }
 
 impl SnapshotState {
-    pub fn of(transactor: &Transactor) -> SnapshotState {
+    pub fn of(visible: &Visible) -> SnapshotState {
         let mut state = SnapshotState::empty();
-        state.copy_from(transactor);
+        state.copy_from(visible);
         state
     }
 
@@ -58,12 +61,16 @@ impl SnapshotState {
             now_ns: 0,
             balances: Vec::new(),
             dedup: Vec::new(),
+            latest: Vec::new(),
         }
     }
 
-    /// Overwrites this state with `transactor`'s, reusing the vectors' memory: a reused
-    /// copy costs a `memcpy`, a fresh one also a page fault per 4 KiB of balances.
-    pub fn copy_from(&mut self, transactor: &Transactor) {
+    /// Overwrites this state with `visible`, reusing the vectors' memory: a reused copy
+    /// costs a `memcpy`, a fresh one also a page fault per 4 KiB.
+    pub fn copy_from(&mut self, visible: &Visible) {
+        let transactor = &visible.state;
+        self.latest.clear();
+        self.latest.extend_from_slice(visible.links.as_slice());
         self.format = STATE_FORMAT;
         self.last_tx_id = transactor.last_tx_id();
         self.now_ns = transactor.now_ns();
@@ -154,7 +161,7 @@ impl Checkpointer {
 
     /// Hands a copy of `state` to the writer unless one is still in flight. Returns
     /// whether it was taken.
-    pub fn offer(&self, state: &Transactor) -> bool {
+    pub fn offer(&self, state: &Visible) -> bool {
         if self.busy.swap(true, Ordering::AcqRel) {
             return false;
         }
@@ -184,15 +191,12 @@ impl Checkpointer {
 
     /// Writes a snapshot of `state` on the calling thread (used at stop, after
     /// [`finish`](Self::finish)), unless the newest one on disk is already at its id.
-    pub fn write_now(&self, state: &Transactor) -> Result<Option<WriteReport>, SnapshotError> {
-        if state.last_tx_id() == 0
-            || state.last_tx_id() == self.last_written.load(Ordering::Acquire)
-        {
+    pub fn write_now(&self, state: &Visible) -> Result<Option<WriteReport>, SnapshotError> {
+        let last = state.state.last_tx_id();
+        if last == 0 || last == self.last_written.load(Ordering::Acquire) {
             return Ok(None);
         }
-        let report = self
-            .store
-            .write(state.last_tx_id(), &SnapshotState::of(state))?;
+        let report = self.store.write(last, &SnapshotState::of(state))?;
         self.last_written.store(report.sequence, Ordering::Release);
         Ok(Some(report))
     }

@@ -36,12 +36,14 @@
 mod checkpoint;
 mod config;
 mod error;
+mod links;
 mod metrics;
 mod outcomes;
 mod queries;
 mod recovery;
 mod slot;
 mod stages;
+mod visible;
 mod wal_lookup;
 
 use std::fmt;
@@ -67,9 +69,10 @@ use metrics::Metrics;
 use outcomes::OutcomeRing;
 use slot::Slot;
 use stages::{SnapshotStage, TransactorStage, WalStage};
+use visible::Visible;
 
 use crate::transaction::{AccountId, Operation, Outcome, SubmitResult, TxId, WaitLevel};
-use crate::transactor::{Transactor, TransactorConfig};
+use crate::transactor::TransactorConfig;
 
 /// The most slots the transactor takes per batch: its index (and so the WAL stage's
 /// work) advances at least this often under load.
@@ -145,7 +148,7 @@ struct Engine {
     /// `None` once stopped.
     pipeline: Mutex<Option<Pipeline<Slot>>>,
     stop_result: Mutex<Option<Result<(), LedgerError>>>,
-    visible: Arc<RwLock<Transactor>>,
+    visible: Arc<RwLock<Visible>>,
     outcomes: Arc<OutcomeRing>,
     checkpointer: Arc<Checkpointer>,
     metrics: Arc<Metrics>,
@@ -470,6 +473,7 @@ impl Ledger {
         engine.catch_up();
         let visible = engine.visible.read().unwrap_or_else(|e| e.into_inner());
         let balance = visible
+            .state
             .balance(account)
             .ok_or(LedgerError::AccountOutOfRange {
                 account,
@@ -477,7 +481,7 @@ impl Ledger {
             })?;
         Ok(Balance {
             balance,
-            last_snapshot_tx_id: visible.last_tx_id(),
+            last_snapshot_tx_id: visible.state.last_tx_id(),
         })
     }
 
@@ -504,7 +508,7 @@ impl Ledger {
         let mut balances = Vec::with_capacity(accounts.len());
         let visible = engine.visible.read().unwrap_or_else(|e| e.into_inner());
         for &account in accounts {
-            match visible.balance(account) {
+            match visible.state.balance(account) {
                 Some(balance) => balances.push(balance),
                 None if strict => {
                     return Err(LedgerError::AccountOutOfRange {
@@ -517,7 +521,7 @@ impl Ledger {
         }
         Ok(Balances {
             balances,
-            last_snapshot_tx_id: visible.last_tx_id(),
+            last_snapshot_tx_id: visible.state.last_tx_id(),
         })
     }
 
@@ -604,7 +608,10 @@ impl Engine {
                 reason: format!("cannot start the snapshot thread: {e}"),
             })?,
         );
-        let visible = Arc::new(RwLock::new(recovered.transactor.clone()));
+        let visible = Arc::new(RwLock::new(Visible {
+            state: recovered.transactor.clone(),
+            links: recovered.links.clone(),
+        }));
         let outcomes = Arc::new(OutcomeRing::new(
             (config.ring_size.saturating_mul(4))
                 .clamp(1, OUTCOME_CELLS_MAX)
@@ -626,6 +633,7 @@ impl Engine {
             "transactor",
             TransactorStage {
                 transactor: recovered.transactor,
+                links: recovered.links,
                 outcomes: Arc::clone(&outcomes),
             },
             options(config.pinning.transactor, TRANSACTOR_BATCH_MAX),

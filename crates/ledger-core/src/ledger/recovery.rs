@@ -12,6 +12,8 @@ use ledger_wal::{FrameKind, TruncatedTail, Wal, WalConfig, WalReader, segment_fi
 use super::checkpoint::{STATE_FORMAT, SnapshotState};
 use super::config::LedgerConfig;
 use super::error::LedgerError;
+use super::links::AccountLinks;
+use super::visible::Visible;
 use crate::record::FrameDecoder;
 use crate::transaction::{Entry, Outcome, TxId};
 use crate::transactor::{RestoreError, SavedState, Transactor, TransactorConfig};
@@ -36,6 +38,7 @@ pub struct RecoveryReport {
 
 pub(crate) struct Recovered {
     pub transactor: Transactor,
+    pub links: AccountLinks,
     pub wal: Wal,
     pub store: Arc<SnapshotStore>,
     pub report: RecoveryReport,
@@ -74,22 +77,46 @@ pub(crate) fn recover(
     for (path, error) in &skipped_snapshots {
         tracing::warn!(snapshot = %path.display(), %error, "passed over a damaged snapshot");
     }
-    let (mut transactor, snapshot) = match &outcome.loaded {
-        None => (Transactor::new(transactor_config)?, None),
+    let max_accounts = usize::try_from(transactor_config.max_accounts).unwrap_or(usize::MAX);
+    let (mut visible, snapshot) = match &outcome.loaded {
+        None => (
+            Visible {
+                state: Transactor::new(transactor_config)?,
+                links: AccountLinks::new(max_accounts),
+            },
+            None,
+        ),
         Some(loaded) => {
             let path = loaded.path().to_path_buf();
-            let transactor = restore(loaded.archived(), transactor_config, loaded.sequence())
-                .map_err(|source| LedgerError::Restore {
-                    snapshot: path.clone(),
-                    source: Arc::new(source),
+            let archived = loaded.archived();
+            let transactor =
+                restore(archived, transactor_config, loaded.sequence()).map_err(|source| {
+                    LedgerError::Restore {
+                        snapshot: path.clone(),
+                        source: Arc::new(source),
+                    }
                 })?;
-            (transactor, Some((path, loaded.sequence())))
+            let links = AccountLinks::restore(
+                max_accounts,
+                archived.latest.iter().map(|id| id.to_native()),
+            );
+            (
+                Visible {
+                    state: transactor,
+                    links,
+                },
+                Some((path, loaded.sequence())),
+            )
         }
     };
     drop(outcome);
 
-    let snapshot_tx_id = transactor.last_tx_id();
-    let replayed = replay_wal(&wal_dir, &wal, &mut transactor)?;
+    let snapshot_tx_id = visible.state.last_tx_id();
+    let replayed = replay_wal(&wal_dir, &wal, &mut visible)?;
+    let Visible {
+        state: transactor,
+        links,
+    } = visible;
     let report = RecoveryReport {
         snapshot,
         skipped_snapshots,
@@ -101,6 +128,7 @@ pub(crate) fn recover(
     debug_assert_eq!(report.last_tx_id, snapshot_tx_id + replayed);
     Ok(Recovered {
         transactor,
+        links,
         wal,
         store: Arc::new(store),
         report,
@@ -158,8 +186,8 @@ struct Stored {
 }
 
 /// Applies every WAL record after the transactor's last id; returns how many.
-fn replay_wal(wal_dir: &Path, wal: &Wal, transactor: &mut Transactor) -> Result<u64, LedgerError> {
-    let after = transactor.last_tx_id();
+fn replay_wal(wal_dir: &Path, wal: &Wal, visible: &mut Visible) -> Result<u64, LedgerError> {
+    let after = visible.state.last_tx_id();
     let reader = WalReader::open(wal_dir)?;
     let gap = || LedgerError::WalGap {
         snapshot_tx_id: after,
@@ -177,6 +205,7 @@ fn replay_wal(wal_dir: &Path, wal: &Wal, transactor: &mut Transactor) -> Result<
     // Reused for every frame: after the first frames, replay allocates nothing.
     let mut records: Vec<Stored> = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
+    let mut prev_tx_ids: Vec<TxId> = Vec::new();
     while let Some(frame) = frames.next_frame()? {
         if frame.kind != FrameKind::Records {
             continue; // an optional frame kind this version does not use
@@ -194,12 +223,14 @@ fn replay_wal(wal_dir: &Path, wal: &Wal, transactor: &mut Transactor) -> Result<
         // ahead of applying: replay is bound by cache misses on the balance table.
         records.clear();
         entries.clear();
+        prev_tx_ids.clear();
         while let Some(record) = decoder.next_record().map_err(corrupt)? {
             if record.tx_id <= after {
                 continue;
             }
             let start = entries.len();
             entries.extend_from_slice(record.entries);
+            prev_tx_ids.extend_from_slice(record.prev_tx_ids);
             records.push(Stored {
                 tx_id: record.tx_id,
                 timestamp_ns: record.timestamp_ns,
@@ -210,15 +241,16 @@ fn replay_wal(wal_dir: &Path, wal: &Wal, transactor: &mut Transactor) -> Result<
         }
         for (i, record) in records.iter().enumerate() {
             if let Some(ahead) = records.get(i + REPLAY_PREFETCH_AHEAD) {
-                transactor.prefetch_entries(&entries[ahead.entries.clone()]);
+                visible.prefetch(&entries[ahead.entries.clone()]);
             }
-            transactor
-                .replay(
+            visible
+                .apply_stored(
                     record.tx_id,
                     record.timestamp_ns,
                     record.user_ref,
                     record.outcome,
                     &entries[record.entries.clone()],
+                    &prev_tx_ids[record.entries.clone()],
                 )
                 .map_err(|source| LedgerError::ReplayMismatch {
                     segment: segment.clone(),

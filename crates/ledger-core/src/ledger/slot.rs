@@ -1,6 +1,6 @@
 //! What one ring slot carries from the sequencer to the last stage.
 
-use crate::transaction::{Entry, Operation, Outcome};
+use crate::transaction::{Entry, Operation, Outcome, TxId};
 
 /// Entries a slot holds without growing: a deposit, withdrawal or transfer has two.
 /// Composites grow the slot's vector once; the capacity is kept for every later use of the
@@ -19,6 +19,9 @@ pub(crate) struct Slot {
     pub timestamp_ns: u64,
     pub outcome: Outcome,
     pub entries: Vec<Entry>,
+    /// Per entry, the account's previous transaction (the history back-link; empty for a
+    /// rejected transaction), written by the transactor stage.
+    pub prev: Vec<TxId>,
 }
 
 impl Slot {
@@ -32,6 +35,7 @@ impl Slot {
             timestamp_ns: 0,
             outcome: Outcome::Committed,
             entries: Vec::with_capacity(ENTRIES_PREALLOCATED),
+            prev: Vec::with_capacity(ENTRIES_PREALLOCATED),
         }
     }
 }

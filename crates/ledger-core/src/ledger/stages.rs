@@ -8,19 +8,29 @@ use ledger_pipeline::{Batch, Stage, StageError};
 use ledger_wal::Wal;
 
 use super::checkpoint::Checkpointer;
+use super::links::AccountLinks;
 use super::metrics::Metrics;
 use super::outcomes::OutcomeRing;
 use super::slot::Slot;
+use super::visible::Visible;
 use crate::record::{FrameEncoder, RecordRef};
 use crate::transactor::Transactor;
 
 /// How many operations ahead the transactor asks the CPU to load balances (see
 /// [`Transactor::prefetch`]; 8 was the best of 4/8/16 in the state-machine bench).
-pub(crate) const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = 8;
 
-/// Executes each slot's operation: the only writer of the live balances.
+/// How many slots ahead the snapshot stage prefetches what it touches (balances, links):
+/// it does less work per slot than the transactor, so it runs further ahead.
+const APPLY_PREFETCH_AHEAD: usize = 16;
+
+/// Executes each slot's operation: the only writer of the live balances. It also writes
+/// each entry's history back-link, while the account's cache lines are warm from the
+/// prefetch (the WAL stage only encodes).
 pub(crate) struct TransactorStage {
     pub transactor: Transactor,
+    /// The heads of the history chains, as of the computed index.
+    pub links: AccountLinks,
     pub outcomes: Arc<OutcomeRing>,
 }
 
@@ -32,12 +42,18 @@ impl Stage<Slot> for TransactorStage {
             for i in 0..slots.len() {
                 if let Some(ahead) = slots.get(i + PREFETCH_AHEAD) {
                     self.transactor.prefetch(&ahead.op);
+                    self.links.prefetch_operation(&ahead.op);
                 }
                 let slot = &mut slots[i];
                 slot.entries.clear();
                 slot.outcome =
                     self.transactor
                         .execute(seq, slot.timestamp_ns, &slot.op, &mut slot.entries);
+                if slot.outcome.is_committed() {
+                    self.links.link(seq, &slot.entries, &mut slot.prev);
+                } else {
+                    slot.prev.clear();
+                }
                 slot.timestamp_ns = self.transactor.now_ns();
                 self.outcomes.record(seq, slot.outcome);
                 seq += 1;
@@ -67,7 +83,8 @@ impl Stage<Slot> for WalStage {
         let mut encoder: Option<FrameEncoder> = None;
         let appended_before = self.wal.appended_bytes();
         let mut frames = 0u64;
-        for (seq, slot) in batch.iter_mut() {
+        let (head, tail) = batch.as_mut_slices();
+        for (seq, slot) in (frame_first..).zip(head.iter().chain(tail.iter())) {
             let enc = encoder.get_or_insert_with(|| {
                 self.buf.clear();
                 FrameEncoder::new(&mut self.buf, seq, slot.timestamp_ns)
@@ -79,6 +96,7 @@ impl Stage<Slot> for WalStage {
                     user_ref: slot.op.user_ref(),
                     outcome: slot.outcome,
                     entries: &slot.entries,
+                    prev_tx_ids: &slot.prev,
                 },
             );
             if self.buf.len() >= self.frame_bytes || seq == last {
@@ -112,7 +130,7 @@ impl Stage<Slot> for WalStage {
 pub(crate) struct SnapshotStage {
     /// The readers' state. Written here, a batch at a time, under the write lock; read by
     /// `get_balance(s)` under the read lock, so a read is always one consistent cut.
-    pub visible: Arc<RwLock<Transactor>>,
+    pub visible: Arc<RwLock<Visible>>,
     pub checkpointer: Arc<Checkpointer>,
     pub last_checkpoint_tx: u64,
     pub last_checkpoint_at: Instant,
@@ -125,11 +143,11 @@ impl Stage<Slot> for SnapshotStage {
         let (head, tail) = batch.as_mut_slices();
         for slots in [&*head, &*tail] {
             for (i, slot) in slots.iter().enumerate() {
-                if let Some(ahead) = slots.get(i + PREFETCH_AHEAD) {
-                    visible.prefetch_entries(&ahead.entries);
+                if let Some(ahead) = slots.get(i + APPLY_PREFETCH_AHEAD) {
+                    visible.prefetch(&ahead.entries);
                 }
                 // Re-applying the stored result checks every balance the transactor claims.
-                visible.replay(
+                visible.apply(
                     seq,
                     slot.timestamp_ns,
                     slot.op.user_ref(),
@@ -139,7 +157,7 @@ impl Stage<Slot> for SnapshotStage {
                 seq += 1;
             }
         }
-        let last = visible.last_tx_id();
+        let last = visible.state.last_tx_id();
         drop(visible);
         let due = last - self.last_checkpoint_tx >= self.checkpointer.interval_tx
             || (last > self.last_checkpoint_tx

@@ -8,9 +8,9 @@ use super::{
 };
 use crate::transaction::{AMOUNT_MAX, Entry, EntryKind, FailReason, Outcome, TxId};
 
-/// The fewest bytes a List entry takes (three one-byte varints): bounds what an entry
+/// The fewest bytes a List entry takes (four one-byte varints): bounds what an entry
 /// count can make the decoder reserve.
-const LIST_ENTRY_MIN: usize = 3;
+const LIST_ENTRY_MIN: usize = 4;
 
 /// One decoded record; `entries` borrows the decoder's buffer until the next call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub struct DecodedRecord<'a> {
     pub outcome: Outcome,
     /// Empty for a rejection and for a committed transaction without entries.
     pub entries: &'a [Entry],
+    /// One per entry: the previous transaction of the entry's account (0: none).
+    pub prev_tx_ids: &'a [TxId],
 }
 
 /// Reads one records payload (docs/record-format.md), record by record.
@@ -36,6 +38,7 @@ pub struct FrameDecoder<'p> {
     remaining: u32,
     previous_ns: u64,
     entries: Vec<Entry>,
+    prev_tx_ids: Vec<TxId>,
     failed: Option<RecordError>,
 }
 
@@ -55,6 +58,7 @@ impl<'p> FrameDecoder<'p> {
             remaining: 0,
             previous_ns: 0,
             entries: Vec::new(),
+            prev_tx_ids: Vec::new(),
             failed: None,
         };
         decoder.start(payload, first_seq, record_count)?;
@@ -76,6 +80,7 @@ impl<'p> FrameDecoder<'p> {
             remaining: 0,
             previous_ns: 0,
             entries: self.entries,
+            prev_tx_ids: self.prev_tx_ids,
             failed: None,
         };
         decoder.start(payload, first_seq, record_count)?;
@@ -134,6 +139,7 @@ impl<'p> FrameDecoder<'p> {
                     user_ref,
                     outcome,
                     entries: if with_entries { &self.entries } else { &[] },
+                    prev_tx_ids: if with_entries { &self.prev_tx_ids } else { &[] },
                 }))
             }
             Err(error) => Err(self.fail(error)),
@@ -232,6 +238,11 @@ impl<'p> FrameDecoder<'p> {
         let amount = self.amount(tx_id)?;
         let credit_balance = varint::unzigzag(self.varint(tx_id)?);
         let debit_balance = varint::unzigzag(self.varint(tx_id)?);
+        let credit_prev = self.link(tx_id)?;
+        let debit_prev = self.link(tx_id)?;
+        self.prev_tx_ids.clear();
+        self.prev_tx_ids
+            .extend_from_slice(&[credit_prev, debit_prev]);
         self.entries.clear();
         self.entries.extend_from_slice(&[
             Entry {
@@ -266,10 +277,14 @@ impl<'p> FrameDecoder<'p> {
         // at most a buffer proportional to the payload.
         let room = self.payload.len().saturating_sub(self.pos) / LIST_ENTRY_MIN;
         self.entries.reserve(count.min(room));
+        self.prev_tx_ids.clear();
+        self.prev_tx_ids.reserve(count.min(room));
         for _ in 0..count {
             let account_and_kind = self.varint(tx_id)?;
             let amount = self.amount(tx_id)?;
             let balance_after = varint::unzigzag(self.varint(tx_id)?);
+            let prev = self.link(tx_id)?;
+            self.prev_tx_ids.push(prev);
             self.entries.push(Entry {
                 account_id: account_and_kind >> 1,
                 amount,
@@ -296,6 +311,25 @@ impl<'p> FrameDecoder<'p> {
             });
         }
         Ok(account_id)
+    }
+
+    /// A back-link: the distance to the account's previous transaction (0: none), as
+    /// that transaction's id.
+    #[inline(always)]
+    fn link(&mut self, tx_id: TxId) -> Result<TxId, RecordError> {
+        let offset = self.pos;
+        let distance = self.varint(tx_id)?;
+        if distance == 0 {
+            return Ok(0);
+        }
+        match tx_id.checked_sub(distance) {
+            Some(prev) if prev >= 1 => Ok(prev),
+            _ => Err(RecordError::InvalidLink {
+                tx_id,
+                offset,
+                distance,
+            }),
+        }
     }
 
     #[inline(always)]

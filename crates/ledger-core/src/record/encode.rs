@@ -12,10 +12,10 @@ use crate::transaction::{AMOUNT_MAX, Entry, EntryKind, FailReason, Outcome, TxId
 const HEAD_BYTES_MAX: usize = 1 + 2 * VARINT_BYTES_MAX;
 /// A Rejected record's body: fail code and duplicate distance.
 const REJECTED_BODY_MAX: usize = 1 + VARINT_BYTES_MAX;
-/// A Pair record's body: two accounts, amount, two balances.
-const PAIR_BODY_MAX: usize = 5 * VARINT_BYTES_MAX;
-/// A List entry: account and kind, amount, balance.
-const LIST_ENTRY_MAX: usize = 3 * VARINT_BYTES_MAX;
+/// A Pair record's body: two accounts, amount, two balances, two back-links.
+const PAIR_BODY_MAX: usize = 7 * VARINT_BYTES_MAX;
+/// A List entry: account and kind, amount, balance, back-link.
+const LIST_ENTRY_MAX: usize = 4 * VARINT_BYTES_MAX;
 
 /// Writes one records payload (docs/record-format.md) into a caller's buffer.
 ///
@@ -71,7 +71,8 @@ impl FrameEncoder {
     ///
     /// On a record the format cannot hold (an amount of 0 or above `AMOUNT_MAX`, an
     /// account id at or above 2^63, more than 65535 entries, a Duplicate of a transaction
-    /// that is not older, the `u32::MAX + 1`-th record), in every build: a WAL record that
+    /// that is not older, back-links that are not one per entry or not older, the
+    /// `u32::MAX + 1`-th record), in every build: a WAL record that
     /// recovery would refuse, or read back differently, is worse than a stopped stage.
     /// [`try_push`](Self::try_push) returns these as errors instead.
     #[inline]
@@ -89,13 +90,11 @@ impl FrameEncoder {
             self.next_tx_id(),
             record.entries.len()
         );
+        let committed = record.outcome.is_committed();
         let record = RecordRef {
             timestamp_ns: record.timestamp_ns.max(self.previous_ns),
-            entries: if record.outcome.is_committed() {
-                record.entries
-            } else {
-                &[]
-            },
+            entries: if committed { record.entries } else { &[] },
+            prev_tx_ids: if committed { record.prev_tx_ids } else { &[] },
             ..record
         };
         if let Err(error) = self.try_push(buf, record) {
@@ -130,6 +129,23 @@ impl FrameEncoder {
             });
         };
         let user_ref = record.user_ref;
+        if record.outcome.is_committed()
+            && (record.prev_tx_ids.len() != record.entries.len()
+                || record
+                    .prev_tx_ids
+                    .iter()
+                    .any(|&prev| prev != 0 && prev >= tx_id))
+        {
+            return Err(EncodeError::InvalidLinks {
+                tx_id,
+                entries: record.entries.len(),
+                links: record.prev_tx_ids.len(),
+            });
+        }
+        let back = |index: usize| match record.prev_tx_ids.get(index) {
+            Some(&prev) if prev != 0 => tx_id - prev,
+            _ => 0,
+        };
         match record.outcome {
             Outcome::Rejected(reason) => {
                 if !record.entries.is_empty() {
@@ -178,6 +194,8 @@ impl FrameEncoder {
                     varint::put(buf, credit.amount);
                     varint::put(buf, varint::zigzag(credit.balance_after));
                     varint::put(buf, varint::zigzag(debit.balance_after));
+                    varint::put(buf, back(0));
+                    varint::put(buf, back(1));
                 }
                 entries => {
                     if entries.len() > RECORD_ENTRIES_MAX {
@@ -193,10 +211,11 @@ impl FrameEncoder {
                     buf.reserve(HEAD_BYTES_MAX + 3 + LIST_ENTRY_MAX * entries.len());
                     put_head(buf, SHAPE_LIST, delta, user_ref);
                     varint::put(buf, entries.len() as u64);
-                    for entry in entries {
+                    for (index, entry) in entries.iter().enumerate() {
                         varint::put(buf, entry.account_id << 1 | entry.kind as u64);
                         varint::put(buf, entry.amount);
                         varint::put(buf, varint::zigzag(entry.balance_after));
+                        varint::put(buf, back(index));
                     }
                 }
             },

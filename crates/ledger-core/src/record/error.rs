@@ -78,6 +78,15 @@ pub enum RecordError {
         offset: usize,
         account_id: u64,
     },
+    /// An entry's back-link reaches at or below transaction 0.
+    #[error(
+        "transaction {tx_id}: back-link {distance} at offset {offset} reaches below transaction 1"
+    )]
+    InvalidLink {
+        tx_id: TxId,
+        offset: usize,
+        distance: u64,
+    },
     /// Bytes after the last record.
     #[error("{bytes} bytes at offset {offset} follow the frame's last record")]
     TrailingBytes { offset: usize, bytes: usize },
@@ -110,6 +119,14 @@ pub enum EncodeError {
         tx_id: TxId,
         index: usize,
         amount: u64,
+    },
+    /// The back-links do not match the entries: not one per entry, or one that is not
+    /// older than the transaction.
+    #[error("transaction {tx_id}: {links} back-links for {entries} entries, or one not older")]
+    InvalidLinks {
+        tx_id: TxId,
+        entries: usize,
+        links: usize,
     },
     /// Entry `index` has an account id at or above 2^63.
     #[error("transaction {tx_id}: entry {index} has account {account_id}, not below 2^63")]

@@ -3,8 +3,9 @@
 //! `ledger-wal` stores opaque payloads; a records frame's header carries `first_seq` and
 //! `record_count`. Its payload holds the results of transactions `first_seq ..
 //! first_seq + record_count`, one record each, in order: timestamp, `user_ref`, outcome
-//! and the entries a committed transaction produced. Transaction ids are implicit
-//! (`first_seq + index`). Rejected transactions are recorded too (without entries).
+//! and the entries a committed transaction produced, each with a back-link to the previous
+//! transaction of its account. Transaction ids are implicit (`first_seq + index`).
+//! Rejected transactions are recorded too (without entries).
 //!
 //! - [`FrameEncoder`] writes one payload into a caller's buffer (the WAL stage's hot path;
 //!   no allocation beyond the buffer's growth).
@@ -26,20 +27,27 @@
 //! let mut buf = Vec::new();
 //! // Transactions 10 and 11, both sequenced at t = 1000 ns.
 //! let mut encoder = FrameEncoder::new(&mut buf, 10, 1_000);
+//! // Account 0 was last touched by transaction 4, account 7 never before.
 //! encoder.push(&mut buf, RecordRef {
-//!     timestamp_ns: 1_000, user_ref: 0, outcome: Outcome::Committed, entries: &deposit,
+//!     timestamp_ns: 1_000,
+//!     user_ref: 0,
+//!     outcome: Outcome::Committed,
+//!     entries: &deposit,
+//!     prev_tx_ids: &[4, 0],
 //! });
 //! encoder.push(&mut buf, RecordRef {
 //!     timestamp_ns: 1_000,
 //!     user_ref: 0,
 //!     outcome: Outcome::Rejected(FailReason::InsufficientFunds),
 //!     entries: &[],
+//!     prev_tx_ids: &[],
 //! });
 //! assert_eq!(encoder.records(), 2);
 //!
 //! let mut decoder = FrameDecoder::new(&buf, 10, 2).unwrap();
 //! let first = decoder.next_record().unwrap().unwrap();
 //! assert_eq!((first.tx_id, first.entries), (10, &deposit[..]));
+//! assert_eq!(first.prev_tx_ids, &[4, 0]);
 //! let second = decoder.next_record().unwrap().unwrap();
 //! assert_eq!(second.outcome, Outcome::Rejected(FailReason::InsufficientFunds));
 //! assert!(decoder.next_record().unwrap().is_none());
@@ -57,7 +65,7 @@ pub use decode::{DecodedRecord, FrameDecoder};
 pub use encode::FrameEncoder;
 pub use error::{EncodeError, RecordError};
 
-use crate::transaction::{Entry, Outcome};
+use crate::transaction::{Entry, Outcome, TxId};
 
 /// The record format version, byte 0 of every records payload.
 pub const RECORD_FORMAT_VERSION: u8 = 1;
@@ -79,6 +87,9 @@ pub struct RecordRef<'a> {
     pub outcome: Outcome,
     /// The entries of a committed transaction (possibly none); empty for a rejection.
     pub entries: &'a [Entry],
+    /// One per entry: the previous transaction that touched the entry's account (0: none),
+    /// so that an account's history is a chain through the log.
+    pub prev_tx_ids: &'a [TxId],
 }
 
 // Tag byte layout (docs/record-format.md, "Tag byte").

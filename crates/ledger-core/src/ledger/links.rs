@@ -1,0 +1,149 @@
+//! The heads of the per-account history chains: for each account, the last transaction
+//! that touched it. The Transactor stage writes each entry's back-link from its own copy
+//! (while the account's balance is in cache anyway); the readers' copy (beside the visible
+//! balances) starts an account's history; snapshots carry it, so a restart keeps every
+//! chain intact.
+
+use crate::transaction::{Entry, Operation, Step, TxId};
+use crate::transactor::prefetch_read;
+
+/// Entries of one transaction whose links a prefetch requests.
+const PREFETCH_MAX: usize = 8;
+
+/// `latest[account]`: the last transaction with an entry on `account` (0: none yet).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AccountLinks {
+    latest: Vec<TxId>,
+}
+
+impl AccountLinks {
+    /// Links for accounts `0..max_accounts`; zeroed pages cost nothing until touched.
+    pub fn new(max_accounts: usize) -> AccountLinks {
+        AccountLinks {
+            latest: vec![0; max_accounts],
+        }
+    }
+
+    /// Links restored from a snapshot; accounts beyond `saved` start with none.
+    pub fn restore(max_accounts: usize, saved: impl Iterator<Item = TxId>) -> AccountLinks {
+        let mut links = AccountLinks::new(max_accounts);
+        for (slot, tx_id) in links.latest.iter_mut().zip(saved) {
+            *slot = tx_id;
+        }
+        links
+    }
+
+    pub fn as_slice(&self) -> &[TxId] {
+        &self.latest
+    }
+
+    /// The last transaction of `account` (0: none, or beyond `max_accounts`).
+    pub fn latest(&self, account: u64) -> TxId {
+        usize::try_from(account)
+            .ok()
+            .and_then(|i| self.latest.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records that `tx_id` touched the accounts of `entries`, writing each entry's
+    /// back-link (the account's previous transaction) into `prev`. Two entries of one
+    /// account in one transaction both link to the transaction before it.
+    #[inline]
+    pub fn link(&mut self, tx_id: TxId, entries: &[Entry], prev: &mut Vec<TxId>) {
+        prev.clear();
+        prev.extend(entries.iter().map(|e| self.latest(e.account_id)));
+        self.apply(tx_id, entries);
+    }
+
+    /// Records that `tx_id` touched the accounts of `entries`.
+    #[inline]
+    pub fn apply(&mut self, tx_id: TxId, entries: &[Entry]) {
+        for entry in entries {
+            if let Some(slot) = usize::try_from(entry.account_id)
+                .ok()
+                .and_then(|i| self.latest.get_mut(i))
+            {
+                *slot = tx_id;
+            }
+        }
+    }
+
+    /// A hint: the links of `entries` will be used soon.
+    #[inline]
+    pub fn prefetch(&self, entries: &[Entry]) {
+        for entry in entries.iter().take(PREFETCH_MAX) {
+            self.prefetch_account(entry.account_id);
+        }
+    }
+
+    /// A hint: `operation` will be executed and linked soon (the system account, touched
+    /// by every deposit and withdrawal, stays in cache by itself).
+    #[inline]
+    pub fn prefetch_operation(&self, operation: &Operation) {
+        match operation {
+            Operation::Deposit { account, .. } | Operation::Withdrawal { account, .. } => {
+                self.prefetch_account(*account)
+            }
+            Operation::Transfer { from, to, .. } => {
+                self.prefetch_account(*from);
+                self.prefetch_account(*to);
+            }
+            Operation::Composite(composite) => {
+                for step in composite.steps.iter().take(PREFETCH_MAX) {
+                    let (Step::Credit { account_id, .. } | Step::Debit { account_id, .. }) = step;
+                    self.prefetch_account(*account_id);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn prefetch_account(&self, account: u64) {
+        if let Some(slot) = usize::try_from(account)
+            .ok()
+            .and_then(|i| self.latest.get(i))
+        {
+            prefetch_read(slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transaction::EntryKind;
+
+    fn entry(account_id: u64) -> Entry {
+        Entry {
+            account_id,
+            amount: 1,
+            kind: EntryKind::Debit,
+            balance_after: 1,
+        }
+    }
+
+    #[test]
+    fn links_chain_each_account_through_its_transactions() {
+        let mut links = AccountLinks::new(10);
+        let mut prev = Vec::new();
+        links.link(3, &[entry(0), entry(1)], &mut prev);
+        assert_eq!(prev, [0, 0]);
+        links.link(5, &[entry(1), entry(2), entry(1)], &mut prev);
+        assert_eq!(prev, [3, 0, 3]);
+        links.link(9, &[entry(2), entry(99)], &mut prev);
+        assert_eq!(prev, [5, 0]);
+        assert_eq!(
+            (
+                links.latest(0),
+                links.latest(1),
+                links.latest(2),
+                links.latest(99)
+            ),
+            (3, 5, 9, 0)
+        );
+        let restored = AccountLinks::restore(12, links.as_slice().iter().copied());
+        assert_eq!(restored.latest(2), 9);
+        assert_eq!(restored.as_slice().len(), 12);
+    }
+}

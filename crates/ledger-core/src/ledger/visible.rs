@@ -1,0 +1,66 @@
+//! What balance and history reads see: the state as of the snapshot index.
+
+use super::links::AccountLinks;
+use crate::transaction::{Entry, Outcome, TxId};
+use crate::transactor::{ReplayError, Transactor};
+
+/// The readers' state, written by the snapshot stage a batch at a time under a write
+/// lock and read under the read lock: every read is one consistent cut.
+#[derive(Clone, Debug)]
+pub(crate) struct Visible {
+    /// Balances, dedup window, last id and time, as of `state.last_tx_id()`.
+    pub state: Transactor,
+    /// The last transaction of each account, as of the same id.
+    pub links: AccountLinks,
+}
+
+impl Visible {
+    /// Applies one committed (durable) transaction's stored result.
+    #[inline]
+    pub fn apply(
+        &mut self,
+        tx_id: TxId,
+        timestamp_ns: u64,
+        user_ref: u64,
+        outcome: Outcome,
+        entries: &[Entry],
+    ) -> Result<(), ReplayError> {
+        self.state
+            .replay(tx_id, timestamp_ns, user_ref, outcome, entries)?;
+        self.links.apply(tx_id, entries);
+        Ok(())
+    }
+
+    /// [`apply`](Self::apply) for a record read back from the WAL, which also checks the
+    /// record's back-links against the chains (a mismatch is damage, not a crash).
+    #[inline]
+    pub fn apply_stored(
+        &mut self,
+        tx_id: TxId,
+        timestamp_ns: u64,
+        user_ref: u64,
+        outcome: Outcome,
+        entries: &[Entry],
+        prev_tx_ids: &[TxId],
+    ) -> Result<(), ReplayError> {
+        for (entry, &recorded) in entries.iter().zip(prev_tx_ids) {
+            let expected = self.links.latest(entry.account_id);
+            if recorded != expected {
+                return Err(ReplayError::BrokenLink {
+                    tx_id,
+                    account_id: entry.account_id,
+                    recorded,
+                    expected,
+                });
+            }
+        }
+        self.apply(tx_id, timestamp_ns, user_ref, outcome, entries)
+    }
+
+    /// A hint: `entries` will be applied soon.
+    #[inline]
+    pub fn prefetch(&self, entries: &[Entry]) {
+        self.state.prefetch_entries(entries);
+        self.links.prefetch(entries);
+    }
+}
