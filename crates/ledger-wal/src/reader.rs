@@ -247,6 +247,79 @@ impl Frames {
     }
 }
 
+/// Random access to the frames of one segment from a known frame position (one that
+/// [`Wal::append`](crate::Wal::append) returned): the verified frame there, then the
+/// frames after it in the same segment. Every check of a sequential read applies; reads
+/// are small (64 KiB at a time), so a lookup costs one or two `pread`s.
+#[derive(Debug)]
+pub struct FrameCursor {
+    scan: SegmentScan<File>,
+    segment: u64,
+    frame: Option<FrameMeta>,
+}
+
+/// Bytes a [`FrameCursor`] reads at a time.
+const CURSOR_CHUNK_BYTES: usize = 64 << 10;
+
+impl FrameCursor {
+    /// Opens segment `segment` of `dir` at the frame at `offset`, which holds `first_seq`.
+    /// `buf` is a buffer to reuse (see [`FrameCursor::into_buf`]).
+    ///
+    /// # Errors
+    /// [`WalError::Io`] when the segment cannot be opened (a segment deleted by retention
+    /// is `NotFound`), and [`WalError::CorruptSegmentHeader`] for a bad header.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        segment: u64,
+        offset: u64,
+        first_seq: u64,
+        buf: Vec<u8>,
+    ) -> Result<Self, WalError> {
+        let path = dir.as_ref().join(crate::format::segment_file_name(segment));
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let header = crate::scan::read_segment_header(&file, &path, Some(segment))?;
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        // `is_last`: the segment may be the one being written; an unfinished frame past
+        // the durable end is then a tail, not corruption.
+        let mut scan = SegmentScan::new(file, path, header, len, true, buf);
+        scan.seek(offset, first_seq, CURSOR_CHUNK_BYTES);
+        Ok(Self {
+            scan,
+            segment,
+            frame: None,
+        })
+    }
+
+    /// The next verified frame of the segment, `Ok(None)` where its frames end.
+    ///
+    /// # Errors
+    /// I/O errors and every corruption variant.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WalError> {
+        self.frame = None;
+        match self.scan.step()? {
+            Step::Frame(meta) => self.frame = Some(meta),
+            Step::End(_) => return Ok(None),
+        }
+        let Some(meta) = self.frame else {
+            return Ok(None);
+        };
+        Ok(Some(Frame {
+            kind: meta.kind,
+            first_seq: meta.first_seq,
+            record_count: meta.record_count,
+            segment: self.segment,
+            offset: meta.offset,
+            payload: self.scan.payload(&meta),
+        }))
+    }
+
+    /// Gives the read buffer back for reuse.
+    #[must_use]
+    pub fn into_buf(self) -> Vec<u8> {
+        self.scan.into_buf()
+    }
+}
+
 /// The outcome of [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {

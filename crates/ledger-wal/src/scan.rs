@@ -206,6 +206,7 @@ pub(crate) struct SegmentScan<S> {
     buf: Vec<u8>,
     win_start: u64,
     win_len: usize,
+    chunk_bytes: usize,
     end: Option<SegmentEnd>,
 }
 
@@ -230,8 +231,21 @@ impl<S: ReadAt> SegmentScan<S> {
             buf,
             win_start: SEGMENT_HEADER_BYTES as u64,
             win_len: 0,
+            chunk_bytes: READ_CHUNK_BYTES,
             end: None,
         }
+    }
+
+    /// Starts the walk at the frame at `offset` instead, which must hold `first_seq`
+    /// (a position the writer returned), reading `chunk_bytes` at a time: random access
+    /// reads a frame or two, not megabytes.
+    pub(crate) fn seek(&mut self, offset: u64, first_seq: u64, chunk_bytes: usize) {
+        self.pos = offset.max(SEGMENT_HEADER_BYTES as u64);
+        self.next_seq = first_seq;
+        self.win_start = self.pos;
+        self.win_len = 0;
+        self.chunk_bytes = chunk_bytes;
+        self.end = None;
     }
 
     /// The sequence the next frame must start at.
@@ -272,7 +286,7 @@ impl<S: ReadAt> SegmentScan<S> {
             }
             self.win_start = off;
             let left = usize::try_from(self.file_len - off).unwrap_or(usize::MAX);
-            let size = want_usize.max(READ_CHUNK_BYTES).min(left);
+            let size = want_usize.max(self.chunk_bytes).min(left);
             if self.buf.len() < size {
                 self.buf.resize(size, 0);
             }

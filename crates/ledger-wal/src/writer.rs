@@ -166,6 +166,15 @@ struct Active {
     pos: u64,
 }
 
+/// Where a frame is: its segment's number and the byte offset of its header in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FramePosition {
+    /// The segment number.
+    pub segment: u64,
+    /// Byte offset of the frame header in the segment file.
+    pub offset: u64,
+}
+
 /// The single writer of a WAL directory.
 ///
 /// `append`/`append_with` write one frame each with one `pwritev` (into the kernel's page
@@ -320,7 +329,8 @@ impl Wal {
     }
 
     /// Appends `payload` as one records frame holding sequences `first_seq..=last_seq`.
-    /// One `pwritev`, no copy of the payload. Not durable until [`Wal::sync`].
+    /// One `pwritev`, no copy of the payload. Not durable until [`Wal::sync`]. Returns
+    /// where the frame went, for a [`FrameCursor`](crate::FrameCursor) to read it back.
     ///
     /// # Errors
     /// [`WalError::OutOfOrder`] / [`WalError::InvalidRange`] / [`WalError::PayloadTooLarge`]
@@ -330,7 +340,7 @@ impl Wal {
         first_seq: u64,
         last_seq: u64,
         payload: &[u8],
-    ) -> Result<(), WalError> {
+    ) -> Result<FramePosition, WalError> {
         self.append_frame(first_seq, last_seq, payload)
     }
 
@@ -351,7 +361,7 @@ impl Wal {
         let out = encode(&mut buf);
         let result = self.append_frame(first_seq, last_seq, &buf);
         self.payload_buf = buf;
-        result.map(|()| out)
+        result.map(|_| out)
     }
 
     fn check_append(&self, first_seq: u64, last_seq: u64) -> Result<u32, WalError> {
@@ -387,7 +397,7 @@ impl Wal {
         first_seq: u64,
         last_seq: u64,
         payload: &[u8],
-    ) -> Result<(), WalError> {
+    ) -> Result<FramePosition, WalError> {
         let count = self.check_append(first_seq, last_seq)?;
         if payload.len() > FRAME_PAYLOAD_BYTES_MAX {
             return Err(WalError::PayloadTooLarge {
@@ -464,7 +474,10 @@ impl Wal {
         self.appended_bytes += frame_bytes + u64::from(padding);
         self.next_seq = Some(last_seq + 1);
         self.unsynced = true;
-        Ok(())
+        Ok(FramePosition {
+            segment: active.number,
+            offset: pos,
+        })
     }
 
     /// Makes everything appended so far durable with one `fdatasync` (none if nothing was
