@@ -452,6 +452,7 @@ fn periodic_snapshots_let_old_wal_segments_go() {
     config.snapshot_interval_tx = 2_000;
     config.wal_segment_bytes = 64 << 10;
     config.snapshot_on_stop = false;
+    config.history_retention_tx = 0;
     let mut last = 0;
     {
         let mut ledger = Ledger::new(config.clone());

@@ -26,7 +26,8 @@ pub struct LedgerConfig {
     /// A WAL segment file is closed and the next started past this size. Default 64 MiB.
     pub wal_segment_bytes: u64,
     /// The WAL stage cuts a group commit into frames of about this many payload bytes
-    /// (one `fdatasync` still covers the whole group). Default 1 MiB.
+    /// (one `fdatasync` still covers the whole group). A read of one transaction from
+    /// disk reads and verifies its whole frame, so this bounds its cost. Default 64 KiB.
     pub wal_frame_bytes: usize,
     /// A snapshot is taken after this many transactions since the last one. Default 10M.
     pub snapshot_interval_tx: u64,
@@ -40,6 +41,15 @@ pub struct LedgerConfig {
     /// transaction. Default off: segments wholly below the oldest kept snapshot are
     /// deleted once a newer snapshot is durable.
     pub wal_keep_all: bool,
+    /// WAL segments holding any of the last this-many transactions are kept for
+    /// `get_transaction` and account history, even when no snapshot needs them (older
+    /// ones read as `NotRetained`). Recovery's own needs are kept regardless. Default 10M
+    /// (about 260 MB of log at 26 bytes per transfer).
+    pub history_retention_tx: u64,
+    /// Memory for the most recent durable WAL frames, so reads of recent transactions
+    /// do not touch the disk (older ones are read from the WAL through a sparse index).
+    /// 0 reads everything from disk. Default 64 MiB (about 2.5M transfers).
+    pub read_cache_bytes: usize,
     /// Write a snapshot at a clean `stop()` so the next start replays nothing. Default on.
     pub snapshot_on_stop: bool,
     /// How stage threads, producers and waiters wait. The default (spin, yield, park) is
@@ -68,11 +78,13 @@ impl Default for LedgerConfig {
             max_accounts: 1_000_000,
             ring_size: 1 << 16,
             wal_segment_bytes: 64 << 20,
-            wal_frame_bytes: 1 << 20,
+            wal_frame_bytes: 64 << 10,
             snapshot_interval_tx: 10_000_000,
             snapshot_interval: Duration::from_secs(60),
             snapshots_kept: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
             wal_keep_all: false,
+            history_retention_tx: 10_000_000,
+            read_cache_bytes: 64 << 20,
             snapshot_on_stop: true,
             wait_strategy: WaitStrategy::DEFAULT,
             dedup_window: Duration::from_secs(10),

@@ -54,6 +54,19 @@ pub enum LedgerError {
     },
     #[error("transaction {tx_id} was never issued (the last issued is {last_issued})")]
     UnknownTransaction { tx_id: TxId, last_issued: TxId },
+    /// A read of a transaction whose WAL segment retention has deleted (see
+    /// `LedgerConfig::history_retention_tx`).
+    #[error("transaction {tx_id} is no longer retained (the oldest retained is {first_retained})")]
+    NotRetained { tx_id: TxId, first_retained: TxId },
+    /// A read of a transaction that is issued but not durable yet.
+    #[error("transaction {tx_id} is not durable yet (committed up to {committed})")]
+    NotCommitted { tx_id: TxId, committed: TxId },
+    /// An account's history chain leads to a transaction without an entry on it: the
+    /// log is damaged (recovery checks every link, so this means damage since start).
+    #[error(
+        "the history chain of account {account} leads to transaction {tx_id}, which has no entry on it"
+    )]
+    BrokenChain { account: u64, tx_id: TxId },
     #[error("timed out waiting for transaction {tx_id} to be {level:?}")]
     Timeout { tx_id: TxId, level: WaitLevel },
     #[error("a batch of {len} operations cannot be submitted: must be 1..={max}")]

@@ -14,6 +14,8 @@ pub(crate) struct Metrics {
     pub last_snapshot_tx_id: AtomicU64,
     pub last_snapshot_write_us: AtomicU64,
     pub last_snapshot_copy_us: AtomicU64,
+    pub records_read_memory: AtomicU64,
+    pub records_read_disk: AtomicU64,
 }
 
 impl Metrics {
@@ -36,6 +38,11 @@ impl Metrics {
             last_snapshot_tx_id: get(&self.last_snapshot_tx_id),
             last_snapshot_write_us: get(&self.last_snapshot_write_us),
             last_snapshot_copy_us: get(&self.last_snapshot_copy_us),
+            records_read_memory: get(&self.records_read_memory),
+            records_read_disk: get(&self.records_read_disk),
+            read_index_bytes: 0,
+            read_index_points: 0,
+            read_cache_bytes: 0,
         }
     }
 }
@@ -63,4 +70,14 @@ pub struct LedgerMetrics {
     /// How long the snapshot stage spent copying the state for the newest snapshot, in
     /// microseconds: the only part of a snapshot that holds up the pipeline.
     pub last_snapshot_copy_us: u64,
+    /// Records that transaction and history reads found in the recent frames in memory.
+    pub records_read_memory: u64,
+    /// Records they read from WAL segments on disk.
+    pub records_read_disk: u64,
+    /// Memory of the sparse index of the WAL on disk (now, not a counter).
+    pub read_index_bytes: u64,
+    /// Frames that index points at (now).
+    pub read_index_points: u64,
+    /// Memory the recent frames kept for reads hold (now).
+    pub read_cache_bytes: u64,
 }

@@ -36,19 +36,19 @@
 mod checkpoint;
 mod config;
 mod error;
+mod history;
 mod links;
 mod metrics;
 mod outcomes;
 mod queries;
+mod reads;
 mod recovery;
 mod slot;
 mod stages;
 mod visible;
-mod wal_lookup;
 
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
@@ -60,6 +60,10 @@ use ledger_pipeline::{Pipeline, PipelineError, Producer, Progress, StageId, Stag
 pub use checkpoint::ACCOUNTS_MAX;
 pub use config::{LedgerConfig, StagePinning, WaitStrategy};
 pub use error::{FailureKind, LedgerError, SharedError};
+pub use history::{
+    AccountHistory, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEntry, LinkKind, Transaction,
+    TransactionLink,
+};
 pub use metrics::LedgerMetrics;
 pub use queries::{TransactionStatus, TransactionStatusInfo};
 pub use recovery::RecoveryReport;
@@ -67,6 +71,9 @@ pub use recovery::RecoveryReport;
 use checkpoint::Checkpointer;
 use metrics::Metrics;
 use outcomes::OutcomeRing;
+use reads::index::{FrameIndex, IndexWriter};
+use reads::recent::{RecentFrames, RecentWriter};
+use reads::source::{ReadPath, RecordSource};
 use slot::Slot;
 use stages::{SnapshotStage, TransactorStage, WalStage};
 use visible::Visible;
@@ -155,7 +162,7 @@ struct Engine {
     recovery: RecoveryReport,
     max_accounts: u64,
     snapshot_on_stop: bool,
-    wal_dir: PathBuf,
+    reads: ReadPath,
 }
 
 impl Ledger {
@@ -443,7 +450,7 @@ impl Ledger {
             .progress
             .wait(engine.committed, tx_id)
             .map_err(|e| engine.error(e))?;
-        wal_lookup::outcome(&engine.wal_dir, tx_id)
+        RecordSource::new(&engine.reads, &engine.metrics).with_record(tx_id, |r, _| r.outcome)
     }
 
     // ---- reading ----
@@ -534,7 +541,13 @@ impl Ledger {
     pub fn metrics(&self) -> LedgerMetrics {
         self.engine
             .as_ref()
-            .map(|e| e.metrics.read())
+            .map(|e| {
+                let mut m = e.metrics.read();
+                m.read_index_bytes = e.reads.index.bytes() as u64;
+                m.read_index_points = e.reads.index.points() as u64;
+                m.read_cache_bytes = e.reads.recent.bytes() as u64;
+                m
+            })
             .unwrap_or_default()
     }
 
@@ -618,6 +631,13 @@ impl Engine {
                 .next_power_of_two(),
         ));
         let first_tx_id = report.last_tx_id + 1;
+        let reads = ReadPath {
+            wal_dir: config.wal_dir(),
+            recent: RecentFrames::new((config.read_cache_bytes / 1024).clamp(1024, 1 << 20)),
+            index: FrameIndex::new(config.wal_segment_bytes),
+        };
+        let mut index_writer = IndexWriter::new(Arc::clone(&reads.index));
+        reads::index::rebuild(&reads.wal_dir, &mut index_writer)?;
 
         let mut builder = Pipeline::builder(config.ring_size, Slot::new)
             .wait_strategy(config.wait_strategy)
@@ -647,7 +667,12 @@ impl Engine {
                 retention_floor,
                 retained_from: 0,
                 keep_all: config.wal_keep_all,
+                history_keep_tx: config.history_retention_tx,
                 metrics: Arc::clone(&metrics),
+                index: index_writer,
+                recent: RecentWriter::new(Arc::clone(&reads.recent), config.read_cache_bytes),
+                pending: Vec::new(),
+                marks: Vec::new(),
             },
             options(config.pinning.wal, usize::MAX),
         );
@@ -677,7 +702,7 @@ impl Engine {
             recovery: report,
             max_accounts: config.max_accounts,
             snapshot_on_stop: config.snapshot_on_stop,
-            wal_dir: config.wal_dir(),
+            reads,
         })
     }
 

@@ -11,9 +11,12 @@ use super::checkpoint::Checkpointer;
 use super::links::AccountLinks;
 use super::metrics::Metrics;
 use super::outcomes::OutcomeRing;
+use super::reads::frame::{IndexedFrame, MARK_STRIDE};
+use super::reads::index::IndexWriter;
+use super::reads::recent::RecentWriter;
 use super::slot::Slot;
 use super::visible::Visible;
-use crate::record::{FrameEncoder, RecordRef};
+use crate::record::{DecodeMark, FrameEncoder, RecordRef};
 use crate::transactor::Transactor;
 
 /// How many operations ahead the transactor asks the CPU to load balances (see
@@ -64,7 +67,9 @@ impl Stage<Slot> for TransactorStage {
 }
 
 /// Writes each batch as WAL frames and makes it durable with one `fdatasync`: the group
-/// commit. When it returns, the committed index covers the batch.
+/// commit. When it returns, the committed index covers the batch. It also feeds the read
+/// path: each frame's position goes into the sparse index, and once durable, the frame
+/// itself (with decode marks) into the recent-frames ring.
 pub(crate) struct WalStage {
     pub wal: Wal,
     pub buf: Vec<u8>,
@@ -73,7 +78,14 @@ pub(crate) struct WalStage {
     pub retention_floor: Arc<AtomicU64>,
     pub retained_from: u64,
     pub keep_all: bool,
+    /// Segments holding any of the last this-many transactions stay for reads.
+    pub history_keep_tx: u64,
     pub metrics: Arc<Metrics>,
+    pub index: IndexWriter,
+    pub recent: RecentWriter,
+    /// Frames of the batch being committed, published once durable.
+    pub pending: Vec<IndexedFrame>,
+    pub marks: Vec<DecodeMark>,
 }
 
 impl Stage<Slot> for WalStage {
@@ -83,12 +95,16 @@ impl Stage<Slot> for WalStage {
         let mut encoder: Option<FrameEncoder> = None;
         let appended_before = self.wal.appended_bytes();
         let mut frames = 0u64;
+        let keep_recent = self.recent.enabled();
         let (head, tail) = batch.as_mut_slices();
         for (seq, slot) in (frame_first..).zip(head.iter().chain(tail.iter())) {
             let enc = encoder.get_or_insert_with(|| {
                 self.buf.clear();
                 FrameEncoder::new(&mut self.buf, seq, slot.timestamp_ns)
             });
+            if keep_recent && (seq - frame_first).is_multiple_of(MARK_STRIDE) {
+                self.marks.push(enc.mark(&self.buf));
+            }
             enc.push(
                 &mut self.buf,
                 RecordRef {
@@ -100,13 +116,27 @@ impl Stage<Slot> for WalStage {
                 },
             );
             if self.buf.len() >= self.frame_bytes || seq == last {
-                self.wal.append(frame_first, seq, &self.buf)?;
+                let position = self.wal.append(frame_first, seq, &self.buf)?;
+                self.index.note(position, frame_first);
+                if keep_recent {
+                    let count = u32::try_from(seq - frame_first + 1).unwrap_or(u32::MAX);
+                    self.pending.push(IndexedFrame::with_marks(
+                        frame_first,
+                        count,
+                        position,
+                        self.buf.as_slice().into(),
+                        std::mem::take(&mut self.marks),
+                    ));
+                }
                 frames += 1;
                 frame_first = seq + 1;
                 encoder = None;
             }
         }
         self.wal.sync()?;
+        for frame in self.pending.drain(..) {
+            self.recent.publish(frame);
+        }
         let m = &self.metrics;
         m.wal_bytes.fetch_add(
             self.wal.appended_bytes() - appended_before,
@@ -114,9 +144,16 @@ impl Stage<Slot> for WalStage {
         );
         m.wal_frames.fetch_add(frames, Ordering::Relaxed);
         m.wal_syncs.fetch_add(1, Ordering::Relaxed);
-        let floor = self.retention_floor.load(Ordering::Acquire);
+        let history_floor = (last + 1).saturating_sub(self.history_keep_tx);
+        let floor = self
+            .retention_floor
+            .load(Ordering::Acquire)
+            .min(history_floor);
         if floor > self.retained_from && !self.keep_all {
             let removed = self.wal.remove_segments_below(floor)?;
+            if let Some(newest) = removed.iter().map(|s| s.number).max() {
+                self.index.remove_below(newest + 1);
+            }
             m.wal_segments_removed
                 .fetch_add(removed.len() as u64, Ordering::Relaxed);
             self.retained_from = floor;

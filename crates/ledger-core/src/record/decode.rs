@@ -25,6 +25,18 @@ pub struct DecodedRecord<'a> {
     pub prev_tx_ids: &'a [TxId],
 }
 
+/// Where a decoder stands before one record of a payload: enough to start decoding there
+/// without reading the records before it (see [`FrameDecoder::seek`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeMark {
+    /// The id of the record that starts here.
+    pub tx_id: TxId,
+    /// Its byte offset in the payload.
+    pub pos: usize,
+    /// The timestamp its delta is relative to (the record before it, or the base).
+    pub previous_ns: u64,
+}
+
 /// Reads one records payload (docs/record-format.md), record by record.
 ///
 /// Entries are decoded into one buffer the decoder owns and reuses, so a decoder kept
@@ -36,6 +48,8 @@ pub struct FrameDecoder<'p> {
     pos: usize,
     next_tx_id: TxId,
     remaining: u32,
+    /// The payload's record count (from the frame header).
+    count: u32,
     previous_ns: u64,
     entries: Vec<Entry>,
     prev_tx_ids: Vec<TxId>,
@@ -56,6 +70,7 @@ impl<'p> FrameDecoder<'p> {
             pos: 0,
             next_tx_id: 0,
             remaining: 0,
+            count: 0,
             previous_ns: 0,
             entries: Vec::new(),
             prev_tx_ids: Vec::new(),
@@ -78,6 +93,7 @@ impl<'p> FrameDecoder<'p> {
             pos: 0,
             next_tx_id: 0,
             remaining: 0,
+            count: 0,
             previous_ns: 0,
             entries: self.entries,
             prev_tx_ids: self.prev_tx_ids,
@@ -108,6 +124,7 @@ impl<'p> FrameDecoder<'p> {
         self.next_tx_id = first_seq;
         self.previous_ns = self.varint(first_seq)?;
         self.remaining = count;
+        self.count = count;
         Ok(())
     }
 
@@ -149,6 +166,40 @@ impl<'p> FrameDecoder<'p> {
     /// How many records are left to read.
     pub fn remaining(&self) -> u32 {
         self.remaining
+    }
+
+    /// Where the decoder stands: before the next record.
+    pub fn mark(&self) -> DecodeMark {
+        DecodeMark {
+            tx_id: self.next_tx_id,
+            pos: self.pos,
+            previous_ns: self.previous_ns,
+        }
+    }
+
+    /// Continues from `mark` (taken by [`mark`](Self::mark) or
+    /// [`FrameEncoder::mark`](super::FrameEncoder::mark) for this payload), skipping the
+    /// records before it. A mark that cannot belong to this payload is an error, never a
+    /// panic or a misread id.
+    pub fn seek(&mut self, mark: DecodeMark) -> Result<(), RecordError> {
+        let end = self.next_tx_id.wrapping_add(u64::from(self.remaining));
+        let Some(first) = end.checked_sub(u64::from(self.count)) else {
+            return Err(self.fail(RecordError::Truncated {
+                tx_id: mark.tx_id,
+                offset: mark.pos,
+            }));
+        };
+        if mark.tx_id < first || mark.tx_id > end || mark.pos > self.payload.len() {
+            return Err(self.fail(RecordError::Truncated {
+                tx_id: mark.tx_id,
+                offset: mark.pos,
+            }));
+        }
+        self.remaining = u32::try_from(end - mark.tx_id).unwrap_or(0);
+        self.next_tx_id = mark.tx_id;
+        self.pos = mark.pos;
+        self.previous_ns = mark.previous_ns;
+        Ok(())
     }
 
     #[cold]

@@ -1,5 +1,6 @@
 //! Writing one records payload.
 
+use super::DecodeMark;
 use super::error::EncodeError;
 use super::varint::{self, VARINT_BYTES_MAX};
 use super::{
@@ -51,6 +52,16 @@ impl FrameEncoder {
     /// How many records were pushed: the frame header's `record_count`.
     pub fn records(&self) -> u32 {
         self.records
+    }
+
+    /// Where the next pushed record will start in `buf`: a place a
+    /// [`FrameDecoder`](super::FrameDecoder) can [`seek`](super::FrameDecoder::seek) to.
+    pub fn mark(&self, buf: &[u8]) -> DecodeMark {
+        DecodeMark {
+            tx_id: self.next_tx_id(),
+            pos: buf.len(),
+            previous_ns: self.previous_ns,
+        }
     }
 
     /// The id the next pushed record gets.

@@ -1,0 +1,295 @@
+//! Reads of durable transactions: one transaction, an account's history, an account's
+//! balance at a past transaction. Served from the recent frames in memory or from the WAL
+//! on disk (the same decode path), on the caller's thread, without any lock a pipeline
+//! stage waits on (the readers' state lock is held only to read a chain head).
+//!
+//! History follows each account's chain of back-links through the log
+//! (`docs/record-format.md`): a page of `n` entries reads `n` records, never a scan.
+
+use std::ops::ControlFlow;
+
+use super::error::LedgerError;
+use super::reads::source::RecordSource;
+use super::{Balance, Engine, Ledger};
+use crate::record::DecodedRecord;
+use crate::transaction::{AccountId, Entry, FailReason, Outcome, TxId};
+
+/// Entries a history page holds when the caller asks for 0.
+pub const HISTORY_LIMIT_DEFAULT: usize = 20;
+/// The most entries one history page holds (a larger limit is clamped to this).
+pub const HISTORY_LIMIT_MAX: usize = 1000;
+
+/// A durable transaction as the WAL recorded it: its result, not its intent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    pub tx_id: TxId,
+    /// Sequencer time, nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+    pub user_ref: u64,
+    pub outcome: Outcome,
+    /// Each with the account's balance right after it; empty for a rejection.
+    pub entries: Vec<Entry>,
+    /// Other transactions this one refers to.
+    pub links: Vec<TransactionLink>,
+}
+
+/// A reference from one transaction to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TransactionLink {
+    pub to_tx_id: TxId,
+    pub kind: LinkKind,
+}
+
+/// What a [`TransactionLink`] means (wire codes: Duplicate 0, Reversal 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LinkKind {
+    /// This transaction was rejected as a duplicate of `to_tx_id` (same `user_ref`).
+    Duplicate,
+    /// Reserved: this transaction reverses `to_tx_id`.
+    Reversal,
+}
+
+/// One entry of an account's history, naming its transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HistoryEntry {
+    pub tx_id: TxId,
+    pub timestamp_ns: u64,
+    pub entry: Entry,
+}
+
+/// A page of an account's history, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AccountHistory {
+    pub entries: Vec<HistoryEntry>,
+    /// Pass as `from_tx_id` for the next page; 0 when there is no more.
+    pub next_tx_id: TxId,
+}
+
+impl Ledger {
+    /// Durable transaction `tx_id`: timestamp, user_ref, outcome, entries with balances
+    /// after, and links (the original of a Duplicate).
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownTransaction`] for an id never issued,
+    /// [`LedgerError::NotCommitted`] for one not durable yet,
+    /// [`LedgerError::NotRetained`] for one whose WAL segment retention deleted, and
+    /// WAL read errors (damage names the file and offset).
+    pub fn get_transaction(&self, tx_id: TxId) -> Result<Transaction, LedgerError> {
+        let engine = self.engine()?;
+        engine.check_issued(tx_id)?;
+        let committed = engine.progress.index(engine.committed);
+        if tx_id > committed {
+            return Err(LedgerError::NotCommitted { tx_id, committed });
+        }
+        engine
+            .source()
+            .with_record(tx_id, |record, _| transaction(&record))
+    }
+
+    /// A page of `account`'s entries, newest first: from its latest transaction when
+    /// `from_tx_id` is 0, else from its latest transaction at or before `from_tx_id`; at
+    /// most `limit` entries (0: [`HISTORY_LIMIT_DEFAULT`]; clamped to
+    /// [`HISTORY_LIMIT_MAX`]), never splitting one transaction's entries across pages
+    /// (a page holds more than `limit` only when one transaction alone does). Durable
+    /// transactions only, as of the snapshot index.
+    ///
+    /// # Errors
+    /// [`LedgerError::AccountOutOfRange`]; [`LedgerError::NotRetained`] when the page
+    /// reaches a transaction whose segment retention deleted; WAL read errors.
+    pub fn get_account_history(
+        &self,
+        account: AccountId,
+        from_tx_id: TxId,
+        limit: usize,
+    ) -> Result<AccountHistory, LedgerError> {
+        let engine = self.engine()?;
+        let limit = match limit {
+            0 => HISTORY_LIMIT_DEFAULT,
+            n => n.min(HISTORY_LIMIT_MAX),
+        };
+        let (head, cut) = engine.chain_head(account)?;
+        let mut source = engine.source();
+        let mut next = if from_tx_id == 0 || from_tx_id >= cut {
+            head
+        } else {
+            locate(&mut source, account, head, from_tx_id, cut)?
+        };
+        let mut page = AccountHistory::default();
+        while next != 0 {
+            let mut step = Vec::new();
+            source.with_record(next, |record, _| {
+                for (entry, &prev) in record.entries.iter().zip(record.prev_tx_ids).rev() {
+                    if entry.account_id == account {
+                        step.push((
+                            HistoryEntry {
+                                tx_id: record.tx_id,
+                                timestamp_ns: record.timestamp_ns,
+                                entry: *entry,
+                            },
+                            prev,
+                        ));
+                    }
+                }
+            })?;
+            let Some(&(_, prev)) = step.first() else {
+                return Err(engine.broken_chain(account, next));
+            };
+            if !page.entries.is_empty() && page.entries.len() + step.len() > limit {
+                break;
+            }
+            page.entries.extend(step.into_iter().map(|(e, _)| e));
+            next = prev;
+            if page.entries.len() >= limit {
+                break;
+            }
+        }
+        page.next_tx_id = next;
+        Ok(page)
+    }
+
+    /// `account`'s balance right after transaction `tx_id` (a point in time), from the
+    /// balance-after stored in the log: no replay. The result's `last_snapshot_tx_id`
+    /// is `tx_id`.
+    ///
+    /// # Errors
+    /// [`LedgerError::AccountOutOfRange`], [`LedgerError::UnknownTransaction`] (0 or
+    /// never issued), [`LedgerError::NotCommitted`], [`LedgerError::NotRetained`] when
+    /// the answer lies in a deleted segment; WAL read errors.
+    pub fn get_balance_at(&self, account: AccountId, tx_id: TxId) -> Result<Balance, LedgerError> {
+        let engine = self.engine()?;
+        engine.check_issued(tx_id)?;
+        let (head, cut) = engine.chain_head(account)?;
+        if tx_id > cut {
+            return Err(LedgerError::NotCommitted {
+                tx_id,
+                committed: cut,
+            });
+        }
+        let mut source = engine.source();
+        let at = locate(&mut source, account, head, tx_id, cut)?;
+        if at == 0 {
+            return Ok(Balance {
+                balance: 0,
+                last_snapshot_tx_id: tx_id,
+            });
+        }
+        let balance = source.with_record(at, |record, _| {
+            record
+                .entries
+                .iter()
+                .rev()
+                .find(|e| e.account_id == account)
+                .map(|e| e.balance_after)
+        })?;
+        match balance {
+            Some(balance) => Ok(Balance {
+                balance,
+                last_snapshot_tx_id: tx_id,
+            }),
+            None => Err(engine.broken_chain(account, at)),
+        }
+    }
+}
+
+impl Engine {
+    fn source(&self) -> RecordSource<'_> {
+        RecordSource::new(&self.reads, &self.metrics)
+    }
+
+    /// `account`'s latest durable transaction and the snapshot index it is true at,
+    /// after catching up with every commit made before the call.
+    fn chain_head(&self, account: AccountId) -> Result<(TxId, TxId), LedgerError> {
+        if account >= self.max_accounts {
+            return Err(LedgerError::AccountOutOfRange {
+                account,
+                max_accounts: self.max_accounts,
+            });
+        }
+        self.catch_up();
+        let visible = self.visible.read().unwrap_or_else(|e| e.into_inner());
+        Ok((visible.links.latest(account), visible.state.last_tx_id()))
+    }
+
+    fn broken_chain(&self, account: AccountId, tx_id: TxId) -> LedgerError {
+        LedgerError::BrokenChain { account, tx_id }
+    }
+}
+
+/// The record as a [`Transaction`].
+fn transaction(record: &DecodedRecord<'_>) -> Transaction {
+    let links = match record.outcome {
+        Outcome::Rejected(FailReason::Duplicate { original_tx_id }) => vec![TransactionLink {
+            to_tx_id: original_tx_id,
+            kind: LinkKind::Duplicate,
+        }],
+        _ => Vec::new(),
+    };
+    Transaction {
+        tx_id: record.tx_id,
+        timestamp_ns: record.timestamp_ns,
+        user_ref: record.user_ref,
+        outcome: record.outcome,
+        entries: record.entries.to_vec(),
+        links,
+    }
+}
+
+/// The back-link of `account`'s entry in `record`, if it has one.
+fn link_of(record: &DecodedRecord<'_>, account: AccountId) -> Option<TxId> {
+    record
+        .entries
+        .iter()
+        .zip(record.prev_tx_ids)
+        .find(|(e, _)| e.account_id == account)
+        .map(|(_, &prev)| prev)
+}
+
+/// `account`'s latest transaction at or before `at` (0: none), given its latest of all,
+/// `head`, as of `cut`. Two searches run in turn and the first to finish answers: back
+/// along the chain from `head` (one record per step: quick for an account that moved
+/// little since `at`) and forward through the log from `at + 1` to the account's next
+/// entry, whose back-link is the answer (a frame per step: quick for a busy account).
+fn locate(
+    source: &mut RecordSource<'_>,
+    account: AccountId,
+    head: TxId,
+    at: TxId,
+    cut: TxId,
+) -> Result<TxId, LedgerError> {
+    if head <= at {
+        return Ok(head);
+    }
+    let mut back = head;
+    let mut forward = at + 1;
+    loop {
+        // One step back along the chain.
+        let prev = source.with_record(back, |record, _| link_of(&record, account))?;
+        let Some(prev) = prev else {
+            return Err(LedgerError::BrokenChain {
+                account,
+                tx_id: back,
+            });
+        };
+        if prev <= at {
+            return Ok(prev);
+        }
+        back = prev;
+        // One frame forward.
+        if forward <= cut {
+            let mut found = None;
+            let next =
+                source.scan_frame(forward, cut, |record| match link_of(&record, account) {
+                    Some(prev) => {
+                        found = Some(prev);
+                        ControlFlow::Break(())
+                    }
+                    None => ControlFlow::Continue(()),
+                })?;
+            if let Some(prev) = found {
+                return Ok(prev);
+            }
+            forward = next;
+        }
+    }
+}
