@@ -61,3 +61,63 @@ fn bad_arguments_exit_2_with_a_message() {
     assert!(!ok);
     assert!(stderr.contains("nonsense"), "{stderr}");
 }
+
+#[test]
+fn readers_run_beside_the_load_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, stdout, stderr) = load(&[
+        "--accounts",
+        "1000",
+        "--ops",
+        "50000",
+        "--batch",
+        "100",
+        "--readers",
+        "2",
+        "--read-rate",
+        "2000",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("committed: 50000 tx"), "{stdout}");
+    assert!(stdout.contains(", 0 errors;"), "{stdout}");
+}
+
+#[test]
+fn the_query_benchmark_runs_on_a_small_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_queries"))
+        .args([
+            "--transactions",
+            "20000",
+            "--accounts",
+            "500",
+            "--samples",
+            "500",
+        ])
+        .args(["--pages", "50", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run the query benchmark");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("built 20500 transactions"), "{stdout}");
+    assert!(
+        stdout.contains("records read from memory 500, from disk 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("get_transaction, disk (any id)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("history page of 20, disk, from a cursor"),
+        "{stdout}"
+    );
+}

@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use ledger_bench::latency::{self, Tracker};
 use ledger_bench::process;
-use ledger_bench::workload::{Generator, Workload, funding};
+use ledger_bench::workload::{Generator, Rng, Workload, funding};
 use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, PipelineIndex, WaitStrategy};
 use ledger_core::transaction::{Operation, WaitLevel};
 
@@ -33,6 +33,20 @@ struct Args {
     /// Producer threads submitting concurrently.
     #[arg(long, default_value_t = 1)]
     producers: usize,
+    /// Reader threads running queries beside the load (`get_transaction` of a random
+    /// recent id; every --read-history-every-th read a 20-entry history page of a random
+    /// account instead).
+    #[arg(long, default_value_t = 0)]
+    readers: usize,
+    /// Reads per second, over all readers (paced open loop).
+    #[arg(long, default_value_t = 10_000.0)]
+    read_rate: f64,
+    /// Readers look up ids among the last this-many committed.
+    #[arg(long, default_value_t = 1_000_000)]
+    read_recent: u64,
+    /// Every this-many-th read is a history page instead (0: none).
+    #[arg(long, default_value_t = 10)]
+    read_history_every: u64,
     /// Operations per submit call (1: `submit`, more: `submit_batch`).
     #[arg(long, default_value_t = 1000)]
     batch: usize,
@@ -70,6 +84,9 @@ struct Args {
     /// WAL segment size in MiB.
     #[arg(long, default_value_t = LedgerConfig::default().wal_segment_bytes >> 20)]
     wal_segment_mib: u64,
+    /// WAL frame size in KiB (a group commit is cut into frames of about this size).
+    #[arg(long, default_value_t = LedgerConfig::default().wal_frame_bytes >> 10)]
+    wal_frame_kib: usize,
     /// How stage threads wait for work.
     #[arg(long, value_enum, default_value_t = Strategy::Default)]
     wait_strategy: Strategy,
@@ -172,6 +189,7 @@ fn run(args: &Args) -> Result<(), String> {
             args.snapshot_interval_tx
         },
         wal_segment_bytes: args.wal_segment_mib << 20,
+        wal_frame_bytes: args.wal_frame_kib << 10,
         wait_strategy: args.wait_strategy.strategy(),
         ..LedgerConfig::in_dir(&data_dir)
     };
@@ -200,13 +218,24 @@ fn run(args: &Args) -> Result<(), String> {
             })
             .collect();
         scope.spawn(|| progress(&ledger, &done, started, index_before));
+        let readers: Vec<_> = (0..args.readers)
+            .map(|i| {
+                let (ledger, done) = (&ledger, &done);
+                scope.spawn(move || read(args, i, ledger, done))
+            })
+            .collect();
         let reports: Vec<_> = producers
             .into_iter()
             .map(|p| p.join().expect("producer thread"))
             .collect();
         done.store(true, Ordering::Release);
-        reports
+        let reads: Vec<_> = readers
+            .into_iter()
+            .map(|r| r.join().expect("reader thread"))
+            .collect();
+        (reports, reads)
     });
+    let (reports, reads) = reports;
     let elapsed = started.elapsed();
     let usage_after = process::usage();
     let reports: Vec<ProducerReport> = reports.into_iter().collect::<Result<_, _>>()?;
@@ -272,6 +301,25 @@ fn run(args: &Args) -> Result<(), String> {
         metrics.last_snapshot_copy_us as f64 / 1e3,
         metrics.last_snapshot_write_us as f64 / 1e3
     );
+
+    if args.readers > 0 {
+        let mut hist = latency::histogram();
+        let mut errors = 0;
+        for (h, e) in &reads {
+            hist.add(h).expect("same bounds");
+            errors += e;
+        }
+        println!(
+            "reads: {} in {secs:.2} s = {:.0}/s from {} thread(s), {errors} errors; latency (us) p50 {} p99 {} p99.9 {} max {}",
+            hist.len(),
+            hist.len() as f64 / secs,
+            args.readers,
+            hist.value_at_quantile(0.5),
+            hist.value_at_quantile(0.99),
+            hist.value_at_quantile(0.999),
+            hist.max()
+        );
+    }
 
     if args.idle_secs > 0.0 {
         let before = process::usage();
@@ -364,6 +412,43 @@ fn check_outcomes(ledger: &Ledger, last: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// One reader's loop: paced reads until the producers are done. Returns the latency
+/// histogram and the number of failed reads.
+fn read(args: &Args, reader: usize, ledger: &Ledger, done: &AtomicBool) -> (Histogram<u64>, u64) {
+    let mut hist = latency::histogram();
+    let mut errors = 0;
+    let mut rng = Rng::new(args.seed ^ 0xA5A5 ^ reader as u64);
+    let interval = Duration::from_secs_f64(args.readers as f64 / args.read_rate.max(1.0));
+    let mut due = Instant::now();
+    let mut n = 0_u64;
+    while !done.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now < due {
+            std::thread::sleep(due - now);
+        }
+        let committed = ledger.pipeline_index().committed;
+        if committed == 0 {
+            due += interval;
+            continue;
+        }
+        let t = Instant::now();
+        let ok = if args.read_history_every > 0 && n.is_multiple_of(args.read_history_every) {
+            let account = 1 + rng.below(args.accounts);
+            ledger.get_account_history(account, 0, 20).is_ok()
+        } else {
+            let window = args.read_recent.clamp(1, committed);
+            ledger
+                .get_transaction(committed - rng.below(window))
+                .is_ok()
+        };
+        latency::record(&mut hist, t.elapsed(), 1);
+        errors += u64::from(!ok);
+        n += 1;
+        due += interval;
+    }
+    (hist, errors)
 }
 
 /// One producer's loop.

@@ -250,7 +250,7 @@ impl Frames {
 /// Random access to the frames of one segment from a known frame position (one that
 /// [`Wal::append`](crate::Wal::append) returned): the verified frame there, then the
 /// frames after it in the same segment. Every check of a sequential read applies; reads
-/// are small (64 KiB at a time), so a lookup costs one or two `pread`s.
+/// are sized to the frame, so a lookup costs two `pread`s per frame.
 #[derive(Debug)]
 pub struct FrameCursor {
     scan: SegmentScan<File>,
@@ -258,8 +258,9 @@ pub struct FrameCursor {
     frame: Option<FrameMeta>,
 }
 
-/// Bytes a [`FrameCursor`] reads at a time.
-const CURSOR_CHUNK_BYTES: usize = 64 << 10;
+/// Bytes a [`FrameCursor`] reads at least: a block for the header, then the rest of the
+/// frame exactly (a larger window would read a frame's start twice).
+const CURSOR_CHUNK_BYTES: usize = 4 << 10;
 
 impl FrameCursor {
     /// Opens segment `segment` of `dir` at the frame at `offset`, which holds `first_seq`.

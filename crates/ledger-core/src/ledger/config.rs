@@ -25,9 +25,10 @@ pub struct LedgerConfig {
     pub ring_size: usize,
     /// A WAL segment file is closed and the next started past this size. Default 64 MiB.
     pub wal_segment_bytes: u64,
-    /// The WAL stage cuts a group commit into frames of about this many payload bytes
-    /// (one `fdatasync` still covers the whole group). A read of one transaction from
-    /// disk reads and verifies its whole frame, so this bounds its cost. Default 64 KiB.
+    /// The WAL stage cuts a group commit into frames of at most about this many bytes,
+    /// header included (one `fdatasync` still covers the whole group). A read of one
+    /// transaction from disk reads, verifies and decodes up to its whole frame, so this
+    /// bounds its cost. Default 32 KiB (~1,250 transfers).
     pub wal_frame_bytes: usize,
     /// A snapshot is taken after this many transactions since the last one. Default 10M.
     pub snapshot_interval_tx: u64,
@@ -78,7 +79,7 @@ impl Default for LedgerConfig {
             max_accounts: 1_000_000,
             ring_size: 1 << 16,
             wal_segment_bytes: 64 << 20,
-            wal_frame_bytes: 64 << 10,
+            wal_frame_bytes: 32 << 10,
             snapshot_interval_tx: 10_000_000,
             snapshot_interval: Duration::from_secs(60),
             snapshots_kept: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),

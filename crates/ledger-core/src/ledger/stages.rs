@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use ledger_pipeline::{Batch, Stage, StageError};
-use ledger_wal::Wal;
+use ledger_wal::{FRAME_HEADER_BYTES, Wal};
 
 use super::checkpoint::Checkpointer;
 use super::links::AccountLinks;
@@ -22,6 +22,11 @@ use crate::transactor::Transactor;
 /// How many operations ahead the transactor asks the CPU to load balances (see
 /// [`Transactor::prefetch`]; 8 was the best of 4/8/16 in the state-machine bench).
 const PREFETCH_AHEAD: usize = 8;
+
+/// A frame is cut when the next record might not fit in `wal_frame_bytes` (header
+/// included): frames then end just below the size, so one at or above the WAL's padding
+/// threshold pads a few bytes, not most of a block. A plain transfer takes at most ~30.
+const FRAME_CUT_SLACK: usize = 64;
 
 /// How many slots ahead the snapshot stage prefetches what it touches (balances, links):
 /// it does less work per slot than the transactor, so it runs further ahead.
@@ -115,7 +120,9 @@ impl Stage<Slot> for WalStage {
                     prev_tx_ids: &slot.prev,
                 },
             );
-            if self.buf.len() >= self.frame_bytes || seq == last {
+            if self.buf.len() + FRAME_HEADER_BYTES + FRAME_CUT_SLACK >= self.frame_bytes
+                || seq == last
+            {
                 let position = self.wal.append(frame_first, seq, &self.buf)?;
                 self.index.note(position, frame_first);
                 if keep_recent {

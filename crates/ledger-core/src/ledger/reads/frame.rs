@@ -40,19 +40,24 @@ impl IndexedFrame {
         }
     }
 
-    /// A frame read back from disk: one decoding pass checks every record and takes the
-    /// marks.
+    /// A frame read back from disk: decodes (and so checks) its records up to `until`,
+    /// taking marks on the way. A reader walks back from `until` (history) or on from it
+    /// (a forward scan decodes past the last mark), so nothing after it is decoded yet.
     pub fn decode(
         first_seq: TxId,
         record_count: u32,
         position: FramePosition,
         payload: &[u8],
+        until: TxId,
     ) -> Result<IndexedFrame, RecordError> {
         let mut decoder = FrameDecoder::new(payload, first_seq, record_count)?;
         let mut marks = Vec::with_capacity(marks_for(record_count));
         loop {
             let mark = decoder.mark();
-            if (mark.tx_id - first_seq).is_multiple_of(MARK_STRIDE) && decoder.remaining() > 0 {
+            if mark.tx_id > until || decoder.remaining() == 0 {
+                break;
+            }
+            if (mark.tx_id - first_seq).is_multiple_of(MARK_STRIDE) {
                 marks.push(mark);
             }
             if decoder.next_record()?.is_none() {
@@ -66,6 +71,16 @@ impl IndexedFrame {
             payload: payload.into(),
             marks,
         })
+    }
+
+    /// A decoder positioned at the last mark at or before `tx_id`.
+    fn decoder_for(&self, tx_id: TxId) -> Result<FrameDecoder<'_>, RecordError> {
+        let index = usize::try_from((tx_id - self.first_seq) / MARK_STRIDE).unwrap_or(usize::MAX);
+        let mut decoder = FrameDecoder::new(&self.payload, self.first_seq, self.record_count)?;
+        if let Some(&mark) = self.marks.get(index).or(self.marks.last()) {
+            decoder.seek(mark)?;
+        }
+        Ok(decoder)
     }
 
     /// Whether transaction `tx_id` is in this frame.
@@ -87,11 +102,7 @@ impl IndexedFrame {
         if !self.contains(tx_id) {
             return Ok(None);
         }
-        let index = usize::try_from((tx_id - self.first_seq) / MARK_STRIDE).unwrap_or(usize::MAX);
-        let mut decoder = FrameDecoder::new(&self.payload, self.first_seq, self.record_count)?;
-        if let Some(&mark) = self.marks.get(index) {
-            decoder.seek(mark)?;
-        }
+        let mut decoder = self.decoder_for(tx_id)?;
         while let Some(record) = decoder.next_record()? {
             if record.tx_id == tx_id {
                 return Ok(Some(f(record)));
@@ -115,11 +126,7 @@ impl IndexedFrame {
         if !self.contains(tx_id) {
             return Ok(next);
         }
-        let index = usize::try_from((tx_id - self.first_seq) / MARK_STRIDE).unwrap_or(usize::MAX);
-        let mut decoder = FrameDecoder::new(&self.payload, self.first_seq, self.record_count)?;
-        if let Some(&mark) = self.marks.get(index) {
-            decoder.seek(mark)?;
-        }
+        let mut decoder = self.decoder_for(tx_id)?;
         while let Some(record) = decoder.next_record()? {
             if record.tx_id < tx_id {
                 continue;

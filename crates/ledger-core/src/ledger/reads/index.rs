@@ -14,8 +14,13 @@ use crate::ledger::error::LedgerError;
 use crate::transaction::TxId;
 
 /// WAL bytes between two index points (at most: a point is taken at the first frame
-/// that starts this far past the previous one). 24 bytes of index per 64 KiB of log.
-pub(crate) const INDEX_STRIDE_BYTES: u64 = 64 << 10;
+/// that starts this far past the previous one): 16 bytes of index per 32 KiB of log,
+/// about one point per frame at the default frame size.
+pub(crate) const INDEX_STRIDE_BYTES: u64 = 32 << 10;
+
+/// The least distance between two points: a little under the stride, so that frames cut
+/// just below the default 32 KiB are each indexed.
+const INDEX_GAP_MIN: u64 = INDEX_STRIDE_BYTES - INDEX_STRIDE_BYTES / 8;
 
 /// The points of one segment, appended by the WAL stage and read concurrently.
 #[derive(Debug)]
@@ -84,7 +89,7 @@ pub(crate) struct FrameIndex {
 
 impl FrameIndex {
     pub fn new(segment_bytes: u64) -> Arc<FrameIndex> {
-        let points = usize::try_from(segment_bytes / INDEX_STRIDE_BYTES)
+        let points = usize::try_from(segment_bytes / INDEX_GAP_MIN)
             .unwrap_or(usize::MAX / 2)
             .saturating_add(2);
         Arc::new(FrameIndex {
@@ -144,7 +149,7 @@ impl IndexWriter {
         let shared = &self.shared;
         match self.last {
             Some(last) if last.segment == position.segment => {
-                if position.offset >= last.offset + INDEX_STRIDE_BYTES {
+                if position.offset >= last.offset + INDEX_GAP_MIN {
                     let segments = shared.segments.load();
                     if let Some(points) = segments.last()
                         && points.number == position.segment

@@ -178,13 +178,18 @@ impl<'a> RecordSource<'a> {
                 segment: frame.segment,
                 offset: frame.offset,
             };
-            let decoded =
-                IndexedFrame::decode(frame.first_seq, frame.record_count, position, frame.payload)
-                    .map_err(|e| LedgerError::CorruptRecord {
-                        segment: dir.join(segment_file_name(frame.segment)),
-                        offset: frame.offset,
-                        source: Arc::new(e),
-                    })?;
+            let decoded = IndexedFrame::decode(
+                frame.first_seq,
+                frame.record_count,
+                position,
+                frame.payload,
+                tx_id,
+            )
+            .map_err(|e| LedgerError::CorruptRecord {
+                segment: dir.join(segment_file_name(frame.segment)),
+                offset: frame.offset,
+                source: Arc::new(e),
+            })?;
             break Some(decoded);
         };
         self.buf = cursor.into_buf();
