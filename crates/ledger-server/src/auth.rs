@@ -1,0 +1,148 @@
+//! Bearer-token authentication: a token file names read-only and read-write tokens; the
+//! interceptor marks each request with its caller's role, and each method requires one.
+//!
+//! Token file: one token per line, `read <token>` or `write <token>`; `#` starts a
+//! comment. Without a token file every caller may do everything.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+/// What a caller may do. `Write` includes `Read`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Read,
+    Write,
+}
+
+/// The tokens the server accepts, or none (open).
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    tokens: Option<Arc<HashMap<String, Role>>>,
+}
+
+impl Tokens {
+    /// No authentication: every request is `Write`.
+    pub fn open() -> Tokens {
+        Tokens::default()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_none()
+    }
+
+    /// Reads a token file.
+    ///
+    /// # Errors
+    /// An unreadable file, a line that is not `read|write <token>`, or no token at all.
+    pub fn load(path: &Path) -> Result<Tokens, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("token file {}: {e}", path.display()))?;
+        Tokens::parse(&text).map_err(|e| format!("token file {}: {e}", path.display()))
+    }
+
+    fn parse(text: &str) -> Result<Tokens, String> {
+        let mut tokens = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let role = match parts.next() {
+                Some("read") => Role::Read,
+                Some("write") => Role::Write,
+                other => {
+                    return Err(format!(
+                        "line {}: expected `read <token>` or `write <token>`, got {other:?}",
+                        n + 1
+                    ));
+                }
+            };
+            let (Some(token), None) = (parts.next(), parts.next()) else {
+                return Err(format!("line {}: expected one token after the role", n + 1));
+            };
+            if token.len() < 16 {
+                return Err(format!(
+                    "line {}: tokens must be at least 16 characters",
+                    n + 1
+                ));
+            }
+            tokens.insert(token.to_owned(), role);
+        }
+        if tokens.is_empty() {
+            return Err("no tokens".into());
+        }
+        Ok(Tokens {
+            tokens: Some(Arc::new(tokens)),
+        })
+    }
+
+    /// The interceptor: UNAUTHENTICATED without a known bearer token; else the request
+    /// carries the token's role for [`require`].
+    pub fn check(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let role = match &self.tokens {
+            None => Role::Write,
+            Some(tokens) => {
+                let header = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
+                let token = header.strip_prefix("Bearer ").ok_or_else(|| {
+                    Status::unauthenticated("authorization is not a bearer token")
+                })?;
+                *tokens
+                    .get(token.trim())
+                    .ok_or_else(|| Status::unauthenticated("unknown token"))?
+            }
+        };
+        request.extensions_mut().insert(role);
+        Ok(request)
+    }
+}
+
+/// PERMISSION_DENIED unless the request's caller has at least `needed`.
+pub fn require<T>(request: &Request<T>, needed: Role) -> Result<(), Status> {
+    match request.extensions().get::<Role>() {
+        Some(&role) if role >= needed => Ok(()),
+        Some(_) => Err(Status::permission_denied(
+            "this token is read-only: it cannot submit operations",
+        )),
+        // The interceptor did not run: only when the service is used without one (tests,
+        // embedding), which is open.
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_files_parse_and_refuse_nonsense() {
+        let t =
+            Tokens::parse("# ops\nread  aaaaaaaaaaaaaaaa\nwrite bbbbbbbbbbbbbbbb # ci\n").unwrap();
+        let ok = |token: &str| {
+            let mut r = Request::new(());
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            t.check(r).map(|r| *r.extensions().get::<Role>().unwrap())
+        };
+        assert_eq!(ok("aaaaaaaaaaaaaaaa").unwrap(), Role::Read);
+        assert_eq!(ok("bbbbbbbbbbbbbbbb").unwrap(), Role::Write);
+        assert_eq!(
+            ok("cccccccccccccccc").unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            t.check(Request::new(())).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert!(Tokens::parse("admin xxxxxxxxxxxxxxxx").is_err());
+        assert!(Tokens::parse("read short").is_err());
+        assert!(Tokens::parse("# nothing\n").is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! Wire messages to ledger operations and ledger results to wire messages. Shape is
+//! checked here (INVALID_ARGUMENT before anything is sequenced); business rules
+//! (funds, duplicates, zero sum) are the ledger's and come back as a `fail_reason`.
+
+use ledger_core::ledger::{
+    HistoryEntry, LinkKind, Transaction, TransactionStatus, TransactionStatusInfo,
+};
+use ledger_core::transaction::{
+    AMOUNT_MAX, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind, FailReason, Operation,
+    Outcome, SYSTEM_ACCOUNT, Step, SubmitResult, WaitLevel,
+};
+use tonic::Status;
+
+use crate::pb;
+
+/// The operation oneof, whichever request carried it.
+#[derive(Debug)]
+pub enum WireOperation {
+    Deposit(pb::Deposit),
+    Withdrawal(pb::Withdrawal),
+    Transfer(pb::Transfer),
+    Composite(pb::Composite),
+    Named(pb::Named),
+}
+
+impl From<pb::submit_operation_request::Operation> for WireOperation {
+    fn from(op: pb::submit_operation_request::Operation) -> Self {
+        use pb::submit_operation_request::Operation as O;
+        match op {
+            O::Deposit(d) => WireOperation::Deposit(d),
+            O::Withdrawal(w) => WireOperation::Withdrawal(w),
+            O::Transfer(t) => WireOperation::Transfer(t),
+            O::Composite(c) => WireOperation::Composite(c),
+            O::Named(n) => WireOperation::Named(n),
+        }
+    }
+}
+
+impl From<pb::submit_and_wait_request::Operation> for WireOperation {
+    fn from(op: pb::submit_and_wait_request::Operation) -> Self {
+        use pb::submit_and_wait_request::Operation as O;
+        match op {
+            O::Deposit(d) => WireOperation::Deposit(d),
+            O::Withdrawal(w) => WireOperation::Withdrawal(w),
+            O::Transfer(t) => WireOperation::Transfer(t),
+            O::Composite(c) => WireOperation::Composite(c),
+            O::Named(n) => WireOperation::Named(n),
+        }
+    }
+}
+
+/// Checks the shape of `op` against `max_accounts` and builds the ledger operation.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a missing operation, a zero or oversized amount, an account at or
+/// above `max_accounts`, a deposit to or withdrawal from the system account, an empty or
+/// oversized composite, unknown flags; UNIMPLEMENTED for `Named`.
+pub fn operation(op: Option<WireOperation>, max_accounts: u64) -> Result<Operation, Status> {
+    let Some(op) = op else {
+        return Err(Status::invalid_argument(
+            "missing operation: set one of deposit, withdrawal, transfer, composite",
+        ));
+    };
+    let account = |what: &str, id: u64| {
+        if id >= max_accounts {
+            Err(Status::invalid_argument(format!(
+                "{what} {id} is outside 0..{max_accounts}"
+            )))
+        } else {
+            Ok(id)
+        }
+    };
+    let amount = |a: u64| {
+        if a == 0 || a > AMOUNT_MAX {
+            Err(Status::invalid_argument(format!(
+                "amount {a} must be in 1..={AMOUNT_MAX}"
+            )))
+        } else {
+            Ok(a)
+        }
+    };
+    let not_system = |what: &str, id: u64| {
+        if id == SYSTEM_ACCOUNT {
+            Err(Status::invalid_argument(format!(
+                "{what} cannot be the system account 0"
+            )))
+        } else {
+            Ok(id)
+        }
+    };
+    Ok(match op {
+        WireOperation::Deposit(d) => Operation::Deposit {
+            account: not_system("account", account("account", d.account)?)?,
+            amount: amount(d.amount)?,
+            user_ref: d.user_ref,
+        },
+        WireOperation::Withdrawal(w) => Operation::Withdrawal {
+            account: not_system("account", account("account", w.account)?)?,
+            amount: amount(w.amount)?,
+            user_ref: w.user_ref,
+        },
+        WireOperation::Transfer(t) => Operation::Transfer {
+            from: account("from", t.from)?,
+            to: account("to", t.to)?,
+            amount: amount(t.amount)?,
+            user_ref: t.user_ref,
+        },
+        WireOperation::Composite(c) => {
+            if c.steps.is_empty() {
+                return Err(Status::invalid_argument(
+                    "a composite needs at least one step",
+                ));
+            }
+            if c.steps.len() > COMPOSITE_STEPS_MAX {
+                return Err(Status::invalid_argument(format!(
+                    "a composite has at most {COMPOSITE_STEPS_MAX} steps, got {}",
+                    c.steps.len()
+                )));
+            }
+            if c.flags & !CompositeOperation::FLAGS_KNOWN != 0 {
+                return Err(Status::invalid_argument(format!(
+                    "unknown composite flags {:#x}",
+                    c.flags & !CompositeOperation::FLAGS_KNOWN
+                )));
+            }
+            let steps = c
+                .steps
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| match s.step {
+                    Some(pb::step::Step::Credit(c)) => Ok(Step::Credit {
+                        account_id: account("account_id", c.account_id)?,
+                        amount: amount(c.amount)?,
+                    }),
+                    Some(pb::step::Step::Debit(d)) => Ok(Step::Debit {
+                        account_id: account("account_id", d.account_id)?,
+                        amount: amount(d.amount)?,
+                    }),
+                    None => Err(Status::invalid_argument(format!(
+                        "step {i} has neither credit nor debit"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Operation::Composite(Box::new(CompositeOperation {
+                steps,
+                flags: c.flags,
+                user_ref: c.user_ref,
+            }))
+        }
+        WireOperation::Named(n) => {
+            return Err(Status::unimplemented(format!(
+                "named operations have no registry yet (asked for {:?})",
+                n.name
+            )));
+        }
+    })
+}
+
+/// The wire wait level; an unknown number is INVALID_ARGUMENT.
+pub fn wait_level(level: i32) -> Result<WaitLevel, Status> {
+    match pb::WaitLevel::try_from(level) {
+        Ok(pb::WaitLevel::Processed) => Ok(WaitLevel::Processed),
+        Ok(pb::WaitLevel::Committed) => Ok(WaitLevel::Committed),
+        Ok(pb::WaitLevel::Snapshot) => Ok(WaitLevel::Snapshotted),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown wait_level {level}"
+        ))),
+    }
+}
+
+/// The wire code of a fail reason (0: success).
+pub fn fail_code(reason: Option<FailReason>) -> u32 {
+    reason.map_or(0, |r| u32::from(r.code()))
+}
+
+pub fn submit_result(result: SubmitResult) -> pb::SubmitAndWaitResponse {
+    let original = match result.fail_reason {
+        Some(FailReason::Duplicate { original_tx_id }) => original_tx_id,
+        _ => 0,
+    };
+    pb::SubmitAndWaitResponse {
+        transaction_id: result.tx_id,
+        fail_reason: fail_code(result.fail_reason),
+        original_transaction_id: original,
+    }
+}
+
+pub fn status(info: TransactionStatusInfo) -> pb::GetStatusResponse {
+    let status = match info.status {
+        TransactionStatus::Pending => pb::TransactionStatus::Pending,
+        TransactionStatus::Computed => pb::TransactionStatus::Computed,
+        TransactionStatus::Committed => pb::TransactionStatus::Committed,
+        TransactionStatus::OnSnapshot => pb::TransactionStatus::OnSnapshot,
+        TransactionStatus::Error => pb::TransactionStatus::Error,
+    };
+    pb::GetStatusResponse {
+        status: status.into(),
+        fail_reason: fail_code(info.fail_reason),
+    }
+}
+
+pub fn entry(entry: &Entry, tx_id: u64) -> pb::TxEntryRecord {
+    let kind = match entry.kind {
+        EntryKind::Credit => pb::EntryKind::Credit,
+        EntryKind::Debit => pb::EntryKind::Debit,
+    };
+    pb::TxEntryRecord {
+        account_id: entry.account_id,
+        amount: entry.amount,
+        kind: kind.into(),
+        computed_balance: entry.balance_after,
+        tx_id,
+    }
+}
+
+pub fn transaction(tx: &Transaction) -> pb::GetTransactionResponse {
+    pb::GetTransactionResponse {
+        tx_id: tx.tx_id,
+        entries: tx.entries.iter().map(|e| entry(e, tx.tx_id)).collect(),
+        links: tx
+            .links
+            .iter()
+            .map(|l| pb::TxLinkRecord {
+                to_tx_id: l.to_tx_id,
+                kind: match l.kind {
+                    LinkKind::Duplicate => pb::LinkKind::Duplicate,
+                    LinkKind::Reversal => pb::LinkKind::Reversal,
+                    // A kind newer than this server's wire API: the closest it has.
+                    _ => pb::LinkKind::Duplicate,
+                }
+                .into(),
+            })
+            .collect(),
+        timestamp_ns: tx.timestamp_ns,
+        user_ref: tx.user_ref,
+        fail_reason: match tx.outcome {
+            Outcome::Committed => 0,
+            Outcome::Rejected(r) => u32::from(r.code()),
+        },
+    }
+}
+
+pub fn history_entry(e: &HistoryEntry) -> pb::TxEntryRecord {
+    entry(&e.entry, e.tx_id)
+}

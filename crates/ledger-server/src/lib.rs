@@ -1,0 +1,19 @@
+//! `ledger-server`: the `roda.ledger.v1.Ledger` gRPC API (`proto/ledger.proto`) over an
+//! embedded [`ledger_core::ledger::Ledger`], with health, reflection, bearer tokens, TLS,
+//! Prometheus metrics and graceful shutdown.
+//!
+//! - [`pb`]: the generated messages, server and client.
+//! - [`convert`]: wire messages <-> ledger operations and results (shape checks).
+//! - [`errors`]: the one mapping from `LedgerError` to gRPC status.
+//! - [`service`]: the service itself.
+//! - [`auth`], [`metrics`], [`settings`], [`serve`]: security, observability,
+//!   configuration and the process lifecycle.
+
+pub mod auth;
+pub mod convert;
+pub mod errors;
+pub mod metrics;
+pub mod pb;
+pub mod serve;
+pub mod service;
+pub mod settings;

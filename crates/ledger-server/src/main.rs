@@ -1,0 +1,34 @@
+//! The `ledger-server` binary: settings, logging, then [`ledger_server::serve::run`].
+
+use ledger_server::settings::Settings;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("ledger-server: {e}");
+            std::process::exit(2);
+        }
+    };
+    let filter = EnvFilter::try_new(settings.log()).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ledger-server: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(ledger_server::serve::run(settings)) {
+        tracing::error!("{e}");
+        eprintln!("ledger-server: {e}");
+        std::process::exit(1);
+    }
+}

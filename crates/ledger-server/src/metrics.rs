@@ -1,0 +1,234 @@
+//! The Prometheus text endpoint (`--metrics-addr`): stage indexes, transactions by
+//! outcome, WAL bytes and fsyncs, submit-to-commit latency, snapshot age. A plain HTTP/1.0
+//! responder: one page, no dependencies.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ledger_core::ledger::Ledger;
+use ledger_core::transaction::FailReason;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+/// Counters the service keeps.
+#[derive(Debug)]
+pub struct ServerMetrics {
+    submitted: AtomicU64,
+    invalid: AtomicU64,
+    /// By fail code: 0 committed, else the FailReason code.
+    outcomes: Box<[AtomicU64]>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    last_snapshot_tx: AtomicU64,
+    last_snapshot_seen: std::sync::Mutex<Instant>,
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        ServerMetrics {
+            submitted: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            outcomes: (0..256).map(|_| AtomicU64::new(0)).collect(),
+            latency_buckets: Default::default(),
+            latency_count: AtomicU64::new(0),
+            latency_sum_us: AtomicU64::new(0),
+            last_snapshot_tx: AtomicU64::new(0),
+            last_snapshot_seen: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl ServerMetrics {
+    pub fn submitted(&self, n: u64) {
+        self.submitted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn invalid(&self) {
+        self.invalid.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn outcome(&self, reason: Option<FailReason>) {
+        let code = reason.map_or(0, |r| usize::from(r.code()));
+        if let Some(c) = self.outcomes.get(code) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn commit_latency(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The exposition text.
+    pub fn render(&self, ledger: &Ledger) -> String {
+        let mut out = String::new();
+        let index = ledger.pipeline_index();
+        let m = ledger.metrics();
+        let mut gauge = |name: &str, help: &str, value: f64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        gauge(
+            "ledger_computed_index",
+            "Last transaction executed.",
+            index.computed as f64,
+        );
+        gauge(
+            "ledger_committed_index",
+            "Last transaction durable in the WAL.",
+            index.committed as f64,
+        );
+        gauge(
+            "ledger_snapshot_index",
+            "Last transaction visible to reads.",
+            index.snapshot as f64,
+        );
+        gauge(
+            "ledger_read_cache_bytes",
+            "Memory of recent WAL frames kept for reads.",
+            m.read_cache_bytes as f64,
+        );
+        gauge(
+            "ledger_read_index_bytes",
+            "Memory of the sparse WAL index.",
+            m.read_index_bytes as f64,
+        );
+        let snapshot_age = {
+            let mut seen = self
+                .last_snapshot_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if self
+                .last_snapshot_tx
+                .swap(m.last_snapshot_tx_id, Ordering::Relaxed)
+                != m.last_snapshot_tx_id
+            {
+                *seen = Instant::now();
+            }
+            seen.elapsed().as_secs_f64()
+        };
+        gauge(
+            "ledger_snapshot_age_seconds",
+            "Seconds since the newest snapshot changed (as seen by scrapes).",
+            snapshot_age,
+        );
+        gauge(
+            "ledger_last_snapshot_tx_id",
+            "Transaction of the newest snapshot written since start.",
+            m.last_snapshot_tx_id as f64,
+        );
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "ledger_wal_bytes_total",
+            "Bytes written to WAL segments.",
+            m.wal_bytes,
+        );
+        counter(
+            "ledger_wal_fsyncs_total",
+            "Group commits (fdatasync calls).",
+            m.wal_syncs,
+        );
+        counter(
+            "ledger_wal_frames_total",
+            "WAL frames written.",
+            m.wal_frames,
+        );
+        counter(
+            "ledger_snapshots_written_total",
+            "Snapshots written.",
+            m.snapshots_written,
+        );
+        counter(
+            "ledger_snapshot_failures_total",
+            "Snapshot writes that failed.",
+            m.snapshot_failures,
+        );
+        counter(
+            "ledger_submitted_total",
+            "Operations accepted by this server.",
+            self.submitted.load(Ordering::Relaxed),
+        );
+        counter(
+            "ledger_invalid_requests_total",
+            "Operations refused as INVALID_ARGUMENT.",
+            self.invalid.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ledger_transactions_total Waited-for transactions by outcome (fail code; 0 = committed).\n# TYPE ledger_transactions_total counter"
+        );
+        for (code, c) in self.outcomes.iter().enumerate() {
+            let v = c.load(Ordering::Relaxed);
+            if v > 0 || code == 0 {
+                let _ = writeln!(out, "ledger_transactions_total{{fail_code=\"{code}\"}} {v}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ledger_submit_commit_seconds SubmitAndWait / SubmitBatchAndWait latency to Committed or Snapshot.\n# TYPE ledger_submit_commit_seconds histogram"
+        );
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            let _ = writeln!(
+                out,
+                "ledger_submit_commit_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "ledger_submit_commit_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "ledger_submit_commit_seconds_sum {}",
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "ledger_submit_commit_seconds_count {count}");
+        out
+    }
+}
+
+/// Serves `GET /metrics` (any path, in fact) on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let (ledger, metrics) = (Arc::clone(&ledger), Arc::clone(&metrics));
+        tokio::spawn(async move {
+            let mut buf = [0_u8; 1024];
+            // The request itself does not matter; read what the client sent first.
+            let _ = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
+            let body = metrics.render(&ledger);
+            let response = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,13 @@
+//! The messages and service of `proto/ledger.proto`, generated at build time.
+#![allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations
+)]
+
+tonic::include_proto!("roda.ledger.v1");
+
+/// The encoded descriptor set of `ledger.proto`, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ledger_descriptor.bin"));

@@ -1,0 +1,148 @@
+//! Starting, serving and stopping: recover the ledger, serve gRPC (with health and
+//! reflection) until SIGINT/SIGTERM, finish in-flight requests, make everything durable.
+
+use std::sync::Arc;
+
+use ledger_core::ledger::Ledger;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use crate::auth::Tokens;
+use crate::metrics::{self, ServerMetrics};
+use crate::pb;
+use crate::service::LedgerService;
+use crate::settings::Settings;
+
+/// Runs the server until a shutdown signal; returns once the ledger is stopped cleanly.
+///
+/// # Errors
+/// A message for anything that stops the server from starting or stopping cleanly.
+pub async fn run(settings: Settings) -> Result<(), String> {
+    let tokens = match &settings.token_file {
+        Some(path) => Tokens::load(path)?,
+        None => Tokens::open(),
+    };
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read =
+                |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+            Some(ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)))
+        }
+        _ => None,
+    };
+    let listen = settings.listen();
+    if !listen.ip().is_loopback() && (tls.is_none() || tokens.is_open()) {
+        tracing::warn!(
+            %listen,
+            tls = tls.is_some(),
+            auth = !tokens.is_open(),
+            "listening on a non-loopback address without TLS and tokens: anyone who can reach it can move money"
+        );
+    }
+
+    let config = settings.ledger_config();
+    let mut ledger = Ledger::new(config.clone());
+    tokio::task::block_in_place(|| ledger.start()).map_err(|e| format!("start: {e}"))?;
+    if let Some(report) = ledger.recovery_report() {
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            last_tx_id = report.last_tx_id,
+            replayed = report.replayed,
+            "ledger recovered"
+        );
+    }
+    let ledger = Arc::new(ledger);
+    let server_metrics = Arc::new(ServerMetrics::default());
+
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("listen on {listen}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("listen on {listen}: {e}"))?;
+    let metrics_task = match settings.metrics_addr {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("metrics on {addr}: {e}"))?;
+            let addr = l.local_addr().map_err(|e| e.to_string())?;
+            println!("metrics on http://{addr}/metrics");
+            Some(tokio::spawn(metrics::serve(
+                l,
+                Arc::clone(&ledger),
+                Arc::clone(&server_metrics),
+            )))
+        }
+        None => None,
+    };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
+        .await;
+    // Both reflection versions: grpcurl and other tools ask for either.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let service = LedgerService::new(Arc::clone(&ledger), Arc::clone(&server_metrics));
+    let max_message = settings.max_message_bytes();
+    let ledger_api = tonic::service::interceptor::InterceptedService::new(
+        pb::ledger_server::LedgerServer::new(service).max_decoding_message_size(max_message),
+        move |r| tokens.check(r),
+    );
+
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+    }
+    // Tests and scripts read this line to find the port.
+    println!("listening on {bound}");
+    tracing::info!(%bound, "serving roda.ledger.v1.Ledger");
+    let served = builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ledger_api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .await;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    // In-flight requests are done; make everything durable and stop.
+    let stopped = tokio::task::block_in_place(|| ledger.stop());
+    served.map_err(|e| format!("serve: {e}"))?;
+    stopped.map_err(|e| format!("stop: {e}"))?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal: finishing in-flight requests");
+}

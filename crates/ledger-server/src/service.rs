@@ -1,0 +1,340 @@
+//! `roda.ledger.v1.Ledger` over a [`Ledger`]. Submits never block the async runtime
+//! unless the ring is full (then the calling worker blocks in place: backpressure); waits
+//! are futures; reads that may wait for the snapshot stage run in place too.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ledger_core::ledger::{Ledger, LedgerError};
+use ledger_core::transaction::{Operation, SubmitResult, TxId, WaitLevel};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{self, Role};
+use crate::convert::{self, WireOperation};
+use crate::errors;
+use crate::metrics::ServerMetrics;
+use crate::pb;
+
+/// Results a stream may have in flight before it stops reading requests.
+const STREAM_IN_FLIGHT_MAX: usize = 8192;
+
+/// The service: a shared ledger and the server's counters.
+#[derive(Debug, Clone)]
+pub struct LedgerService {
+    ledger: Arc<Ledger>,
+    max_accounts: u64,
+    metrics: Arc<ServerMetrics>,
+}
+
+impl LedgerService {
+    pub fn new(ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) -> LedgerService {
+        let max_accounts = ledger.config().max_accounts;
+        LedgerService {
+            ledger,
+            max_accounts,
+            metrics,
+        }
+    }
+
+    fn operation(&self, op: Option<WireOperation>) -> Result<Operation, Status> {
+        convert::operation(op, self.max_accounts).inspect_err(|_| self.metrics.invalid())
+    }
+
+    /// Submits one operation: at once when the ring has room, else blocking this worker
+    /// until it has (the caller is backpressured, memory stays bounded).
+    fn submit(&self, op: Operation) -> Result<TxId, Status> {
+        let ledger = &self.ledger;
+        let id = match ledger.try_submit_nowait(op.clone()) {
+            Err(LedgerError::Busy { .. }) => tokio::task::block_in_place(|| ledger.try_submit(op)),
+            other => other,
+        }
+        .map_err(|e| errors::status(&e))?;
+        self.metrics.submitted(1);
+        Ok(id)
+    }
+
+    fn submit_batch(&self, ops: Vec<Operation>) -> Result<Vec<TxId>, Status> {
+        let n = ops.len() as u64;
+        let ids = tokio::task::block_in_place(|| self.ledger.try_submit_batch(ops))
+            .map_err(|e| errors::status(&e))?;
+        self.metrics.submitted(n);
+        Ok(ids)
+    }
+
+    /// Waits (asynchronously) for `tx_id` to reach `level`, then reads its outcome.
+    async fn wait_result(&self, tx_id: TxId, level: WaitLevel) -> Result<SubmitResult, Status> {
+        wait_result(&self.ledger, &self.metrics, tx_id, level).await
+    }
+
+    /// Runs a read that may wait briefly (for the snapshot stage) off the async path.
+    fn read<T>(&self, f: impl FnOnce(&Ledger) -> Result<T, LedgerError>) -> Result<T, Status> {
+        tokio::task::block_in_place(|| f(&self.ledger)).map_err(|e| errors::status(&e))
+    }
+}
+
+async fn wait_result(
+    ledger: &Ledger,
+    metrics: &ServerMetrics,
+    tx_id: TxId,
+    level: WaitLevel,
+) -> Result<SubmitResult, Status> {
+    ledger
+        .wait_for_async(tx_id, level)
+        .await
+        .map_err(|e| errors::status(&e))?;
+    let outcome = ledger.try_outcome(tx_id).map_err(|e| errors::status(&e))?;
+    let result = SubmitResult::new(tx_id, outcome);
+    metrics.outcome(result.fail_reason);
+    Ok(result)
+}
+
+type ResultStream = Pin<Box<dyn Stream<Item = Result<pb::SubmitAndWaitResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::ledger_server::Ledger for LedgerService {
+    async fn submit_operation(
+        &self,
+        request: Request<pb::SubmitOperationRequest>,
+    ) -> Result<Response<pb::SubmitOperationResponse>, Status> {
+        auth::require(&request, Role::Write)?;
+        let op = self.operation(request.into_inner().operation.map(Into::into))?;
+        let transaction_id = self.submit(op)?;
+        Ok(Response::new(pb::SubmitOperationResponse {
+            transaction_id,
+        }))
+    }
+
+    async fn submit_and_wait(
+        &self,
+        request: Request<pb::SubmitAndWaitRequest>,
+    ) -> Result<Response<pb::SubmitAndWaitResponse>, Status> {
+        auth::require(&request, Role::Write)?;
+        let started = Instant::now();
+        let req = request.into_inner();
+        let level = convert::wait_level(req.wait_level)?;
+        let op = self.operation(req.operation.map(Into::into))?;
+        let tx_id = self.submit(op)?;
+        let result = self.wait_result(tx_id, level).await?;
+        if level != WaitLevel::Processed {
+            self.metrics.commit_latency(started.elapsed());
+        }
+        Ok(Response::new(convert::submit_result(result)))
+    }
+
+    async fn submit_batch(
+        &self,
+        request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        auth::require(&request, Role::Write)?;
+        let ops = request
+            .into_inner()
+            .operations
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                self.operation(r.operation.map(Into::into))
+                    .map_err(|s| in_batch(i, &s))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = self.submit_batch(ops)?;
+        Ok(Response::new(pb::SubmitBatchResponse {
+            results: ids
+                .into_iter()
+                .map(|transaction_id| pb::SubmitOperationResponse { transaction_id })
+                .collect(),
+        }))
+    }
+
+    async fn submit_batch_and_wait(
+        &self,
+        request: Request<pb::SubmitBatchAndWaitRequest>,
+    ) -> Result<Response<pb::SubmitBatchAndWaitResponse>, Status> {
+        auth::require(&request, Role::Write)?;
+        let started = Instant::now();
+        let req = request.into_inner();
+        let level = convert::wait_level(req.wait_level)?;
+        let ops = req
+            .operations
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                self.operation(r.operation.map(Into::into))
+                    .map_err(|s| in_batch(i, &s))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = self.submit_batch(ops)?;
+        let mut results = Vec::with_capacity(ids.len());
+        if let Some(&last) = ids.last() {
+            self.ledger
+                .wait_for_async(last, level)
+                .await
+                .map_err(|e| errors::status(&e))?;
+        }
+        for id in ids {
+            results.push(convert::submit_result(self.wait_result(id, level).await?));
+        }
+        if level != WaitLevel::Processed {
+            self.metrics.commit_latency(started.elapsed());
+        }
+        Ok(Response::new(pb::SubmitBatchAndWaitResponse { results }))
+    }
+
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let account = request.into_inner().account_id;
+        let b = self.read(|l| l.try_get_balance(account))?;
+        Ok(Response::new(pb::GetBalanceResponse {
+            balance: b.balance,
+            last_snapshot_tx_id: b.last_snapshot_tx_id,
+        }))
+    }
+
+    async fn get_balances(
+        &self,
+        request: Request<pb::GetBalancesRequest>,
+    ) -> Result<Response<pb::GetBalancesResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let accounts = request.into_inner().account_ids;
+        let b = self.read(|l| l.try_get_balances(&accounts))?;
+        Ok(Response::new(pb::GetBalancesResponse {
+            balances: b.balances,
+            last_snapshot_tx_id: b.last_snapshot_tx_id,
+        }))
+    }
+
+    async fn get_transaction_status(
+        &self,
+        request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let id = request.into_inner().transaction_id;
+        let info = self.read(|l| l.get_transaction_status(id))?;
+        Ok(Response::new(convert::status(info)))
+    }
+
+    async fn get_transaction_statuses(
+        &self,
+        request: Request<pb::GetStatusesRequest>,
+    ) -> Result<Response<pb::GetStatusesResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let ids = request.into_inner().transaction_ids;
+        let infos = self.read(|l| l.get_transaction_statuses(&ids))?;
+        Ok(Response::new(pb::GetStatusesResponse {
+            results: infos.into_iter().map(convert::status).collect(),
+        }))
+    }
+
+    async fn get_pipeline_index(
+        &self,
+        request: Request<pb::GetPipelineIndexRequest>,
+    ) -> Result<Response<pb::GetPipelineIndexResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let index = self.ledger.pipeline_index();
+        Ok(Response::new(pb::GetPipelineIndexResponse {
+            computed_index: index.computed,
+            committed_index: index.committed,
+            snapshot_index: index.snapshot,
+        }))
+    }
+
+    async fn get_transaction(
+        &self,
+        request: Request<pb::GetTransactionRequest>,
+    ) -> Result<Response<pb::GetTransactionResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let id = request.into_inner().tx_id;
+        let tx = self.read(|l| l.get_transaction(id))?;
+        Ok(Response::new(convert::transaction(&tx)))
+    }
+
+    async fn get_account_history(
+        &self,
+        request: Request<pb::GetAccountHistoryRequest>,
+    ) -> Result<Response<pb::GetAccountHistoryResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let req = request.into_inner();
+        let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
+        let page = self.read(|l| l.get_account_history(req.account_id, req.from_tx_id, limit))?;
+        Ok(Response::new(pb::GetAccountHistoryResponse {
+            entries: page.entries.iter().map(convert::history_entry).collect(),
+            next_tx_id: page.next_tx_id,
+        }))
+    }
+
+    async fn get_balance_at(
+        &self,
+        request: Request<pb::GetBalanceAtRequest>,
+    ) -> Result<Response<pb::GetBalanceAtResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let req = request.into_inner();
+        let b = self.read(|l| l.get_balance_at(req.account_id, req.tx_id))?;
+        Ok(Response::new(pb::GetBalanceAtResponse {
+            balance: b.balance,
+            tx_id: b.last_snapshot_tx_id,
+        }))
+    }
+
+    type SubmitStreamStream = ResultStream;
+
+    async fn submit_stream(
+        &self,
+        request: Request<Streaming<pb::SubmitAndWaitRequest>>,
+    ) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        auth::require(&request, Role::Write)?;
+        let mut inbound = request.into_inner();
+        // Submitted ids, in order, to the task that waits for them and answers.
+        let (pending_tx, mut pending_rx) =
+            mpsc::channel::<Result<(TxId, WaitLevel), Status>>(STREAM_IN_FLIGHT_MAX);
+        let (out_tx, out_rx) = mpsc::channel(STREAM_IN_FLIGHT_MAX);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut index = 0usize;
+            while let Some(message) = inbound.next().await {
+                let submitted = message.and_then(|req| {
+                    let level = convert::wait_level(req.wait_level)?;
+                    let op = service.operation(req.operation.map(Into::into))?;
+                    Ok((service.submit(op)?, level))
+                });
+                let failed = submitted.is_err();
+                let item = submitted.map_err(|s| in_batch(index, &s));
+                // A full channel stops this loop reading: backpressure to the client.
+                if pending_tx.send(item).await.is_err() || failed {
+                    break;
+                }
+                index += 1;
+            }
+        });
+        let ledger = Arc::clone(&self.ledger);
+        let metrics = Arc::clone(&self.metrics);
+        tokio::spawn(async move {
+            while let Some(item) = pending_rx.recv().await {
+                let response = match item {
+                    Ok((tx_id, level)) => wait_result(&ledger, &metrics, tx_id, level)
+                        .await
+                        .map(convert::submit_result),
+                    Err(status) => Err(status),
+                };
+                let failed = response.is_err();
+                if out_tx.send(response).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}
+
+/// A status naming which operation of a batch or stream it is about.
+fn in_batch(index: usize, status: &Status) -> Status {
+    Status::new(
+        status.code(),
+        format!("operation {index}: {}", status.message()),
+    )
+}

@@ -1,0 +1,206 @@
+//! The server's settings: flags, then `LEDGER_*` environment variables, then the optional
+//! TOML file (`--config`), then defaults. Every ledger knob is here.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ledger_core::ledger::LedgerConfig;
+use serde::Deserialize;
+
+/// `ledger-server`: the roda.ledger.v1.Ledger gRPC API over an embedded ledger.
+///
+/// Run with no arguments it listens on 127.0.0.1:50051 with its data in ./data.
+/// Precedence: flags, then LEDGER_* environment variables, then --config, then defaults.
+#[derive(Parser, Debug, Default, Deserialize, Clone)]
+#[command(name = "ledger-server", version, about, long_about = None)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// A TOML file with any of these settings (keys as the long flags, with `_`).
+    #[arg(long, env = "LEDGER_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051]; port 0 picks a free one.
+    #[arg(long, env = "LEDGER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the WAL and snapshots [default: ./data].
+    #[arg(long, env = "LEDGER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Account ids 0..N are valid [default: 1000000].
+    #[arg(long, env = "LEDGER_MAX_ACCOUNTS")]
+    pub max_accounts: Option<u64>,
+    /// Pipeline ring slots, a power of two: transactions in flight [default: 65536].
+    #[arg(long, env = "LEDGER_RING_SIZE")]
+    pub ring_size: Option<usize>,
+    /// WAL segment size in bytes [default: 67108864].
+    #[arg(long, env = "LEDGER_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<u64>,
+    /// WAL frame size in bytes [default: 32768].
+    #[arg(long, env = "LEDGER_WAL_FRAME_BYTES")]
+    pub wal_frame_bytes: Option<usize>,
+    /// Snapshot after this many transactions [default: 10000000].
+    #[arg(long, env = "LEDGER_SNAPSHOT_INTERVAL_TX")]
+    pub snapshot_interval_tx: Option<u64>,
+    /// ...or after this many seconds with any transaction [default: 60].
+    #[arg(long, env = "LEDGER_SNAPSHOT_INTERVAL_SECS")]
+    pub snapshot_interval_secs: Option<u64>,
+    /// Snapshots kept on disk [default: 2].
+    #[arg(long, env = "LEDGER_SNAPSHOTS_KEPT")]
+    pub snapshots_kept: Option<NonZeroUsize>,
+    /// Keep every WAL segment (an audit trail) [default: false].
+    #[arg(long, env = "LEDGER_WAL_KEEP_ALL")]
+    pub wal_keep_all: Option<bool>,
+    /// Keep WAL segments holding the last N transactions for history reads [default: 10000000].
+    #[arg(long, env = "LEDGER_HISTORY_RETENTION_TX")]
+    pub history_retention_tx: Option<u64>,
+    /// Memory for recent WAL frames served to reads, in bytes [default: 67108864].
+    #[arg(long, env = "LEDGER_READ_CACHE_BYTES")]
+    pub read_cache_bytes: Option<usize>,
+    /// Idempotency window for user_ref, in seconds [default: 10].
+    #[arg(long, env = "LEDGER_DEDUP_WINDOW_SECS")]
+    pub dedup_window_secs: Option<u64>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter) [default: info].
+    #[arg(long, env = "LEDGER_LOG")]
+    pub log: Option<String>,
+    /// Serve Prometheus metrics on this address (off when unset).
+    #[arg(long, env = "LEDGER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with --tls-key, the server speaks TLS only.
+    #[arg(long, env = "LEDGER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "LEDGER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Bearer tokens, one per line: `read <token>` or `write <token>`. Unset: no auth.
+    #[arg(long, env = "LEDGER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Largest request message, in bytes [default: 4194304].
+    #[arg(long, env = "LEDGER_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+}
+
+impl Settings {
+    /// Flags and environment, with the `--config` file beneath them.
+    ///
+    /// # Errors
+    /// An unreadable or invalid config file.
+    pub fn load() -> Result<Settings, String> {
+        Settings::parse().with_file()
+    }
+
+    /// `self` over the TOML file it names (if any).
+    ///
+    /// # Errors
+    /// An unreadable or invalid config file.
+    pub fn with_file(self) -> Result<Settings, String> {
+        let Some(path) = &self.config else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("config file {}: {e}", path.display()))?;
+        let file: Settings =
+            toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        Ok(self.over(file))
+    }
+
+    /// Every setting of `self`, else `below`'s.
+    fn over(self, below: Settings) -> Settings {
+        macro_rules! pick {
+            ($($field:ident),*) => { Settings { config: self.config, $($field: self.$field.or(below.$field)),* } };
+        }
+        pick!(
+            listen,
+            data_dir,
+            max_accounts,
+            ring_size,
+            wal_segment_bytes,
+            wal_frame_bytes,
+            snapshot_interval_tx,
+            snapshot_interval_secs,
+            snapshots_kept,
+            wal_keep_all,
+            history_retention_tx,
+            read_cache_bytes,
+            dedup_window_secs,
+            log,
+            metrics_addr,
+            tls_cert,
+            tls_key,
+            token_file,
+            max_message_bytes
+        )
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051)))
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes.unwrap_or(4 << 20)
+    }
+
+    pub fn log(&self) -> &str {
+        self.log.as_deref().unwrap_or("info")
+    }
+
+    /// The ledger's configuration: the defaults with every setting given applied.
+    pub fn ledger_config(&self) -> LedgerConfig {
+        let d = LedgerConfig::default();
+        LedgerConfig {
+            data_dir: self.data_dir.clone().unwrap_or(d.data_dir),
+            max_accounts: self.max_accounts.unwrap_or(d.max_accounts),
+            ring_size: self.ring_size.unwrap_or(d.ring_size),
+            wal_segment_bytes: self.wal_segment_bytes.unwrap_or(d.wal_segment_bytes),
+            wal_frame_bytes: self.wal_frame_bytes.unwrap_or(d.wal_frame_bytes),
+            snapshot_interval_tx: self.snapshot_interval_tx.unwrap_or(d.snapshot_interval_tx),
+            snapshot_interval: self
+                .snapshot_interval_secs
+                .map_or(d.snapshot_interval, Duration::from_secs),
+            snapshots_kept: self.snapshots_kept.unwrap_or(d.snapshots_kept),
+            wal_keep_all: self.wal_keep_all.unwrap_or(d.wal_keep_all),
+            history_retention_tx: self.history_retention_tx.unwrap_or(d.history_retention_tx),
+            read_cache_bytes: self.read_cache_bytes.unwrap_or(d.read_cache_bytes),
+            dedup_window: self
+                .dedup_window_secs
+                .map_or(d.dedup_window, Duration::from_secs),
+            ..d
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "max_accounts = 77\nring_size = 1024\nlisten = \"127.0.0.1:7\"\n",
+        )
+        .unwrap();
+        let flags = Settings::try_parse_from([
+            "ledger-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--ring-size",
+            "4096",
+        ])
+        .unwrap();
+        let s = flags.with_file().unwrap();
+        let c = s.ledger_config();
+        assert_eq!(c.max_accounts, 77);
+        assert_eq!(c.ring_size, 4096);
+        assert_eq!(s.listen().port(), 7);
+        assert_eq!(c.wal_frame_bytes, LedgerConfig::default().wal_frame_bytes);
+        std::fs::write(&path, "no_such_knob = 1\n").unwrap();
+        let flags = Settings::try_parse_from(["ledger-server", "--config", path.to_str().unwrap()])
+            .unwrap();
+        assert!(flags.with_file().unwrap_err().contains("no_such_knob"));
+    }
+}

@@ -1,0 +1,622 @@
+//! The real `ledger-server` binary on an ephemeral port with a temporary data directory,
+//! driven by a tonic client: every method, wait levels, bad input, tokens, health,
+//! reflection, metrics, graceful shutdown and kill -9 under load.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use ledger_server::pb;
+use ledger_server::pb::ledger_client::LedgerClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A running server process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    metrics: Option<String>,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ledger-server"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--max-accounts",
+                "1000",
+                "--ring-size",
+                "4096",
+            ])
+            .arg("--data-dir")
+            .arg(data)
+            .args(extra)
+            .env("LEDGER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ledger-server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut metrics = None;
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .unwrap();
+            if let Some(m) = line.strip_prefix("metrics on http://") {
+                metrics = Some(m.trim_end_matches("/metrics").to_owned());
+            }
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addr,
+            metrics,
+        }
+    }
+
+    async fn client(&self) -> LedgerClient<Channel> {
+        LedgerClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn deposit(account: u64, amount: u64) -> pb::submit_operation_request::Operation {
+    pb::submit_operation_request::Operation::Deposit(pb::Deposit {
+        account,
+        amount,
+        user_ref: 0,
+    })
+}
+
+fn and_wait(
+    op: pb::submit_and_wait_request::Operation,
+    level: pb::WaitLevel,
+) -> pb::SubmitAndWaitRequest {
+    pb::SubmitAndWaitRequest {
+        operation: Some(op),
+        wait_level: level.into(),
+    }
+}
+
+fn transfer(from: u64, to: u64, amount: u64) -> pb::submit_and_wait_request::Operation {
+    pb::submit_and_wait_request::Operation::Transfer(pb::Transfer {
+        from,
+        to,
+        amount,
+        user_ref: 0,
+    })
+}
+
+fn wait_deposit(
+    account: u64,
+    amount: u64,
+    user_ref: u64,
+) -> pb::submit_and_wait_request::Operation {
+    pb::submit_and_wait_request::Operation::Deposit(pb::Deposit {
+        account,
+        amount,
+        user_ref,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let mut c = server.client().await;
+
+    let id = c
+        .submit_operation(pb::SubmitOperationRequest {
+            operation: Some(deposit(1, 1000)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .transaction_id;
+    assert_eq!(id, 1);
+    for level in [
+        pb::WaitLevel::Processed,
+        pb::WaitLevel::Committed,
+        pb::WaitLevel::Snapshot,
+    ] {
+        let r = c
+            .submit_and_wait(and_wait(transfer(1, 2, 10), level))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.fail_reason, 0, "{level:?}");
+    }
+    // A rejection is a fail_reason, not an error: insufficient funds (1).
+    let r = c
+        .submit_and_wait(and_wait(transfer(3, 2, 10), pb::WaitLevel::Committed))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.fail_reason, 1);
+    // A duplicate user_ref names the original.
+    let first = c
+        .submit_and_wait(and_wait(wait_deposit(4, 5, 99), pb::WaitLevel::Committed))
+        .await
+        .unwrap()
+        .into_inner();
+    let dup = c
+        .submit_and_wait(and_wait(wait_deposit(4, 5, 99), pb::WaitLevel::Committed))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dup.fail_reason, 7);
+    assert_eq!(dup.original_transaction_id, first.transaction_id);
+
+    let batch = c
+        .submit_batch(pb::SubmitBatchRequest {
+            operations: (0..5)
+                .map(|i| pb::SubmitOperationRequest {
+                    operation: Some(deposit(10 + i, 1)),
+                })
+                .collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = batch.results.iter().map(|r| r.transaction_id).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    let batch = c
+        .submit_batch_and_wait(pb::SubmitBatchAndWaitRequest {
+            operations: vec![
+                and_wait(transfer(1, 5, 1), pb::WaitLevel::Processed),
+                and_wait(transfer(9, 5, 1), pb::WaitLevel::Processed),
+            ],
+            wait_level: pb::WaitLevel::Snapshot.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        batch
+            .results
+            .iter()
+            .map(|r| r.fail_reason)
+            .collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+
+    let b = c
+        .get_balance(pb::GetBalanceRequest { account_id: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(b.balance, 1000 - 30 - 1);
+    let bs = c
+        .get_balances(pb::GetBalancesRequest {
+            account_ids: vec![1, 2, 5],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bs.balances, vec![969, 30, 1]);
+    assert_eq!(bs.last_snapshot_tx_id, b.last_snapshot_tx_id);
+
+    let s = c
+        .get_transaction_status(pb::GetStatusRequest { transaction_id: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.status(), pb::TransactionStatus::OnSnapshot);
+    let ss = c
+        .get_transaction_statuses(pb::GetStatusesRequest {
+            transaction_ids: vec![1, r.transaction_id],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ss.results[1].status(), pb::TransactionStatus::Error);
+    assert_eq!(ss.results[1].fail_reason, 1);
+    let index = c
+        .get_pipeline_index(pb::GetPipelineIndexRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(index.computed_index >= index.committed_index);
+    assert!(index.committed_index >= index.snapshot_index);
+
+    let tx = c
+        .get_transaction(pb::GetTransactionRequest { tx_id: 2 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tx.entries.len(), 2);
+    assert_eq!(tx.entries[0].kind(), pb::EntryKind::Credit);
+    assert_eq!(tx.entries[0].computed_balance, 990);
+    let dup_tx = c
+        .get_transaction(pb::GetTransactionRequest {
+            tx_id: dup.transaction_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dup_tx.links.len(), 1);
+    assert_eq!(dup_tx.links[0].to_tx_id, first.transaction_id);
+    assert_eq!(dup_tx.links[0].kind(), pb::LinkKind::Duplicate);
+
+    let h = c
+        .get_account_history(pb::GetAccountHistoryRequest {
+            account_id: 1,
+            from_tx_id: 0,
+            limit: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.entries.len(), 2);
+    assert!(h.entries[0].tx_id > h.entries[1].tx_id);
+    assert_ne!(h.next_tx_id, 0);
+    let at = c
+        .get_balance_at(pb::GetBalanceAtRequest {
+            account_id: 1,
+            tx_id: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(at.balance, 1000);
+
+    // The stream: results in order, each at its own level.
+    let requests: Vec<_> = (0..100)
+        .map(|i| {
+            and_wait(
+                transfer(1, 6, 1),
+                [pb::WaitLevel::Committed, pb::WaitLevel::Processed][i % 2],
+            )
+        })
+        .collect();
+    let mut responses = c
+        .submit_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(r) = responses.message().await.unwrap() {
+        assert_eq!(r.fail_reason, 0);
+        seen.push(r.transaction_id);
+    }
+    assert_eq!(seen.len(), 100);
+    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_status_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--max-message-bytes", "65536"]);
+    let mut c = server.client().await;
+    let code = |r: Result<tonic::Response<pb::SubmitOperationResponse>, tonic::Status>| {
+        r.unwrap_err().code()
+    };
+    let submit = |op| pb::SubmitOperationRequest { operation: op };
+    assert_eq!(
+        code(c.submit_operation(submit(None)).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(c.submit_operation(submit(Some(deposit(1, 0)))).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(c.submit_operation(submit(Some(deposit(1000, 5)))).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(c.submit_operation(submit(Some(deposit(0, 5)))).await),
+        Code::InvalidArgument
+    );
+    let named = pb::submit_operation_request::Operation::Named(pb::Named {
+        name: "fee".into(),
+        params: vec![1],
+        user_ref: 0,
+    });
+    assert_eq!(
+        code(c.submit_operation(submit(Some(named))).await),
+        Code::Unimplemented
+    );
+    let empty = pb::submit_operation_request::Operation::Composite(pb::Composite::default());
+    assert_eq!(
+        code(c.submit_operation(submit(Some(empty))).await),
+        Code::InvalidArgument
+    );
+    let bad_level = pb::SubmitAndWaitRequest {
+        operation: Some(wait_deposit(1, 1, 0)),
+        wait_level: 9,
+    };
+    assert_eq!(
+        c.submit_and_wait(bad_level).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    // A batch names the bad operation.
+    let err = c
+        .submit_batch(pb::SubmitBatchRequest {
+            operations: vec![submit(Some(deposit(1, 1))), submit(Some(deposit(1, 0)))],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("operation 1:"),
+        "{}",
+        err.message()
+    );
+    // Larger than the ring: refused, not a deadlock.
+    let err = c
+        .submit_batch(pb::SubmitBatchRequest {
+            operations: (0..5000).map(|_| submit(Some(deposit(1, 1)))).collect(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            Code::InvalidArgument | Code::OutOfRange | Code::ResourceExhausted
+        ),
+        "{err:?}"
+    );
+    // Reads of what does not exist.
+    let err = c
+        .get_transaction(pb::GetTransactionRequest { tx_id: 999 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = c
+        .get_balance(pb::GetBalanceRequest { account_id: 5000 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // Garbage bytes on a raw connection: that connection fails, nobody else notices.
+    let mut raw = std::net::TcpStream::connect(&server.addr).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\xff\xfe garbage")
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = raw.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let _ = raw.read_to_end(&mut sink);
+    let ok = c
+        .submit_operation(submit(Some(deposit(1, 7))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.transaction_id >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_separate_readers_from_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "read reader-token-0123456789\nwrite writer-token-0123456789\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--token-file", tokens.to_str().unwrap()],
+    );
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let with = |token: &'static str| {
+        LedgerClient::with_interceptor(channel.clone(), move |mut r: tonic::Request<()>| {
+            if !token.is_empty() {
+                r.metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            }
+            Ok(r)
+        })
+    };
+    let submit = pb::SubmitOperationRequest {
+        operation: Some(deposit(1, 5)),
+    };
+    let err = with("").submit_operation(submit.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = with("wrong-token-0123456789")
+        .get_balance(pb::GetBalanceRequest { account_id: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = with("reader-token-0123456789")
+        .submit_operation(submit.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    with("writer-token-0123456789")
+        .submit_operation(submit)
+        .await
+        .unwrap();
+    with("reader-token-0123456789")
+        .get_balance(pb::GetBalanceRequest { account_id: 1 })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reflection_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--metrics-addr", "127.0.0.1:0"]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let r = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "roda.ledger.v1.Ledger".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("{response:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"roda.ledger.v1.Ledger"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+
+    let mut c = LedgerClient::new(channel);
+    c.submit_and_wait(and_wait(wait_deposit(1, 5, 0), pb::WaitLevel::Committed))
+        .await
+        .unwrap();
+    let metrics_addr = server.metrics.clone().expect("metrics address printed");
+    let mut http = std::net::TcpStream::connect(&metrics_addr).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    http.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
+    assert!(text.contains("ledger_committed_index 1"), "{text}");
+    assert!(
+        text.contains("ledger_transactions_total{fail_code=\"0\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ledger_submit_commit_seconds_count 1"),
+        "{text}"
+    );
+    assert!(text.contains("ledger_wal_fsyncs_total"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_a_restart_has_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    for i in 0..50 {
+        c.submit_operation(pb::SubmitOperationRequest {
+            operation: Some(deposit(1 + i % 5, 10)),
+        })
+        .await
+        .unwrap();
+    }
+    let status = server.signal(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    let server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    let bs = c
+        .get_balances(pb::GetBalancesRequest {
+            account_ids: vec![1, 2, 3, 4, 5],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bs.balances, vec![100; 5]);
+    assert_eq!(bs.last_snapshot_tx_id, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_keeps_every_committed_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..8_u64 {
+        let mut c = LedgerClient::new(channel.clone());
+        let acked = std::sync::Arc::clone(&acked);
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            loop {
+                let req = and_wait(
+                    wait_deposit(1 + (t * 31 + i) % 900, 1 + i % 9, 0),
+                    pb::WaitLevel::Committed,
+                );
+                match c.submit_and_wait(req).await {
+                    Ok(r) => acked
+                        .lock()
+                        .unwrap()
+                        .push((r.into_inner().transaction_id, 1 + i % 9)),
+                    Err(_) => return,
+                }
+                i += 1;
+            }
+        }));
+    }
+    // Kill once a deterministic amount of work is acknowledged (no timing).
+    while acked.lock().unwrap().len() < 2000 {
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = server.signal(libc::SIGKILL);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    let server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    for (tx_id, amount) in &acked {
+        let tx = c
+            .get_transaction(pb::GetTransactionRequest { tx_id: *tx_id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(tx.fail_reason, 0);
+        assert_eq!(
+            tx.entries
+                .iter()
+                .find(|e| e.kind() == pb::EntryKind::Debit)
+                .unwrap()
+                .amount,
+            *amount
+        );
+    }
+    // And it takes new work.
+    let r = c
+        .submit_and_wait(and_wait(wait_deposit(1, 1, 0), pb::WaitLevel::Committed))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.transaction_id > acked.iter().map(|a| a.0).max().unwrap());
+}
