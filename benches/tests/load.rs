@@ -121,3 +121,32 @@ fn the_query_benchmark_runs_on_a_small_log() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_grpc_load_generator_drives_a_real_server() {
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_grpc-load"));
+    let server = exe.with_file_name("ledger-server");
+    assert!(
+        server.exists(),
+        "{} is missing: run the workspace's tests (cargo test --workspace) or build ledger-server",
+        server.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["unary", "batch", "stream"] {
+        let out = Command::new(&exe)
+            .current_dir(dir.path())
+            .args(["--mode", mode, "--accounts", "200", "--batch", "50"])
+            .args(["--concurrency", "2", "--duration", "0.5"])
+            .output()
+            .expect("run grpc-load");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("funded 200 accounts"), "{stdout}");
+        assert!(stdout.contains(" 0 errors)"), "{mode}: {stdout}");
+        assert!(!stdout.contains("committed: 0 tx"), "{mode}: {stdout}");
+    }
+}

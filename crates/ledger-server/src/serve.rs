@@ -114,7 +114,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ledger_api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown_signal())
         .await;
     if let Some(task) = metrics_task {
         task.abort();
@@ -125,6 +125,19 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     stopped.map_err(|e| format!("stop: {e}"))?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: small responses (a unary commit
+/// acknowledgement) must not wait for the peer's delayed ACK (~40 ms).
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

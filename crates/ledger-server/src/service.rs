@@ -21,6 +21,8 @@ use crate::pb;
 
 /// Results a stream may have in flight before it stops reading requests.
 const STREAM_IN_FLIGHT_MAX: usize = 8192;
+/// Results a stream answers after one wait.
+const STREAM_GROUP_MAX: usize = 4096;
 
 /// The service: a shared ledger and the server's counters.
 #[derive(Debug, Clone)]
@@ -169,13 +171,20 @@ impl pb::ledger_server::Ledger for LedgerService {
         let ids = self.submit_batch(ops)?;
         let mut results = Vec::with_capacity(ids.len());
         if let Some(&last) = ids.last() {
+            // Ids are contiguous: once the last reached the level, all did.
             self.ledger
                 .wait_for_async(last, level)
                 .await
                 .map_err(|e| errors::status(&e))?;
         }
         for id in ids {
-            results.push(convert::submit_result(self.wait_result(id, level).await?));
+            let outcome = self
+                .ledger
+                .try_outcome(id)
+                .map_err(|e| errors::status(&e))?;
+            let result = SubmitResult::new(id, outcome);
+            self.metrics.outcome(result.fail_reason);
+            results.push(convert::submit_result(result));
         }
         if level != WaitLevel::Processed {
             self.metrics.commit_latency(started.elapsed());
@@ -314,21 +323,57 @@ impl pb::ledger_server::Ledger for LedgerService {
         let ledger = Arc::clone(&self.ledger);
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
-            while let Some(item) = pending_rx.recv().await {
-                let response = match item {
-                    Ok((tx_id, level)) => wait_result(&ledger, &metrics, tx_id, level)
+            let mut group = Vec::with_capacity(STREAM_GROUP_MAX);
+            // Answers in groups: everything submitted so far waits once, for its last id
+            // at its highest level (ids only grow, levels are ordered), then each result
+            // is read from memory.
+            while pending_rx.recv_many(&mut group, STREAM_GROUP_MAX).await > 0 {
+                let last = group.iter().filter_map(|item| item.as_ref().ok()).fold(
+                    None,
+                    |acc: Option<(TxId, WaitLevel)>, &(id, level)| match acc {
+                        None => Some((id, level)),
+                        Some((a, l)) => Some((a.max(id), highest(l, level))),
+                    },
+                );
+                let waited = match last {
+                    Some((id, level)) => ledger
+                        .wait_for_async(id, level)
                         .await
-                        .map(convert::submit_result),
-                    Err(status) => Err(status),
+                        .map_err(|e| errors::status(&e)),
+                    None => Ok(()),
                 };
-                let failed = response.is_err();
-                if out_tx.send(response).await.is_err() || failed {
-                    break;
+                for item in group.drain(..) {
+                    let response = match (&waited, item) {
+                        (Err(status), _) => Err(status.clone()),
+                        (_, Err(status)) => Err(status),
+                        (Ok(()), Ok((tx_id, _))) => ledger
+                            .try_outcome(tx_id)
+                            .map_err(|e| errors::status(&e))
+                            .map(|outcome| {
+                                let result = SubmitResult::new(tx_id, outcome);
+                                metrics.outcome(result.fail_reason);
+                                convert::submit_result(result)
+                            }),
+                    };
+                    let failed = response.is_err();
+                    if out_tx.send(response).await.is_err() || failed {
+                        return;
+                    }
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
+}
+
+/// The later of two wait levels.
+fn highest(a: WaitLevel, b: WaitLevel) -> WaitLevel {
+    let rank = |l: WaitLevel| match l {
+        WaitLevel::Processed => 0,
+        WaitLevel::Committed => 1,
+        WaitLevel::Snapshotted => 2,
+    };
+    if rank(a) >= rank(b) { a } else { b }
 }
 
 /// A status naming which operation of a batch or stream it is about.

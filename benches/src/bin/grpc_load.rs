@@ -1,0 +1,379 @@
+//! gRPC load generator: drives a `ledger-server` over loopback (unary, batched or
+//! streaming submissions from concurrent clients) and prints committed tx/s and latency
+//! percentiles. `cargo run --release -p ledger-bench --bin grpc-load -- --help`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use ledger_bench::latency;
+use ledger_bench::process;
+use ledger_bench::workload::{Rng, funding};
+use ledger_core::transaction::Operation;
+use ledger_server::pb;
+use ledger_server::pb::ledger_client::LedgerClient;
+use tonic::transport::Channel;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// One SubmitAndWait per operation.
+    Unary,
+    /// SubmitBatchAndWait of --batch operations.
+    Batch,
+    /// One SubmitStream per client, --batch operations in flight.
+    Stream,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Level {
+    Processed,
+    Committed,
+    Snapshot,
+}
+
+impl Level {
+    fn wire(self) -> i32 {
+        match self {
+            Level::Processed => pb::WaitLevel::Processed.into(),
+            Level::Committed => pb::WaitLevel::Committed.into(),
+            Level::Snapshot => pb::WaitLevel::Snapshot.into(),
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "grpc-load",
+    about = "Drives a ledger-server with transfers between funded accounts over gRPC; starts \
+             one (a fresh data directory, the ledger-server binary beside this one) unless \
+             --addr is given"
+)]
+struct Args {
+    #[arg(long, value_enum, default_value_t = Mode::Batch)]
+    mode: Mode,
+    /// Concurrent clients (tasks), sharing --connections HTTP/2 connections.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Connections to the server.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// Operations per request (batch) or in flight per stream (stream).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    #[arg(long, value_enum, default_value_t = Level::Committed)]
+    wait: Level,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Funded accounts (transfers between random pairs).
+    #[arg(long, default_value_t = 100_000)]
+    accounts: u64,
+    /// An already running server (host:port); otherwise one is started.
+    #[arg(long)]
+    addr: Option<String>,
+    /// Runtime worker threads of the client.
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("grpc-load: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// A server this run started, killed at the end.
+struct Spawned {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(accounts: u64) -> Result<(Spawned, String), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin: PathBuf = exe.with_file_name("ledger-server");
+    let dir = tempfile::Builder::new()
+        .prefix("ledger-grpc-load-")
+        .tempdir_in(".")
+        .map_err(|e| format!("temporary data directory: {e}"))?;
+    let mut child = Command::new(&bin)
+        .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .arg("--max-accounts")
+        .arg((accounts + 1).to_string())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "{}: {e} (build it: cargo build --release -p ledger-server)",
+                bin.display()
+            )
+        })?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(a) = line.strip_prefix("listening on ") {
+                    break a.to_owned();
+                }
+            }
+            _ => return Err("the server exited before listening".into()),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((Spawned { child, _dir: dir }, addr))
+}
+
+fn wire(op: Operation) -> pb::submit_and_wait_request::Operation {
+    match op {
+        Operation::Deposit {
+            account,
+            amount,
+            user_ref,
+        } => pb::submit_and_wait_request::Operation::Deposit(pb::Deposit {
+            account,
+            amount,
+            user_ref,
+        }),
+        Operation::Transfer {
+            from,
+            to,
+            amount,
+            user_ref,
+        } => pb::submit_and_wait_request::Operation::Transfer(pb::Transfer {
+            from,
+            to,
+            amount,
+            user_ref,
+        }),
+        _ => unreachable!("the generator makes deposits and transfers only"),
+    }
+}
+
+fn transfer(rng: &mut Rng, accounts: u64, level: i32) -> pb::SubmitAndWaitRequest {
+    let from = 1 + rng.below(accounts);
+    let to = 1 + (from + rng.below(accounts - 1)) % accounts;
+    pb::SubmitAndWaitRequest {
+        operation: Some(pb::submit_and_wait_request::Operation::Transfer(
+            pb::Transfer {
+                from,
+                to: if to == 0 { accounts } else { to },
+                amount: 1 + rng.below(100),
+                user_ref: 0,
+            },
+        )),
+        wait_level: level,
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    if args.accounts < 2 || args.concurrency == 0 || args.batch == 0 {
+        return Err("--accounts must be >= 2, --concurrency and --batch >= 1".into());
+    }
+    let (_spawned, addr) = match &args.addr {
+        Some(addr) => (None, addr.clone()),
+        None => {
+            let (s, a) = spawn_server(args.accounts)?;
+            (Some(s), a)
+        }
+    };
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(
+            Channel::from_shared(format!("http://{addr}"))
+                .map_err(|e| e.to_string())?
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .map_err(|e| format!("connect {addr}: {e}"))?,
+        );
+    }
+    let mut admin = LedgerClient::new(channels[0].clone()).max_decoding_message_size(64 << 20);
+    // Fund every account, durably.
+    let deposits: Vec<_> = funding(args.accounts).collect();
+    for chunk in deposits.chunks(2000) {
+        admin
+            .submit_batch_and_wait(pb::SubmitBatchAndWaitRequest {
+                operations: chunk
+                    .iter()
+                    .map(|op| pb::SubmitAndWaitRequest {
+                        operation: Some(wire(op.clone())),
+                        wait_level: 0,
+                    })
+                    .collect(),
+                wait_level: pb::WaitLevel::Committed.into(),
+            })
+            .await
+            .map_err(|e| format!("funding: {e}"))?;
+    }
+    println!("funded {} accounts", args.accounts);
+    let index = |mut c: LedgerClient<Channel>| async move {
+        c.get_pipeline_index(pb::GetPipelineIndexRequest {})
+            .await
+            .map(|r| r.into_inner().committed_index)
+            .map_err(|e| e.to_string())
+    };
+    let before = index(admin.clone()).await?;
+    let usage_before = process::usage();
+    let done = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..args.concurrency {
+        let client = LedgerClient::new(channels[i % channels.len()].clone())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let (done, errors) = (Arc::clone(&done), Arc::clone(&errors));
+        let (mode, batch, level, accounts) =
+            (args.mode, args.batch, args.wait.wire(), args.accounts);
+        tasks.push(tokio::spawn(async move {
+            drive(client, mode, batch, level, accounts, i as u64, done, errors).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    done.store(true, Ordering::Release);
+    let mut hist = latency::histogram();
+    let mut ops = 0;
+    for t in tasks {
+        let (h, n) = t.await.map_err(|e| e.to_string())?;
+        hist.add(&h).map_err(|e| e.to_string())?;
+        ops += n;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let after = index(admin).await?;
+    let usage = process::usage();
+    let committed = after - before;
+    println!(
+        "mode {:?}, {} client(s) on {} connection(s), batch {}, wait {:?}",
+        args.mode, args.concurrency, args.connections, args.batch, args.wait
+    );
+    println!(
+        "committed: {committed} tx in {secs:.2} s = {:.0} tx/s ({ops} acknowledged, {} errors)",
+        committed as f64 / secs,
+        errors.load(Ordering::Relaxed)
+    );
+    println!(
+        "latency per request (us): p50 {} p99 {} p99.9 {} max {} (n = {})",
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999),
+        hist.max(),
+        hist.len()
+    );
+    println!(
+        "client process: {:.2} cores busy",
+        (usage.cpu - usage_before.cpu).as_secs_f64() / secs
+    );
+    Ok(())
+}
+
+/// One client's loop; returns its latency histogram and acknowledged operations.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    mut client: LedgerClient<Channel>,
+    mode: Mode,
+    batch: usize,
+    level: i32,
+    accounts: u64,
+    seed: u64,
+    done: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+) -> (Histogram<u64>, u64) {
+    let mut hist = latency::histogram();
+    let mut rng = Rng::new(seed + 1);
+    let mut ops = 0u64;
+    match mode {
+        Mode::Unary => {
+            while !done.load(Ordering::Acquire) {
+                let t = Instant::now();
+                match client
+                    .submit_and_wait(transfer(&mut rng, accounts, level))
+                    .await
+                {
+                    Ok(_) => ops += 1,
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latency::record(&mut hist, t.elapsed(), 1);
+            }
+        }
+        Mode::Batch => {
+            while !done.load(Ordering::Acquire) {
+                let operations = (0..batch)
+                    .map(|_| transfer(&mut rng, accounts, 0))
+                    .collect();
+                let t = Instant::now();
+                match client
+                    .submit_batch_and_wait(pb::SubmitBatchAndWaitRequest {
+                        operations,
+                        wait_level: level,
+                    })
+                    .await
+                {
+                    Ok(r) => ops += r.into_inner().results.len() as u64,
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latency::record(&mut hist, t.elapsed(), 1);
+            }
+        }
+        Mode::Stream => {
+            // Keep `batch` requests in flight: send in chunks as responses come back.
+            let (tx, rx) = tokio::sync::mpsc::channel::<pb::SubmitAndWaitRequest>(batch);
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+            let mut responses = match client.submit_stream(stream).await {
+                Ok(r) => r.into_inner(),
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    return (hist, 0);
+                }
+            };
+            let mut sent_at = std::collections::VecDeque::new();
+            for _ in 0..batch {
+                sent_at.push_back(Instant::now());
+                if tx.send(transfer(&mut rng, accounts, level)).await.is_err() {
+                    break;
+                }
+            }
+            while let Ok(Some(_)) = responses.message().await {
+                ops += 1;
+                if let Some(t) = sent_at.pop_front() {
+                    latency::record(&mut hist, t.elapsed(), 1);
+                }
+                if done.load(Ordering::Acquire) {
+                    if sent_at.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+                sent_at.push_back(Instant::now());
+                if tx.send(transfer(&mut rng, accounts, level)).await.is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+        }
+    }
+    (hist, ops)
+}
