@@ -26,6 +26,15 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if settings.probe {
+        match runtime.block_on(ledger_server::serve::probe(&settings)) {
+            Ok(()) => std::process::exit(0),
+            Err(e) => {
+                eprintln!("ledger-server --probe: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     if let Err(e) = runtime.block_on(ledger_server::serve::run(settings)) {
         tracing::error!("{e}");
         eprintln!("ledger-server: {e}");

@@ -159,3 +159,53 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal: finishing in-flight requests");
 }
+
+/// `--probe`: asks the health service at `settings.listen()` whether the ledger serves.
+///
+/// # Errors
+/// Not serving, unreachable, or no answer within 3 s.
+pub async fn probe(settings: &Settings) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut addr = settings.listen();
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let scheme = if settings.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let check = async {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| e.to_string())?;
+        if let Some(cert) = &settings.tls_cert {
+            // Trust the server's own certificate (self-signed, or its issuing CA first).
+            let pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+            endpoint = endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+                        .domain_name("localhost"),
+                )
+                .map_err(|e| format!("TLS: {e}"))?;
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        let response = client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "roda.ledger.v1.Ledger".into(),
+            })
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        match response.into_inner().status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(format!("{addr}: {other:?}")),
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), check)
+        .await
+        .map_err(|_| format!("{addr}: no answer within 3 s"))?
+}

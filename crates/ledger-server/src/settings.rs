@@ -76,6 +76,11 @@ pub struct Settings {
     /// Bearer tokens, one per line: `read <token>` or `write <token>`. Unset: no auth.
     #[arg(long, env = "LEDGER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Check the health of the server at --listen (a loopback address for 0.0.0.0) and
+    /// exit 0 if it is serving, 1 if not: the container health check.
+    #[arg(long)]
+    #[serde(skip)]
+    pub probe: bool,
     /// Largest request message, in bytes [default: 4194304].
     #[arg(long, env = "LEDGER_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -108,7 +113,7 @@ impl Settings {
     /// Every setting of `self`, else `below`'s.
     fn over(self, below: Settings) -> Settings {
         macro_rules! pick {
-            ($($field:ident),*) => { Settings { config: self.config, $($field: self.$field.or(below.$field)),* } };
+            ($($field:ident),*) => { Settings { config: self.config, probe: self.probe, $($field: self.$field.or(below.$field)),* } };
         }
         pick!(
             listen,
@@ -174,6 +179,24 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/config.toml");
+        let flags = Settings::try_parse_from(["ledger-server", "--config", path]).unwrap();
+        let s = flags.with_file().unwrap();
+        let c = s.ledger_config();
+        assert_eq!(c.max_accounts, 1_000_000);
+        assert_eq!(c.data_dir, std::path::PathBuf::from("/var/lib/ledger"));
+        assert_eq!(s.listen().port(), 50051);
+        // Its values are the defaults, so the file documents them truthfully.
+        let d = LedgerConfig::default();
+        assert_eq!(c.ring_size, d.ring_size);
+        assert_eq!(c.wal_frame_bytes, d.wal_frame_bytes);
+        assert_eq!(c.read_cache_bytes, d.read_cache_bytes);
+        assert_eq!(c.history_retention_tx, d.history_retention_tx);
+        assert_eq!(c.snapshot_interval, d.snapshot_interval);
+    }
 
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {

@@ -620,3 +620,61 @@ async fn kill_9_under_load_keeps_every_committed_acknowledgement() {
         .into_inner();
     assert!(r.transaction_id > acked.iter().map(|a| a.0).max().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_tls_only_and_the_probe_checks_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(cert.pem()))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{}", server.addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = LedgerClient::new(channel);
+    c.submit_operation(pb::SubmitOperationRequest {
+        operation: Some(deposit(1, 5)),
+    })
+    .await
+    .unwrap();
+    // Plaintext against the TLS port fails; the server keeps serving.
+    let mut plain = server.client().await;
+    assert!(
+        plain
+            .get_pipeline_index(pb::GetPipelineIndexRequest {})
+            .await
+            .is_err()
+    );
+    c.get_balance(pb::GetBalanceRequest { account_id: 1 })
+        .await
+        .unwrap();
+    // The container health check.
+    let probe = |listen: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ledger-server"))
+            .args(["--probe", "--listen", listen])
+            .args(["--tls-cert", cert_path.to_str().unwrap()])
+            .args(["--tls-key", key_path.to_str().unwrap()])
+            .status()
+            .unwrap()
+    };
+    assert!(probe(&server.addr).success());
+    let refused = probe("127.0.0.1:1");
+    assert_eq!(refused.code(), Some(1), "{refused:?}");
+}
