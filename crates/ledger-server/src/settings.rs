@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use ledger_core::ledger::LedgerConfig;
+use ledger_core::ledger::{LedgerConfig, WaitStrategy};
 use serde::Deserialize;
 
 /// `ledger-server`: the roda.ledger.v1.Ledger gRPC API over an embedded ledger.
@@ -61,6 +61,15 @@ pub struct Settings {
     /// Idempotency window for user_ref, in seconds [default: 10].
     #[arg(long, env = "LEDGER_DEDUP_WINDOW_SECS")]
     pub dedup_window_secs: Option<u64>,
+    /// How stage threads wait for work: `default` (spin, yield, park), `low-cpu` (park
+    /// almost at once), `busy-spin` (only with dedicated cores) [default: default].
+    #[arg(long, env = "LEDGER_WAIT_STRATEGY", value_parser = ["default", "low-cpu", "busy-spin"])]
+    pub wait_strategy: Option<String>,
+    /// Threads serving gRPC (the async runtime's workers) [default: the number of cores].
+    /// The ledger's three stage threads come on top: on a 2-core machine 1 can serve
+    /// many small unary requests with less contention (see docs/benchmarks.md).
+    #[arg(long, env = "LEDGER_IO_THREADS")]
+    pub io_threads: Option<NonZeroUsize>,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter) [default: info].
     #[arg(long, env = "LEDGER_LOG")]
     pub log: Option<String>,
@@ -129,6 +138,8 @@ impl Settings {
             history_retention_tx,
             read_cache_bytes,
             dedup_window_secs,
+            wait_strategy,
+            io_threads,
             log,
             metrics_addr,
             tls_cert,
@@ -171,6 +182,11 @@ impl Settings {
             dedup_window: self
                 .dedup_window_secs
                 .map_or(d.dedup_window, Duration::from_secs),
+            wait_strategy: match self.wait_strategy.as_deref() {
+                Some("low-cpu") => WaitStrategy::LowCpu,
+                Some("busy-spin") => WaitStrategy::BusySpin,
+                _ => d.wait_strategy,
+            },
             ..d
         }
     }
