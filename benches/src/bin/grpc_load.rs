@@ -75,6 +75,12 @@ struct Args {
     /// An already running server (host:port); otherwise one is started.
     #[arg(long)]
     addr: Option<String>,
+    /// Offered operations per second over all clients (0: closed loop, as fast as
+    /// acknowledgements come back). Latency is then measured from when each request was
+    /// due, so a stalled server cannot hide its queueing (unary and batch modes); tokio's
+    /// timer wakes up to 1 ms late, and that lateness is counted too.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Runtime worker threads of the client.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
@@ -245,8 +251,18 @@ async fn run(args: Args) -> Result<(), String> {
         let (done, errors) = (Arc::clone(&done), Arc::clone(&errors));
         let (mode, batch, level, accounts) =
             (args.mode, args.batch, args.wait.wire(), args.accounts);
+        // Each client's share of the offered rate, as the interval between its requests.
+        let per_request = match mode {
+            Mode::Batch => batch as f64,
+            _ => 1.0,
+        };
+        let interval = (args.rate > 0.0)
+            .then(|| Duration::from_secs_f64(per_request * args.concurrency as f64 / args.rate));
         tasks.push(tokio::spawn(async move {
-            drive(client, mode, batch, level, accounts, i as u64, done, errors).await
+            drive(
+                client, mode, batch, level, accounts, i as u64, interval, done, errors,
+            )
+            .await
         }));
     }
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
@@ -263,8 +279,17 @@ async fn run(args: Args) -> Result<(), String> {
     let usage = process::usage();
     let committed = after - before;
     println!(
-        "mode {:?}, {} client(s) on {} connection(s), batch {}, wait {:?}",
-        args.mode, args.concurrency, args.connections, args.batch, args.wait
+        "mode {:?}, {} client(s) on {} connection(s), batch {}, wait {:?}, {}",
+        args.mode,
+        args.concurrency,
+        args.connections,
+        args.batch,
+        args.wait,
+        if args.rate > 0.0 {
+            format!("offered {:.0} ops/s", args.rate)
+        } else {
+            "closed loop".to_owned()
+        }
     );
     println!(
         "committed: {committed} tx in {secs:.2} s = {:.0} tx/s ({ops} acknowledged, {} errors)",
@@ -295,16 +320,32 @@ async fn drive(
     level: i32,
     accounts: u64,
     seed: u64,
+    interval: Option<Duration>,
     done: Arc<AtomicBool>,
     errors: Arc<AtomicU64>,
 ) -> (Histogram<u64>, u64) {
     let mut hist = latency::histogram();
     let mut rng = Rng::new(seed + 1);
     let mut ops = 0u64;
+    let mut due = Instant::now();
+    // The time the next request is measured from: when it was due (open loop), or now.
+    let mut next_start = || match interval {
+        Some(interval) => {
+            let at = due;
+            due += interval;
+            at
+        }
+        None => Instant::now(),
+    };
     match mode {
         Mode::Unary => {
             while !done.load(Ordering::Acquire) {
-                let t = Instant::now();
+                let t = next_start();
+                // Only an open loop sleeps: the timer's 1 ms resolution would pace a
+                // closed loop.
+                if interval.is_some() && t > Instant::now() {
+                    tokio::time::sleep_until(t.into()).await;
+                }
                 match client
                     .submit_and_wait(transfer(&mut rng, accounts, level))
                     .await
@@ -322,7 +363,12 @@ async fn drive(
                 let operations = (0..batch)
                     .map(|_| transfer(&mut rng, accounts, 0))
                     .collect();
-                let t = Instant::now();
+                let t = next_start();
+                // Only an open loop sleeps: the timer's 1 ms resolution would pace a
+                // closed loop.
+                if interval.is_some() && t > Instant::now() {
+                    tokio::time::sleep_until(t.into()).await;
+                }
                 match client
                     .submit_batch_and_wait(pb::SubmitBatchAndWaitRequest {
                         operations,

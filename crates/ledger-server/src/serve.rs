@@ -100,7 +100,8 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         move |r| tokens.check(r),
     );
 
-    let mut builder = Server::builder();
+    // Bounded work per connection: at most this many requests (HTTP/2 streams) at once.
+    let mut builder = Server::builder().max_concurrent_streams(Some(1024));
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
