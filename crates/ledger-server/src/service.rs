@@ -46,6 +46,16 @@ impl LedgerService {
         convert::operation(op, self.max_accounts).inspect_err(|_| self.metrics.invalid())
     }
 
+    /// The operations of a batch; an error names the first bad one's index.
+    fn operations(
+        &self,
+        ops: impl Iterator<Item = Option<WireOperation>>,
+    ) -> Result<Vec<Operation>, Status> {
+        ops.enumerate()
+            .map(|(i, op)| self.operation(op).map_err(|s| in_batch(i, &s)))
+            .collect()
+    }
+
     /// Submits one operation: at once when the ring has room, else blocking this worker
     /// until it has (the caller is backpressured, memory stays bounded).
     fn submit(&self, op: Operation) -> Result<TxId, Status> {
@@ -132,16 +142,13 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
         auth::require(&request, Role::Write)?;
-        let ops = request
-            .into_inner()
-            .operations
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                self.operation(r.operation.map(Into::into))
-                    .map_err(|s| in_batch(i, &s))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let ops = self.operations(
+            request
+                .into_inner()
+                .operations
+                .into_iter()
+                .map(|r| r.operation.map(Into::into)),
+        )?;
         let ids = self.submit_batch(ops)?;
         Ok(Response::new(pb::SubmitBatchResponse {
             results: ids
@@ -159,15 +166,11 @@ impl pb::ledger_server::Ledger for LedgerService {
         let started = Instant::now();
         let req = request.into_inner();
         let level = convert::wait_level(req.wait_level)?;
-        let ops = req
-            .operations
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                self.operation(r.operation.map(Into::into))
-                    .map_err(|s| in_batch(i, &s))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let ops = self.operations(
+            req.operations
+                .into_iter()
+                .map(|r| r.operation.map(Into::into)),
+        )?;
         let ids = self.submit_batch(ops)?;
         let mut results = Vec::with_capacity(ids.len());
         if let Some(&last) = ids.last() {

@@ -79,31 +79,21 @@ impl<'a> RecordSource<'a> {
         tx_id: TxId,
         f: impl FnOnce(DecodedRecord<'_>, Tier) -> T,
     ) -> Result<T, LedgerError> {
-        let hit = self
-            .current
-            .as_ref()
-            .is_some_and(|(held, _)| held.frame().contains(tx_id));
-        if !hit {
-            self.current = Some(self.load(tx_id)?);
-        }
-        let Some((held, tier)) = &self.current else {
-            return Err(self.not_retained(tx_id));
-        };
-        let frame = held.frame();
-        let tier = *tier;
+        let (path, metrics) = (self.path, self.metrics);
+        let (frame, tier) = self.frame_for(tx_id)?;
         let counter = match tier {
-            Tier::Memory => &self.metrics.records_read_memory,
-            Tier::Disk => &self.metrics.records_read_disk,
+            Tier::Memory => &metrics.records_read_memory,
+            Tier::Disk => &metrics.records_read_disk,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         match frame.record(tx_id, |record| f(record, tier)) {
             Ok(Some(out)) => Ok(out),
             Ok(None) => Err(corrupt(
-                self.path,
+                path,
                 frame,
                 RecordError::Truncated { tx_id, offset: 0 },
             )),
-            Err(e) => Err(corrupt(self.path, frame, e)),
+            Err(e) => Err(corrupt(path, frame, e)),
         }
     }
 
@@ -115,6 +105,21 @@ impl<'a> RecordSource<'a> {
         last: TxId,
         f: impl FnMut(DecodedRecord<'_>) -> ControlFlow<()>,
     ) -> Result<TxId, LedgerError> {
+        let path = self.path;
+        let (frame, _) = self.frame_for(tx_id)?;
+        match frame.scan(tx_id, last, f) {
+            Ok(next) if next > tx_id => Ok(next),
+            Ok(_) => Err(corrupt(
+                path,
+                frame,
+                RecordError::Truncated { tx_id, offset: 0 },
+            )),
+            Err(e) => Err(corrupt(path, frame, e)),
+        }
+    }
+
+    /// The frame holding `tx_id`: the one this session holds, else loaded.
+    fn frame_for(&mut self, tx_id: TxId) -> Result<(&IndexedFrame, Tier), LedgerError> {
         let hit = self
             .current
             .as_ref()
@@ -122,18 +127,9 @@ impl<'a> RecordSource<'a> {
         if !hit {
             self.current = Some(self.load(tx_id)?);
         }
-        let Some((held, _)) = &self.current else {
-            return Err(self.not_retained(tx_id));
-        };
-        let frame = held.frame();
-        match frame.scan(tx_id, last, f) {
-            Ok(next) if next > tx_id => Ok(next),
-            Ok(_) => Err(corrupt(
-                self.path,
-                frame,
-                RecordError::Truncated { tx_id, offset: 0 },
-            )),
-            Err(e) => Err(corrupt(self.path, frame, e)),
+        match &self.current {
+            Some((held, tier)) => Ok((held.frame(), *tier)),
+            None => Err(self.not_retained(tx_id)),
         }
     }
 
