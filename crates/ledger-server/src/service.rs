@@ -308,19 +308,55 @@ impl pb::ledger_server::Ledger for LedgerService {
         let service = self.clone();
         tokio::spawn(async move {
             let mut index = 0usize;
-            while let Some(message) = inbound.next().await {
-                let submitted = message.and_then(|req| {
-                    let level = convert::wait_level(req.wait_level)?;
-                    let op = service.operation(req.operation.map(Into::into))?;
-                    Ok((service.submit(op)?, level))
-                });
-                let failed = submitted.is_err();
-                let item = submitted.map_err(|s| in_batch(index, &s));
-                // A full channel stops this loop reading: backpressure to the client.
-                if pending_tx.send(item).await.is_err() || failed {
+            let mut ops = Vec::with_capacity(STREAM_GROUP_MAX);
+            let mut levels = Vec::with_capacity(STREAM_GROUP_MAX);
+            // Reads what the client has sent so far (at least one message), submits it as
+            // one batch: one ring claim for many operations, as SubmitBatch does.
+            while let Some(first) = inbound.next().await {
+                let mut failure = None;
+                let mut next = Some(first);
+                while let Some(message) = next.take() {
+                    let parsed = message.and_then(|req| {
+                        let level = convert::wait_level(req.wait_level)?;
+                        Ok((service.operation(req.operation.map(Into::into))?, level))
+                    });
+                    match parsed {
+                        Ok((op, level)) => {
+                            ops.push(op);
+                            levels.push(level);
+                        }
+                        Err(status) => {
+                            failure = Some(in_batch(index + ops.len(), &status));
+                            break;
+                        }
+                    }
+                    if ops.len() < STREAM_GROUP_MAX {
+                        next = ready(&mut inbound).await;
+                    }
+                }
+                let submitted = if ops.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    service.submit_batch(std::mem::take(&mut ops))
+                };
+                let ids = match submitted {
+                    Ok(ids) => ids,
+                    Err(status) => {
+                        let _ = pending_tx.send(Err(in_batch(index, &status))).await;
+                        break;
+                    }
+                };
+                index += ids.len();
+                for (id, level) in ids.into_iter().zip(levels.drain(..)) {
+                    // A full channel stops this loop reading: backpressure to the client.
+                    if pending_tx.send(Ok((id, level))).await.is_err() {
+                        return;
+                    }
+                }
+                if let Some(status) = failure {
+                    let _ = pending_tx.send(Err(status)).await;
                     break;
                 }
-                index += 1;
             }
         });
         let ledger = Arc::clone(&self.ledger);
@@ -367,6 +403,17 @@ impl pb::ledger_server::Ledger for LedgerService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
+}
+
+/// The next message if the client already sent it, without waiting for one.
+async fn ready(
+    inbound: &mut Streaming<pb::SubmitAndWaitRequest>,
+) -> Option<Result<pb::SubmitAndWaitRequest, Status>> {
+    std::future::poll_fn(|cx| match Pin::new(&mut *inbound).poll_next(cx) {
+        std::task::Poll::Ready(message) => std::task::Poll::Ready(message),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// The later of two wait levels.

@@ -380,6 +380,36 @@ async fn bad_input_gets_the_right_status_and_the_server_keeps_serving() {
         ),
         "{err:?}"
     );
+    // A stream answers every good request before a bad one, then ends naming it.
+    let requests = vec![
+        and_wait(wait_deposit(1, 1, 0), pb::WaitLevel::Committed),
+        and_wait(wait_deposit(1, 1, 0), pb::WaitLevel::Committed),
+        and_wait(wait_deposit(1, 0, 0), pb::WaitLevel::Committed),
+        and_wait(wait_deposit(1, 1, 0), pb::WaitLevel::Committed),
+    ];
+    let mut responses = c
+        .submit_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answered = 0;
+    let err = loop {
+        match responses.message().await {
+            Ok(Some(r)) => {
+                assert_eq!(r.fail_reason, 0);
+                answered += 1;
+            }
+            Ok(None) => panic!("the stream ended without an error"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(answered, 2);
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("operation 2:"),
+        "{}",
+        err.message()
+    );
     // Reads of what does not exist.
     let err = c
         .get_transaction(pb::GetTransactionRequest { tx_id: 999 })
