@@ -708,3 +708,61 @@ async fn tls_serves_tls_only_and_the_probe_checks_health() {
     let refused = probe("127.0.0.1:1");
     assert_eq!(refused.code(), Some(1), "{refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_0_and_keeps_every_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..8_u64 {
+        let mut c = LedgerClient::new(channel.clone());
+        let acked = std::sync::Arc::clone(&acked);
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                let req = and_wait(
+                    wait_deposit(1 + (t + i) % 500, 3, 0),
+                    pb::WaitLevel::Committed,
+                );
+                match c.submit_and_wait(req).await {
+                    Ok(r) => acked.lock().unwrap().push(r.into_inner().transaction_id),
+                    // After the signal: refused or cut off, never a hang.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 500 {
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let status = server.signal(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    for tx_id in &acked {
+        let tx = c
+            .get_transaction(pb::GetTransactionRequest { tx_id: *tx_id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(tx.fail_reason, 0);
+    }
+    // The restarted ledger reaches at least the last acknowledged id.
+    let index = c
+        .get_pipeline_index(pb::GetPipelineIndexRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(index.committed_index >= acked.iter().copied().max().unwrap());
+}
