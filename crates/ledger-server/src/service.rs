@@ -9,7 +9,6 @@ use std::time::Instant;
 use ledger_core::ledger::{Ledger, LedgerError};
 use ledger_core::transaction::{Operation, SubmitResult, TxId, WaitLevel};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -19,9 +18,10 @@ use crate::errors;
 use crate::metrics::ServerMetrics;
 use crate::pb;
 
-/// Results a stream may have in flight before it stops reading requests.
-const STREAM_IN_FLIGHT_MAX: usize = 8192;
-/// Results a stream answers after one wait.
+/// Groups a stream may have in flight (submitted, or answered but not yet sent) before
+/// it stops reading requests: at most this many times [`STREAM_GROUP_MAX`] operations.
+const STREAM_GROUPS_IN_FLIGHT: usize = 8;
+/// The most operations a stream submits as one batch.
 const STREAM_GROUP_MAX: usize = 4096;
 
 /// The service: a shared ledger and the server's counters.
@@ -301,10 +301,11 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
         auth::require(&request, Role::Write)?;
         let mut inbound = request.into_inner();
-        // Submitted ids, in order, to the task that waits for them and answers.
+        // Submitted groups (contiguous ids), in order, to the task that waits for them
+        // and answers; each channel holds a few groups, so memory stays bounded.
         let (pending_tx, mut pending_rx) =
-            mpsc::channel::<Result<(TxId, WaitLevel), Status>>(STREAM_IN_FLIGHT_MAX);
-        let (out_tx, out_rx) = mpsc::channel(STREAM_IN_FLIGHT_MAX);
+            mpsc::channel::<Result<Submitted, Status>>(STREAM_GROUPS_IN_FLIGHT);
+        let (out_tx, out_rx) = mpsc::channel(STREAM_GROUPS_IN_FLIGHT);
         let service = self.clone();
         tokio::spawn(async move {
             let mut index = 0usize;
@@ -334,22 +335,20 @@ impl pb::ledger_server::Ledger for LedgerService {
                         next = ready(&mut inbound).await;
                     }
                 }
-                let submitted = if ops.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    service.submit_batch(std::mem::take(&mut ops))
-                };
-                let ids = match submitted {
-                    Ok(ids) => ids,
-                    Err(status) => {
-                        let _ = pending_tx.send(Err(in_batch(index, &status))).await;
-                        break;
-                    }
-                };
-                index += ids.len();
-                for (id, level) in ids.into_iter().zip(levels.drain(..)) {
+                if !ops.is_empty() {
+                    let submitted = match service.submit_batch(std::mem::take(&mut ops)) {
+                        Ok(ids) => Submitted {
+                            first: ids.first().copied().unwrap_or(0),
+                            levels: std::mem::take(&mut levels),
+                        },
+                        Err(status) => {
+                            let _ = pending_tx.send(Err(in_batch(index, &status))).await;
+                            break;
+                        }
+                    };
+                    index += submitted.levels.len();
                     // A full channel stops this loop reading: backpressure to the client.
-                    if pending_tx.send(Ok((id, level))).await.is_err() {
+                    if pending_tx.send(Ok(submitted)).await.is_err() {
                         return;
                     }
                 }
@@ -362,18 +361,19 @@ impl pb::ledger_server::Ledger for LedgerService {
         let ledger = Arc::clone(&self.ledger);
         let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
-            let mut group = Vec::with_capacity(STREAM_GROUP_MAX);
-            // Answers in groups: everything submitted so far waits once, for its last id
-            // at its highest level (ids only grow, levels are ordered), then each result
-            // is read from memory.
-            while pending_rx.recv_many(&mut group, STREAM_GROUP_MAX).await > 0 {
-                let last = group.iter().filter_map(|item| item.as_ref().ok()).fold(
-                    None,
-                    |acc: Option<(TxId, WaitLevel)>, &(id, level)| match acc {
-                        None => Some((id, level)),
-                        Some((a, l)) => Some((a.max(id), highest(l, level))),
-                    },
-                );
+            let mut groups = Vec::with_capacity(STREAM_GROUPS_IN_FLIGHT);
+            // Answers everything submitted so far after one wait, for its last id at its
+            // highest level (ids only grow, levels are ordered); outcomes come from memory.
+            while pending_rx
+                .recv_many(&mut groups, STREAM_GROUPS_IN_FLIGHT)
+                .await
+                > 0
+            {
+                let last = groups
+                    .iter()
+                    .filter_map(|g| g.as_ref().ok())
+                    .filter_map(Submitted::last)
+                    .reduce(|(a, l), (b, m)| (a.max(b), highest(l, m)));
                 let waited = match last {
                     Some((id, level)) => ledger
                         .wait_for_async(id, level)
@@ -381,27 +381,86 @@ impl pb::ledger_server::Ledger for LedgerService {
                         .map_err(|e| errors::status(&e)),
                     None => Ok(()),
                 };
-                for item in group.drain(..) {
-                    let response = match (&waited, item) {
-                        (Err(status), _) => Err(status.clone()),
-                        (_, Err(status)) => Err(status),
-                        (Ok(()), Ok((tx_id, _))) => ledger
-                            .try_outcome(tx_id)
-                            .map_err(|e| errors::status(&e))
-                            .map(|outcome| {
-                                let result = SubmitResult::new(tx_id, outcome);
-                                metrics.outcome(result.fail_reason);
-                                convert::submit_result(result)
-                            }),
+                for group in groups.drain(..) {
+                    let (responses, failed) = match (&waited, group) {
+                        (Err(status), _) => (vec![Err(status.clone())], true),
+                        (_, Err(status)) => (vec![Err(status)], true),
+                        (Ok(()), Ok(group)) => answers(&ledger, &metrics, &group),
                     };
-                    let failed = response.is_err();
-                    if out_tx.send(response).await.is_err() || failed {
+                    if out_tx.send(responses).await.is_err() || failed {
                         return;
                     }
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        Ok(Response::new(Box::pin(Flatten {
+            rx: out_rx,
+            current: Vec::new().into_iter(),
+        })))
+    }
+}
+
+/// A stream's submitted group: ids `first..first + levels.len()`, each with its level.
+#[derive(Debug)]
+struct Submitted {
+    first: TxId,
+    levels: Vec<WaitLevel>,
+}
+
+impl Submitted {
+    fn last(&self) -> Option<(TxId, WaitLevel)> {
+        let level = self.levels.iter().copied().reduce(highest)?;
+        Some((self.first + self.levels.len() as u64 - 1, level))
+    }
+}
+
+/// The answers of a group that reached its levels; `true` if one of them failed (the
+/// stream then ends after it).
+fn answers(
+    ledger: &Ledger,
+    metrics: &ServerMetrics,
+    group: &Submitted,
+) -> (Vec<Result<pb::SubmitAndWaitResponse, Status>>, bool) {
+    let mut out = Vec::with_capacity(group.levels.len());
+    for tx_id in group.first..group.first + group.levels.len() as u64 {
+        match ledger.try_outcome(tx_id) {
+            Ok(outcome) => {
+                let result = SubmitResult::new(tx_id, outcome);
+                metrics.outcome(result.fail_reason);
+                out.push(Ok(convert::submit_result(result)));
+            }
+            Err(e) => {
+                out.push(Err(errors::status(&e)));
+                return (out, true);
+            }
+        }
+    }
+    (out, false)
+}
+
+/// The response stream: groups from a channel, handed out one answer at a time.
+struct Flatten {
+    rx: mpsc::Receiver<Vec<Result<pb::SubmitAndWaitResponse, Status>>>,
+    current: std::vec::IntoIter<Result<pb::SubmitAndWaitResponse, Status>>,
+}
+
+impl Stream for Flatten {
+    type Item = Result<pb::SubmitAndWaitResponse, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        loop {
+            if let Some(item) = self.current.next() {
+                return std::task::Poll::Ready(Some(item));
+            }
+            match self.rx.poll_recv(cx) {
+                std::task::Poll::Ready(Some(group)) => self.current = group.into_iter(),
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
     }
 }
 
