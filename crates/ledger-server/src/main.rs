@@ -36,7 +36,6 @@ fn main() {
         }
     }
     if let Err(e) = runtime.block_on(ledger_server::serve::run(settings)) {
-        tracing::error!("{e}");
         eprintln!("ledger-server: {e}");
         std::process::exit(1);
     }

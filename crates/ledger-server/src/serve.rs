@@ -41,6 +41,14 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         );
     }
 
+    // Bound before the ledger starts: a taken port fails fast, without touching the data.
+    // Connections made during recovery wait in the backlog.
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("listen on {listen}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("listen on {listen}: {e}"))?;
     let config = settings.ledger_config();
     let mut ledger = Ledger::new(config.clone());
     tokio::task::block_in_place(|| ledger.start()).map_err(|e| format!("start: {e}"))?;
@@ -55,12 +63,6 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let ledger = Arc::new(ledger);
     let server_metrics = Arc::new(ServerMetrics::default());
 
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("listen on {listen}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("listen on {listen}: {e}"))?;
     let metrics_task = match settings.metrics_addr {
         Some(addr) => {
             let l = TcpListener::bind(addr)

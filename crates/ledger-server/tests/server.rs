@@ -766,3 +766,58 @@ async fn sigterm_under_load_exits_0_and_keeps_every_acknowledgement() {
         .into_inner();
     assert!(index.committed_index >= acked.iter().copied().max().unwrap());
 }
+
+#[test]
+fn a_taken_port_or_data_dir_is_a_clear_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let running = Server::start(&data, &[]);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ledger-server"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let second = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use"),
+        "{second:?}"
+    );
+    let other = dir.path().join("other");
+    let taken = run(&[
+        "--listen",
+        &running.addr,
+        "--data-dir",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("listen on"),
+        "{taken:?}"
+    );
+    assert!(
+        !other.exists(),
+        "a failed start must not create the data directory"
+    );
+    let bad = run(&[
+        "--max-accounts",
+        "0",
+        "--data-dir",
+        other.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("max_accounts"),
+        "{bad:?}"
+    );
+    let usage = run(&["--no-such-flag"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
