@@ -48,6 +48,27 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Calls `f` with each account the operation names, in order; of a composite, the
+    /// accounts of its first `max_steps` steps only (a bound for prefetching).
+    #[inline]
+    pub fn for_each_account(&self, max_steps: usize, mut f: impl FnMut(AccountId)) {
+        match self {
+            Operation::Deposit { account, .. } | Operation::Withdrawal { account, .. } => {
+                f(*account)
+            }
+            Operation::Transfer { from, to, .. } => {
+                f(*from);
+                f(*to);
+            }
+            Operation::Composite(composite) => {
+                for step in composite.steps.iter().take(max_steps) {
+                    let (Step::Credit { account_id, .. } | Step::Debit { account_id, .. }) = step;
+                    f(*account_id);
+                }
+            }
+        }
+    }
+
     /// The caller's idempotency reference; 0 means "no deduplication".
     pub fn user_ref(&self) -> u64 {
         match self {

@@ -240,21 +240,7 @@ impl Transactor {
     /// over a batch, the misses overlap again. A hint only: it never changes a result.
     #[inline]
     pub fn prefetch(&self, operation: &Operation) {
-        match operation {
-            Operation::Deposit { account, .. } | Operation::Withdrawal { account, .. } => {
-                self.prefetch_account(*account)
-            }
-            Operation::Transfer { from, to, .. } => {
-                self.prefetch_account(*from);
-                self.prefetch_account(*to);
-            }
-            Operation::Composite(composite) => {
-                for step in composite.steps.iter().take(PREFETCH_STEPS_MAX) {
-                    let (Step::Credit { account_id, .. } | Step::Debit { account_id, .. }) = step;
-                    self.prefetch_account(*account_id);
-                }
-            }
-        }
+        operation.for_each_account(PREFETCH_STEPS_MAX, |a| self.prefetch_account(a));
     }
 
     /// [`prefetch`](Self::prefetch) for a stored transaction: called a few transactions
@@ -586,7 +572,7 @@ pub fn apply_entries(
 }
 
 /// Steps of a composite whose balances [`Transactor::prefetch`] requests.
-const PREFETCH_STEPS_MAX: usize = 8;
+pub(crate) const PREFETCH_STEPS_MAX: usize = 8;
 
 /// Asks the CPU to load the cache line holding `value`. A hint only.
 #[inline(always)]

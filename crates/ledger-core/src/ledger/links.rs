@@ -4,11 +4,8 @@
 //! balances) starts an account's history; snapshots carry it, so a restart keeps every
 //! chain intact.
 
-use crate::transaction::{Entry, Operation, Step, TxId};
-use crate::transactor::prefetch_read;
-
-/// Entries of one transaction whose links a prefetch requests.
-const PREFETCH_MAX: usize = 8;
+use crate::transaction::{Entry, Operation, TxId};
+use crate::transactor::{PREFETCH_STEPS_MAX, prefetch_read};
 
 /// `latest[account]`: the last transaction with an entry on `account` (0: none yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,7 +69,7 @@ impl AccountLinks {
     /// A hint: the links of `entries` will be used soon.
     #[inline]
     pub fn prefetch(&self, entries: &[Entry]) {
-        for entry in entries.iter().take(PREFETCH_MAX) {
+        for entry in entries.iter().take(PREFETCH_STEPS_MAX) {
             self.prefetch_account(entry.account_id);
         }
     }
@@ -81,21 +78,7 @@ impl AccountLinks {
     /// by every deposit and withdrawal, stays in cache by itself).
     #[inline]
     pub fn prefetch_operation(&self, operation: &Operation) {
-        match operation {
-            Operation::Deposit { account, .. } | Operation::Withdrawal { account, .. } => {
-                self.prefetch_account(*account)
-            }
-            Operation::Transfer { from, to, .. } => {
-                self.prefetch_account(*from);
-                self.prefetch_account(*to);
-            }
-            Operation::Composite(composite) => {
-                for step in composite.steps.iter().take(PREFETCH_MAX) {
-                    let (Step::Credit { account_id, .. } | Step::Debit { account_id, .. }) = step;
-                    self.prefetch_account(*account_id);
-                }
-            }
-        }
+        operation.for_each_account(PREFETCH_STEPS_MAX, |a| self.prefetch_account(a));
     }
 
     #[inline]
