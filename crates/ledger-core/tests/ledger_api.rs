@@ -194,6 +194,10 @@ fn every_try_call_says_not_started_and_the_plain_calls_panic_pointing_to_it() {
         Err(LedgerError::NotStarted)
     ));
     assert!(matches!(
+        ledger.try_submit_if_room(deposit(1, 1)),
+        Err(LedgerError::NotStarted)
+    ));
+    assert!(matches!(
         ledger.try_submit_and_wait(deposit(1, 1), WaitLevel::Committed),
         Err(LedgerError::NotStarted)
     ));
@@ -490,4 +494,44 @@ fn periodic_snapshots_let_old_wal_segments_go() {
         ledger.get_balance(0).balance,
         -3 * 10_000 - (last as i64 - 10_000)
     );
+}
+
+#[test]
+fn a_full_ring_is_busy_and_hands_the_operation_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    // Two slots, freed only after an fdatasync: a tight loop of submits fills them.
+    config.ring_size = 2;
+    let mut ledger = Ledger::new(config);
+    ledger.start().unwrap();
+    let op = Operation::Composite(Box::new(CompositeOperation {
+        steps: vec![
+            Step::Credit {
+                account_id: 0,
+                amount: 5,
+            },
+            Step::Debit {
+                account_id: 3,
+                amount: 5,
+            },
+        ],
+        flags: 0,
+        user_ref: 0,
+    }));
+    let mut accepted = 0_i64;
+    let mut handed_back = None;
+    for _ in 0..1_000_000 {
+        match ledger.try_submit_if_room(op.clone()).unwrap() {
+            Ok(_) => accepted += 1,
+            Err(back) => {
+                handed_back = Some(back);
+                break;
+            }
+        }
+    }
+    assert_eq!(handed_back.as_ref(), Some(&op), "the ring never filled");
+    // The operation handed back is submitted as is once there is room.
+    let id = ledger.submit(handed_back.unwrap());
+    ledger.wait_for(id, WaitLevel::Snapshotted);
+    assert_eq!(ledger.get_balance(3).balance, 5 * (accepted + 1));
 }

@@ -60,9 +60,12 @@ impl LedgerService {
     /// until it has (the caller is backpressured, memory stays bounded).
     fn submit(&self, op: Operation) -> Result<TxId, Status> {
         let ledger = &self.ledger;
-        let id = match ledger.try_submit_nowait(op.clone()) {
-            Err(LedgerError::Busy { .. }) => tokio::task::block_in_place(|| ledger.try_submit(op)),
-            other => other,
+        // At once when the ring has room; else the same operation, handed back, waits
+        // for room with this worker blocked in place.
+        let id = match ledger.try_submit_if_room(op) {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(op)) => tokio::task::block_in_place(|| ledger.try_submit(op)),
+            Err(e) => Err(e),
         }
         .map_err(|e| errors::status(&e))?;
         self.metrics.submitted(1);

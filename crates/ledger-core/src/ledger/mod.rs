@@ -261,12 +261,34 @@ impl Ledger {
     /// [`try_submit`](Self::try_submit) that does not wait for a free slot:
     /// [`LedgerError::Busy`] when the ring is full (backpressure for servers).
     pub fn try_submit_nowait(&self, operation: Operation) -> Result<TxId, LedgerError> {
+        match self.try_submit_if_room(operation)? {
+            Ok(tx_id) => Ok(tx_id),
+            Err(_) => Err(LedgerError::Busy {
+                capacity: self.engine()?.producer.capacity(),
+            }),
+        }
+    }
+
+    /// [`try_submit_nowait`](Self::try_submit_nowait) that hands the operation back when
+    /// the ring is full (`Ok(Err(operation))`), so the caller can wait somewhere else (off
+    /// an async runtime, say) and submit the same operation again without copying it.
+    pub fn try_submit_if_room(
+        &self,
+        operation: Operation,
+    ) -> Result<Result<TxId, Operation>, LedgerError> {
         let engine = self.engine()?;
         let timestamp_ns = now_ns();
-        engine
-            .producer
-            .try_publish(|_, slot| fill(slot, operation, timestamp_ns))
-            .map_err(|e| engine.error(e))
+        let mut pending = Some(operation);
+        let published = engine.producer.try_publish(|_, slot| {
+            if let Some(operation) = pending.take() {
+                fill(slot, operation, timestamp_ns);
+            }
+        });
+        match (published, pending) {
+            (Ok(tx_id), _) => Ok(Ok(tx_id)),
+            (Err(PipelineError::Full { .. }), Some(operation)) => Ok(Err(operation)),
+            (Err(e), _) => Err(engine.error(e)),
+        }
     }
 
     /// Submits and waits until the transaction reaches `level`; returns its id and, if it
