@@ -582,76 +582,6 @@ async fn sigterm_drains_and_a_restart_has_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_under_load_keeps_every_committed_acknowledgement() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = Server::start(&data, &[]);
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for t in 0..8_u64 {
-        let mut c = LedgerClient::new(channel.clone());
-        let acked = std::sync::Arc::clone(&acked);
-        tasks.push(tokio::spawn(async move {
-            let mut i = 0;
-            loop {
-                let req = and_wait(
-                    wait_deposit(1 + (t * 31 + i) % 900, 1 + i % 9, 0),
-                    pb::WaitLevel::Committed,
-                );
-                match c.submit_and_wait(req).await {
-                    Ok(r) => acked
-                        .lock()
-                        .unwrap()
-                        .push((r.into_inner().transaction_id, 1 + i % 9)),
-                    Err(_) => return,
-                }
-                i += 1;
-            }
-        }));
-    }
-    // Kill once a deterministic amount of work is acknowledged (no timing).
-    while acked.lock().unwrap().len() < 2000 {
-        tokio::task::yield_now().await;
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    let _ = server.signal(libc::SIGKILL);
-    for t in tasks {
-        let _ = t.await;
-    }
-    let acked = acked.lock().unwrap().clone();
-    let server = Server::start(&data, &[]);
-    let mut c = server.client().await;
-    for (tx_id, amount) in &acked {
-        let tx = c
-            .get_transaction(pb::GetTransactionRequest { tx_id: *tx_id })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(tx.fail_reason, 0);
-        assert_eq!(
-            tx.entries
-                .iter()
-                .find(|e| e.kind() == pb::EntryKind::Debit)
-                .unwrap()
-                .amount,
-            *amount
-        );
-    }
-    // And it takes new work.
-    let r = c
-        .submit_and_wait(and_wait(wait_deposit(1, 1, 0), pb::WaitLevel::Committed))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.transaction_id > acked.iter().map(|a| a.0).max().unwrap());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_tls_only_and_the_probe_checks_health() {
     let dir = tempfile::tempdir().unwrap();
     let rcgen::CertifiedKey { cert, signing_key } =
@@ -709,64 +639,6 @@ async fn tls_serves_tls_only_and_the_probe_checks_health() {
     assert_eq!(refused.code(), Some(1), "{refused:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_exits_0_and_keeps_every_acknowledgement() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = Server::start(&data, &[]);
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for t in 0..8_u64 {
-        let mut c = LedgerClient::new(channel.clone());
-        let acked = std::sync::Arc::clone(&acked);
-        tasks.push(tokio::spawn(async move {
-            for i in 0.. {
-                let req = and_wait(
-                    wait_deposit(1 + (t + i) % 500, 3, 0),
-                    pb::WaitLevel::Committed,
-                );
-                match c.submit_and_wait(req).await {
-                    Ok(r) => acked.lock().unwrap().push(r.into_inner().transaction_id),
-                    // After the signal: refused or cut off, never a hang.
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
-    while acked.lock().unwrap().len() < 500 {
-        tokio::task::yield_now().await;
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    let status = server.signal(libc::SIGTERM);
-    assert!(status.success(), "{status:?}");
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    let server = Server::start(&data, &[]);
-    let mut c = server.client().await;
-    for tx_id in &acked {
-        let tx = c
-            .get_transaction(pb::GetTransactionRequest { tx_id: *tx_id })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(tx.fail_reason, 0);
-    }
-    // The restarted ledger reaches at least the last acknowledged id.
-    let index = c
-        .get_pipeline_index(pb::GetPipelineIndexRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(index.committed_index >= acked.iter().copied().max().unwrap());
-}
-
 #[test]
 fn a_taken_port_or_data_dir_is_a_clear_error_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -820,4 +692,93 @@ fn a_taken_port_or_data_dir_is_a_clear_error_at_start() {
     );
     let usage = run(&["--no-such-flag"]);
     assert_eq!(usage.status.code(), Some(2));
+}
+
+/// Runs 8 clients submitting deposits with SubmitAndWait(COMMITTED) until `acks` are
+/// acknowledged (a count, not a time), then sends `signal`. Returns the server's exit
+/// status and every acknowledged `(tx_id, amount)`.
+async fn signal_under_load(
+    data: &Path,
+    signal: i32,
+    acks: usize,
+) -> (std::process::ExitStatus, Vec<(u64, u64)>) {
+    let mut server = Server::start(data, &[]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..8_u64 {
+        let mut c = LedgerClient::new(channel.clone());
+        let acked = std::sync::Arc::clone(&acked);
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                let amount = 1 + i % 9;
+                let req = and_wait(
+                    wait_deposit(1 + (t * 31 + i) % 900, amount, 0),
+                    pb::WaitLevel::Committed,
+                );
+                match c.submit_and_wait(req).await {
+                    Ok(r) => acked
+                        .lock()
+                        .unwrap()
+                        .push((r.into_inner().transaction_id, amount)),
+                    // After the signal: refused or cut off, never a hang.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < acks {
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let status = server.signal(signal);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    (status, acked)
+}
+
+/// Restarts on `data` and checks every acknowledged deposit is there, committed, with
+/// its amount; then that the ledger takes new work after them.
+async fn assert_acknowledged_survive(data: &Path, acked: &[(u64, u64)]) {
+    let server = Server::start(data, &[]);
+    let mut c = server.client().await;
+    for (tx_id, amount) in acked {
+        let tx = c
+            .get_transaction(pb::GetTransactionRequest { tx_id: *tx_id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(tx.fail_reason, 0);
+        let debit = tx.entries.iter().find(|e| e.kind() == pb::EntryKind::Debit);
+        assert_eq!(debit.unwrap().amount, *amount);
+    }
+    let r = c
+        .submit_and_wait(and_wait(wait_deposit(1, 1, 0), pb::WaitLevel::Committed))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.transaction_id > acked.iter().map(|a| a.0).max().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_keeps_every_committed_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, acked) = signal_under_load(&data, libc::SIGKILL, 2000).await;
+    assert_acknowledged_survive(&data, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_0_and_keeps_every_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (status, acked) = signal_under_load(&data, libc::SIGTERM, 500).await;
+    assert!(status.success(), "{status:?}");
+    assert_acknowledged_survive(&data, &acked).await;
 }
