@@ -63,11 +63,12 @@ impl ServerMetrics {
     }
 
     pub fn commit_latency(&self, took: Duration) {
+        // One counter per observation (the first bucket it fits); the page sums them up.
         let secs = took.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|bound| secs <= *bound)
+            && let Some(bucket) = self.latency_buckets.get(i)
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us
@@ -185,15 +186,22 @@ impl ServerMetrics {
                 let _ = writeln!(out, "ledger_transactions_total{{fail_code=\"{code}\"}} {v}");
             }
         }
+        self.write_latency(&mut out);
+        out
+    }
+
+    /// The submit-to-commit histogram, cumulative as Prometheus wants it.
+    fn write_latency(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP ledger_submit_commit_seconds SubmitAndWait / SubmitBatchAndWait latency to Committed or Snapshot.\n# TYPE ledger_submit_commit_seconds histogram"
         );
+        let mut cumulative = 0;
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "ledger_submit_commit_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
+                "ledger_submit_commit_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
             );
         }
         let count = self.latency_count.load(Ordering::Relaxed);
@@ -207,7 +215,32 @@ impl ServerMetrics {
             self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "ledger_submit_commit_seconds_count {count}");
-        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_render_cumulatively() {
+        let m = ServerMetrics::default();
+        m.commit_latency(Duration::from_micros(200));
+        m.commit_latency(Duration::from_millis(3));
+        m.commit_latency(Duration::from_secs(5));
+        let mut out = String::new();
+        m.write_latency(&mut out);
+        for line in [
+            "ledger_submit_commit_seconds_bucket{le=\"0.0001\"} 0",
+            "ledger_submit_commit_seconds_bucket{le=\"0.00025\"} 1",
+            "ledger_submit_commit_seconds_bucket{le=\"0.002\"} 1",
+            "ledger_submit_commit_seconds_bucket{le=\"0.005\"} 2",
+            "ledger_submit_commit_seconds_bucket{le=\"1\"} 2",
+            "ledger_submit_commit_seconds_bucket{le=\"+Inf\"} 3",
+            "ledger_submit_commit_seconds_count 3",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
+        }
     }
 }
 
