@@ -218,6 +218,28 @@ impl ServerMetrics {
     }
 }
 
+/// Serves `GET /metrics` (any path, in fact) on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let (ledger, metrics) = (Arc::clone(&ledger), Arc::clone(&metrics));
+        tokio::spawn(async move {
+            let mut buf = [0_u8; 1024];
+            // The request itself does not matter; read what the client sent first.
+            let _ = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
+            let body = metrics.render(&ledger);
+            let response = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,27 +263,5 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
         }
-    }
-}
-
-/// Serves `GET /metrics` (any path, in fact) on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) {
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let (ledger, metrics) = (Arc::clone(&ledger), Arc::clone(&metrics));
-        tokio::spawn(async move {
-            let mut buf = [0_u8; 1024];
-            // The request itself does not matter; read what the client sent first.
-            let _ = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
-            let body = metrics.render(&ledger);
-            let response = format!(
-                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
     }
 }
