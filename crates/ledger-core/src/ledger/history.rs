@@ -133,7 +133,10 @@ impl Ledger {
                 }
             })?;
             let Some(&(_, prev)) = step.first() else {
-                return Err(engine.broken_chain(account, next));
+                return Err(LedgerError::BrokenChain {
+                    account,
+                    tx_id: next,
+                });
             };
             if !page.entries.is_empty() && page.entries.len() + step.len() > limit {
                 break;
@@ -187,7 +190,7 @@ impl Ledger {
                 balance,
                 last_snapshot_tx_id: tx_id,
             }),
-            None => Err(engine.broken_chain(account, at)),
+            None => Err(LedgerError::BrokenChain { account, tx_id: at }),
         }
     }
 }
@@ -209,10 +212,6 @@ impl Engine {
         self.catch_up();
         let visible = self.visible.read().unwrap_or_else(|e| e.into_inner());
         Ok((visible.links.latest(account), visible.state.last_tx_id()))
-    }
-
-    fn broken_chain(&self, account: AccountId, tx_id: TxId) -> LedgerError {
-        LedgerError::BrokenChain { account, tx_id }
     }
 }
 
