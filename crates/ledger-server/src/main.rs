@@ -16,10 +16,13 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Named so operators (and a test) can tell the gRPC threads from the stage threads.
+    builder.enable_all().thread_name("ledger-io");
+    if let Some(n) = settings.io_threads {
+        builder.worker_threads(n.get());
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ledger-server: cannot start the async runtime: {e}");

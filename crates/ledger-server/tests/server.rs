@@ -122,6 +122,30 @@ fn wait_deposit(
     })
 }
 
+/// Threads of process `pid` whose name is `name`.
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|c| c.trim_end() == name)
+        })
+        .count()
+}
+
+#[test]
+fn io_threads_sets_the_grpc_worker_count() {
+    for n in ["1", "3"] {
+        let data = tempfile::tempdir().unwrap();
+        let server = Server::start(data.path(), &["--io-threads", n]);
+        assert_eq!(
+            threads_named(server.child.id(), "ledger-io").to_string(),
+            n,
+            "--io-threads {n}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_answers() {
     let dir = tempfile::tempdir().unwrap();
