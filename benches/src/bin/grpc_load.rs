@@ -297,8 +297,10 @@ async fn run(args: Args) -> Result<(), String> {
         errors.load(Ordering::Relaxed)
     );
     println!(
-        "latency per request (us): p50 {} p99 {} p99.9 {} max {} (n = {})",
+        "latency per request (us): p10 {} p50 {} p90 {} p99 {} p99.9 {} max {} (n = {})",
+        hist.value_at_quantile(0.1),
         hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.9),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
         hist.max(),
