@@ -18,10 +18,10 @@ fn main() {
         .init();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Named so operators (and a test) can tell the gRPC threads from the stage threads.
-    builder.enable_all().thread_name("ledger-io");
-    if let Some(n) = settings.io_threads {
-        builder.worker_threads(n.get());
-    }
+    builder
+        .enable_all()
+        .thread_name("ledger-io")
+        .worker_threads(settings.io_threads());
     let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -135,6 +135,14 @@ fn threads_named(pid: u32, name: &str) -> usize {
 
 #[test]
 fn io_threads_sets_the_grpc_worker_count() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    assert_eq!(
+        threads_named(server.child.id(), "ledger-io"),
+        cores.saturating_sub(1).max(1),
+        "the default leaves the transactor a core"
+    );
     for n in ["1", "3"] {
         let data = tempfile::tempdir().unwrap();
         let server = Server::start(data.path(), &["--io-threads", n]);
