@@ -26,6 +26,8 @@ enum Mode {
     Batch,
     /// One SubmitStream per client, --batch operations in flight.
     Stream,
+    /// One SubmitBatchStream per client, --in-flight batches of --batch operations.
+    BatchStream,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,6 +83,9 @@ struct Args {
     /// timer wakes up to 1 ms late, and that lateness is counted too.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Batches each client keeps in flight (batch-stream mode).
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
     /// Runtime worker threads of the client.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
@@ -249,18 +254,23 @@ async fn run(args: Args) -> Result<(), String> {
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
         let (done, errors) = (Arc::clone(&done), Arc::clone(&errors));
-        let (mode, batch, level, accounts) =
-            (args.mode, args.batch, args.wait.wire(), args.accounts);
+        let (mode, batch, in_flight, level, accounts) = (
+            args.mode,
+            args.batch,
+            args.in_flight,
+            args.wait.wire(),
+            args.accounts,
+        );
         // Each client's share of the offered rate, as the interval between its requests.
         let per_request = match mode {
-            Mode::Batch => batch as f64,
+            Mode::Batch | Mode::BatchStream => batch as f64,
             _ => 1.0,
         };
         let interval = (args.rate > 0.0)
             .then(|| Duration::from_secs_f64(per_request * args.concurrency as f64 / args.rate));
         tasks.push(tokio::spawn(async move {
             drive(
-                client, mode, batch, level, accounts, i as u64, interval, done, errors,
+                client, mode, batch, in_flight, level, accounts, i as u64, interval, done, errors,
             )
             .await
         }));
@@ -319,6 +329,7 @@ async fn drive(
     mut client: LedgerClient<Channel>,
     mode: Mode,
     batch: usize,
+    in_flight: usize,
     level: i32,
     accounts: u64,
     seed: u64,
@@ -417,6 +428,58 @@ async fn drive(
                 }
                 sent_at.push_back(Instant::now());
                 if tx.send(transfer(&mut rng, accounts, level)).await.is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+        }
+        Mode::BatchStream => {
+            // Keep `in_flight` batches outstanding: send the next as each answer arrives.
+            let in_flight = in_flight.max(1);
+            let (tx, rx) = tokio::sync::mpsc::channel::<pb::SubmitBatchAndWaitRequest>(in_flight);
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+            let mut responses = match client.submit_batch_stream(stream).await {
+                Ok(r) => r.into_inner(),
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    return (hist, 0);
+                }
+            };
+            let mut next_batch = || pb::SubmitBatchAndWaitRequest {
+                operations: (0..batch)
+                    .map(|_| transfer(&mut rng, accounts, 0))
+                    .collect(),
+                wait_level: level,
+            };
+            let mut sent_at = std::collections::VecDeque::new();
+            for _ in 0..in_flight {
+                let request = next_batch();
+                sent_at.push_back(Instant::now());
+                if tx.send(request).await.is_err() {
+                    break;
+                }
+            }
+            loop {
+                match responses.message().await {
+                    Ok(Some(r)) => ops += r.results.len() as u64,
+                    Ok(None) => break,
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                if let Some(t) = sent_at.pop_front() {
+                    latency::record(&mut hist, t.elapsed(), 1);
+                }
+                if done.load(Ordering::Acquire) {
+                    if sent_at.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+                let request = next_batch();
+                sent_at.push_back(Instant::now());
+                if tx.send(request).await.is_err() {
                     break;
                 }
             }

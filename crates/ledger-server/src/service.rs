@@ -108,6 +108,8 @@ async fn wait_result(
 }
 
 type ResultStream = Pin<Box<dyn Stream<Item = Result<pb::SubmitAndWaitResponse, Status>> + Send>>;
+type BatchResultStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SubmitBatchAndWaitResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
@@ -175,27 +177,10 @@ impl pb::ledger_server::Ledger for LedgerService {
                 .map(|r| r.operation.map(Into::into)),
         )?;
         let ids = self.submit_batch(ops)?;
-        let mut results = Vec::with_capacity(ids.len());
-        if let Some(&last) = ids.last() {
-            // Ids are contiguous: once the last reached the level, all did.
-            self.ledger
-                .wait_for_async(last, level)
-                .await
-                .map_err(|e| errors::status(&e))?;
-        }
-        for id in ids {
-            let outcome = self
-                .ledger
-                .try_outcome(id)
-                .map_err(|e| errors::status(&e))?;
-            let result = SubmitResult::new(id, outcome);
-            self.metrics.outcome(result.fail_reason);
-            results.push(convert::submit_result(result));
-        }
-        if level != WaitLevel::Processed {
-            self.metrics.commit_latency(started.elapsed());
-        }
-        Ok(Response::new(pb::SubmitBatchAndWaitResponse { results }))
+        let batch = SubmittedBatch::new(&ids, level, started);
+        Ok(Response::new(
+            batch.answer(&self.ledger, &self.metrics).await?,
+        ))
     }
 
     async fn get_balance(
@@ -400,6 +385,109 @@ impl pb::ledger_server::Ledger for LedgerService {
             rx: out_rx,
             current: Vec::new().into_iter(),
         })))
+    }
+
+    type SubmitBatchStreamStream = BatchResultStream;
+
+    async fn submit_batch_stream(
+        &self,
+        request: Request<Streaming<pb::SubmitBatchAndWaitRequest>>,
+    ) -> Result<Response<Self::SubmitBatchStreamStream>, Status> {
+        auth::require(&request, Role::Write)?;
+        let mut inbound = request.into_inner();
+        // Submitted batches, in order, to the task that answers them; a full channel stops
+        // the reader: at most this many batches in flight per stream (bounded memory).
+        let (pending_tx, mut pending_rx) =
+            mpsc::channel::<Result<SubmittedBatch, Status>>(STREAM_GROUPS_IN_FLIGHT);
+        let (out_tx, out_rx) = mpsc::channel(STREAM_GROUPS_IN_FLIGHT);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut index = 0usize;
+            while let Some(message) = inbound.next().await {
+                let started = Instant::now();
+                let submitted = message.and_then(|req| {
+                    let level = convert::wait_level(req.wait_level)?;
+                    let ops = service.operations(
+                        req.operations
+                            .into_iter()
+                            .map(|r| r.operation.map(Into::into)),
+                    )?;
+                    let ids = service.submit_batch(ops)?;
+                    Ok(SubmittedBatch::new(&ids, level, started))
+                });
+                let failed = submitted.is_err();
+                let submitted = submitted
+                    .map_err(|s| Status::new(s.code(), format!("batch {index}: {}", s.message())));
+                if pending_tx.send(submitted).await.is_err() || failed {
+                    return;
+                }
+                index += 1;
+            }
+        });
+        let ledger = Arc::clone(&self.ledger);
+        let metrics = Arc::clone(&self.metrics);
+        tokio::spawn(async move {
+            while let Some(batch) = pending_rx.recv().await {
+                let answer = match batch {
+                    Ok(batch) => batch.answer(&ledger, &metrics).await,
+                    Err(status) => Err(status),
+                };
+                let failed = answer.is_err();
+                if out_tx.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out_rx),
+        )))
+    }
+}
+
+/// A submitted batch waiting for its answer: ids `first..first + count` at `level`.
+#[derive(Debug)]
+struct SubmittedBatch {
+    first: TxId,
+    count: u64,
+    level: WaitLevel,
+    started: Instant,
+}
+
+impl SubmittedBatch {
+    fn new(ids: &[TxId], level: WaitLevel, started: Instant) -> SubmittedBatch {
+        SubmittedBatch {
+            first: ids.first().copied().unwrap_or(0),
+            count: ids.len() as u64,
+            level,
+            started,
+        }
+    }
+
+    /// Waits once, for the last id (ids are contiguous: once the last reached the level,
+    /// all did), then reads every outcome from memory.
+    async fn answer(
+        &self,
+        ledger: &Ledger,
+        metrics: &ServerMetrics,
+    ) -> Result<pb::SubmitBatchAndWaitResponse, Status> {
+        let ids = self.first..self.first + self.count;
+        if let Some(last) = ids.clone().last() {
+            ledger
+                .wait_for_async(last, self.level)
+                .await
+                .map_err(|e| errors::status(&e))?;
+        }
+        let mut results = Vec::with_capacity(ids.clone().count());
+        for id in ids {
+            let outcome = ledger.try_outcome(id).map_err(|e| errors::status(&e))?;
+            let result = SubmitResult::new(id, outcome);
+            metrics.outcome(result.fail_reason);
+            results.push(convert::submit_result(result));
+        }
+        if self.level != WaitLevel::Processed {
+            metrics.commit_latency(self.started.elapsed());
+        }
+        Ok(pb::SubmitBatchAndWaitResponse { results })
     }
 }
 

@@ -338,6 +338,119 @@ async fn every_method_answers() {
     assert!(seen.windows(2).all(|w| w[1] == w[0] + 1));
 }
 
+/// A batch of `n` deposits of 1 into `account`, for SubmitBatchStream.
+fn deposit_batch(account: u64, n: usize, level: pb::WaitLevel) -> pb::SubmitBatchAndWaitRequest {
+    pb::SubmitBatchAndWaitRequest {
+        operations: (0..n)
+            .map(|_| and_wait(wait_deposit(account, 1, 0), pb::WaitLevel::Processed))
+            .collect(),
+        wait_level: level.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_stream_answers_each_batch_in_order_and_stops_at_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let mut c = server.client().await;
+    // 20 batches of 1..=20 deposits sent at once (many in flight), every wait level.
+    let levels = [
+        pb::WaitLevel::Processed,
+        pb::WaitLevel::Committed,
+        pb::WaitLevel::Snapshot,
+    ];
+    let batches: Vec<_> = (1..=20)
+        .map(|n| deposit_batch(3, n, levels[n % 3]))
+        .collect();
+    let mut answers = c
+        .submit_batch_stream(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next_id = None;
+    for n in 1..=20u64 {
+        let batch = answers
+            .message()
+            .await
+            .unwrap()
+            .expect("one answer per batch");
+        assert_eq!(batch.results.len() as u64, n, "answers come in batch order");
+        for r in &batch.results {
+            assert_eq!(r.fail_reason, 0);
+            let expected = next_id.unwrap_or(r.transaction_id);
+            assert_eq!(r.transaction_id, expected, "contiguous ids across batches");
+            next_id = Some(expected + 1);
+        }
+    }
+    assert!(answers.message().await.unwrap().is_none());
+    // The last batch (20 % 3 = 2) waited for the snapshot level: every deposit before it
+    // is visible to reads.
+    let total: u64 = (1..=20).sum();
+    let balance = c
+        .get_balance(pb::GetBalanceRequest { account_id: 3 })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance;
+    assert_eq!(balance, total as i64);
+    let statuses = c
+        .get_transaction_statuses(pb::GetStatusesRequest {
+            transaction_ids: (next_id.unwrap() - total..next_id.unwrap()).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(statuses.results.len() as u64, total);
+    assert!(statuses.results.iter().all(|s| s.fail_reason == 0));
+
+    // The third batch holds a zero amount: two answers, then INVALID_ARGUMENT naming the
+    // batch and the operation; nothing of the bad batch is submitted.
+    let mut bad = deposit_batch(4, 3, pb::WaitLevel::Committed);
+    bad.operations[1] = and_wait(wait_deposit(4, 0, 0), pb::WaitLevel::Committed);
+    let batches = vec![
+        deposit_batch(4, 2, pb::WaitLevel::Committed),
+        deposit_batch(4, 2, pb::WaitLevel::Committed),
+        bad,
+        deposit_batch(4, 2, pb::WaitLevel::Committed),
+    ];
+    let mut answers = c
+        .submit_batch_stream(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answered = 0;
+    let err = loop {
+        match answers.message().await {
+            Ok(Some(_)) => answered += 1,
+            Ok(None) => panic!("the stream ended without an error"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(answered, 2);
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("batch 2: operation 1:"),
+        "{}",
+        err.message()
+    );
+    // The server keeps serving; account 4 got exactly the first two batches.
+    let index = c
+        .get_pipeline_index(pb::GetPipelineIndexRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    c.submit_and_wait(and_wait(wait_deposit(5, 1, 0), pb::WaitLevel::Snapshot))
+        .await
+        .unwrap();
+    let balance = c
+        .get_balance(pb::GetBalanceRequest { account_id: 4 })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance;
+    assert_eq!(balance, 4, "index before: {index:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_right_status_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
