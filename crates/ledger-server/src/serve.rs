@@ -19,6 +19,26 @@ use crate::settings::Settings;
 /// # Errors
 /// A message for anything that stops the server from starting or stopping cleanly.
 pub async fn run(settings: Settings) -> Result<(), String> {
+    // Bound before the ledger starts: a taken port fails fast, without touching the data.
+    // Connections made during recovery wait in the backlog.
+    let listen = settings.listen();
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("listen on {listen}: {e}"))?;
+    serve(listener, settings, shutdown_signal()).await
+}
+
+/// Serves on `listener` (already bound: `settings.listen()` is not used) until `shutdown`
+/// resolves, then finishes in-flight requests and stops the ledger durably. Embedders
+/// and tests bind port 0 themselves and know the port before the ledger starts.
+///
+/// # Errors
+/// A message for anything that stops the server from starting or stopping cleanly.
+pub async fn serve(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), String> {
     let tokens = match &settings.token_file {
         Some(path) => Tokens::load(path)?,
         None => Tokens::open(),
@@ -31,7 +51,9 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         }
         _ => None,
     };
-    let listen = settings.listen();
+    let listen = listener
+        .local_addr()
+        .map_err(|e| format!("listening socket: {e}"))?;
     if !listen.ip().is_loopback() && (tls.is_none() || tokens.is_open()) {
         tracing::warn!(
             %listen,
@@ -41,14 +63,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         );
     }
 
-    // Bound before the ledger starts: a taken port fails fast, without touching the data.
-    // Connections made during recovery wait in the backlog.
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("listen on {listen}: {e}"))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("listen on {listen}: {e}"))?;
+    let bound = listen;
     let config = settings.ledger_config();
     let mut ledger = Ledger::new(config.clone());
     tokio::task::block_in_place(|| ledger.start()).map_err(|e| format!("start: {e}"))?;
@@ -117,7 +132,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ledger_api)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await;
     if let Some(task) = metrics_task {
         task.abort();

@@ -927,3 +927,41 @@ async fn sigterm_under_load_exits_0_and_keeps_every_acknowledgement() {
     assert!(status.success(), "{status:?}");
     assert_acknowledged_survive(&data, &acked).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_in_process_on_a_bound_listener_until_told_to_stop() {
+    use ledger_server::settings::Settings;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: Some(dir.path().join("data")),
+        max_accounts: Some(1000),
+        ..Settings::default()
+    };
+    for round in 1..=2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(ledger_server::serve::serve(
+            listener,
+            settings.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let mut c = LedgerClient::connect(format!("http://{addr}")).await.unwrap();
+        c.submit_and_wait(and_wait(wait_deposit(9, 5, 0), pb::WaitLevel::Snapshot))
+            .await
+            .unwrap();
+        let balance = c
+            .get_balance(pb::GetBalanceRequest { account_id: 9 })
+            .await
+            .unwrap()
+            .into_inner()
+            .balance;
+        // The second round runs on the first one's data: it was stopped durably.
+        assert_eq!(balance, 5 * round);
+        drop(c);
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
+    }
+}
