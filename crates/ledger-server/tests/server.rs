@@ -948,7 +948,9 @@ async fn serve_in_process_on_a_bound_listener_until_told_to_stop() {
                 let _ = stopped.await;
             },
         ));
-        let mut c = LedgerClient::connect(format!("http://{addr}")).await.unwrap();
+        let mut c = LedgerClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
         c.submit_and_wait(and_wait(wait_deposit(9, 5, 0), pb::WaitLevel::Snapshot))
             .await
             .unwrap();
