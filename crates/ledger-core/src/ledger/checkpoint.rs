@@ -18,7 +18,7 @@ use super::metrics::Metrics;
 use super::visible::Visible;
 
 /// The payload format of a ledger snapshot (inside the snapshot file format).
-pub(crate) const STATE_FORMAT: u32 = 1;
+pub const STATE_FORMAT: u32 = 1;
 
 /// The largest `max_accounts` a snapshot can hold: the payload is an rkyv archive with
 /// 32-bit relative pointers (2 GiB), and each account takes 16 bytes (balance and the
@@ -28,15 +28,19 @@ pub const ACCOUNTS_MAX: u64 = (1 << 27) - (1 << 24);
 
 /// One live dedup entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub(crate) struct DedupEntry {
+pub struct DedupEntry {
     pub user_ref: u64,
     pub tx_id: u64,
     pub timestamp_ns: u64,
 }
 
 /// What a snapshot file holds: the state right after transaction `last_tx_id`.
+///
+/// Public so that offline tools (`ledger-cli`) read snapshots with the engine's own type:
+/// `ledger_snapshot::open_file::<SnapshotState>` validates the archive as this type.
+/// Balances are indexed by account id (`balances[a]`), `max_accounts` long.
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub(crate) struct SnapshotState {
+pub struct SnapshotState {
     pub format: u32,
     pub last_tx_id: u64,
     pub now_ns: u64,
@@ -48,7 +52,7 @@ pub(crate) struct SnapshotState {
 }
 
 impl SnapshotState {
-    pub fn of(visible: &Visible) -> SnapshotState {
+    pub(crate) fn of(visible: &Visible) -> SnapshotState {
         let mut state = SnapshotState::empty();
         state.copy_from(visible);
         state
@@ -67,7 +71,7 @@ impl SnapshotState {
 
     /// Overwrites this state with `visible`, reusing the vectors' memory: a reused copy
     /// costs a `memcpy`, a fresh one also a page fault per 4 KiB.
-    pub fn copy_from(&mut self, visible: &Visible) {
+    pub(crate) fn copy_from(&mut self, visible: &Visible) {
         let transactor = &visible.state;
         self.latest.clear();
         self.latest.extend_from_slice(visible.links.as_slice());

@@ -57,7 +57,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ledger_pipeline::{Pipeline, PipelineError, Producer, Progress, StageId, StageOptions};
 
-pub use checkpoint::ACCOUNTS_MAX;
+pub use checkpoint::{ACCOUNTS_MAX, DedupEntry, STATE_FORMAT, SnapshotState};
 pub use config::{LedgerConfig, StagePinning, WaitStrategy};
 pub use error::{FailureKind, LedgerError, SharedError};
 pub use history::{
