@@ -1,7 +1,8 @@
 //! `wal truncate-torn`: the one command that writes. It cuts a torn tail (a partly written
 //! last frame: a write that was never acknowledged) off the last segment, exactly as the
 //! engine's recovery does at start — it *is* that recovery (`Wal::open`), so the two can
-//! never disagree about what a torn tail is. Anything else wrong is refused, not cut.
+//! never disagree about what a torn tail is. A log damaged anywhere else is refused
+//! (exit 1) before anything is written.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -20,13 +21,14 @@ pub struct TruncateArgs {
 }
 
 pub fn run(wal_dir: &Path, args: &TruncateArgs) -> CliResult {
-    // Look first, read-only: say what would be cut before asking.
+    // Look first, read-only, at the whole log: a log damaged anywhere else is not
+    // touched (that needs a person), and what would be cut is shown before asking.
     let reader = WalReader::open(wal_dir)?;
     let Some(last) = reader.segments()?.pop() else {
         println!("no segments: nothing to cut");
         return Ok(());
     };
-    let mut frames = reader.frames_from(last.first_seq)?;
+    let mut frames = reader.frames();
     while frames.next_frame()?.is_some() {}
     let Some(SegmentEnd::Torn {
         offset,
