@@ -38,7 +38,7 @@ fn truncate_torn_with_yes_cuts_the_tail_and_says_what() {
     assert_eq!(run.code, 0, "{run:?}");
     let name = last.file_name().unwrap().to_str().unwrap();
     assert!(
-        run.stdout.contains(&format!("cut 45 bytes from")) && run.stdout.contains(name),
+        run.stdout.contains("cut 45 bytes from") && run.stdout.contains(name),
         "{}",
         run.stdout
     );
