@@ -16,6 +16,9 @@ pub enum CliError {
     Verification(String),
     /// Bad arguments, a missing data directory, an I/O failure (exit 2).
     Usage(String),
+    /// The ledger rejected a submitted operation (exit 1): a business outcome of a client
+    /// command, with its reason.
+    Rejected(String),
     /// Standard output was closed by the reader (`| head`): not an error (exit 0).
     OutputClosed,
 }
@@ -42,7 +45,7 @@ impl CliError {
     /// The process exit code.
     pub fn code(&self) -> u8 {
         match self {
-            CliError::Verification(_) => 1,
+            CliError::Verification(_) | CliError::Rejected(_) => 1,
             CliError::Usage(_) => 2,
             CliError::OutputClosed => 0,
         }
@@ -89,6 +92,7 @@ pub fn finish(result: CliResult) -> ExitCode {
                     eprintln!("ledger-cli: verification failed: {message}");
                 }
                 CliError::Usage(message) => eprintln!("ledger-cli: error: {message}"),
+                CliError::Rejected(message) => eprintln!("ledger-cli: {message}"),
                 CliError::OutputClosed => {}
             }
             ExitCode::from(error.code())

@@ -7,8 +7,10 @@
 //! `CliResult`; adding a group is one variant in `Command` and one arm in `main`.
 
 mod balances;
+mod client;
 mod completions;
 mod data_dir;
+mod decode;
 mod dump;
 mod exit;
 mod output;
@@ -55,6 +57,9 @@ enum Command {
     Snapshot(snapshot::SnapshotCommand),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Client commands against a running ledger-server (deposit, balance, tx, ...).
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,5 +70,6 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&data, &args),
         Command::Snapshot(command) => snapshot::run(&data, command),
         Command::Completions(args) => completions::run(&args, Cli::command()),
+        Command::Client(command) => client::run(command),
     })
 }

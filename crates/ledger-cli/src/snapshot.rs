@@ -143,7 +143,7 @@ fn verify(dir: &Path, args: &VerifyArgs) -> CliResult {
             Ok(line) => sink.line(format_args!("{seq}  {line}"))?,
             Err(error) => {
                 let message = match &error {
-                    CliError::Verification(m) | CliError::Usage(m) => m.clone(),
+                    CliError::Verification(m) | CliError::Usage(m) | CliError::Rejected(m) => m.clone(),
                     CliError::OutputClosed => String::new(),
                 };
                 sink.line(format_args!("{seq}  FAILED: {message}"))?;
@@ -286,7 +286,7 @@ pub fn choose(dir: &Path, choice: SnapshotChoice) -> Result<Loaded<SnapshotState
                         "ledger-cli: note: passing over {}: {}",
                         listing.path.display(),
                         match error {
-                            CliError::Verification(m) | CliError::Usage(m) => m,
+                            CliError::Verification(m) | CliError::Usage(m) | CliError::Rejected(m) => m,
                             CliError::OutputClosed => String::new(),
                         }
                     ),

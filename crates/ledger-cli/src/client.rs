@@ -1,0 +1,745 @@
+//! Client commands: talk to a running `ledger-server` over its gRPC API.
+//!
+//! Exit codes: 0 the call succeeded (a submitted operation committed); 1 the ledger
+//! rejected the operation (its fail reason is printed); 2 a usage error, an unreachable
+//! server or an error status from it (`exit.rs`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use ledger_core::transaction::FailReason;
+use ledger_server::pb;
+use ledger_server::pb::ledger_client::LedgerClient;
+use serde_json::{Value, json};
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::exit::{CliError, CliResult};
+
+/// The client commands, flattened into `ledger-cli`'s top level.
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Deposit AMOUNT into ACCOUNT (funds come from the system account 0).
+    Deposit(Deposit),
+    /// Withdraw AMOUNT from ACCOUNT (funds go to the system account 0).
+    Withdraw(Withdraw),
+    /// Move AMOUNT from one account to another.
+    Transfer(Transfer),
+    /// Several credit/debit steps applied atomically (from flags or a JSON file).
+    Composite(Composite),
+    /// Balances as of the server's snapshot index (or right after a past transaction).
+    Balance(Balance),
+    /// Where transactions are in the pipeline, and how they ended.
+    Status(Status),
+    /// One durable transaction: entries, links, user_ref, outcome.
+    Tx(Tx),
+    /// An account's entries, newest first, one page at a time.
+    History(History),
+    /// The pipeline's computed, committed and snapshot indexes.
+    Index(Index),
+}
+
+/// How to reach the server, and how to print.
+#[derive(Args, Debug, Clone)]
+pub struct Connect {
+    /// Server address: host:port, or an http:// or https:// URL.
+    #[arg(long, env = "LEDGER_SERVER", default_value = "127.0.0.1:50051")]
+    server: String,
+    /// CA certificate (PEM) the server's certificate must chain to; turns TLS on.
+    #[arg(long, env = "LEDGER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Name to check the server's certificate against [default: the address's host].
+    #[arg(long, env = "LEDGER_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+    /// File whose first line is a bearer token (the server's --token-file entries).
+    #[arg(long, env = "LEDGER_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Seconds to wait for the connection and for each answer.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How long a submission waits before the command answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Wait {
+    /// Do not wait: print the transaction id as soon as it is sequenced.
+    None,
+    /// Executed (not yet durable).
+    Processed,
+    /// Durable in the write-ahead log.
+    Committed,
+    /// Visible to balance reads.
+    Snapshot,
+}
+
+/// Options every submission takes.
+#[derive(Args, Debug)]
+struct Submit {
+    /// Idempotency reference: a repeat within the server's window is a duplicate.
+    #[arg(long, default_value_t = 0)]
+    user_ref: u64,
+    #[arg(long, value_enum, default_value_t = Wait::Committed)]
+    wait: Wait,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Args, Debug)]
+pub struct Deposit {
+    account: u64,
+    amount: u64,
+    #[command(flatten)]
+    submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct Withdraw {
+    account: u64,
+    amount: u64,
+    #[command(flatten)]
+    submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct Transfer {
+    from: u64,
+    to: u64,
+    amount: u64,
+    #[command(flatten)]
+    submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct Composite {
+    /// A step, in order: `credit:ACCOUNT:AMOUNT` (funds leave) or `debit:ACCOUNT:AMOUNT`
+    /// (funds arrive). Repeat it.
+    #[arg(long = "step", value_parser = parse_step, required_unless_present = "file")]
+    steps: Vec<pb::Step>,
+    /// JSON file of steps instead: `[{"credit": {"account_id": 1, "amount": 5}}, ...]`,
+    /// or an object `{"steps": [...], "flags": 0, "user_ref": 0}`.
+    #[arg(long, conflicts_with = "steps")]
+    file: Option<PathBuf>,
+    /// Flags: 1 = the accounts may end negative.
+    #[arg(long)]
+    flags: Option<u32>,
+    #[command(flatten)]
+    submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct Balance {
+    /// Accounts to read (one consistent cut).
+    #[arg(required = true)]
+    accounts: Vec<u64>,
+    /// The balance right after this past transaction instead (one account).
+    #[arg(long)]
+    at: Option<u64>,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Args, Debug)]
+pub struct Status {
+    #[arg(required = true)]
+    tx_ids: Vec<u64>,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Args, Debug)]
+pub struct Tx {
+    tx_id: u64,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Args, Debug)]
+pub struct History {
+    account: u64,
+    /// Start at this transaction and go back [default: the latest].
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Entries per page (at most 1000) [default: 20].
+    #[arg(long, default_value_t = 0)]
+    limit: u32,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Args, Debug)]
+pub struct Index {
+    #[command(flatten)]
+    connect: Connect,
+}
+
+impl From<tonic::Status> for CliError {
+    fn from(s: tonic::Status) -> CliError {
+        CliError::usage(format!("server: {:?}: {}", s.code(), s.message()))
+    }
+}
+
+/// Runs one client command to completion.
+pub fn run(command: ClientCommand) -> CliResult {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))?
+        .block_on(execute(command))
+}
+
+type Client = LedgerClient<InterceptedService<Channel, Auth>>;
+
+async fn execute(command: ClientCommand) -> CliResult {
+    match command {
+        ClientCommand::Deposit(c) => {
+            let op = Operation::Deposit(pb::Deposit {
+                account: c.account,
+                amount: c.amount,
+                user_ref: c.submit.user_ref,
+            });
+            submit(op, &c.submit).await
+        }
+        ClientCommand::Withdraw(c) => {
+            let op = Operation::Withdrawal(pb::Withdrawal {
+                account: c.account,
+                amount: c.amount,
+                user_ref: c.submit.user_ref,
+            });
+            submit(op, &c.submit).await
+        }
+        ClientCommand::Transfer(c) => {
+            let op = Operation::Transfer(pb::Transfer {
+                from: c.from,
+                to: c.to,
+                amount: c.amount,
+                user_ref: c.submit.user_ref,
+            });
+            submit(op, &c.submit).await
+        }
+        ClientCommand::Composite(c) => {
+            let mut composite = match &c.file {
+                Some(path) => steps_file(path).map_err(CliError::Usage)?,
+                None => pb::Composite {
+                    steps: c.steps.clone(),
+                    ..pb::Composite::default()
+                },
+            };
+            if let Some(flags) = c.flags {
+                composite.flags = flags;
+            }
+            if c.submit.user_ref != 0 {
+                composite.user_ref = c.submit.user_ref;
+            }
+            submit(Operation::Composite(composite), &c.submit).await
+        }
+        ClientCommand::Balance(c) => balance(c).await,
+        ClientCommand::Status(c) => {
+            let mut client = connect(&c.connect).await?;
+            let r = client
+                .get_transaction_statuses(pb::GetStatusesRequest {
+                    transaction_ids: c.tx_ids.clone(),
+                })
+                .await?
+                .into_inner();
+            let rows: Vec<Value> = c
+                .tx_ids
+                .iter()
+                .zip(&r.results)
+                .map(|(id, s)| {
+                    let mut row = json!({
+                        "transaction_id": id,
+                        "status": s.status().as_str_name(),
+                        "fail_reason": s.fail_reason,
+                    });
+                    if s.fail_reason != 0 {
+                        row["reason"] = reason(s.fail_reason, 0).into();
+                    }
+                    row
+                })
+                .collect();
+            if c.connect.json {
+                println!("{}", json!({ "results": rows }));
+            } else {
+                for row in &rows {
+                    let why = row
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .map(|r| format!("  ({r})"))
+                        .unwrap_or_default();
+                    println!("{}  {}{why}", row["transaction_id"], text(&row["status"]));
+                }
+            }
+            Ok(())
+        }
+        ClientCommand::Tx(c) => {
+            let mut client = connect(&c.connect).await?;
+            let t = client
+                .get_transaction(pb::GetTransactionRequest { tx_id: c.tx_id })
+                .await?
+                .into_inner();
+            let value = json!({
+                "tx_id": t.tx_id,
+                "timestamp_ns": t.timestamp_ns,
+                "user_ref": t.user_ref,
+                "fail_reason": t.fail_reason,
+                "entries": t.entries.iter().map(entry).collect::<Vec<_>>(),
+                "links": t.links.iter().map(|l| json!({
+                    "to_tx_id": l.to_tx_id,
+                    "kind": l.kind().as_str_name(),
+                })).collect::<Vec<_>>(),
+            });
+            if c.connect.json {
+                println!("{value}");
+                return Ok(());
+            }
+            let outcome = if t.fail_reason == 0 {
+                "committed".to_owned()
+            } else {
+                format!("rejected: {}", reason(t.fail_reason, 0))
+            };
+            println!(
+                "transaction {}  {outcome}  user_ref {}  timestamp_ns {}",
+                t.tx_id, t.user_ref, t.timestamp_ns
+            );
+            for e in &t.entries {
+                println!("  {}", entry_line(e));
+            }
+            for l in &t.links {
+                println!("  link {} -> {}", l.kind().as_str_name(), l.to_tx_id);
+            }
+            Ok(())
+        }
+        ClientCommand::History(c) => {
+            let mut client = connect(&c.connect).await?;
+            let page = client
+                .get_account_history(pb::GetAccountHistoryRequest {
+                    account_id: c.account,
+                    from_tx_id: c.from,
+                    limit: c.limit,
+                })
+                .await?
+                .into_inner();
+            if c.connect.json {
+                println!(
+                    "{}",
+                    json!({
+                        "entries": page.entries.iter().map(entry).collect::<Vec<_>>(),
+                        "next_tx_id": page.next_tx_id,
+                    })
+                );
+                return Ok(());
+            }
+            for e in &page.entries {
+                println!("tx {}  {}", e.tx_id, entry_line(e));
+            }
+            if page.next_tx_id != 0 {
+                println!("more: --from {}", page.next_tx_id);
+            }
+            Ok(())
+        }
+        ClientCommand::Index(c) => {
+            let mut client = connect(&c.connect).await?;
+            let i = client
+                .get_pipeline_index(pb::GetPipelineIndexRequest {})
+                .await?
+                .into_inner();
+            if c.connect.json {
+                println!(
+                    "{}",
+                    json!({
+                        "computed_index": i.computed_index,
+                        "committed_index": i.committed_index,
+                        "snapshot_index": i.snapshot_index,
+                    })
+                );
+            } else {
+                println!(
+                    "computed {}  committed {}  snapshot {}",
+                    i.computed_index, i.committed_index, i.snapshot_index
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+type Operation = pb::submit_and_wait_request::Operation;
+
+/// Submits `op` and prints its id and outcome; a rejection is [`CliError::Rejected`].
+async fn submit(op: Operation, options: &Submit) -> CliResult {
+    let mut client = connect(&options.connect).await?;
+    let level = match options.wait {
+        Wait::None => {
+            let id = client
+                .submit_operation(pb::SubmitOperationRequest {
+                    operation: Some(unwaited(op)),
+                })
+                .await?
+                .into_inner()
+                .transaction_id;
+            if options.connect.json {
+                println!("{}", json!({ "transaction_id": id }));
+            } else {
+                println!("transaction {id} submitted");
+            }
+            return Ok(());
+        }
+        Wait::Processed => pb::WaitLevel::Processed,
+        Wait::Committed => pb::WaitLevel::Committed,
+        Wait::Snapshot => pb::WaitLevel::Snapshot,
+    };
+    let r = client
+        .submit_and_wait(pb::SubmitAndWaitRequest {
+            operation: Some(op),
+            wait_level: level.into(),
+        })
+        .await?
+        .into_inner();
+    let rejected = r.fail_reason != 0;
+    let why = reason(r.fail_reason, r.original_transaction_id);
+    if options.connect.json {
+        let mut value = json!({
+            "transaction_id": r.transaction_id,
+            "fail_reason": r.fail_reason,
+        });
+        if rejected {
+            value["reason"] = why.clone().into();
+        }
+        if r.original_transaction_id != 0 {
+            value["original_transaction_id"] = r.original_transaction_id.into();
+        }
+        println!("{value}");
+    } else if rejected {
+        println!("transaction {} rejected: {why}", r.transaction_id);
+    } else {
+        let level = match options.wait {
+            Wait::Processed => "processed",
+            Wait::Snapshot => "committed and visible",
+            _ => "committed",
+        };
+        println!("transaction {} {level}", r.transaction_id);
+    }
+    if rejected {
+        Err(CliError::Rejected(format!(
+            "transaction {} rejected: {why}",
+            r.transaction_id
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+async fn balance(c: Balance) -> CliResult {
+    let mut client = connect(&c.connect).await?;
+    if let Some(tx_id) = c.at {
+        let [account] = c.accounts[..] else {
+            return Err(CliError::Usage("--at takes exactly one account".into()));
+        };
+        let b = client
+            .get_balance_at(pb::GetBalanceAtRequest {
+                account_id: account,
+                tx_id,
+            })
+            .await?
+            .into_inner();
+        if c.connect.json {
+            println!(
+                "{}",
+                json!({ "account_id": account, "balance": b.balance, "tx_id": b.tx_id })
+            );
+        } else {
+            println!(
+                "{account}  {}  (right after transaction {})",
+                b.balance, b.tx_id
+            );
+        }
+        return Ok(());
+    }
+    let b = client
+        .get_balances(pb::GetBalancesRequest {
+            account_ids: c.accounts.clone(),
+        })
+        .await?
+        .into_inner();
+    if c.connect.json {
+        let balances: Vec<Value> = c
+            .accounts
+            .iter()
+            .zip(&b.balances)
+            .map(|(a, b)| json!({ "account_id": a, "balance": b }))
+            .collect();
+        println!(
+            "{}",
+            json!({ "balances": balances, "last_snapshot_tx_id": b.last_snapshot_tx_id })
+        );
+    } else {
+        for (account, balance) in c.accounts.iter().zip(&b.balances) {
+            println!("{account}  {balance}");
+        }
+        println!("(as of transaction {})", b.last_snapshot_tx_id);
+    }
+    Ok(())
+}
+
+/// Adds the bearer token, if any, to every request.
+#[derive(Clone)]
+struct Auth(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+async fn connect(c: &Connect) -> Result<Client, CliError> {
+    let tls = c.tls_ca.is_some();
+    let url = if c.server.contains("://") {
+        c.server.clone()
+    } else if tls {
+        format!("https://{}", c.server)
+    } else {
+        format!("http://{}", c.server)
+    };
+    let timeout = Duration::from_secs(c.timeout.max(1));
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| CliError::Usage(format!("--server {}: {e}", c.server)))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    if let Some(ca) = &c.tls_ca {
+        let pem = read(ca)?;
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+        if let Some(domain) = &c.tls_domain {
+            config = config.domain_name(domain.clone());
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| CliError::Usage(format!("TLS: {e}")))?;
+    }
+    let token = match &c.token_file {
+        Some(path) => {
+            let text = String::from_utf8(read(path)?)
+                .map_err(|_| CliError::Usage(format!("{}: not UTF-8", path.display())))?;
+            let token = text.lines().next().unwrap_or("").trim();
+            if token.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "{}: the first line holds no token",
+                    path.display()
+                )));
+            }
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                CliError::Usage(format!(
+                    "{}: the token is not printable ASCII",
+                    path.display()
+                ))
+            })?;
+            Some(value)
+        }
+        None => None,
+    };
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot reach {url}: {}", source_chain(&e))))?;
+    Ok(LedgerClient::with_interceptor(channel, Auth(token)).max_decoding_message_size(64 << 20))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// An error and its causes on one line (tonic's transport errors hide the useful part).
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The same operation for `SubmitOperation` (its oneof is a separate generated type).
+fn unwaited(op: Operation) -> pb::submit_operation_request::Operation {
+    use pb::submit_operation_request::Operation as Unwaited;
+    match op {
+        Operation::Deposit(d) => Unwaited::Deposit(d),
+        Operation::Withdrawal(w) => Unwaited::Withdrawal(w),
+        Operation::Transfer(t) => Unwaited::Transfer(t),
+        Operation::Composite(c) => Unwaited::Composite(c),
+        Operation::Named(n) => Unwaited::Named(n),
+    }
+}
+
+/// A fail code in words.
+fn reason(code: u32, original: u64) -> String {
+    u8::try_from(code)
+        .ok()
+        .and_then(|c| FailReason::from_code(c, original))
+        .map_or_else(
+            || format!("fail code {code}"),
+            |r| format!("{r} (code {code})"),
+        )
+}
+
+fn entry(e: &pb::TxEntryRecord) -> Value {
+    json!({
+        "tx_id": e.tx_id,
+        "account_id": e.account_id,
+        "kind": e.kind().as_str_name(),
+        "amount": e.amount,
+        "balance_after": e.computed_balance,
+    })
+}
+
+fn entry_line(e: &pb::TxEntryRecord) -> String {
+    format!(
+        "{:<6}  account {}  amount {}  balance after {}",
+        e.kind().as_str_name().to_lowercase(),
+        e.account_id,
+        e.amount,
+        e.computed_balance
+    )
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// `credit:ACCOUNT:AMOUNT` or `debit:ACCOUNT:AMOUNT`.
+fn parse_step(s: &str) -> Result<pb::Step, String> {
+    let mut parts = s.split(':');
+    let (Some(kind), Some(account), Some(amount), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("expected credit:ACCOUNT:AMOUNT or debit:ACCOUNT:AMOUNT".into());
+    };
+    let account_id = account
+        .parse()
+        .map_err(|_| format!("account {account:?} is not a number"))?;
+    let amount = amount
+        .parse()
+        .map_err(|_| format!("amount {amount:?} is not a non-negative integer"))?;
+    step(kind, account_id, amount)
+}
+
+fn step(kind: &str, account_id: u64, amount: u64) -> Result<pb::Step, String> {
+    use pb::step::Step as Kind;
+    let step = match kind {
+        "credit" => Kind::Credit(pb::CreditStep { account_id, amount }),
+        "debit" => Kind::Debit(pb::DebitStep { account_id, amount }),
+        other => return Err(format!("step kind {other:?}: expected credit or debit")),
+    };
+    Ok(pb::Step { step: Some(step) })
+}
+
+/// Reads a composite from a JSON file (the proto's JSON names; numbers or strings).
+fn steps_file(path: &Path) -> Result<pb::Composite, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    composite_json(&value).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn composite_json(value: &Value) -> Result<pb::Composite, String> {
+    let (steps, flags, user_ref) = match value {
+        Value::Array(steps) => (steps.as_slice(), 0, 0),
+        Value::Object(o) => (
+            o.get("steps")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .ok_or("expected \"steps\": [...]")?,
+            o.get("flags").map_or(Ok(0), |v| {
+                number(v).and_then(|n| u32::try_from(n).map_err(|_| "flags above 2^32".into()))
+            })?,
+            o.get("user_ref").map_or(Ok(0), number)?,
+        ),
+        _ => return Err("expected an array of steps or an object with \"steps\"".into()),
+    };
+    let steps = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let one = s
+                .as_object()
+                .filter(|o| o.len() == 1)
+                .and_then(|o| o.iter().next())
+                .ok_or_else(|| {
+                    format!("step {i}: expected {{\"credit\": {{...}}}} or {{\"debit\": {{...}}}}")
+                })?;
+            let (kind, fields) = one;
+            let field = |name: &str| {
+                fields
+                    .get(name)
+                    .ok_or_else(|| format!("step {i}: missing {name}"))
+                    .and_then(|v| number(v).map_err(|e| format!("step {i}: {name}: {e}")))
+            };
+            step(kind, field("account_id")?, field("amount")?).map_err(|e| format!("step {i}: {e}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(pb::Composite {
+        steps,
+        flags,
+        user_ref,
+    })
+}
+
+/// A JSON number or decimal string (the proto JSON mapping writes 64-bit ints as strings).
+fn number(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Number(n) => n.as_u64().ok_or_else(|| format!("{n} is not a u64")),
+        Value::String(s) => s.parse().map_err(|_| format!("{s:?} is not a u64")),
+        other => Err(format!("{other} is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_parse_from_flags_and_json() {
+        let credit = parse_step("credit:3:70").unwrap();
+        assert!(matches!(
+            credit.step,
+            Some(pb::step::Step::Credit(pb::CreditStep {
+                account_id: 3,
+                amount: 70
+            }))
+        ));
+        assert!(parse_step("debit:3").is_err());
+        assert!(parse_step("loan:3:1").is_err());
+        assert!(parse_step("debit:3:-1").is_err());
+        let c = composite_json(&json!({
+            "steps": [
+                {"credit": {"account_id": 1, "amount": "5"}},
+                {"debit": {"account_id": 2, "amount": 5}}
+            ],
+            "flags": 1,
+            "user_ref": "9"
+        }))
+        .unwrap();
+        assert_eq!((c.steps.len(), c.flags, c.user_ref), (2, 1, 9));
+        let e = composite_json(&json!([{"debit": {"account_id": 2}}])).unwrap_err();
+        assert!(e.contains("step 0: missing amount"), "{e}");
+        assert!(composite_json(&json!({"flags": 1})).is_err());
+    }
+
+    #[test]
+    fn fail_codes_read_as_words() {
+        assert_eq!(reason(1, 0), "insufficient funds (code 1)");
+        assert_eq!(reason(7, 12), "duplicate of transaction 12 (code 7)");
+        assert_eq!(reason(300, 0), "fail code 300");
+    }
+}

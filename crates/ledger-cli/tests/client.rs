@@ -1,0 +1,305 @@
+//! The client commands of the real `ledger-cli` binary against a real server (served
+//! in-process by `ledger_server::serve::serve` on a port bound here).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ledger_server::settings::Settings;
+use serde_json::Value;
+
+/// A server on its own runtime and thread, stopped (durably) when dropped.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Server {
+    fn start(data: &Path, extra: impl FnOnce(&mut Settings)) -> Server {
+        let mut settings = Settings {
+            data_dir: Some(data.to_path_buf()),
+            max_accounts: Some(1000),
+            ..Settings::default()
+        };
+        extra(&mut settings);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, addr) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                bound.send(listener.local_addr().unwrap()).unwrap();
+                ledger_server::serve::serve(listener, settings, async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        Server {
+            addr: addr.recv().unwrap(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `ledger-cli ARGS --server ADDR`.
+    fn cli(&self, args: &[&str]) -> Output {
+        let addr = self.addr.to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", &addr]);
+        cli(&all)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ledger-cli"))
+        .args(args)
+        .env_remove("LEDGER_SERVER")
+        .env_remove("LEDGER_TOKEN_FILE")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Runs a command that must succeed and print one JSON object.
+fn json(server: &Server, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let o = server.cli(&all);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    serde_json::from_str(stdout(&o).trim()).unwrap()
+}
+
+#[test]
+fn every_client_command_against_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), |_| {});
+
+    let d = json(&server, &["deposit", "1", "1000", "--user-ref", "77"]);
+    assert_eq!(d["fail_reason"], 0);
+    let deposit_id = d["transaction_id"].as_u64().unwrap();
+    assert!(deposit_id >= 1);
+    let t = json(
+        &server,
+        &["transfer", "1", "2", "300", "--wait", "snapshot"],
+    );
+    let transfer_id = t["transaction_id"].as_u64().unwrap();
+    assert_eq!(transfer_id, deposit_id + 1);
+    let w = json(&server, &["withdraw", "2", "100", "--wait", "processed"]);
+    assert_eq!(w["fail_reason"], 0);
+    // Composite from flags: 1 pays 50 to 3 and a fee of 5 to 0, atomically.
+    let c = json(
+        &server,
+        &[
+            "composite",
+            "--step",
+            "credit:1:55",
+            "--step",
+            "debit:3:50",
+            "--step",
+            "debit:0:5",
+            "--wait",
+            "snapshot",
+        ],
+    );
+    assert_eq!(c["fail_reason"], 0);
+    // Composite from a file, in the proto's JSON names.
+    let file = dir.path().join("steps.json");
+    std::fs::write(
+        &file,
+        r#"{"steps": [{"credit": {"account_id": 3, "amount": "10"}},
+                       {"debit": {"account_id": 4, "amount": 10}}], "user_ref": 5}"#,
+    )
+    .unwrap();
+    let f = json(
+        &server,
+        &[
+            "composite",
+            "--file",
+            file.to_str().unwrap(),
+            "--wait",
+            "snapshot",
+        ],
+    );
+    assert_eq!(f["fail_reason"], 0);
+
+    let b = json(&server, &["balance", "1", "2", "3", "4"]);
+    let balances: Vec<i64> = b["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["balance"].as_i64().unwrap())
+        .collect();
+    assert_eq!(balances, [645, 200, 40, 10]);
+    let at = json(&server, &["balance", "1", "--at", &deposit_id.to_string()]);
+    assert_eq!(at["balance"], 1000);
+
+    let s = json(
+        &server,
+        &["status", &deposit_id.to_string(), &transfer_id.to_string()],
+    );
+    assert_eq!(s["results"][0]["status"], "ON_SNAPSHOT");
+
+    let tx = json(&server, &["tx", &transfer_id.to_string()]);
+    assert_eq!(tx["tx_id"].as_u64(), Some(transfer_id));
+    let entries = tx["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().any(|e| e["account_id"] == 2
+        && e["kind"] == "DEBIT"
+        && e["amount"] == 300
+        && e["balance_after"] == 300));
+
+    let h = json(&server, &["history", "1", "--limit", "1"]);
+    assert_eq!(h["entries"].as_array().unwrap().len(), 1);
+    assert_ne!(h["next_tx_id"], 0);
+
+    let i = json(&server, &["index"]);
+    assert!(i["snapshot_index"].as_u64().unwrap() >= transfer_id);
+
+    // Text output: the same facts, for people.
+    let o = server.cli(&["balance", "2"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("2  200\n"), "{}", stdout(&o));
+    let o = server.cli(&["tx", &transfer_id.to_string()]);
+    assert!(stdout(&o).contains("committed"), "{}", stdout(&o));
+    let o = server.cli(&["deposit", "5", "1", "--wait", "none"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).ends_with(" submitted\n"), "{}", stdout(&o));
+}
+
+#[test]
+fn rejections_exit_1_and_errors_exit_2_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), |_| {});
+    // Insufficient funds: the ledger's answer, exit 1, the reason in words.
+    let o = server.cli(&["withdraw", "7", "10"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("insufficient funds (code 1)"),
+        "{}",
+        stdout(&o)
+    );
+    // The same user_ref twice: a duplicate naming the original.
+    let first = server.cli(&["deposit", "7", "10", "--user-ref", "42", "--json"]);
+    assert_eq!(first.status.code(), Some(0));
+    let original: Value = serde_json::from_str(stdout(&first).trim()).unwrap();
+    let again = server.cli(&["deposit", "7", "10", "--user-ref", "42", "--json"]);
+    assert_eq!(again.status.code(), Some(1));
+    let again: Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(again["fail_reason"], 7);
+    assert_eq!(again["original_transaction_id"], original["transaction_id"]);
+    // Bad input the server refuses: exit 2, the status on stderr.
+    let o = server.cli(&["deposit", "7", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("InvalidArgument"), "{}", stderr(&o));
+    let o = server.cli(&["balance", "5000"]);
+    assert_eq!(o.status.code(), Some(2));
+    // Usage errors: exit 2 before any connection.
+    assert_eq!(
+        server
+            .cli(&["composite", "--step", "loan:1:2"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(server.cli(&["deposit", "1"]).status.code(), Some(2));
+    let o = server.cli(&["balance", "1", "2", "--at", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--at takes exactly one account"));
+    // Nobody listening: exit 2 naming the address.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let o = cli(&["index", "--server", &addr, "--timeout", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
+    // The server kept serving through all of it.
+    assert_eq!(server.cli(&["index"]).status.code(), Some(0));
+}
+
+#[test]
+fn tokens_go_with_every_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "read reader-secret-0123456789\nwrite writer-secret-0123456789\n",
+    )
+    .unwrap();
+    let token_file = tokens.clone();
+    let server = Server::start(&dir.path().join("data"), move |s| {
+        s.token_file = Some(token_file);
+    });
+    let write = dir.path().join("write.token");
+    std::fs::write(&write, "writer-secret-0123456789\n").unwrap();
+    let read = dir.path().join("read.token");
+    std::fs::write(&read, "reader-secret-0123456789\n").unwrap();
+    let (write, read) = (write.to_str().unwrap(), read.to_str().unwrap());
+
+    let o = server.cli(&["deposit", "1", "5", "--token-file", write]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = server.cli(&["deposit", "1", "5", "--token-file", read]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
+    let o = server.cli(&["index", "--token-file", read]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = server.cli(&["index"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Unauthenticated"), "{}", stderr(&o));
+}
+
+#[test]
+fn tls_with_the_servers_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+    let (c, k) = (cert_path.clone(), key_path.clone());
+    let server = Server::start(&dir.path().join("data"), move |s| {
+        s.tls_cert = Some(c);
+        s.tls_key = Some(k);
+    });
+    let ca = cert_path.to_str().unwrap();
+    let o = server.cli(&[
+        "deposit",
+        "1",
+        "5",
+        "--tls-ca",
+        ca,
+        "--tls-domain",
+        "localhost",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Plaintext against a TLS server fails cleanly.
+    let o = server.cli(&["index", "--timeout", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    // A certificate for another name is refused.
+    let o = server.cli(&["index", "--tls-ca", ca, "--tls-domain", "example.org"]);
+    assert_eq!(o.status.code(), Some(2));
+}
