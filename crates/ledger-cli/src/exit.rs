@@ -42,6 +42,14 @@ impl CliError {
         CliError::Usage(format!("{}: {error}", path.display()))
     }
 
+    /// The message, without the kind (empty for a closed output).
+    pub fn message(&self) -> &str {
+        match self {
+            CliError::Verification(m) | CliError::Usage(m) | CliError::Rejected(m) => m,
+            CliError::OutputClosed => "",
+        }
+    }
+
     /// The process exit code.
     pub fn code(&self) -> u8 {
         match self {

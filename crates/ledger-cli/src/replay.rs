@@ -4,22 +4,22 @@
 //! passes. Stops at `--until` for point-in-time balances.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use ledger_core::ledger::ACCOUNTS_MAX;
-use ledger_core::record::FrameDecoder;
-use ledger_core::transaction::Outcome;
+use ledger_core::transaction::TxId;
 use ledger_snapshot::list_dir;
-use ledger_wal::{FrameKind, SegmentEnd, WalError, WalReader, segment_file_name};
+use ledger_wal::{WalError, WalReader};
 
 use crate::balances::{ApplyError, Balances};
 use crate::data_dir::DataDir;
+use crate::decode::{self, Batch, Chunk, Decoder, Spare};
 use crate::exit::{CliError, CliResult};
 use crate::output::Sink;
 use crate::progress::WalProgress;
 use crate::snapshot::{self, BalanceRow, SnapshotChoice};
-use crate::wal::record_error;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -49,6 +49,10 @@ pub struct ReplayArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Records per hand-over between the two threads (tests use small ones to cross many
+    /// chunk boundaries).
+    #[arg(long, hide = true, default_value_t = decode::CHUNK_RECORDS)]
+    chunk_records: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,6 +62,11 @@ pub enum Format {
     /// One `{"account": A, "balance": B}` object per line.
     Json,
 }
+
+/// How many transactions ahead of applying their balances are prefetched.
+const PREFETCH_AHEAD: usize = 16;
+/// Chunks queued between the two threads.
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
     let wal_dir = data.wal_dir()?;
@@ -95,10 +104,9 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
         _ => Vec::new(),
     };
     checks.reverse(); // popped in ascending order
-    let mut checked = 0usize;
 
     let reader = WalReader::open(wal_dir)?;
-    let mut frames = match reader.first_seq() {
+    let frames = match reader.first_seq() {
         None => reader.frames(),
         Some(first) if first > start + 1 => {
             return Err(CliError::usage(format!(
@@ -115,69 +123,44 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
 
     let progress = WalProgress::new(wal_dir, !args.no_progress);
     let started = Instant::now();
-    let mut last = start;
-    let mut next_check = checks.last().map_or(u64::MAX, |c| c.0);
-    'frames: while let Some(frame) = frames.next_frame()? {
-        progress.at(frame.segment, frame.offset);
-        if frame.kind != FrameKind::Records || frame.next_seq() <= last + 1 {
-            continue;
-        }
-        if frame.first_seq > until {
-            break;
-        }
-        let segment = || wal_dir.join(segment_file_name(frame.segment));
-        let offset = frame.offset;
-        let mut decoder = FrameDecoder::new(frame.payload, frame.first_seq, frame.record_count)
-            .map_err(|e| record_error(&segment(), offset, e))?;
-        while let Some(record) = decoder
-            .next_record()
-            .map_err(|e| record_error(&segment(), offset, e))?
-        {
-            let tx_id = record.tx_id;
-            if tx_id <= last {
-                continue; // the part of the first frame the snapshot already holds
-            }
-            if tx_id > until {
-                break 'frames;
-            }
-            if tx_id != last + 1 {
-                return Err(CliError::verification(format!(
-                    "{} offset {offset}: transaction {tx_id} follows {last}",
-                    segment().display()
-                )));
-            }
-            if let Outcome::Committed = record.outcome {
-                balances.apply(tx_id, record.entries).map_err(|e| match e {
-                    ApplyError::Mismatch(e) => CliError::verification(format!(
-                        "{} offset {offset}: {e}",
-                        segment().display()
-                    )),
-                    ApplyError::TooManyAccounts { tx_id, account_id } => CliError::usage(format!(
-                        "{} offset {offset}: transaction {tx_id} names account \
-                             {account_id}, at or above --max-accounts {limit}",
-                        segment().display()
-                    )),
-                })?;
-            }
-            last = tx_id;
-            if last == next_check {
-                if let Some((seq, path)) = checks.pop() {
-                    compare(&path, seq, balances.as_slice())?;
-                    checked += 1;
-                }
-                next_check = checks.last().map_or(u64::MAX, |c| c.0);
-            }
-        }
-    }
+    let (chunk_tx, chunk_rx) = sync_channel(CHUNKS_IN_FLIGHT);
+    let (spare_tx, spare_rx) = sync_channel(2 * CHUNKS_IN_FLIGHT + 2);
+    let decoder = Decoder {
+        wal_dir,
+        after: start,
+        until,
+        chunk_records: args.chunk_records.max(1),
+    };
+    let mut applier = Applier {
+        wal_dir,
+        balances: &mut balances,
+        limit,
+        last: start,
+        checks,
+        checked: 0,
+    };
+    let (applied, ending) = std::thread::scope(|scope| {
+        let progress = &progress;
+        // The reader owns its ends of the channels: when it is done, the applier's loop
+        // ends.
+        let reader =
+            scope.spawn(move || decode::read(decoder, frames, progress, &chunk_tx, &spare_rx));
+        // The receiver is dropped when `apply_all` returns, so a reader blocked on a
+        // full channel wakes up and stops.
+        let applied = applier.apply_all(decoder, chunk_rx, &spare_tx);
+        (applied, reader.join())
+    });
+    applied?;
+    let ending = ending.map_err(|_| CliError::usage("the decoding thread panicked"))?;
     let elapsed = started.elapsed();
-    progress.finish();
+    let (last, checked) = (applier.last, applier.checked);
 
     if args.until.is_some() && last < until {
         return Err(CliError::usage(format!(
             "the WAL ends at transaction {last}, before --until {until}"
         )));
     }
-    if let Some((seq, path)) = checks.pop().filter(|c| c.0 > last) {
+    if let Some((seq, path)) = applier.checks.pop().filter(|c| c.0 > last) {
         return Err(CliError::verification(format!(
             "{} is at transaction {seq}, but the WAL ends at {last}",
             path.display()
@@ -195,9 +178,7 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
             0.0
         }
     );
-    if let (Some(SegmentEnd::Torn { offset, .. }), Some(segment)) =
-        (frames.end(), frames.current_segment())
-    {
+    if let Some((segment, offset)) = ending.torn {
         eprintln!(
             "ledger-cli: note: {} offset {offset}: torn tail after the last complete frame \
              (not replayed, as the engine's recovery would cut it)",
@@ -205,6 +186,99 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
         );
     }
     write_balances(args, &balances)
+}
+
+/// The applying half of replay (the calling thread).
+struct Applier<'a> {
+    wal_dir: &'a Path,
+    balances: &'a mut Balances,
+    limit: usize,
+    /// The last transaction applied.
+    last: TxId,
+    /// Snapshots still to compare with, the next one last.
+    checks: Vec<(u64, PathBuf)>,
+    checked: usize,
+}
+
+impl Applier<'_> {
+    fn apply_all(
+        &mut self,
+        decoder: Decoder<'_>,
+        chunks: Receiver<Result<Chunk, CliError>>,
+        spares: &SyncSender<Spare>,
+    ) -> CliResult {
+        let mut next_check = self.checks.last().map_or(u64::MAX, |c| c.0);
+        let mut own = Batch::default();
+        for chunk in chunks {
+            let batch = match chunk? {
+                Chunk::Decoded(batch) => batch,
+                Chunk::Raw(raw) => {
+                    decoder.decode(&raw, &mut own)?;
+                    let _ = spares.try_send(Spare::Raw(raw));
+                    std::mem::take(&mut own)
+                }
+            };
+            if batch.ends.is_empty() {
+                continue;
+            }
+            if batch.first_tx != self.last + 1 {
+                let (segment, offset) = batch.origin(self.wal_dir, 0);
+                return Err(CliError::verification(format!(
+                    "{} offset {offset}: transaction {} follows {}",
+                    segment.display(),
+                    batch.first_tx,
+                    self.last
+                )));
+            }
+            let mut begin = 0;
+            for (i, &end) in batch.ends.iter().enumerate() {
+                if let Some(&ahead) = batch.ends.get(i + PREFETCH_AHEAD) {
+                    let from = ahead.saturating_sub(2);
+                    self.balances
+                        .prefetch(batch.entries.get(from..ahead).unwrap_or_default());
+                }
+                let tx_id = batch.first_tx + i as u64;
+                let entries = batch.entries.get(begin..end).unwrap_or_default();
+                begin = end;
+                if !entries.is_empty() {
+                    self.balances
+                        .apply(tx_id, entries)
+                        .map_err(|e| self.apply_error(&batch, i, e))?;
+                }
+                if tx_id == next_check {
+                    if let Some((seq, path)) = self.checks.pop() {
+                        compare(&path, seq, self.balances.as_slice())?;
+                        self.checked += 1;
+                    }
+                    next_check = self.checks.last().map_or(u64::MAX, |c| c.0);
+                }
+            }
+            self.last = batch.first_tx + batch.ends.len() as u64 - 1;
+            // Keep one batch for decoding here; hand the rest back to the reader.
+            if own.entries.capacity() == 0 {
+                own = batch;
+            } else {
+                let _ = spares.try_send(Spare::Batch(batch));
+            }
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn apply_error(&self, batch: &Batch, index: usize, error: ApplyError) -> CliError {
+        let (segment, offset) = batch.origin(self.wal_dir, index);
+        match error {
+            ApplyError::Mismatch(e) => {
+                CliError::verification(format!("{} offset {offset}: {e}", segment.display()))
+            }
+            ApplyError::TooManyAccounts { tx_id, account_id } => CliError::usage(format!(
+                "{} offset {offset}: transaction {tx_id} names account {account_id}, at or \
+                 above --max-accounts {}",
+                segment.display(),
+                self.limit
+            )),
+        }
+    }
 }
 
 /// The replayed state must equal a snapshot taken at the same transaction.

@@ -142,11 +142,7 @@ fn verify(dir: &Path, args: &VerifyArgs) -> CliResult {
         match status {
             Ok(line) => sink.line(format_args!("{seq}  {line}"))?,
             Err(error) => {
-                let message = match &error {
-                    CliError::Verification(m) | CliError::Usage(m) | CliError::Rejected(m) => m.clone(),
-                    CliError::OutputClosed => String::new(),
-                };
-                sink.line(format_args!("{seq}  FAILED: {message}"))?;
+                sink.line(format_args!("{seq}  FAILED: {}", error.message()))?;
                 first_failure.get_or_insert(error);
             }
         }
@@ -285,10 +281,7 @@ pub fn choose(dir: &Path, choice: SnapshotChoice) -> Result<Loaded<SnapshotState
                     Err(error) => eprintln!(
                         "ledger-cli: note: passing over {}: {}",
                         listing.path.display(),
-                        match error {
-                            CliError::Verification(m) | CliError::Usage(m) | CliError::Rejected(m) => m,
-                            CliError::OutputClosed => String::new(),
-                        }
+                        error.message()
                     ),
                 }
             }

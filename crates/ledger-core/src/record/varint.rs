@@ -51,8 +51,9 @@ pub(super) fn get(bytes: &[u8]) -> Result<(u64, usize), VarintFault> {
     }
 }
 
-/// [`get`] for varints of two bytes or more (or none).
-#[inline]
+/// [`get`] for varints of two bytes or more (or none). Inlined: balances are mostly
+/// multi-byte, and the call cost as much as the decoding.
+#[inline(always)]
 fn get_long(bytes: &[u8]) -> Result<(u64, usize), VarintFault> {
     // Fast path: eight bytes at once, when the input has them.
     if let Some(word) = bytes.first_chunk::<8>() {
