@@ -84,6 +84,7 @@ struct Submit {
     /// Idempotency reference: a repeat within the server's window is a duplicate.
     #[arg(long, default_value_t = 0)]
     user_ref: u64,
+    /// What to wait for before answering.
     #[arg(long, value_enum, default_value_t = Wait::Committed)]
     wait: Wait,
     #[command(flatten)]
@@ -92,7 +93,9 @@ struct Submit {
 
 #[derive(Args, Debug)]
 pub struct Deposit {
+    /// The account that receives the funds.
     account: u64,
+    /// In the ledger's smallest unit (an integer).
     amount: u64,
     #[command(flatten)]
     submit: Submit,
@@ -100,7 +103,9 @@ pub struct Deposit {
 
 #[derive(Args, Debug)]
 pub struct Withdraw {
+    /// The account the funds leave.
     account: u64,
+    /// In the ledger's smallest unit (an integer).
     amount: u64,
     #[command(flatten)]
     submit: Submit,
@@ -108,8 +113,11 @@ pub struct Withdraw {
 
 #[derive(Args, Debug)]
 pub struct Transfer {
+    /// The account the funds leave.
     from: u64,
+    /// The account that receives them.
     to: u64,
+    /// In the ledger's smallest unit (an integer).
     amount: u64,
     #[command(flatten)]
     submit: Submit,
@@ -146,6 +154,7 @@ pub struct Balance {
 
 #[derive(Args, Debug)]
 pub struct Status {
+    /// Transaction ids (one request for all).
     #[arg(required = true)]
     tx_ids: Vec<u64>,
     #[command(flatten)]
@@ -154,6 +163,7 @@ pub struct Status {
 
 #[derive(Args, Debug)]
 pub struct Tx {
+    /// The transaction id.
     tx_id: u64,
     #[command(flatten)]
     connect: Connect,
@@ -161,12 +171,14 @@ pub struct Tx {
 
 #[derive(Args, Debug)]
 pub struct History {
+    /// The account whose entries to list.
     account: u64,
-    /// Start at this transaction and go back [default: the latest].
-    #[arg(long, default_value_t = 0)]
+    /// Start at this transaction and go back (0: the latest).
+    // 0 is the wire's "unset": the server picks the latest id and its page size.
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     from: u64,
-    /// Entries per page (at most 1000) [default: 20].
-    #[arg(long, default_value_t = 0)]
+    /// Entries per page, at most 1000 (0: the server's default, 20).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     limit: u32,
     #[command(flatten)]
     connect: Connect,
