@@ -28,6 +28,8 @@ enum Mode {
     Stream,
     /// One SubmitBatchStream per client, --in-flight batches of --batch operations.
     BatchStream,
+    /// Reads: one GetBalance of a random funded account per request (nothing submitted).
+    Balance,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -301,6 +303,12 @@ async fn run(args: Args) -> Result<(), String> {
             "closed loop".to_owned()
         }
     );
+    if args.mode == Mode::Balance {
+        println!(
+            "reads: {ops} in {secs:.2} s = {:.0} reads/s",
+            ops as f64 / secs
+        );
+    }
     println!(
         "committed: {committed} tx in {secs:.2} s = {:.0} tx/s ({ops} acknowledged, {} errors)",
         committed as f64 / secs,
@@ -351,6 +359,25 @@ async fn drive(
         None => Instant::now(),
     };
     match mode {
+        Mode::Balance => {
+            while !done.load(Ordering::Acquire) {
+                let t = next_start();
+                if interval.is_some() && t > Instant::now() {
+                    tokio::time::sleep_until(t.into()).await;
+                }
+                let account_id = 1 + rng.below(accounts);
+                match client
+                    .get_balance(pb::GetBalanceRequest { account_id })
+                    .await
+                {
+                    Ok(_) => ops += 1,
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latency::record(&mut hist, t.elapsed(), 1);
+            }
+        }
         Mode::Unary => {
             while !done.load(Ordering::Acquire) {
                 let t = next_start();

@@ -85,7 +85,28 @@ impl LedgerService {
         wait_result(&self.ledger, &self.metrics, tx_id, level).await
     }
 
-    /// Runs a read that may wait briefly (for the snapshot stage) off the async path.
+    /// Runs a balance read on the async path: first waits, as a future, until everything
+    /// committed before this request is visible to reads (what the read's own catch-up
+    /// would wait for, blocking), then reads from memory in place. The read's catch-up
+    /// then only waits for commits made in the nanoseconds since (rare, one snapshot-stage
+    /// batch at most). Measured: 64 GetBalance clients 2x the reads/s of handing every
+    /// read to `block_in_place` (docs/benchmarks.md).
+    async fn read_balances<T>(
+        &self,
+        f: impl FnOnce(&Ledger) -> Result<T, LedgerError>,
+    ) -> Result<T, Status> {
+        let index = self.ledger.pipeline_index();
+        if index.committed > index.snapshot {
+            // A failed ledger keeps its visible state readable: the read goes on.
+            let _ = self
+                .ledger
+                .wait_for_async(index.committed, WaitLevel::Snapshotted)
+                .await;
+        }
+        f(&self.ledger).map_err(|e| errors::status(&e))
+    }
+
+    /// Runs a read that may wait (for the snapshot stage, or the disk) off the async path.
     fn read<T>(&self, f: impl FnOnce(&Ledger) -> Result<T, LedgerError>) -> Result<T, Status> {
         tokio::task::block_in_place(|| f(&self.ledger)).map_err(|e| errors::status(&e))
     }
@@ -189,7 +210,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         auth::require(&request, Role::Read)?;
         let account = request.into_inner().account_id;
-        let b = self.read(|l| l.try_get_balance(account))?;
+        let b = self.read_balances(|l| l.try_get_balance(account)).await?;
         Ok(Response::new(pb::GetBalanceResponse {
             balance: b.balance,
             last_snapshot_tx_id: b.last_snapshot_tx_id,
@@ -202,7 +223,9 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetBalancesResponse>, Status> {
         auth::require(&request, Role::Read)?;
         let accounts = request.into_inner().account_ids;
-        let b = self.read(|l| l.try_get_balances(&accounts))?;
+        let b = self
+            .read_balances(|l| l.try_get_balances(&accounts))
+            .await?;
         Ok(Response::new(pb::GetBalancesResponse {
             balances: b.balances,
             last_snapshot_tx_id: b.last_snapshot_tx_id,

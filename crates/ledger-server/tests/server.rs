@@ -122,15 +122,27 @@ fn wait_deposit(
     })
 }
 
-/// Threads of process `pid` whose name is `name`.
-fn threads_named(pid: u32, name: &str) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter(|t| {
-            let comm = t.as_ref().unwrap().path().join("comm");
-            std::fs::read_to_string(comm).is_ok_and(|c| c.trim_end() == name)
-        })
-        .count()
+/// Threads of process `pid` whose name is `name`, once there are at least `expected` of
+/// them (a new thread names itself after it starts, so they appear one by one), or as
+/// many as there are after 10 s.
+fn threads_named(pid: u32, name: &str, expected: usize) -> usize {
+    let count = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter(|t| {
+                let comm = t.as_ref().unwrap().path().join("comm");
+                std::fs::read_to_string(comm).is_ok_and(|c| c.trim_end() == name)
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = count();
+        if n >= expected || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 #[test]
@@ -138,17 +150,19 @@ fn io_threads_sets_the_grpc_worker_count() {
     let cores = std::thread::available_parallelism().unwrap().get();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]);
+    let expected = cores.saturating_sub(1).max(1);
     assert_eq!(
-        threads_named(server.child.id(), "ledger-io"),
-        cores.saturating_sub(1).max(1),
+        threads_named(server.child.id(), "ledger-io", expected),
+        expected,
         "the default leaves the transactor a core"
     );
     for n in ["1", "3"] {
         let data = tempfile::tempdir().unwrap();
         let server = Server::start(data.path(), &["--io-threads", n]);
+        let expected: usize = n.parse().unwrap();
         assert_eq!(
-            threads_named(server.child.id(), "ledger-io").to_string(),
-            n,
+            threads_named(server.child.id(), "ledger-io", expected),
+            expected,
             "--io-threads {n}"
         );
     }
