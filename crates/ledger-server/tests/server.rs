@@ -981,3 +981,32 @@ async fn serve_in_process_on_a_bound_listener_until_told_to_stop() {
         served.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_read_sees_every_commit_acknowledged_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let mut writer = server.client().await;
+    let mut reader = server.client().await;
+    for n in 1..=200 {
+        writer
+            .submit_and_wait(and_wait(wait_deposit(6, 1, 0), pb::WaitLevel::Committed))
+            .await
+            .unwrap();
+        // Committed (not yet snapshot-level) when acknowledged: the read must wait for it.
+        let one = reader
+            .get_balance(pb::GetBalanceRequest { account_id: 6 })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(one.balance, n);
+        let many = reader
+            .get_balances(pb::GetBalancesRequest {
+                account_ids: vec![6, 7],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(many.balances, [n, 0]);
+    }
+}
