@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ledger_core::record::{
     ACCOUNT_ID_LIMIT, DecodedRecord, EncodeError, FrameDecoder, FrameEncoder, RECORD_ENTRIES_MAX,
-    RECORD_FORMAT_VERSION, RecordError, RecordRef,
+    RECORD_FORMAT_VERSION, RecordError, RecordHead, RecordRef,
 };
 use ledger_core::transaction::{
     AMOUNT_MAX, Entry, EntryKind, FailReason, Outcome, TxId, UserFailCode,
@@ -124,6 +124,66 @@ fn decode(
             Err(error) => return (out, Err(error)),
         }
     }
+}
+
+/// [`decode`] through `next_record_into`: every record's entries appended to one shared
+/// buffer (records come back without their back-links, which that call does not keep).
+fn decode_into(
+    payload: &[u8],
+    first_seq: TxId,
+    count: u32,
+) -> (Vec<(TxId, Rec)>, Result<(), RecordError>) {
+    let mut out = Vec::new();
+    let mut decoder = match FrameDecoder::new(payload, first_seq, count) {
+        Ok(decoder) => decoder,
+        Err(error) => return (out, Err(error)),
+    };
+    // Not empty to begin with: the call appends, it never clears.
+    let mut shared = vec![credit(9, 9, 9)];
+    loop {
+        let before = shared.len();
+        match decoder.next_record_into(&mut shared) {
+            Ok(Some(RecordHead {
+                tx_id,
+                timestamp_ns,
+                user_ref,
+                outcome,
+            })) => out.push((
+                tx_id,
+                Rec {
+                    timestamp_ns,
+                    user_ref,
+                    outcome,
+                    entries: shared[before..].to_vec(),
+                    prev: Vec::new(),
+                },
+            )),
+            Ok(None) => return (out, Ok(())),
+            Err(error) => {
+                assert_eq!(shared.len(), before, "entries appended by a failed record");
+                return (out, Err(error));
+            }
+        }
+    }
+}
+
+/// `decode(..)` with the back-links dropped: what [`decode_into`] must return.
+fn without_links(
+    (records, end): (Vec<(TxId, Rec)>, Result<(), RecordError>),
+) -> (Vec<(TxId, Rec)>, Result<(), RecordError>) {
+    let records = records
+        .into_iter()
+        .map(|(tx_id, rec)| {
+            (
+                tx_id,
+                Rec {
+                    prev: Vec::new(),
+                    ..rec
+                },
+            )
+        })
+        .collect();
+    (records, end)
 }
 
 /// The first error decoding `payload` as `count` records from transaction 1.
@@ -397,6 +457,29 @@ proptest! {
             let (_, end) = decode(&payload, first_seq, count - 1);
             prop_assert!(matches!(end, Err(RecordError::TrailingBytes { .. })), "{:?}", end);
         }
+    }
+
+    #[test]
+    fn decoding_into_a_shared_buffer_reads_the_same_records_and_errors(
+        (first_seq, records) in frame_gen(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 0..3),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut payload = encode(first_seq, &records);
+        for (index, mask) in flips {
+            let i = index.index(payload.len());
+            payload[i] ^= mask;
+        }
+        let count = records.len() as u32;
+        prop_assert_eq!(
+            decode_into(&payload, first_seq, count),
+            without_links(decode(&payload, first_seq, count))
+        );
+        let cut = cut.index(payload.len() + 1);
+        prop_assert_eq!(
+            decode_into(&payload[..cut], first_seq, count),
+            without_links(decode(&payload[..cut], first_seq, count))
+        );
     }
 
     #[test]

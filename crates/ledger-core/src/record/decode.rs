@@ -25,6 +25,25 @@ pub struct DecodedRecord<'a> {
     pub prev_tx_ids: &'a [TxId],
 }
 
+/// One decoded record without its entries: what [`FrameDecoder::next_record_into`]
+/// returns after appending the entries to the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHead {
+    pub tx_id: TxId,
+    pub timestamp_ns: u64,
+    pub user_ref: u64,
+    pub outcome: Outcome,
+}
+
+/// A record's body as [`FrameDecoder::record`] read it. A Pair's entries travel by value
+/// (in registers once inlined); a List's are in the decoder's buffers.
+enum Body {
+    Rejected(FailReason),
+    Pair([Entry; 2], [TxId; 2]),
+    List,
+    Empty,
+}
+
 /// Where a decoder stands before one record of a payload: enough to start decoding there
 /// without reading the records before it (see [`FrameDecoder::seek`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +72,11 @@ pub struct FrameDecoder<'p> {
     previous_ns: u64,
     entries: Vec<Entry>,
     prev_tx_ids: Vec<TxId>,
+    /// Where the current record's entries start in `entries` (0 unless appending).
+    record_start: usize,
+    /// Append each record's entries to the buffers instead of replacing them
+    /// ([`appending`](Self::appending)).
+    append: bool,
     failed: Option<RecordError>,
 }
 
@@ -74,6 +98,8 @@ impl<'p> FrameDecoder<'p> {
             previous_ns: 0,
             entries: Vec::new(),
             prev_tx_ids: Vec::new(),
+            record_start: 0,
+            append: false,
             failed: None,
         };
         decoder.start(payload, first_seq, record_count)?;
@@ -97,10 +123,53 @@ impl<'p> FrameDecoder<'p> {
             previous_ns: 0,
             entries: self.entries,
             prev_tx_ids: self.prev_tx_ids,
+            record_start: 0,
+            append: self.append,
             failed: None,
         };
         decoder.start(payload, first_seq, record_count)?;
         Ok(decoder)
+    }
+
+    /// Like [`new`](Self::new), but every record's entries and back-links are appended
+    /// to `entries` and `prev_tx_ids` (kept as given) instead of replacing the previous
+    /// record's: a caller that collects a whole frame's entries (replay) decodes straight
+    /// into its own buffers, with no copy per record. [`into_buffers`](Self::into_buffers)
+    /// gives them back. Each [`DecodedRecord`] still borrows just its own entries.
+    pub fn appending(
+        payload: &'p [u8],
+        first_seq: TxId,
+        record_count: u32,
+        entries: Vec<Entry>,
+        prev_tx_ids: Vec<TxId>,
+    ) -> Result<FrameDecoder<'p>, RecordError> {
+        let mut decoder = FrameDecoder {
+            payload: &[],
+            pos: 0,
+            next_tx_id: 0,
+            remaining: 0,
+            count: 0,
+            previous_ns: 0,
+            entries,
+            prev_tx_ids,
+            record_start: 0,
+            append: true,
+            failed: None,
+        };
+        decoder.start(payload, first_seq, record_count)?;
+        Ok(decoder)
+    }
+
+    /// How many entries the buffer holds: for an [`appending`](Self::appending) decoder,
+    /// where the last record's entries end.
+    pub fn entries_len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entry and back-link buffers (for an [`appending`](Self::appending) decoder,
+    /// everything given plus the entries of the records decoded since).
+    pub fn into_buffers(self) -> (Vec<Entry>, Vec<TxId>) {
+        (self.entries, self.prev_tx_ids)
     }
 
     fn start(&mut self, payload: &'p [u8], first_seq: TxId, count: u32) -> Result<(), RecordError> {
@@ -139,20 +208,22 @@ impl<'p> FrameDecoder<'p> {
             return Err(error.clone());
         }
         if self.remaining == 0 {
-            return match self.payload.len().checked_sub(self.pos) {
-                Some(0) | None => Ok(None),
-                Some(bytes) => Err(self.fail(RecordError::TrailingBytes {
-                    offset: self.pos,
-                    bytes,
-                })),
-            };
+            return self.end().map(|()| None);
         }
         let tx_id = self.next_tx_id;
         match self.record(tx_id) {
-            Ok((timestamp_ns, user_ref, outcome, with_entries)) => {
-                self.remaining -= 1;
-                self.next_tx_id = tx_id.wrapping_add(1);
-                self.previous_ns = timestamp_ns;
+            Ok((timestamp_ns, user_ref, body)) => {
+                self.advance(tx_id, timestamp_ns);
+                let (outcome, with_entries) = match body {
+                    Body::Rejected(reason) => (Outcome::Rejected(reason), false),
+                    Body::Pair([credit, debit], [credit_prev, debit_prev]) => {
+                        set_pair(&mut self.prev_tx_ids, credit_prev, debit_prev);
+                        set_pair(&mut self.entries, credit, debit);
+                        (Outcome::Committed, true)
+                    }
+                    Body::List => (Outcome::Committed, true),
+                    Body::Empty => (Outcome::Committed, false),
+                };
                 Ok(Some(DecodedRecord {
                     tx_id,
                     timestamp_ns,
@@ -164,6 +235,71 @@ impl<'p> FrameDecoder<'p> {
             }
             Err(error) => Err(self.fail(error)),
         }
+    }
+
+    /// The next record like [`next_record`](Self::next_record), with the same checks
+    /// (back-links included), but its entries are appended to `entries` and its
+    /// back-links are not kept. For readers that gather the entries of many records in
+    /// one buffer (replay): a Pair's two entries are written there once, straight from
+    /// the decoding, instead of into the decoder's buffer and then copied (a copy read
+    /// back right after narrower stores, which stalled on store-to-load forwarding).
+    #[inline(always)]
+    pub fn next_record_into(
+        &mut self,
+        entries: &mut Vec<Entry>,
+    ) -> Result<Option<RecordHead>, RecordError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        if self.remaining == 0 {
+            return self.end().map(|()| None);
+        }
+        let tx_id = self.next_tx_id;
+        match self.record(tx_id) {
+            Ok((timestamp_ns, user_ref, body)) => {
+                self.advance(tx_id, timestamp_ns);
+                let outcome = match body {
+                    Body::Rejected(reason) => Outcome::Rejected(reason),
+                    Body::Pair([credit, debit], _) => {
+                        entries.reserve(2);
+                        entries.push(credit);
+                        entries.push(debit);
+                        Outcome::Committed
+                    }
+                    Body::List => {
+                        entries.extend_from_slice(&self.entries);
+                        Outcome::Committed
+                    }
+                    Body::Empty => Outcome::Committed,
+                };
+                Ok(Some(RecordHead {
+                    tx_id,
+                    timestamp_ns,
+                    user_ref,
+                    outcome,
+                }))
+            }
+            Err(error) => Err(self.fail(error)),
+        }
+    }
+
+    /// After the last record: the payload must end there.
+    fn end(&mut self) -> Result<(), RecordError> {
+        match self.payload.len().checked_sub(self.pos) {
+            Some(0) | None => Ok(()),
+            Some(bytes) => Err(self.fail(RecordError::TrailingBytes {
+                offset: self.pos,
+                bytes,
+            })),
+        }
+    }
+
+    /// Moves past record `tx_id`, read successfully.
+    #[inline(always)]
+    fn advance(&mut self, tx_id: TxId, timestamp_ns: u64) {
+        self.remaining -= 1;
+        self.next_tx_id = tx_id.wrapping_add(1);
+        self.previous_ns = timestamp_ns;
     }
 
     /// How many records are left to read.
@@ -211,10 +347,9 @@ impl<'p> FrameDecoder<'p> {
         error
     }
 
-    /// Decodes the record at `pos`: `(timestamp, user_ref, outcome, whether its entries
-    /// are in self.entries)`.
+    /// Decodes the record at `pos`: `(timestamp, user_ref, body)`.
     #[inline(always)]
-    fn record(&mut self, tx_id: TxId) -> Result<(u64, u64, Outcome, bool), RecordError> {
+    fn record(&mut self, tx_id: TxId) -> Result<(u64, u64, Body), RecordError> {
         let tag_offset = self.pos;
         let tag = self.byte(tx_id)?;
         if tag & TAG_RESERVED != 0 {
@@ -243,22 +378,19 @@ impl<'p> FrameDecoder<'p> {
                 return Err(non_canonical(tx_id, offset, "user_ref"));
             }
         }
-        let (outcome, with_entries) = match tag & SHAPE_MASK {
-            SHAPE_REJECTED => (Outcome::Rejected(self.fail_reason(tx_id)?), false),
-            SHAPE_PAIR => {
-                self.pair(tx_id)?;
-                (Outcome::Committed, true)
-            }
+        let body = match tag & SHAPE_MASK {
+            SHAPE_REJECTED => Body::Rejected(self.fail_reason(tx_id)?),
+            SHAPE_PAIR => self.pair(tx_id)?,
             SHAPE_LIST => {
                 self.list(tx_id)?;
-                (Outcome::Committed, true)
+                Body::List
             }
             _ => {
                 debug_assert_eq!(tag & SHAPE_MASK, SHAPE_EMPTY);
-                (Outcome::Committed, false)
+                Body::Empty
             }
         };
-        Ok((timestamp_ns, user_ref, outcome, with_entries))
+        Ok((timestamp_ns, user_ref, body))
     }
 
     fn fail_reason(&mut self, tx_id: TxId) -> Result<FailReason, RecordError> {
@@ -286,7 +418,7 @@ impl<'p> FrameDecoder<'p> {
     }
 
     #[inline(always)]
-    fn pair(&mut self, tx_id: TxId) -> Result<(), RecordError> {
+    fn pair(&mut self, tx_id: TxId) -> Result<Body, RecordError> {
         let credit_account = self.account(tx_id)?;
         let debit_account = self.account(tx_id)?;
         let amount = self.amount(tx_id)?;
@@ -294,23 +426,23 @@ impl<'p> FrameDecoder<'p> {
         let debit_balance = varint::unzigzag(self.varint(tx_id)?);
         let credit_prev = self.link(tx_id)?;
         let debit_prev = self.link(tx_id)?;
-        set_pair(&mut self.prev_tx_ids, credit_prev, debit_prev);
-        set_pair(
-            &mut self.entries,
-            Entry {
-                account_id: credit_account,
-                amount,
-                kind: EntryKind::Credit,
-                balance_after: credit_balance,
-            },
-            Entry {
-                account_id: debit_account,
-                amount,
-                kind: EntryKind::Debit,
-                balance_after: debit_balance,
-            },
-        );
-        Ok(())
+        Ok(Body::Pair(
+            [
+                Entry {
+                    account_id: credit_account,
+                    amount,
+                    kind: EntryKind::Credit,
+                    balance_after: credit_balance,
+                },
+                Entry {
+                    account_id: debit_account,
+                    amount,
+                    kind: EntryKind::Debit,
+                    balance_after: debit_balance,
+                },
+            ],
+            [credit_prev, debit_prev],
+        ))
     }
 
     fn list(&mut self, tx_id: TxId) -> Result<(), RecordError> {
@@ -324,12 +456,16 @@ impl<'p> FrameDecoder<'p> {
             });
         }
         let count = count as usize;
-        self.entries.clear();
+        if self.append {
+            self.record_start = self.entries.len();
+        } else {
+            self.entries.clear();
+            self.prev_tx_ids.clear();
+        }
         // Reserve no more than the rest of the payload could hold: a forged count costs
         // at most a buffer proportional to the payload.
         let room = self.payload.len().saturating_sub(self.pos) / LIST_ENTRY_MIN;
         self.entries.reserve(count.min(room));
-        self.prev_tx_ids.clear();
         self.prev_tx_ids.reserve(count.min(room));
         for _ in 0..count {
             let account_and_kind = self.varint(tx_id)?;

@@ -61,7 +61,7 @@ mod encode;
 mod error;
 mod varint;
 
-pub use decode::{DecodeMark, DecodedRecord, FrameDecoder};
+pub use decode::{DecodeMark, DecodedRecord, FrameDecoder, RecordHead};
 pub use encode::FrameEncoder;
 pub use error::{EncodeError, RecordError};
 
