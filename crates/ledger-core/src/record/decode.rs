@@ -72,11 +72,6 @@ pub struct FrameDecoder<'p> {
     previous_ns: u64,
     entries: Vec<Entry>,
     prev_tx_ids: Vec<TxId>,
-    /// Where the current record's entries start in `entries` (0 unless appending).
-    record_start: usize,
-    /// Append each record's entries to the buffers instead of replacing them
-    /// ([`appending`](Self::appending)).
-    append: bool,
     failed: Option<RecordError>,
 }
 
@@ -98,8 +93,6 @@ impl<'p> FrameDecoder<'p> {
             previous_ns: 0,
             entries: Vec::new(),
             prev_tx_ids: Vec::new(),
-            record_start: 0,
-            append: false,
             failed: None,
         };
         decoder.start(payload, first_seq, record_count)?;
@@ -123,53 +116,10 @@ impl<'p> FrameDecoder<'p> {
             previous_ns: 0,
             entries: self.entries,
             prev_tx_ids: self.prev_tx_ids,
-            record_start: 0,
-            append: self.append,
             failed: None,
         };
         decoder.start(payload, first_seq, record_count)?;
         Ok(decoder)
-    }
-
-    /// Like [`new`](Self::new), but every record's entries and back-links are appended
-    /// to `entries` and `prev_tx_ids` (kept as given) instead of replacing the previous
-    /// record's: a caller that collects a whole frame's entries (replay) decodes straight
-    /// into its own buffers, with no copy per record. [`into_buffers`](Self::into_buffers)
-    /// gives them back. Each [`DecodedRecord`] still borrows just its own entries.
-    pub fn appending(
-        payload: &'p [u8],
-        first_seq: TxId,
-        record_count: u32,
-        entries: Vec<Entry>,
-        prev_tx_ids: Vec<TxId>,
-    ) -> Result<FrameDecoder<'p>, RecordError> {
-        let mut decoder = FrameDecoder {
-            payload: &[],
-            pos: 0,
-            next_tx_id: 0,
-            remaining: 0,
-            count: 0,
-            previous_ns: 0,
-            entries,
-            prev_tx_ids,
-            record_start: 0,
-            append: true,
-            failed: None,
-        };
-        decoder.start(payload, first_seq, record_count)?;
-        Ok(decoder)
-    }
-
-    /// How many entries the buffer holds: for an [`appending`](Self::appending) decoder,
-    /// where the last record's entries end.
-    pub fn entries_len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// The entry and back-link buffers (for an [`appending`](Self::appending) decoder,
-    /// everything given plus the entries of the records decoded since).
-    pub fn into_buffers(self) -> (Vec<Entry>, Vec<TxId>) {
-        (self.entries, self.prev_tx_ids)
     }
 
     fn start(&mut self, payload: &'p [u8], first_seq: TxId, count: u32) -> Result<(), RecordError> {
@@ -456,16 +406,12 @@ impl<'p> FrameDecoder<'p> {
             });
         }
         let count = count as usize;
-        if self.append {
-            self.record_start = self.entries.len();
-        } else {
-            self.entries.clear();
-            self.prev_tx_ids.clear();
-        }
+        self.entries.clear();
         // Reserve no more than the rest of the payload could hold: a forged count costs
         // at most a buffer proportional to the payload.
         let room = self.payload.len().saturating_sub(self.pos) / LIST_ENTRY_MIN;
         self.entries.reserve(count.min(room));
+        self.prev_tx_ids.clear();
         self.prev_tx_ids.reserve(count.min(room));
         for _ in 0..count {
             let account_and_kind = self.varint(tx_id)?;
