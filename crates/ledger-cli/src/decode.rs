@@ -1,10 +1,13 @@
 //! Decoding for `replay`, split over two threads. Decoding records is most of replay's
 //! work and applying them is bound by cache misses on the balance table, so the reading
-//! thread reads and verifies frames (`ledger_wal::Frames`), copies their payloads into
-//! chunks and decodes every other chunk itself (`FrameDecoder`); the applying thread
-//! decodes the others, then applies all of them in order.
+//! thread reads and verifies frames (`ledger_wal::Frames`) and copies their payloads into
+//! chunks; it decodes a chunk itself (`FrameDecoder`) while the applying thread has work
+//! queued, and otherwise hands it over raw for the applying thread to decode. The
+//! decoding work so settles wherever there is a core free for it; the applying thread
+//! applies every chunk in order.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use ledger_core::record::FrameDecoder;
@@ -28,12 +31,14 @@ pub struct RawChunk {
     records: u64,
 }
 
-/// Consecutive decoded records: `ends[i]` is where record `first_tx + i`'s entries end in
-/// `entries` (a rejected record has none).
+/// Consecutive decoded records: record `first_tx + i`'s entries are
+/// `entries[ends[i - 1]..ends[i]]`, the first one's start at `base` (a rejected record
+/// has none).
 #[derive(Debug, Default)]
 pub struct Batch {
     pub first_tx: TxId,
     pub entries: Vec<Entry>,
+    pub base: usize,
     pub ends: Vec<usize>,
     /// For error messages: `(index of the frame's first record here, segment, offset)`.
     frames: Vec<(usize, u64, u64)>,
@@ -78,6 +83,7 @@ impl Decoder<'_> {
         batch.ends.clear();
         batch.frames.clear();
         batch.first_tx = 0;
+        batch.base = 0;
         let mut start = 0;
         for &(first_seq, count, segment, offset, end) in &raw.frames {
             let payload = raw.payloads.get(start..end).unwrap_or_default();
@@ -86,19 +92,24 @@ impl Decoder<'_> {
                 |e| record_error(&self.wal_dir.join(segment_file_name(segment)), offset, e);
             let mut decoder = FrameDecoder::new(payload, first_seq, count).map_err(corrupt)?;
             batch.frames.push((batch.ends.len(), segment, offset));
-            while let Some(record) = decoder.next_record().map_err(corrupt)? {
-                // The first frame may straddle the starting snapshot, the last --until.
-                if record.tx_id <= self.after || record.tx_id > self.until {
-                    continue;
+            // Each record's entries are appended straight to the batch (no copy).
+            let mut begin = batch.entries.len();
+            while let Some(record) = decoder
+                .next_record_into(&mut batch.entries)
+                .map_err(corrupt)?
+            {
+                let end = batch.entries.len();
+                // The first frame may straddle the starting snapshot, the last --until:
+                // records outside the range leave their entries before `base` or after
+                // the last end, where nothing reads them.
+                if record.tx_id > self.after && record.tx_id <= self.until {
+                    if batch.ends.is_empty() {
+                        batch.first_tx = record.tx_id;
+                        batch.base = begin;
+                    }
+                    batch.ends.push(end);
                 }
-                if batch.ends.is_empty() {
-                    batch.first_tx = record.tx_id;
-                }
-                // Element by element: `extend_from_slice` is a call per record.
-                for entry in record.entries {
-                    batch.entries.push(*entry);
-                }
-                batch.ends.push(batch.entries.len());
+                begin = end;
             }
         }
         Ok(())
@@ -119,15 +130,17 @@ pub enum Spare {
 }
 
 /// The reading thread: sends chunks in log order to `out` until the log (or `until`)
-/// ends, the first error (sent as the last message), or the receiver hangs up.
+/// ends, the first error (sent as the last message), or the receiver hangs up. `queued`
+/// counts chunks sent and not yet taken by the applying thread.
 pub fn read(
     decoder: Decoder<'_>,
     mut frames: Frames,
     progress: &WalProgress,
     out: &SyncSender<Result<Chunk, CliError>>,
     spares: &Receiver<Spare>,
+    queued: &AtomicUsize,
 ) -> Ending {
-    if let Err(error) = read_frames(decoder, &mut frames, progress, out, spares) {
+    if let Err(error) = read_frames(decoder, &mut frames, progress, out, spares, queued) {
         let _ = out.send(Err(error));
         return Ending::default();
     }
@@ -146,11 +159,11 @@ fn read_frames(
     progress: &WalProgress,
     out: &SyncSender<Result<Chunk, CliError>>,
     spares: &Receiver<Spare>,
+    queued: &AtomicUsize,
 ) -> Result<(), CliError> {
     let mut raw = RawChunk::default();
     let mut spare_raw: Vec<RawChunk> = Vec::new();
     let mut spare_batch: Vec<Batch> = Vec::new();
-    let mut decode_here = true;
     let mut more = true;
     while more {
         let frame = frames.next_frame()?;
@@ -195,7 +208,8 @@ fn read_frames(
         next.frames.clear();
         next.records = 0;
         let full = std::mem::replace(&mut raw, next);
-        let chunk = if decode_here {
+        // The applier still has work: decode here. It is idle: give it the decoding.
+        let chunk = if queued.load(Ordering::Acquire) > 0 {
             let mut batch = spare_batch.pop().unwrap_or_default();
             decoder.decode(&full, &mut batch)?;
             spare_raw.push(full);
@@ -203,7 +217,7 @@ fn read_frames(
         } else {
             Chunk::Raw(full)
         };
-        decode_here = !decode_here;
+        queued.fetch_add(1, Ordering::AcqRel);
         if out.send(Ok(chunk)).is_err() {
             return Ok(()); // the applier stopped on an error of its own
         }

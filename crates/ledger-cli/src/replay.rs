@@ -4,6 +4,7 @@
 //! passes. Stops at `--until` for point-in-time balances.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
@@ -124,6 +125,7 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
     let progress = WalProgress::new(wal_dir, !args.no_progress);
     let started = Instant::now();
     let (chunk_tx, chunk_rx) = sync_channel(CHUNKS_IN_FLIGHT);
+    let queued = AtomicUsize::new(0);
     let (spare_tx, spare_rx) = sync_channel(2 * CHUNKS_IN_FLIGHT + 2);
     let decoder = Decoder {
         wal_dir,
@@ -141,13 +143,14 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
     };
     let (applied, ending) = std::thread::scope(|scope| {
         let progress = &progress;
+        let queued = &queued;
         // The reader owns its ends of the channels: when it is done, the applier's loop
         // ends.
-        let reader =
-            scope.spawn(move || decode::read(decoder, frames, progress, &chunk_tx, &spare_rx));
+        let reader = scope
+            .spawn(move || decode::read(decoder, frames, progress, &chunk_tx, &spare_rx, queued));
         // The receiver is dropped when `apply_all` returns, so a reader blocked on a
         // full channel wakes up and stops.
-        let applied = applier.apply_all(decoder, chunk_rx, &spare_tx);
+        let applied = applier.apply_all(decoder, chunk_rx, &spare_tx, queued);
         (applied, reader.join())
     });
     applied?;
@@ -206,10 +209,12 @@ impl Applier<'_> {
         decoder: Decoder<'_>,
         chunks: Receiver<Result<Chunk, CliError>>,
         spares: &SyncSender<Spare>,
+        queued: &AtomicUsize,
     ) -> CliResult {
         let mut next_check = self.checks.last().map_or(u64::MAX, |c| c.0);
         let mut own = Batch::default();
         for chunk in chunks {
+            queued.fetch_sub(1, Ordering::AcqRel);
             let batch = match chunk? {
                 Chunk::Decoded(batch) => batch,
                 Chunk::Raw(raw) => {
@@ -230,7 +235,7 @@ impl Applier<'_> {
                     self.last
                 )));
             }
-            let mut begin = 0;
+            let mut begin = batch.base;
             for (i, &end) in batch.ends.iter().enumerate() {
                 if let Some(&ahead) = batch.ends.get(i + PREFETCH_AHEAD) {
                     let from = ahead.saturating_sub(2);
