@@ -97,3 +97,42 @@ fn snapshot_dump_prints_the_state() {
 
     assert_eq!(cli(data, &["snapshot", "dump", "4"]).code, 2);
 }
+
+#[test]
+fn latest_passes_over_a_damaged_newest_snapshot_as_recovery_does() {
+    let data = copy();
+    let files = snapshots(data.path());
+    let (newest, victim) = files.last().unwrap().clone();
+    let (previous, _) = files[files.len() - 2];
+    let mut bytes = common::read(&victim);
+    bytes[70] ^= 0x40;
+    std::fs::write(&victim, &bytes).unwrap();
+    let name = victim.file_name().unwrap().to_str().unwrap();
+
+    let dump = cli(data.path(), &["snapshot", "dump"]);
+    assert_eq!(dump.code, 0, "{dump:?}");
+    assert_eq!(dump.json_lines()[0]["sequence"], previous);
+    assert!(dump.stderr.contains("passing over") && dump.stderr.contains(name));
+
+    // Replaying from it reaches the newest snapshot's transaction, which does not verify.
+    let replay = cli(data.path(), &["replay", "--from-snapshot", "latest"]);
+    assert_eq!(replay.code, 1, "{replay:?}");
+    assert!(replay.stderr.contains(name), "{}", replay.stderr);
+    let skip = cli(
+        data.path(),
+        &[
+            "replay",
+            "--from-snapshot",
+            "latest",
+            "--no-snapshot-check",
+            "-a",
+            "2",
+        ],
+    );
+    assert_eq!(skip.code, 0, "{skip:?}");
+    assert_eq!(
+        skip.stdout,
+        format!("account,balance\n2,{}\n", written().final_balances[2])
+    );
+    assert!(newest > previous);
+}
