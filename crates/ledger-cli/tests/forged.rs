@@ -1,12 +1,15 @@
-//! Logs whose frames pass every checksum but whose records do not add up, as only a
-//! broken writer could produce them: replay must refuse them (exit 1, naming file and
-//! offset), never panic or wrap.
+//! Logs written frame by frame here, to shapes the engine rarely makes: records whose
+//! frames pass every checksum but do not add up, as only a broken writer could produce
+//! them (replay must refuse them, exit 1, naming file and offset, never panic or wrap),
+//! and snapshots that fall inside a frame.
 
 mod common;
 
 use common::cli;
+use ledger_core::ledger::{STATE_FORMAT, SnapshotState};
 use ledger_core::record::{FrameEncoder, RecordRef};
 use ledger_core::transaction::{Entry, EntryKind, Outcome};
+use ledger_snapshot::{SnapshotConfig, SnapshotStore};
 use ledger_wal::{Wal, WalConfig};
 
 fn entry(account_id: u64, amount: u64, kind: EntryKind, balance_after: i64) -> Entry {
@@ -115,4 +118,131 @@ fn an_account_beyond_max_accounts_is_a_usage_error() {
     let ok = cli(dir.path(), &["replay", "-a", "5000"]);
     assert_eq!(ok.code, 0, "{ok:?}");
     assert_eq!(ok.stdout, "account,balance\n5000,5\n");
+}
+
+/// Deposits of 10 into accounts 1, 2, 3, ... as frames of `per_frame` transactions.
+fn deposits(dir: &std::path::Path, count: u64, per_frame: u64) {
+    let (mut wal, _) = Wal::open(dir.join("wal"), WalConfig::default()).unwrap();
+    let mut id = 1;
+    while id <= count {
+        let last = (id + per_frame - 1).min(count);
+        let mut buf = Vec::new();
+        let mut encoder = FrameEncoder::new(&mut buf, id, 1_000);
+        for tx in id..=last {
+            let entries = [
+                entry(0, 10, EntryKind::Credit, -10 * tx as i64),
+                entry(tx, 10, EntryKind::Debit, 10),
+            ];
+            let links = [if tx > 1 { tx - 1 } else { 0 }, 0];
+            encoder.push(
+                &mut buf,
+                RecordRef {
+                    timestamp_ns: 1_000,
+                    user_ref: 0,
+                    outcome: Outcome::Committed,
+                    entries: &entries,
+                    prev_tx_ids: &links,
+                },
+            );
+        }
+        wal.append(id, last, &buf).unwrap();
+        id = last + 1;
+    }
+    wal.sync().unwrap();
+}
+
+/// A snapshot of the state after deposit `seq` (as the engine would write it).
+fn snapshot_after(dir: &std::path::Path, seq: u64) {
+    let mut balances = vec![0i64; 16];
+    balances[0] = -10 * seq as i64;
+    for account in 1..=seq as usize {
+        balances[account] = 10;
+    }
+    let state = SnapshotState {
+        format: STATE_FORMAT,
+        last_tx_id: seq,
+        now_ns: 1_000,
+        balances,
+        dedup: Vec::new(),
+        latest: vec![0; 16],
+    };
+    let store = SnapshotStore::open(dir.join("snapshots"), SnapshotConfig::default()).unwrap();
+    store.write(seq, &state).unwrap();
+}
+
+#[test]
+fn a_snapshot_inside_a_frame_is_a_valid_start_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    // Frames of four: 1-4, 5-8, 9-12; snapshots at 6 and 10, inside frames.
+    deposits(dir.path(), 12, 4);
+    snapshot_after(dir.path(), 6);
+    snapshot_after(dir.path(), 10);
+    let all = |run: &common::Run| {
+        assert_eq!(run.code, 0, "{run:?}");
+        run.stdout.clone()
+    };
+    let expected = |upto: u64| {
+        let mut text = format!("account,balance\n0,{}\n", -10 * upto as i64);
+        for account in 1..=upto {
+            text.push_str(&format!("{account},10\n"));
+        }
+        text
+    };
+    let scratch = cli(dir.path(), &["replay", "-o", "-"]);
+    assert_eq!(all(&scratch), expected(12));
+    assert!(
+        scratch.stderr.contains("2 snapshot(s) matched"),
+        "{}",
+        scratch.stderr
+    );
+    for chunk in ["1", "3", "100"] {
+        let from = cli(
+            dir.path(),
+            &[
+                "replay",
+                "--from-snapshot",
+                "6",
+                "--chunk-records",
+                chunk,
+                "-o",
+                "-",
+            ],
+        );
+        assert_eq!(all(&from), expected(12), "chunk {chunk}");
+        assert!(
+            from.stderr.contains("replayed 6 transactions (7..=12)"),
+            "{}",
+            from.stderr
+        );
+        assert!(
+            from.stderr.contains("1 snapshot(s) matched"),
+            "{}",
+            from.stderr
+        );
+        let until = cli(
+            dir.path(),
+            &[
+                "replay",
+                "--from-snapshot",
+                "6",
+                "--until",
+                "9",
+                "--chunk-records",
+                chunk,
+                "-o",
+                "-",
+            ],
+        );
+        assert_eq!(all(&until), expected(9), "chunk {chunk}");
+    }
+    let latest = cli(
+        dir.path(),
+        &["replay", "--from-snapshot", "latest", "-o", "-"],
+    );
+    assert_eq!(all(&latest), expected(12));
+    assert!(
+        latest.stderr.contains("replayed 2 transactions (11..=12)"),
+        "{}",
+        latest.stderr
+    );
 }
