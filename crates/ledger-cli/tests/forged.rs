@@ -133,7 +133,7 @@ fn deposits(dir: &std::path::Path, count: u64, per_frame: u64) {
                 entry(0, 10, EntryKind::Credit, -10 * tx as i64),
                 entry(tx, 10, EntryKind::Debit, 10),
             ];
-            let links = [if tx > 1 { tx - 1 } else { 0 }, 0];
+            let links = [tx.saturating_sub(1), 0];
             encoder.push(
                 &mut buf,
                 RecordRef {
@@ -155,8 +155,8 @@ fn deposits(dir: &std::path::Path, count: u64, per_frame: u64) {
 fn snapshot_after(dir: &std::path::Path, seq: u64) {
     let mut balances = vec![0i64; 16];
     balances[0] = -10 * seq as i64;
-    for account in 1..=seq as usize {
-        balances[account] = 10;
+    for balance in balances.iter_mut().skip(1).take(seq as usize) {
+        *balance = 10;
     }
     let state = SnapshotState {
         format: STATE_FORMAT,
