@@ -1,7 +1,8 @@
 //! `ledger-cli`: look inside a ledger's data directory without running it — list,
-//! verify and dump the WAL, replay it into balances, check snapshots — and repair a torn
-//! tail when asked. Exit codes: 0 ok, 1 the data failed verification, 2 usage or I/O
-//! error (`exit.rs`). `docs/cli.md` is the manual.
+//! verify and dump the WAL, replay it into balances, check snapshots — repair a torn
+//! tail when asked, and talk to a running server (`client.rs`). Exit codes: 0 ok, 1 the
+//! data failed verification (or the ledger rejected an operation), 2 usage or I/O error
+//! (`exit.rs`). `docs/cli.md` is the manual.
 //!
 //! Each command group is a module with its clap arguments and a `run` returning a
 //! `CliResult`; adding a group is one variant in `Command` and one arm in `main`.
@@ -27,7 +28,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::data_dir::DataDir;
 
-/// Inspect, verify and replay a ledger's write-ahead log and snapshots.
+/// Inspect, verify and replay a ledger's write-ahead log and snapshots; talk to a server.
 #[derive(Debug, Parser)]
 #[command(name = "ledger-cli", version, about, long_about = None)]
 struct Cli {
