@@ -140,11 +140,13 @@ pub fn read(
     spares: &Receiver<Spare>,
     queued: &AtomicUsize,
 ) -> Ending {
-    if let Err(error) = read_frames(decoder, &mut frames, progress, out, spares, queued) {
+    let result = read_frames(decoder, &mut frames, progress, out, spares, queued);
+    // Before the applier prints anything: the bar is cleared on every way out.
+    progress.finish();
+    if let Err(error) = result {
         let _ = out.send(Err(error));
         return Ending::default();
     }
-    progress.finish();
     match (frames.end(), frames.current_segment()) {
         (Some(SegmentEnd::Torn { offset, .. }), Some(segment)) => Ending {
             torn: Some((segment.to_path_buf(), offset)),
