@@ -52,7 +52,10 @@ pub fn written() -> &'static Written {
 }
 
 fn write() -> Written {
-    let dir = tempfile::tempdir().expect("tempdir");
+    // A static is never dropped, so this directory outlives the test process: it goes
+    // under cargo's own scratch directory (`target/tmp`, removed by `cargo clean`), not
+    // the system's.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let config = LedgerConfig {
         max_accounts: ACCOUNTS,
         // A frame per transaction (each waited for) and ~1 KiB segments: many segments.
