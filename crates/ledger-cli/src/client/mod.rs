@@ -4,19 +4,18 @@
 //! rejected the operation (its fail reason is printed); 2 a usage error, an unreachable
 //! server or an error status from it (`exit.rs`).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod connect;
+mod steps;
+
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use ledger_core::transaction::FailReason;
 use ledger_server::pb;
-use ledger_server::pb::ledger_client::LedgerClient;
 use serde_json::{Value, json};
-use tonic::Request;
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+use self::connect::{Connect, connect};
+use self::steps::{parse_step, steps_file};
 use crate::exit::{CliError, CliResult};
 
 /// The client commands, flattened into `ledger-cli`'s top level.
@@ -40,29 +39,6 @@ pub enum ClientCommand {
     History(History),
     /// The pipeline's computed, committed and snapshot indexes.
     Index(Index),
-}
-
-/// How to reach the server, and how to print.
-#[derive(Args, Debug, Clone)]
-pub struct Connect {
-    /// Server address: host:port, or an http:// or https:// URL.
-    #[arg(long, env = "LEDGER_SERVER", default_value = "127.0.0.1:50051")]
-    server: String,
-    /// CA certificate (PEM) the server's certificate must chain to; turns TLS on.
-    #[arg(long, env = "LEDGER_TLS_CA")]
-    tls_ca: Option<PathBuf>,
-    /// Name to check the server's certificate against [default: the address's host].
-    #[arg(long, env = "LEDGER_TLS_DOMAIN")]
-    tls_domain: Option<String>,
-    /// File whose first line is a bearer token (the server's --token-file entries).
-    #[arg(long, env = "LEDGER_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-    /// Seconds to wait for the connection and for each answer.
-    #[arg(long, default_value_t = 10)]
-    timeout: u64,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 /// How long a submission waits before the command answers.
@@ -204,8 +180,6 @@ pub fn run(command: ClientCommand) -> CliResult {
         .map_err(|e| CliError::usage(format!("cannot start the async runtime: {e}")))?
         .block_on(execute(command))
 }
-
-type Client = LedgerClient<InterceptedService<Channel, Auth>>;
 
 async fn execute(command: ClientCommand) -> CliResult {
     match command {
@@ -499,89 +473,6 @@ async fn balance(c: Balance) -> CliResult {
     Ok(())
 }
 
-/// Adds the bearer token, if any, to every request.
-#[derive(Clone)]
-struct Auth(Option<MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
-        if let Some(token) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", token.clone());
-        }
-        Ok(request)
-    }
-}
-
-async fn connect(c: &Connect) -> Result<Client, CliError> {
-    let tls = c.tls_ca.is_some();
-    let url = if c.server.contains("://") {
-        c.server.clone()
-    } else if tls {
-        format!("https://{}", c.server)
-    } else {
-        format!("http://{}", c.server)
-    };
-    let timeout = Duration::from_secs(c.timeout.max(1));
-    let mut endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| CliError::Usage(format!("--server {}: {e}", c.server)))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    if let Some(ca) = &c.tls_ca {
-        let pem = read(ca)?;
-        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-        if let Some(domain) = &c.tls_domain {
-            config = config.domain_name(domain.clone());
-        }
-        endpoint = endpoint
-            .tls_config(config)
-            .map_err(|e| CliError::Usage(format!("TLS: {e}")))?;
-    }
-    let token = match &c.token_file {
-        Some(path) => {
-            let text = String::from_utf8(read(path)?)
-                .map_err(|_| CliError::Usage(format!("{}: not UTF-8", path.display())))?;
-            let token = text.lines().next().unwrap_or("").trim();
-            if token.is_empty() {
-                return Err(CliError::Usage(format!(
-                    "{}: the first line holds no token",
-                    path.display()
-                )));
-            }
-            let value = format!("Bearer {token}").parse().map_err(|_| {
-                CliError::Usage(format!(
-                    "{}: the token is not printable ASCII",
-                    path.display()
-                ))
-            })?;
-            Some(value)
-        }
-        None => None,
-    };
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| CliError::Usage(format!("cannot reach {url}: {}", source_chain(&e))))?;
-    Ok(LedgerClient::with_interceptor(channel, Auth(token)).max_decoding_message_size(64 << 20))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
-}
-
-/// An error and its causes on one line (tonic's transport errors hide the useful part).
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// The same operation for `SubmitOperation` (its oneof is a separate generated type).
 fn unwaited(op: Operation) -> pb::submit_operation_request::Operation {
     use pb::submit_operation_request::Operation as Unwaited;
@@ -629,124 +520,9 @@ fn text(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
-/// `credit:ACCOUNT:AMOUNT` or `debit:ACCOUNT:AMOUNT`.
-fn parse_step(s: &str) -> Result<pb::Step, String> {
-    let mut parts = s.split(':');
-    let (Some(kind), Some(account), Some(amount), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("expected credit:ACCOUNT:AMOUNT or debit:ACCOUNT:AMOUNT".into());
-    };
-    let account_id = account
-        .parse()
-        .map_err(|_| format!("account {account:?} is not a number"))?;
-    let amount = amount
-        .parse()
-        .map_err(|_| format!("amount {amount:?} is not a non-negative integer"))?;
-    step(kind, account_id, amount)
-}
-
-fn step(kind: &str, account_id: u64, amount: u64) -> Result<pb::Step, String> {
-    use pb::step::Step as Kind;
-    let step = match kind {
-        "credit" => Kind::Credit(pb::CreditStep { account_id, amount }),
-        "debit" => Kind::Debit(pb::DebitStep { account_id, amount }),
-        other => return Err(format!("step kind {other:?}: expected credit or debit")),
-    };
-    Ok(pb::Step { step: Some(step) })
-}
-
-/// Reads a composite from a JSON file (the proto's JSON names; numbers or strings).
-fn steps_file(path: &Path) -> Result<pb::Composite, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    composite_json(&value).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn composite_json(value: &Value) -> Result<pb::Composite, String> {
-    let (steps, flags, user_ref) = match value {
-        Value::Array(steps) => (steps.as_slice(), 0, 0),
-        Value::Object(o) => (
-            o.get("steps")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .ok_or("expected \"steps\": [...]")?,
-            o.get("flags").map_or(Ok(0), |v| {
-                number(v).and_then(|n| u32::try_from(n).map_err(|_| "flags above 2^32".into()))
-            })?,
-            o.get("user_ref").map_or(Ok(0), number)?,
-        ),
-        _ => return Err("expected an array of steps or an object with \"steps\"".into()),
-    };
-    let steps = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let one = s
-                .as_object()
-                .filter(|o| o.len() == 1)
-                .and_then(|o| o.iter().next())
-                .ok_or_else(|| {
-                    format!("step {i}: expected {{\"credit\": {{...}}}} or {{\"debit\": {{...}}}}")
-                })?;
-            let (kind, fields) = one;
-            let field = |name: &str| {
-                fields
-                    .get(name)
-                    .ok_or_else(|| format!("step {i}: missing {name}"))
-                    .and_then(|v| number(v).map_err(|e| format!("step {i}: {name}: {e}")))
-            };
-            step(kind, field("account_id")?, field("amount")?).map_err(|e| format!("step {i}: {e}"))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(pb::Composite {
-        steps,
-        flags,
-        user_ref,
-    })
-}
-
-/// A JSON number or decimal string (the proto JSON mapping writes 64-bit ints as strings).
-fn number(v: &Value) -> Result<u64, String> {
-    match v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| format!("{n} is not a u64")),
-        Value::String(s) => s.parse().map_err(|_| format!("{s:?} is not a u64")),
-        other => Err(format!("{other} is not a number")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn steps_parse_from_flags_and_json() {
-        let credit = parse_step("credit:3:70").unwrap();
-        assert!(matches!(
-            credit.step,
-            Some(pb::step::Step::Credit(pb::CreditStep {
-                account_id: 3,
-                amount: 70
-            }))
-        ));
-        assert!(parse_step("debit:3").is_err());
-        assert!(parse_step("loan:3:1").is_err());
-        assert!(parse_step("debit:3:-1").is_err());
-        let c = composite_json(&json!({
-            "steps": [
-                {"credit": {"account_id": 1, "amount": "5"}},
-                {"debit": {"account_id": 2, "amount": 5}}
-            ],
-            "flags": 1,
-            "user_ref": "9"
-        }))
-        .unwrap();
-        assert_eq!((c.steps.len(), c.flags, c.user_ref), (2, 1, 9));
-        let e = composite_json(&json!([{"debit": {"account_id": 2}}])).unwrap_err();
-        assert!(e.contains("step 0: missing amount"), "{e}");
-        assert!(composite_json(&json!({"flags": 1})).is_err());
-    }
 
     #[test]
     fn fail_codes_read_as_words() {
