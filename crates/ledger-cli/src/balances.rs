@@ -2,7 +2,7 @@
 //! grown on demand (the engine's `max_accounts` is not in the log).
 
 use ledger_core::transaction::{Entry, TxId};
-use ledger_core::transactor::{ReplayError, apply_entries};
+use ledger_core::transactor::{ReplayError, apply_entries, prefetch_read};
 
 /// Why an entry could not be applied.
 #[derive(Debug)]
@@ -92,19 +92,6 @@ impl Balances {
         self.table = table;
         Ok(())
     }
-}
-
-/// A cache hint (the engine's transactor keeps its own, crate-private).
-#[inline(always)]
-fn prefetch_read(value: &i64) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults, and the pointer comes from a reference.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }
 
 /// An empty table with room for `len` balances, backed by transparent huge pages where

@@ -574,9 +574,10 @@ pub fn apply_entries(
 /// Steps of a composite whose balances [`Transactor::prefetch`] requests.
 pub(crate) const PREFETCH_STEPS_MAX: usize = 8;
 
-/// Asks the CPU to load the cache line holding `value`. A hint only.
+/// Asks the CPU to load the cache line holding `value`. A hint only. Public for the
+/// offline tools that walk balances the way the transactor does (`ledger-cli replay`).
 #[inline(always)]
-pub(crate) fn prefetch_read<V>(value: &V) {
+pub fn prefetch_read<V>(value: &V) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint that never faults; the pointer comes from a reference.
     unsafe {
