@@ -493,15 +493,14 @@ impl SubmittedBatch {
         ledger: &Ledger,
         metrics: &ServerMetrics,
     ) -> Result<pb::SubmitBatchAndWaitResponse, Status> {
-        let ids = self.first..self.first + self.count;
-        if let Some(last) = ids.clone().last() {
+        if self.count > 0 {
             ledger
-                .wait_for_async(last, self.level)
+                .wait_for_async(self.first + self.count - 1, self.level)
                 .await
                 .map_err(|e| errors::status(&e))?;
         }
-        let mut results = Vec::with_capacity(ids.clone().count());
-        for id in ids {
+        let mut results = Vec::with_capacity(usize::try_from(self.count).unwrap_or(0));
+        for id in self.first..self.first + self.count {
             let outcome = ledger.try_outcome(id).map_err(|e| errors::status(&e))?;
             let result = SubmitResult::new(id, outcome);
             metrics.outcome(result.fail_reason);

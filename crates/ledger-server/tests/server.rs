@@ -417,6 +417,21 @@ async fn batch_stream_answers_each_batch_in_order_and_stops_at_a_bad_one() {
     assert_eq!(statuses.results.len() as u64, total);
     assert!(statuses.results.iter().all(|s| s.fail_reason == 0));
 
+    // An empty batch is refused as SubmitBatchAndWait refuses it, and ends the stream.
+    let batches = vec![
+        deposit_batch(3, 1, pb::WaitLevel::Committed),
+        deposit_batch(3, 0, pb::WaitLevel::Committed),
+    ];
+    let mut answers = c
+        .submit_batch_stream(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answers.message().await.unwrap().unwrap().results.len(), 1);
+    let err = answers.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("batch 1: "), "{}", err.message());
+
     // The third batch holds a zero amount: two answers, then INVALID_ARGUMENT naming the
     // batch and the operation; nothing of the bad batch is submitted.
     let mut bad = deposit_batch(4, 3, pb::WaitLevel::Committed);
