@@ -4,16 +4,16 @@
 use std::path::Path;
 
 use clap::Args;
-use ledger_core::record::{DecodedRecord, FrameDecoder};
+use ledger_core::record::DecodedRecord;
 use ledger_core::transaction::{Entry, EntryKind, FailReason, Outcome};
-use ledger_wal::{FrameKind, SegmentEnd, WalReader, segment_file_name};
+use ledger_wal::{FrameKind, SegmentEnd, WalReader};
 use serde::Serialize;
 use serde::ser::Serializer;
 
 use crate::exit::{CliError, CliResult};
 use crate::output::Sink;
 use crate::progress::WalProgress;
-use crate::wal::record_error;
+use crate::wal::for_each_record;
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
@@ -45,7 +45,7 @@ pub fn run(wal_dir: &Path, args: &DumpArgs) -> CliResult {
     };
     let progress = WalProgress::new(wal_dir, !args.no_progress);
     let mut sink = Sink::stdout();
-    'frames: while let Some(frame) = frames.next_frame()? {
+    while let Some(frame) = frames.next_frame()? {
         progress.at(frame.segment, frame.offset);
         if frame.kind != FrameKind::Records || frame.next_seq() <= from {
             continue;
@@ -53,27 +53,23 @@ pub fn run(wal_dir: &Path, args: &DumpArgs) -> CliResult {
         if frame.first_seq > to {
             break;
         }
-        let segment = wal_dir.join(segment_file_name(frame.segment));
-        let offset = frame.offset;
-        let corrupt = |e| record_error(&segment, offset, e);
-        let mut decoder = FrameDecoder::new(frame.payload, frame.first_seq, frame.record_count)
-            .map_err(corrupt)?;
-        while let Some(record) = decoder.next_record().map_err(corrupt)? {
-            if record.tx_id < from {
-                continue;
-            }
+        let went_on = for_each_record(wal_dir, &frame, |record| {
             if record.tx_id > to {
-                break 'frames;
+                return Ok(false);
             }
-            if !args.accounts.is_empty()
-                && !record
-                    .entries
-                    .iter()
-                    .any(|e| args.accounts.contains(&e.account_id))
-            {
-                continue;
+            let wanted = record.tx_id >= from
+                && (args.accounts.is_empty()
+                    || record
+                        .entries
+                        .iter()
+                        .any(|e| args.accounts.contains(&e.account_id)));
+            if wanted {
+                sink.json(&TxRow::of(record))?;
             }
-            sink.json(&TxRow::of(&record))?;
+            Ok(true)
+        })?;
+        if !went_on {
+            break;
         }
     }
     progress.finish();

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use clap::{Args, Subcommand};
-use ledger_core::record::FrameDecoder;
-use ledger_wal::{CleanEnd, FrameKind, SegmentEnd, WalReader, segment_file_name};
+use ledger_core::record::{DecodedRecord, FrameDecoder};
+use ledger_wal::{CleanEnd, Frame, FrameKind, SegmentEnd, WalReader, segment_file_name};
 use serde::Serialize;
 
 use crate::data_dir::DataDir;
@@ -158,16 +158,12 @@ fn verify(wal_dir: &Path, args: &VerifyArgs) -> CliResult {
             summary.optional_frames += 1;
             continue;
         }
-        let segment = wal_dir.join(segment_file_name(frame.segment));
-        let offset = frame.offset;
-        let corrupt = |e| record_error(&segment, offset, e);
-        let mut decoder = FrameDecoder::new(frame.payload, frame.first_seq, frame.record_count)
-            .map_err(corrupt)?;
-        while let Some(record) = decoder.next_record().map_err(corrupt)? {
+        for_each_record(wal_dir, &frame, |record| {
             summary.first_tx.get_or_insert(record.tx_id);
             summary.last_tx = Some(record.tx_id);
             summary.records += 1;
-        }
+            Ok(true)
+        })?;
     }
     let end = frames.end();
     summary.end = end.map(|e| describe_end(&e));
@@ -209,6 +205,26 @@ fn verify(wal_dir: &Path, args: &VerifyArgs) -> CliResult {
 }
 
 /// A records frame that passed its checksums but does not decode.
+/// Decodes every record of a records frame in order, handing each to `f` until it returns
+/// `false`; returns whether it went to the end. A record that does not decode is a
+/// verification failure naming the frame's file and offset.
+pub fn for_each_record(
+    wal_dir: &Path,
+    frame: &Frame<'_>,
+    mut f: impl FnMut(&DecodedRecord<'_>) -> Result<bool, CliError>,
+) -> Result<bool, CliError> {
+    let segment = wal_dir.join(segment_file_name(frame.segment));
+    let corrupt = |e| record_error(&segment, frame.offset, e);
+    let mut decoder =
+        FrameDecoder::new(frame.payload, frame.first_seq, frame.record_count).map_err(corrupt)?;
+    while let Some(record) = decoder.next_record().map_err(corrupt)? {
+        if !f(&record)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 pub fn record_error(
     segment: &Path,
     frame_offset: u64,
