@@ -68,7 +68,9 @@ pub use store::{
 };
 pub use writer::{PayloadWriter, SnapshotPayload, SnapshotSerializer};
 
-/// Entry points for the fuzz target (`crates/ledger-snapshot/fuzz`) and its smoke test.
+/// Entry points for the fuzz target (`crates/ledger-snapshot/fuzz`) and its smoke test
+/// (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
     /// Arbitrary bytes as a snapshot file: verification must never panic, and anything it

@@ -47,6 +47,7 @@
 mod dir;
 mod error;
 mod format;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod reader;
 mod scan;
