@@ -22,6 +22,10 @@ pub mod record;
 pub mod transaction;
 pub mod transactor;
 
+/// The storage interface the engine does its file operations through (see
+/// [`Ledger::with_storage`](ledger::Ledger::with_storage)).
+pub use ledger_storage as storage;
+
 /// The README's Rust examples run as doctests, so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

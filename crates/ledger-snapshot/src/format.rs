@@ -2,7 +2,7 @@
 //!
 //! `docs/snapshot-format.md` describes the same layout byte by byte; keep both in step.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::SnapshotError;
 
@@ -37,41 +37,32 @@ const _: () = assert!(HEADER_BYTES == 8 + 4 + 4 + 8 + 8 + 4 + RESERVED_BYTES + 4
 const _: () = assert!(HEADER_BYTES.is_multiple_of(PAYLOAD_ALIGN));
 const _: () = assert!(PAYLOAD_ALIGN.is_power_of_two());
 
-/// File-name prefix of a snapshot.
-pub(crate) const FILE_PREFIX: &str = "snapshot-";
-/// File-name suffix of a complete snapshot.
-pub(crate) const FILE_SUFFIX: &str = ".snap";
-/// File-name suffix of a snapshot being written (`snapshot-<seq>.snap.tmp`).
-pub(crate) const TEMP_SUFFIX: &str = ".snap.tmp";
-/// Digits of the zero-padded sequence number in a file name (`u64::MAX` has 20).
-const SEQUENCE_DIGITS: usize = 20;
+/// The names of snapshot files, `snapshot-<20 digits>.snap`, and of snapshots being
+/// written, `snapshot-<20 digits>.snap.tmp`.
+const NAMES: ledger_storage::NumberedName = ledger_storage::NumberedName::new("snapshot-", ".snap");
 
 /// The file name of the snapshot consistent at `sequence`.
 #[must_use]
 pub fn file_name(sequence: u64) -> String {
-    format!("{FILE_PREFIX}{sequence:020}{FILE_SUFFIX}")
+    NAMES.name(sequence)
 }
 
 /// The temporary file name used while the snapshot at `sequence` is being written.
 #[must_use]
 pub(crate) fn temp_file_name(sequence: u64) -> String {
-    format!("{FILE_PREFIX}{sequence:020}{TEMP_SUFFIX}")
+    NAMES.temp_name(sequence)
 }
 
 /// The sequence number of a complete snapshot's file name, or `None` if the name is not
 /// exactly `snapshot-<20 digits>.snap`.
 #[must_use]
 pub fn parse_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?;
-    if digits.len() != SEQUENCE_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    NAMES.parse(name)
 }
 
 /// True for a leftover temporary file (`snapshot-*.snap.tmp`).
 pub(crate) fn is_temp_file_name(name: &str) -> bool {
-    name.starts_with(FILE_PREFIX) && name.ends_with(TEMP_SUFFIX)
+    NAMES.is_temp(name)
 }
 
 /// The decoded, checked header of a snapshot file.
@@ -239,11 +230,6 @@ impl Reader<'_> {
             }
         }
     }
-}
-
-/// Path of the snapshot for `sequence` in `dir`.
-pub(crate) fn path_for(dir: &Path, sequence: u64) -> PathBuf {
-    dir.join(file_name(sequence))
 }
 
 #[cfg(test)]

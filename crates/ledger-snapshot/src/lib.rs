@@ -61,7 +61,9 @@ pub use format::{
     FORMAT_VERSION, HEADER_BYTES, Header, MAGIC, PAYLOAD_ALIGN, PAYLOAD_OFFSET, file_name,
     parse_file_name,
 };
-pub use read::{Loaded, SnapshotInfo, open_file, verify_bytes, verify_file};
+pub use read::{
+    Loaded, SnapshotInfo, open_file, open_file_on, verify_bytes, verify_file, verify_file_on,
+};
 pub use store::{
     LOCK_FILE_NAME, LoadOutcome, SkippedSnapshot, SnapshotConfig, SnapshotListing, SnapshotStore,
     WriteReport, list_dir,

@@ -1,11 +1,10 @@
 //! Verifying and loading one snapshot file.
 
 use std::fmt;
-use std::fs::File;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use memmap2::{Mmap, MmapOptions};
+use ledger_storage::{Mapped, Storage};
 use rkyv::Archive;
 use rkyv::api::high::{HighDeserializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
@@ -29,7 +28,7 @@ pub struct SnapshotInfo {
 
 /// A snapshot file mapped into memory with its header and payload checksum verified.
 struct Verified {
-    map: Mmap,
+    map: Mapped,
     info: SnapshotInfo,
     payload_len: usize,
 }
@@ -43,9 +42,13 @@ impl Verified {
 }
 
 /// Maps `path` and checks everything but the archive: header, name, lengths, checksums.
-fn map_and_verify(path: &Path) -> Result<Verified, SnapshotError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let len_bytes = file.metadata().map_err(io_err(path))?.len();
+fn map_and_verify(storage: &dyn Storage, path: &Path) -> Result<Verified, SnapshotError> {
+    // Complete files are never modified by this crate (they are written under a temporary
+    // name and renamed into place): the map stays as verified, unless another program
+    // rewrites the file, which the documentation of `Loaded` rules out. Every byte is
+    // checked below before anything is interpreted.
+    let map = storage.map(path).map_err(io_err(path))?;
+    let len_bytes = map.len() as u64;
     if len_bytes < PAYLOAD_OFFSET {
         return Err(SnapshotError::Truncated {
             path: path.to_path_buf(),
@@ -53,13 +56,6 @@ fn map_and_verify(path: &Path) -> Result<Verified, SnapshotError> {
             expected_min_bytes: PAYLOAD_OFFSET,
         });
     }
-    // SAFETY: the map is read-only (PROT_READ), so this process never writes through it,
-    // and it is owned by the value returned, so it outlives every borrow. Complete files
-    // are never modified by this crate (they are written under a temporary name and
-    // renamed into place); the one hazard is another program truncating or rewriting the
-    // file while it is mapped, which the documentation of `Loaded` rules out. Every byte
-    // is checked below before anything is interpreted.
-    let map = unsafe { MmapOptions::new().populate().map(&file) }.map_err(io_err(path))?;
     let info = verify_image(path, &map)?;
     let Ok(payload_len) = usize::try_from(info.payload_bytes) else {
         return Err(SnapshotError::TooLarge {
@@ -150,7 +146,12 @@ const MEMORY_PATH: &str = "<memory>";
 /// Takes no lock and changes nothing, so it is safe to run against a live store's
 /// directory (for the offline CLI).
 pub fn verify_file(path: impl AsRef<Path>) -> Result<SnapshotInfo, SnapshotError> {
-    map_and_verify(path.as_ref()).map(|verified| verified.info)
+    verify_file_on(&ledger_storage::OsStorage, path.as_ref())
+}
+
+/// [`verify_file`] on `storage`.
+pub fn verify_file_on(storage: &dyn Storage, path: &Path) -> Result<SnapshotInfo, SnapshotError> {
+    map_and_verify(storage, path).map(|verified| verified.info)
 }
 
 /// Verifies one snapshot file and validates its payload as an archive of `T`, returning
@@ -160,8 +161,16 @@ where
     T: Archive,
     T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
 {
-    let path = path.as_ref();
-    let verified = map_and_verify(path)?;
+    open_file_on(&ledger_storage::OsStorage, path.as_ref())
+}
+
+/// [`open_file`] on `storage`.
+pub fn open_file_on<T>(storage: &dyn Storage, path: &Path) -> Result<Loaded<T>, SnapshotError>
+where
+    T: Archive,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+{
+    let verified = map_and_verify(storage, path)?;
     if let Err(source) = rkyv::access::<T::Archived, rancor::Error>(verified.payload()) {
         return Err(SnapshotError::InvalidArchive {
             path: path.to_path_buf(),

@@ -1,11 +1,11 @@
 //! The snapshot directory: atomic writes, retention, newest-valid lookup, listing.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::Write as _;
+use std::io::IoSlice;
 use std::num::NonZeroUsize;
-use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use ledger_storage::{AtomicFile, LockGuard, OpenMode, Storage, StorageFile, write_all_at};
 
 use rkyv::Archive;
 use rkyv::api::high::HighValidator;
@@ -14,9 +14,9 @@ use rkyv::rancor;
 
 use crate::error::{SnapshotError, io_err};
 use crate::format::{
-    HEADER_BYTES, Header, is_temp_file_name, parse_file_name, path_for, temp_file_name,
+    HEADER_BYTES, Header, file_name, is_temp_file_name, parse_file_name, temp_file_name,
 };
-use crate::read::{Loaded, SnapshotInfo, open_file, verify_file};
+use crate::read::{Loaded, SnapshotInfo, open_file_on, verify_file_on};
 use crate::writer::{PayloadWriter, SnapshotPayload};
 
 /// Name of the lock file that keeps two stores out of one directory.
@@ -114,59 +114,62 @@ pub struct SnapshotListing {
 /// through one store are serialized.
 #[derive(Debug)]
 pub struct SnapshotStore {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     config: SnapshotConfig,
     removed_temp_files: Vec<PathBuf>,
     write_lock: Mutex<()>,
     /// Held (`flock`) for the life of the store; released by the OS on exit or crash.
-    _lock_file: File,
+    _lock: Box<dyn LockGuard>,
 }
 
 impl SnapshotStore {
-    /// Opens (creating if needed) the snapshot directory `dir`, takes its lock, and deletes
-    /// temporary files left by an interrupted write.
+    /// Opens (creating if needed) the snapshot directory `dir`, takes its lock, deletes
+    /// temporary files left by an interrupted write, and syncs the directory (a snapshot
+    /// renamed into place by a process that died before syncing it is durable before it
+    /// is loaded).
     pub fn open(dir: impl Into<PathBuf>, config: SnapshotConfig) -> Result<Self, SnapshotError> {
+        Self::open_on(ledger_storage::real(), dir, config)
+    }
+
+    /// [`SnapshotStore::open`] on `storage`.
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        dir: impl Into<PathBuf>,
+        config: SnapshotConfig,
+    ) -> Result<Self, SnapshotError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        storage.create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock_path = dir.join(LOCK_FILE_NAME);
-        let lock_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(SnapshotError::Locked { path: lock_path }),
-            Err(TryLockError::Error(source)) => {
+        let lock = match storage.lock(&lock_path) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(SnapshotError::Locked { path: lock_path });
+            }
+            Err(source) => {
                 return Err(SnapshotError::Io {
                     path: lock_path,
                     source,
                 });
             }
-        }
+        };
 
         let mut removed_temp_files = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let entry = entry.map_err(io_err(&dir))?;
-            let name = entry.file_name();
-            if name.to_str().is_some_and(is_temp_file_name) {
-                let path = entry.path();
-                fs::remove_file(&path).map_err(io_err(&path))?;
+        for name in storage.list(&dir).map_err(io_err(&dir))? {
+            if is_temp_file_name(&name) {
+                let path = dir.join(name);
+                storage.remove_file(&path).map_err(io_err(&path))?;
                 removed_temp_files.push(path);
             }
         }
-        if !removed_temp_files.is_empty() {
-            sync_dir(&dir)?;
-        }
-        removed_temp_files.sort();
+        storage.sync_dir(&dir).map_err(io_err(&dir))?;
         Ok(Self {
+            storage,
             dir,
             config,
             removed_temp_files,
             write_lock: Mutex::new(()),
-            _lock_file: lock_file,
+            _lock: lock,
         })
     }
 
@@ -208,26 +211,20 @@ impl SnapshotStore {
             .write_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let temp_path = self.dir.join(temp_file_name(sequence));
-        let final_path = path_for(&self.dir, sequence);
-
-        let written = write_temp(&temp_path, sequence, value);
-        let (payload_bytes, file_bytes) = match written {
-            Ok(sizes) => sizes,
-            Err(error) => {
-                // Best effort: the next `open` deletes it anyway.
-                let _ = fs::remove_file(&temp_path);
-                return Err(error);
-            }
-        };
-        if let Err(source) = fs::rename(&temp_path, &final_path) {
-            let _ = fs::remove_file(&temp_path);
-            return Err(SnapshotError::Io {
-                path: final_path,
-                source,
-            });
-        }
-        sync_dir(&self.dir)?;
+        let storage = self.storage.as_ref();
+        let path_err = |(path, source)| SnapshotError::Io { path, source };
+        let (created, file) = AtomicFile::create(
+            storage,
+            &self.dir,
+            &temp_file_name(sequence),
+            &file_name(sequence),
+        )
+        .map_err(path_err)?;
+        // On an error `created` is dropped, which deletes the temporary file.
+        let (file, payload_bytes, file_bytes) =
+            write_temp(file, created.temp_path(), sequence, value)?;
+        let final_path = created.path().to_path_buf();
+        created.commit(file.as_ref()).map_err(path_err)?;
 
         let (removed, removal_failures, oldest_retained_sequence) = self.retain(sequence)?;
         Ok(WriteReport {
@@ -246,7 +243,7 @@ impl SnapshotStore {
         &self,
         newest: u64,
     ) -> Result<(Vec<PathBuf>, Vec<SnapshotError>, u64), SnapshotError> {
-        let all = snapshot_files(&self.dir)?;
+        let all = snapshot_files(self.storage.as_ref(), &self.dir)?;
         let older_kept_max = self.config.keep.get() - 1;
         let mut older: Vec<(u64, PathBuf)> = all.into_iter().filter(|(s, _)| *s < newest).collect();
         // Ascending by sequence: the ones to delete are at the front.
@@ -255,13 +252,15 @@ impl SnapshotStore {
         let mut removed = Vec::new();
         let mut failures = Vec::new();
         for (_, path) in older {
-            match fs::remove_file(&path) {
+            match self.storage.remove_file(&path) {
                 Ok(()) => removed.push(path),
                 Err(source) => failures.push(SnapshotError::Io { path, source }),
             }
         }
         if !removed.is_empty() {
-            sync_dir(&self.dir)?;
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(io_err(&self.dir))?;
         }
         let oldest_failed = failures
             .iter()
@@ -292,11 +291,11 @@ impl SnapshotStore {
         T: Archive,
         T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
     {
-        let mut files = snapshot_files(&self.dir)?;
+        let mut files = snapshot_files(self.storage.as_ref(), &self.dir)?;
         files.reverse();
         let mut skipped = Vec::new();
         for (sequence, path) in files {
-            match open_file::<T>(&path) {
+            match open_file_on::<T>(self.storage.as_ref(), &path) {
                 Ok(loaded) => {
                     return Ok(LoadOutcome {
                         loaded: Some(loaded),
@@ -318,7 +317,7 @@ impl SnapshotStore {
 
     /// Every snapshot file in the directory, oldest first, each verified (reads them all).
     pub fn list(&self) -> Result<Vec<SnapshotListing>, SnapshotError> {
-        list_dir(&self.dir)
+        list_dir_on(self.storage.as_ref(), &self.dir)
     }
 }
 
@@ -326,12 +325,18 @@ impl SnapshotStore {
 /// reads each file in full). Temporary files and other names are not listed. Takes no
 /// lock and changes nothing: usable on a live store's directory.
 pub fn list_dir(dir: impl AsRef<Path>) -> Result<Vec<SnapshotListing>, SnapshotError> {
-    let dir = dir.as_ref();
-    snapshot_files(dir)?
+    list_dir_on(&ledger_storage::OsStorage, dir.as_ref())
+}
+
+fn list_dir_on(storage: &dyn Storage, dir: &Path) -> Result<Vec<SnapshotListing>, SnapshotError> {
+    snapshot_files(storage, dir)?
         .into_iter()
         .map(|(sequence, path)| {
-            let file_bytes = fs::metadata(&path).map_err(io_err(&path))?.len();
-            let status = verify_file(&path);
+            let file_bytes = storage
+                .open(&path, OpenMode::Read)
+                .and_then(|file| file.size())
+                .map_err(io_err(&path))?;
+            let status = verify_file_on(storage, &path);
             Ok(SnapshotListing {
                 sequence,
                 path,
@@ -343,34 +348,34 @@ pub fn list_dir(dir: impl AsRef<Path>) -> Result<Vec<SnapshotListing>, SnapshotE
 }
 
 /// `(sequence, path)` of every complete-snapshot name in `dir`, ascending.
-fn snapshot_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
-        let entry = entry.map_err(io_err(dir))?;
-        if let Some(sequence) = entry.file_name().to_str().and_then(parse_file_name) {
-            files.push((sequence, entry.path()));
-        }
-    }
+fn snapshot_files(storage: &dyn Storage, dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let mut files: Vec<(u64, PathBuf)> = storage
+        .list(dir)
+        .map_err(io_err(dir))?
+        .into_iter()
+        .filter_map(|name| parse_file_name(&name).map(|sequence| (sequence, dir.join(name))))
+        .collect();
     files.sort_unstable_by_key(|(sequence, _)| *sequence);
     Ok(files)
 }
 
-/// Writes the complete temporary file and fsyncs it. Returns (payload, file) lengths.
-fn write_temp<T>(path: &Path, sequence: u64, value: &T) -> Result<(u64, u64), SnapshotError>
+/// Writes the complete temporary file (not yet synced). Returns the file and the
+/// (payload, file) lengths.
+fn write_temp<T>(
+    file: Box<dyn StorageFile>,
+    path: &Path,
+    sequence: u64,
+    value: &T,
+) -> Result<(Box<dyn StorageFile>, u64, u64), SnapshotError>
 where
     T: SnapshotPayload,
 {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(io_err(path))?;
     // Zeros until the payload is complete: a crash before the real header is written
     // leaves a file with no magic, which no reader accepts.
-    file.write_all(&[0u8; HEADER_BYTES]).map_err(io_err(path))?;
+    write_all_at(file.as_ref(), 0, &mut [IoSlice::new(&[0u8; HEADER_BYTES])])
+        .map_err(io_err(path))?;
 
-    let mut writer = PayloadWriter::new(file);
+    let mut writer = PayloadWriter::new(file, HEADER_BYTES as u64);
     if let Err(source) = rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, &mut writer) {
         return Err(match writer.take_failure() {
             Some(source) => SnapshotError::Io {
@@ -395,15 +400,6 @@ where
             payload_bytes,
         });
     };
-    file.write_all_at(&header.encode(), 0)
-        .map_err(io_err(path))?;
-    file.sync_all().map_err(io_err(path))?;
-    Ok((payload_bytes, file_bytes))
-}
-
-/// `fsync` a directory so renames and unlinks in it are durable.
-fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    write_all_at(file.as_ref(), 0, &mut [IoSlice::new(&header.encode())]).map_err(io_err(path))?;
+    Ok((file, payload_bytes, file_bytes))
 }

@@ -1,8 +1,9 @@
 //! The streaming payload writer: rkyv serializes into it, it checksums and writes through
 //! to the file in bounded chunks, so a payload is never held twice in memory.
 
-use std::fs::File;
-use std::io::{self, Write as _};
+use std::io::{self, IoSlice};
+
+use ledger_storage::{StorageFile, write_all_at};
 
 use rkyv::rancor::{self, Source};
 use rkyv::ser::allocator::ArenaHandle;
@@ -33,7 +34,9 @@ impl<T> SnapshotPayload for T where T: for<'a, 'w> rkyv::Serialize<SnapshotSeria
 /// places at a 16-byte-aligned offset, so alignment inside the archive carries over.
 #[derive(Debug)]
 pub struct PayloadWriter {
-    file: File,
+    file: Box<dyn StorageFile>,
+    /// Where the next byte goes in the file.
+    file_pos: u64,
     staging: Vec<u8>,
     pos: u64,
     crc: u32,
@@ -47,10 +50,11 @@ pub struct PayloadWriter {
 struct PayloadWriteFailed;
 
 impl PayloadWriter {
-    /// A writer appending to `file` at its current position.
-    pub(crate) fn new(file: File) -> Self {
+    /// A writer writing to `file` from `offset` on.
+    pub(crate) fn new(file: Box<dyn StorageFile>, offset: u64) -> Self {
         Self {
             file,
+            file_pos: offset,
             staging: Vec::with_capacity(CHUNK_BYTES),
             pos: 0,
             crc: 0,
@@ -62,7 +66,12 @@ impl PayloadWriter {
     fn flush_staging(&mut self) -> io::Result<()> {
         if !self.staging.is_empty() {
             self.crc = crc32c::crc32c_append(self.crc, &self.staging);
-            self.file.write_all(&self.staging)?;
+            write_all_at(
+                self.file.as_ref(),
+                self.file_pos,
+                &mut [IoSlice::new(&self.staging)],
+            )?;
+            self.file_pos += self.staging.len() as u64;
             self.staging.clear();
         }
         Ok(())
@@ -96,16 +105,23 @@ impl PayloadWriter {
         if crate::crc::threads_for(bytes.len()) < 2 {
             for piece in bytes.chunks(CHUNK_BYTES) {
                 self.crc = crc32c::crc32c_append(self.crc, piece);
-                self.file.write_all(piece)?;
+                write_all_at(
+                    self.file.as_ref(),
+                    self.file_pos,
+                    &mut [IoSlice::new(piece)],
+                )?;
+                self.file_pos += piece.len() as u64;
             }
             return Ok(());
         }
-        let file = &mut self.file;
+        let file = self.file.as_ref();
+        let start = self.file_pos;
         let (bytes_crc, written) = std::thread::scope(|scope| {
             let helper = scope.spawn(|| crc32c::crc32c(bytes));
             let written = bytes
                 .chunks(CHUNK_BYTES)
-                .try_for_each(|piece| file.write_all(piece));
+                .zip((start..).step_by(CHUNK_BYTES))
+                .try_for_each(|(piece, at)| write_all_at(file, at, &mut [IoSlice::new(piece)]));
             match helper.join() {
                 Ok(crc) => (crc, written),
                 // A checksum thread cannot panic; if it somehow did, re-raise it here.
@@ -113,6 +129,7 @@ impl PayloadWriter {
             }
         });
         written?;
+        self.file_pos += bytes.len() as u64;
         self.crc = crc32c::crc32c_combine(self.crc, bytes_crc, bytes.len());
         Ok(())
     }
@@ -123,7 +140,7 @@ impl PayloadWriter {
     }
 
     /// Writes out the rest and returns the file, the payload length and its crc32c.
-    pub(crate) fn finish(mut self) -> io::Result<(File, u64, u32)> {
+    pub(crate) fn finish(mut self) -> io::Result<(Box<dyn StorageFile>, u64, u32)> {
         self.flush_staging()?;
         Ok((self.file, self.pos, self.crc))
     }

@@ -1,7 +1,8 @@
 //! The segment files of a WAL directory and the checks that involve more than one of them.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
+
+use ledger_storage::{OpenMode, Storage};
 
 use crate::error::{WalError, io_err};
 use crate::format::{SegmentHeader, is_temp_file_name, parse_segment_file_name};
@@ -26,28 +27,25 @@ pub(crate) struct Listing {
 /// Lists and checks the segments of `dir`: every header valid and matching its file name,
 /// numbers consecutive, first sequences never decreasing. A missing directory is an empty
 /// log. Files that are neither segments nor temporary segments are ignored.
-pub(crate) fn list(dir: &Path) -> Result<Listing, WalError> {
+pub(crate) fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing, WalError> {
     let mut listing = Listing::default();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let names = match storage.list(dir) {
+        Ok(names) => names,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
         Err(e) => return Err(io_err(dir)(e)),
     };
     let mut numbered = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(number) = parse_segment_file_name(name) {
-            numbered.push((number, entry.path()));
-        } else if is_temp_file_name(name) {
-            listing.temp_files.push(entry.path());
+    for name in names {
+        if let Some(number) = parse_segment_file_name(&name) {
+            numbered.push((number, dir.join(name)));
+        } else if is_temp_file_name(&name) {
+            listing.temp_files.push(dir.join(name));
         }
     }
     numbered.sort_unstable_by_key(|(n, _)| *n);
     let mut previous: Option<&SegmentFile> = None;
     for (number, path) in numbered {
-        let file = File::open(&path).map_err(io_err(&path))?;
+        let file = storage.open(&path, OpenMode::Read).map_err(io_err(&path))?;
         let header = read_segment_header(&file, &path, Some(number))?;
         if let Some(prev) = previous {
             if prev.header.number.checked_add(1) != Some(number) {
@@ -72,8 +70,6 @@ pub(crate) fn list(dir: &Path) -> Result<Listing, WalError> {
 }
 
 /// `fsync`s a directory so that creates, renames and deletes in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+pub(crate) fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<(), WalError> {
+    storage.sync_dir(dir).map_err(io_err(dir))
 }

@@ -69,6 +69,12 @@ impl FrameKind {
     pub const RECORDS_BYTE: u8 = 1;
     /// Kind bytes at or above this are optional.
     pub const OPTIONAL_MIN: u8 = 0x80;
+    /// The kind byte of a *durable mark*: an optional frame with no payload that the
+    /// writer puts before the first frame it appends after a sync. A mark at offset X
+    /// says everything before X in its segment was durable when the mark was written, so
+    /// recovery can tell a torn tail (no mark after the damage) from damage to synced
+    /// data (a mark after it).
+    pub const DURABLE_MARK_BYTE: u8 = 0x80;
 
     /// The byte stored in the frame header.
     #[must_use]
@@ -91,40 +97,32 @@ impl FrameKind {
     }
 }
 
-/// File-name prefix of a segment.
-const FILE_PREFIX: &str = "wal-";
-/// File-name suffix of a segment.
-const FILE_SUFFIX: &str = ".seg";
-/// File-name suffix of a segment being created.
-pub(crate) const TEMP_SUFFIX: &str = ".seg.tmp";
-/// Digits of the zero-padded segment number in a file name.
-const NUMBER_DIGITS: usize = 20;
+/// The names of segment files, `wal-<20 digits>.seg`, and of segments being created,
+/// `wal-<20 digits>.seg.tmp`.
+pub(crate) const SEGMENT_NAMES: ledger_storage::NumberedName =
+    ledger_storage::NumberedName::new("wal-", ".seg");
 
 /// The file name of segment `number`.
 #[must_use]
 pub fn segment_file_name(number: u64) -> String {
-    format!("{FILE_PREFIX}{number:020}{FILE_SUFFIX}")
+    SEGMENT_NAMES.name(number)
 }
 
 /// The temporary name a segment is created under before it is renamed into place.
 pub(crate) fn temp_file_name(number: u64) -> String {
-    format!("{FILE_PREFIX}{number:020}{TEMP_SUFFIX}")
+    SEGMENT_NAMES.temp_name(number)
 }
 
 /// The segment number of a segment file name, or `None` if the name is not exactly
 /// `wal-<20 digits>.seg`.
 #[must_use]
 pub fn parse_segment_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?;
-    if digits.len() != NUMBER_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    SEGMENT_NAMES.parse(name)
 }
 
 /// True for a leftover temporary file (`wal-*.seg.tmp`).
 pub(crate) fn is_temp_file_name(name: &str) -> bool {
-    name.starts_with(FILE_PREFIX) && name.ends_with(TEMP_SUFFIX)
+    SEGMENT_NAMES.is_temp(name)
 }
 
 fn u32_at(bytes: &[u8; SEGMENT_HEADER_BYTES], at: usize) -> u32 {
@@ -269,6 +267,21 @@ impl FrameHeader {
     }
 
     /// A records frame header for the writer.
+    /// The header of a durable mark (see [`FrameKind::DURABLE_MARK_BYTE`]) before the
+    /// records frame starting at `next_seq`.
+    pub(crate) fn durable_mark(next_seq: u64, salt: u64) -> Self {
+        Self {
+            version: FRAME_VERSION_U8,
+            kind: FrameKind::DURABLE_MARK_BYTE,
+            padding_bytes: 0,
+            payload_len: 0,
+            record_count: 0,
+            first_seq: next_seq,
+            salt,
+            payload_crc: crc32c::crc32c(&[]),
+        }
+    }
+
     pub(crate) fn records(
         first_seq: u64,
         record_count: u32,

@@ -59,7 +59,7 @@ pub use format::{
     FRAME_PAYLOAD_BYTES_MAX, FrameKind, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
     SegmentHeader, parse_segment_file_name, segment_file_name,
 };
-pub use reader::{FrameCursor, Frames, SegmentInfo, VerifyReport, WalReader, verify};
+pub use reader::{FrameCursor, Frames, SegmentInfo, VerifyReport, WalReader, verify, verify_on};
 pub use scan::{CleanEnd, Frame, SegmentEnd};
 pub use writer::{
     Durable, FramePosition, LOCK_FILE_NAME, RecoveryReport, TruncatedTail, Wal, WalConfig,

@@ -1,8 +1,10 @@
 //! Read-only access: iterate frames across segments, verify a whole log, list segments.
 //! Nothing here writes, truncates or deletes.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ledger_storage::{OpenMode, Storage, StorageFile};
 
 use crate::dir::{self, SegmentFile};
 use crate::error::{WalError, io_err};
@@ -33,6 +35,7 @@ impl SegmentInfo {
 /// seen). Works beside a running writer and without one.
 #[derive(Debug, Clone)]
 pub struct WalReader {
+    storage: Arc<dyn Storage>,
     segments: Vec<SegmentFile>,
 }
 
@@ -45,8 +48,17 @@ impl WalReader {
     /// [`WalError::Io`] on a failed listing or open, and the corruption variants for a bad
     /// segment header or a gap in segment numbers.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, WalError> {
-        let listing = dir::list(dir.as_ref())?;
+        Self::open_on(ledger_storage::real(), dir)
+    }
+
+    /// [`WalReader::open`] on `storage`.
+    ///
+    /// # Errors
+    /// As [`WalReader::open`].
+    pub fn open_on(storage: Arc<dyn Storage>, dir: impl AsRef<Path>) -> Result<Self, WalError> {
+        let listing = dir::list(storage.as_ref(), dir.as_ref())?;
         Ok(Self {
+            storage,
             segments: listing.segments,
         })
     }
@@ -66,7 +78,7 @@ impl WalReader {
     /// Every frame from the start of the oldest segment.
     #[must_use]
     pub fn frames(&self) -> Frames {
-        Frames::new(self.segments.clone(), 0, 0)
+        Frames::new(self.storage.clone(), self.segments.clone(), 0, 0)
     }
 
     /// Frames from the one holding `seq` on (frames whose records are all below `seq` are
@@ -76,7 +88,7 @@ impl WalReader {
     /// [`WalError::NotRetained`] when `seq` is below the oldest segment's first sequence.
     pub fn frames_from(&self, seq: u64) -> Result<Frames, WalError> {
         let Some(first) = self.first_seq() else {
-            return Ok(Frames::new(Vec::new(), 0, seq));
+            return Ok(Frames::new(self.storage.clone(), Vec::new(), 0, seq));
         };
         if seq < first {
             return Err(WalError::NotRetained {
@@ -89,7 +101,12 @@ impl WalReader {
             .iter()
             .rposition(|s| s.header.first_seq <= seq)
             .unwrap_or(0);
-        Ok(Frames::new(self.segments.clone(), idx, seq))
+        Ok(Frames::new(
+            self.storage.clone(),
+            self.segments.clone(),
+            idx,
+            seq,
+        ))
     }
 
     /// The segments with their sequence ranges. For the last segment this scans (and
@@ -103,7 +120,7 @@ impl WalReader {
             let next_seq = match self.segments.get(i + 1) {
                 Some(next) => next.header.first_seq,
                 None => {
-                    let mut frames = Frames::new(vec![seg.clone()], 0, 0);
+                    let mut frames = Frames::new(self.storage.clone(), vec![seg.clone()], 0, 0);
                     while frames.next_frame()?.is_some() {}
                     frames.next_seq()
                 }
@@ -124,10 +141,11 @@ impl WalReader {
 /// log ends (clean, or a torn tail that a writer's recovery would truncate).
 #[derive(Debug)]
 pub struct Frames {
+    storage: Arc<dyn Storage>,
     segments: Vec<SegmentFile>,
     idx: usize,
     from_seq: u64,
-    scan: Option<SegmentScan<File>>,
+    scan: Option<SegmentScan<Box<dyn StorageFile>>>,
     spare_buf: Vec<u8>,
     next_seq: Option<u64>,
     end: Option<SegmentEnd>,
@@ -135,9 +153,15 @@ pub struct Frames {
 }
 
 impl Frames {
-    fn new(segments: Vec<SegmentFile>, idx: usize, from_seq: u64) -> Self {
+    fn new(
+        storage: Arc<dyn Storage>,
+        segments: Vec<SegmentFile>,
+        idx: usize,
+        from_seq: u64,
+    ) -> Self {
         let next_seq = segments.get(idx).map(|s| s.header.first_seq);
         Self {
+            storage,
             segments,
             idx,
             from_seq,
@@ -186,8 +210,11 @@ impl Frames {
             let scan = match &mut self.scan {
                 Some(scan) => scan,
                 slot @ None => {
-                    let file = File::open(&seg.path).map_err(io_err(&seg.path))?;
-                    let len = file.metadata().map_err(io_err(&seg.path))?.len();
+                    let file = self
+                        .storage
+                        .open(&seg.path, OpenMode::Read)
+                        .map_err(io_err(&seg.path))?;
+                    let len = file.size().map_err(io_err(&seg.path))?;
                     let buf = std::mem::take(&mut self.spare_buf);
                     slot.insert(SegmentScan::new(
                         file,
@@ -253,8 +280,11 @@ impl Frames {
 /// are sized to the frame, so a lookup costs two `pread`s per frame.
 #[derive(Debug)]
 pub struct FrameCursor {
-    scan: SegmentScan<File>,
+    scan: SegmentScan<Box<dyn StorageFile>>,
     segment: u64,
+    /// The position it was opened at, until a frame was read there.
+    opened_at: Option<u64>,
+    path: PathBuf,
     frame: Option<FrameMeta>,
 }
 
@@ -276,29 +306,66 @@ impl FrameCursor {
         first_seq: u64,
         buf: Vec<u8>,
     ) -> Result<Self, WalError> {
+        Self::open_on(
+            &ledger_storage::OsStorage,
+            dir,
+            segment,
+            offset,
+            first_seq,
+            buf,
+        )
+    }
+
+    /// [`FrameCursor::open`] on `storage`.
+    ///
+    /// # Errors
+    /// As [`FrameCursor::open`].
+    pub fn open_on(
+        storage: &dyn Storage,
+        dir: impl AsRef<Path>,
+        segment: u64,
+        offset: u64,
+        first_seq: u64,
+        buf: Vec<u8>,
+    ) -> Result<Self, WalError> {
         let path = dir.as_ref().join(crate::format::segment_file_name(segment));
-        let file = File::open(&path).map_err(io_err(&path))?;
+        let file = storage.open(&path, OpenMode::Read).map_err(io_err(&path))?;
         let header = crate::scan::read_segment_header(&file, &path, Some(segment))?;
-        let len = file.metadata().map_err(io_err(&path))?.len();
+        let len = file.size().map_err(io_err(&path))?;
         // `is_last`: the segment may be the one being written; an unfinished frame past
         // the durable end is then a tail, not corruption.
-        let mut scan = SegmentScan::new(file, path, header, len, true, buf);
+        let mut scan = SegmentScan::new(file, path.clone(), header, len, true, buf);
         scan.seek(offset, first_seq, CURSOR_CHUNK_BYTES);
         Ok(Self {
             scan,
             segment,
+            opened_at: Some(offset),
+            path,
             frame: None,
         })
     }
 
-    /// The next verified frame of the segment, `Ok(None)` where its frames end.
+    /// The next verified frame of the segment (durable marks included: skip frames that
+    /// are not [`FrameKind::Records`](crate::FrameKind::Records)), `Ok(None)` where its
+    /// frames end. The first call must find a frame: anything else there is an error.
     ///
     /// # Errors
     /// I/O errors and every corruption variant.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WalError> {
         self.frame = None;
+        let opened_at = self.opened_at.take();
         match self.scan.step()? {
             Step::Frame(meta) => self.frame = Some(meta),
+            // The position was handed out by an append: what is there is a frame, so a
+            // torn write there is damage, not the end of the log.
+            Step::End(SegmentEnd::Torn { offset, defect, .. }) if opened_at == Some(offset) => {
+                return Err(WalError::CorruptFrame {
+                    segment: self.path.clone(),
+                    offset,
+                    defect,
+                    next_valid_offset: None,
+                });
+            }
             Step::End(_) => return Ok(None),
         }
         let Some(meta) = self.frame else {
@@ -326,8 +393,10 @@ impl FrameCursor {
 pub struct VerifyReport {
     /// Segment files checked.
     pub segments: usize,
-    /// Frames checked.
+    /// Records frames checked.
     pub frames: u64,
+    /// Optional frames checked (durable marks, kinds a later version adds).
+    pub optional_frames: u64,
     /// Records in those frames.
     pub records: u64,
     /// Payload bytes checked.
@@ -347,11 +416,23 @@ pub struct VerifyReport {
 /// # Errors
 /// The first I/O error or corruption found.
 pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, WalError> {
-    let reader = WalReader::open(dir)?;
+    verify_on(ledger_storage::real(), dir)
+}
+
+/// [`verify`] on `storage`.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_on(
+    storage: Arc<dyn Storage>,
+    dir: impl AsRef<Path>,
+) -> Result<VerifyReport, WalError> {
+    let reader = WalReader::open_on(storage, dir)?;
     let mut frames = reader.frames();
     let mut report = VerifyReport {
         segments: reader.segment_count(),
         frames: 0,
+        optional_frames: 0,
         records: 0,
         payload_bytes: 0,
         first_seq: reader.first_seq(),
@@ -360,6 +441,10 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, WalError> {
         last_segment: reader.segments.last().map(|s| s.path.clone()),
     };
     while let Some(frame) = frames.next_frame()? {
+        if frame.kind != crate::FrameKind::Records {
+            report.optional_frames += 1;
+            continue;
+        }
         report.frames += 1;
         report.records += u64::from(frame.record_count);
         report.payload_bytes += frame.payload.len() as u64;

@@ -5,9 +5,10 @@
 //! syscall) from anything that can read at an offset: a file, or bytes in memory (tests and
 //! the fuzz harness).
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use ledger_storage::StorageFile;
 
 use crate::error::{FrameDefect, WalError, io_err};
 use crate::format::{
@@ -23,15 +24,15 @@ pub(crate) trait ReadAt {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
 }
 
-impl ReadAt for File {
+impl ReadAt for Box<dyn StorageFile> {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+        self.pread(buf, offset)
     }
 }
 
-impl ReadAt for &File {
+impl ReadAt for &dyn StorageFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(*self, buf, offset)
+        self.pread(buf, offset)
     }
 }
 
@@ -421,6 +422,7 @@ impl<S: ReadAt> SegmentScan<S> {
     /// the file are.
     fn tail(&mut self, pos: u64, defect: FrameDefect, stale: bool) -> Result<Step, WalError> {
         let salt = self.header.salt;
+        let is_last = self.is_last;
         let rest_len = self.file_len - pos;
         let rest = self.window(pos, rest_len)?;
         if !stale && rest.iter().all(|&b| b == 0) {
@@ -429,13 +431,19 @@ impl<S: ReadAt> SegmentScan<S> {
                 how: CleanEnd::ZeroFill,
             }));
         }
-        if let Some(rel) = find_valid_frame(rest, salt) {
-            return Err(WalError::CorruptFrame {
-                segment: self.path.clone(),
-                offset: pos,
-                defect,
-                next_valid_offset: Some(pos + rel as u64),
-            });
+        if let Some((rel, _)) = find_valid_frame(rest, salt, 1) {
+            // Frames written after the last sync may reach the disk in any order, so in the
+            // last segment a whole frame after a torn one is an unacknowledged write,
+            // unless a durable mark after the damage proves it was synced.
+            let synced_before = !is_last || stale || has_durable_mark(rest, salt);
+            if synced_before {
+                return Err(WalError::CorruptFrame {
+                    segment: self.path.clone(),
+                    offset: pos,
+                    defect,
+                    next_valid_offset: Some(pos + rel as u64),
+                });
+            }
         }
         if stale {
             return Ok(self.finish(SegmentEnd::Clean {
@@ -459,10 +467,9 @@ impl<S: ReadAt> SegmentScan<S> {
     }
 }
 
-/// The offset (after the first byte) of the first complete frame of the segment with
-/// `salt` in `rest`: magic, header checksum, salt and payload checksum all verify.
-fn find_valid_frame(rest: &[u8], salt: u64) -> Option<usize> {
-    let mut from = 1;
+/// The offset (at or after `from`) and header of the first complete frame of the segment
+/// with `salt` in `rest`: magic, header checksum, salt and payload checksum all verify.
+fn find_valid_frame(rest: &[u8], salt: u64, mut from: usize) -> Option<(usize, FrameHeader)> {
     loop {
         let tail = rest.get(from..)?;
         let rel = tail.iter().position(|&b| b == FRAME_MAGIC[0])?;
@@ -474,8 +481,21 @@ fn find_valid_frame(rest: &[u8], salt: u64) -> Option<usize> {
                 .get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES.saturating_add(h.payload_len as usize))
             && crc32c::crc32c(payload) == h.payload_crc
         {
-            return Some(at);
+            return Some((at, h));
         }
         from = at + 1;
     }
+}
+
+/// Whether a durable mark of the segment with `salt` starts anywhere after the first byte
+/// of `rest`.
+fn has_durable_mark(rest: &[u8], salt: u64) -> bool {
+    let mut from = 1;
+    while let Some((at, h)) = find_valid_frame(rest, salt, from) {
+        if h.kind == FrameKind::DURABLE_MARK_BYTE {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }

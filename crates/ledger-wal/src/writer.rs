@@ -2,16 +2,18 @@
 //! writeback hint for frames of 256 KiB and more), group-commit `sync`,
 //! segment rotation, retention.
 
-use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write as _};
-use std::os::fd::AsRawFd as _;
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ledger_storage::{AtomicFile, LockGuard, OpenMode, Storage, StorageFile, write_all_at};
 
 use crate::dir::{self, SegmentFile, sync_dir};
 use crate::error::{FrameDefect, WalError, io_err};
 use crate::format::{
     BLOCK_BYTES, FRAME_ALIGN_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, FrameHeader,
-    SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SegmentHeader, new_salt, segment_path, temp_file_name,
+    SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SegmentHeader, new_salt, segment_file_name,
+    segment_path, temp_file_name,
 };
 use crate::reader::SegmentInfo;
 use crate::scan::{SegmentEnd, SegmentScan, Step};
@@ -159,7 +161,7 @@ impl Durable {
 
 #[derive(Debug)]
 struct Active {
-    file: File,
+    file: Box<dyn StorageFile>,
     number: u64,
     salt: u64,
     /// Where the next frame goes.
@@ -183,14 +185,18 @@ pub struct FramePosition {
 /// `fdatasync`. After any failed write or sync the writer is poisoned and must be reopened.
 #[derive(Debug)]
 pub struct Wal {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     cfg: WalConfig,
-    _lock: File,
+    _lock: Box<dyn LockGuard>,
     segments: Vec<SegmentFile>,
     active: Option<Active>,
     next_seq: Option<u64>,
     durable: Durable,
     unsynced: bool,
+    /// A durable mark was written after the last sync and is not synced itself: the
+    /// segment must be synced before the writer rotates away from it.
+    mark_unsynced: bool,
     poisoned: bool,
     payload_buf: Vec<u8>,
     appended_bytes: u64,
@@ -198,14 +204,32 @@ pub struct Wal {
 
 impl Wal {
     /// Opens (creating if needed) the WAL in `dir` and recovers it: leftover temporary
-    /// segments are removed, every segment header is checked, the last segment is read
-    /// frame by frame and a torn tail at its end is truncated (and reported). Anything
-    /// else invalid is refused with an error naming the file and offset.
+    /// segments are removed, every segment header is checked, the last segment is made
+    /// durable and read back from the disk frame by frame, and a torn tail at its end is
+    /// truncated (and reported). Anything else invalid is refused with an error naming
+    /// the file and offset.
+    ///
+    /// Every frame the recovered log holds is durable when this returns: frames that a
+    /// killed writer left in the page cache are synced before they are read, and pages
+    /// that a failed `fdatasync` left looking written are dropped from the cache first,
+    /// so what is read is what the disk has.
     ///
     /// # Errors
     /// [`WalError::Locked`] if another writer holds the directory, I/O errors, the
     /// corruption variants, [`WalError::InvalidConfig`].
     pub fn open(dir: impl AsRef<Path>, cfg: WalConfig) -> Result<(Self, RecoveryReport), WalError> {
+        Self::open_on(ledger_storage::real(), dir, cfg)
+    }
+
+    /// [`Wal::open`] on `storage`.
+    ///
+    /// # Errors
+    /// As [`Wal::open`].
+    pub fn open_on(
+        storage: Arc<dyn Storage>,
+        dir: impl AsRef<Path>,
+        cfg: WalConfig,
+    ) -> Result<(Self, RecoveryReport), WalError> {
         if cfg.segment_bytes_max < SEGMENT_BYTES_MIN {
             return Err(WalError::InvalidConfig {
                 reason: "segment_bytes_max is below SEGMENT_BYTES_MIN",
@@ -219,14 +243,11 @@ impl Wal {
             });
         }
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let lock = lock_dir(&dir)?;
-        let listing = dir::list(&dir)?;
+        storage.create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock = lock_dir(storage.as_ref(), &dir)?;
+        let listing = dir::list(storage.as_ref(), &dir)?;
         for tmp in &listing.temp_files {
-            std::fs::remove_file(tmp).map_err(io_err(tmp))?;
-        }
-        if !listing.temp_files.is_empty() {
-            sync_dir(&dir)?;
+            storage.remove_file(tmp).map_err(io_err(tmp))?;
         }
         let mut report = RecoveryReport {
             segments: listing.segments.len(),
@@ -236,6 +257,7 @@ impl Wal {
             next_seq: None,
         };
         let mut wal = Self {
+            storage,
             dir,
             cfg,
             _lock: lock,
@@ -248,19 +270,34 @@ impl Wal {
                 offset: 0,
             },
             unsynced: false,
+            mark_unsynced: false,
             poisoned: false,
             payload_buf: Vec::new(),
             appended_bytes: 0,
         };
+        // The names of the segments (the newest may have been created by a writer that
+        // died before syncing the directory) and the removals above become durable before
+        // anything in them is reported.
+        sync_dir(wal.storage.as_ref(), &wal.dir)?;
         if let Some(last) = wal.segments.last().cloned() {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&last.path)
+            let file = wal
+                .storage
+                .open(&last.path, OpenMode::ReadWrite)
                 .map_err(io_err(&last.path))?;
-            let len = file.metadata().map_err(io_err(&last.path))?.len();
-            let mut scan =
-                SegmentScan::new(&file, last.path.clone(), last.header, len, true, Vec::new());
+            // What a killed writer appended is still in the page cache, not on the disk:
+            // sync it before reporting it committed. Then drop the cache, so pages that a
+            // failed fdatasync left looking written are read from the disk, as they are.
+            file.sync_data().map_err(io_err(&last.path))?;
+            file.drop_cache().map_err(io_err(&last.path))?;
+            let len = file.size().map_err(io_err(&last.path))?;
+            let mut scan = SegmentScan::new(
+                file.as_ref(),
+                last.path.clone(),
+                last.header,
+                len,
+                true,
+                Vec::new(),
+            );
             let end = loop {
                 match scan.step()? {
                     Step::Frame(_) => {}
@@ -428,35 +465,40 @@ impl Wal {
         let Some(active) = self.active.as_mut() else {
             return Err(WalError::Poisoned);
         };
-        // Below frame_align_bytes <= FRAME_ALIGN_BYTES_MAX, so it fits in u16 (checked at
-        // open, const-asserted in format.rs).
-        let padding = u16::try_from(padding_at(active.pos)).unwrap_or(0);
-        let zeros = ZEROS.get(..usize::from(padding)).unwrap_or_default();
-        let path = segment_path(&self.dir, active.number);
         let salt = active.salt;
         let pos = active.pos;
+        // frame_align_bytes <= FRAME_ALIGN_BYTES_MAX = 65536 (checked at open), so the
+        // padding, below it, fits a u16.
+        let Ok(padding) = u16::try_from(padding_at(pos)) else {
+            unreachable!("padding below frame_align_bytes <= 65536");
+        };
+        let zeros = ZEROS
+            .get(..usize::from(padding))
+            .expect("ZEROS is FRAME_ALIGN_BYTES_MAX long");
+        let path = segment_path(&self.dir, active.number);
         let header = |payload: &[u8]| {
             FrameHeader::records(first_seq, count, salt, payload, padding).encode()
         };
+        let file = active.file.as_ref();
         let written = if frame_bytes >= self.cfg.overlap_checksum_min_bytes {
             // Payload first, its writeback started, the checksum computed meanwhile, the
             // header last. The block holding the header is left to `sync`.
             let body = pos + FRAME_HEADER_BYTES as u64;
             let end = pos + frame_bytes + u64::from(padding);
             let first_block = body.next_multiple_of(BLOCK_BYTES);
-            pwrite_all(
-                &active.file,
+            write_all_at(
+                file,
                 body,
                 &mut [IoSlice::new(payload), IoSlice::new(zeros)],
             )
             .and_then(|()| {
                 if end > first_block {
-                    start_writeback(&active.file, first_block, end - first_block)
+                    file.start_writeback(first_block, end - first_block)
                 } else {
                     Ok(())
                 }
             })
-            .and_then(|()| pwrite_all(&active.file, pos, &mut [IoSlice::new(&header(payload))]))
+            .and_then(|()| write_all_at(file, pos, &mut [IoSlice::new(&header(payload))]))
         } else {
             let header = header(payload);
             let mut bufs = [
@@ -464,7 +506,7 @@ impl Wal {
                 IoSlice::new(payload),
                 IoSlice::new(zeros),
             ];
-            pwrite_all(&active.file, pos, &mut bufs)
+            write_all_at(file, pos, &mut bufs)
         };
         if let Err(e) = written {
             self.poisoned = true;
@@ -502,8 +544,32 @@ impl Wal {
                 segment: active.number,
                 offset: active.pos,
             };
+            self.write_durable_mark()?;
         }
         Ok(self.durable)
+    }
+
+    /// Writes a durable mark (not synced: it only has to be read if it reached the disk)
+    /// at the durable end, so recovery can tell damage to synced frames from a torn write
+    /// of unsynced ones (`FrameKind::DURABLE_MARK_BYTE`). Skipped where it would take the
+    /// segment past its size: the next append starts a new segment then.
+    fn write_durable_mark(&mut self) -> Result<(), WalError> {
+        let (Some(active), Some(next_seq)) = (self.active.as_mut(), self.next_seq) else {
+            return Ok(());
+        };
+        let mark = FrameHeader::durable_mark(next_seq, active.salt).encode();
+        let end = active.pos + mark.len() as u64;
+        if end > self.cfg.segment_bytes_max {
+            return Ok(());
+        }
+        if let Err(e) = write_all_at(active.file.as_ref(), active.pos, &mut [IoSlice::new(&mark)]) {
+            self.poisoned = true;
+            return Err(io_err(segment_path(&self.dir, active.number))(e));
+        }
+        active.pos = end;
+        self.appended_bytes += mark.len() as u64;
+        self.mark_unsynced = true;
+        Ok(())
     }
 
     /// Finishes the current segment (makes it durable) and starts the next one, whose
@@ -511,7 +577,7 @@ impl Wal {
     fn rotate(&mut self, first_seq: u64) -> Result<(), WalError> {
         let number = match &self.active {
             Some(a) => {
-                if self.unsynced {
+                if self.unsynced || self.mark_unsynced {
                     a.file
                         .sync_data()
                         .map_err(io_err(segment_path(&self.dir, a.number)))?;
@@ -526,31 +592,36 @@ impl Wal {
             first_seq,
             salt,
         };
-        let tmp = self.dir.join(temp_file_name(number));
-        let path = segment_path(&self.dir, number);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
+        let (created, file) = AtomicFile::create(
+            self.storage.as_ref(),
+            &self.dir,
+            &temp_file_name(number),
+            &segment_file_name(number),
+        )
+        .map_err(|(path, e)| io_err(path)(e))?;
+        let tmp = created.temp_path().to_path_buf();
+        write_all_at(file.as_ref(), 0, &mut [IoSlice::new(&header.encode())])
             .map_err(io_err(&tmp))?;
-        file.write_all(&header.encode()).map_err(io_err(&tmp))?;
         if self.cfg.preallocate {
             let zeros = vec![0_u8; ZERO_CHUNK_BYTES];
-            let mut left = self.cfg.segment_bytes_max - SEGMENT_HEADER_BYTES as u64;
-            while left > 0 {
-                let n = usize::try_from(left)
+            let mut at = SEGMENT_HEADER_BYTES as u64;
+            while at < self.cfg.segment_bytes_max {
+                let n = usize::try_from(self.cfg.segment_bytes_max - at)
                     .unwrap_or(usize::MAX)
                     .min(ZERO_CHUNK_BYTES);
-                file.write_all(zeros.get(..n).unwrap_or_default())
-                    .map_err(io_err(&tmp))?;
-                left -= n as u64;
+                write_all_at(
+                    file.as_ref(),
+                    at,
+                    &mut [IoSlice::new(zeros.get(..n).unwrap_or_default())],
+                )
+                .map_err(io_err(&tmp))?;
+                at += n as u64;
             }
         }
-        file.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(&self.dir)?;
+        created
+            .commit(file.as_ref())
+            .map_err(|(path, e)| io_err(path)(e))?;
+        let path = segment_path(&self.dir, number);
         if let Some(prev) = &self.active {
             // Everything in the previous segment was made durable above.
             self.durable = Durable {
@@ -560,6 +631,7 @@ impl Wal {
             };
         }
         self.unsynced = false;
+        self.mark_unsynced = false;
         self.segments.push(SegmentFile { path, header });
         self.active = Some(Active {
             file,
@@ -604,18 +676,21 @@ impl Wal {
             .count();
         let mut removed = Vec::with_capacity(removable);
         for info in infos.into_iter().take(removable) {
-            let result = std::fs::remove_file(&info.path).map_err(io_err(&info.path));
+            let result = self
+                .storage
+                .remove_file(&info.path)
+                .map_err(io_err(&info.path));
             if result.is_ok() {
                 self.segments.remove(0);
                 removed.push(info);
             }
             if let Err(e) = result {
-                sync_dir(&self.dir)?;
+                sync_dir(self.storage.as_ref(), &self.dir)?;
                 return Err(e);
             }
         }
         if !removed.is_empty() {
-            sync_dir(&self.dir)?;
+            sync_dir(self.storage.as_ref(), &self.dir)?;
         }
         Ok(removed)
     }
@@ -624,77 +699,14 @@ impl Wal {
 /// Zeros for frame padding.
 static ZEROS: [u8; FRAME_ALIGN_BYTES_MAX as usize] = [0; FRAME_ALIGN_BYTES_MAX as usize];
 
-/// Writes all of `bufs` at `offset` with `pwritev`, continuing after short writes.
-fn pwrite_all(file: &File, mut offset: u64, bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    let mut slices: &mut [IoSlice<'_>] = bufs;
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        let off = libc::off_t::try_from(offset)
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        let count = libc::c_int::try_from(slices.len()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (documented by std);
-        // the slices and the buffers they point to outlive the call; `count` is at most
-        // their number.
-        let n = unsafe {
-            libc::pwritev(
-                file.as_raw_fd(),
-                slices.as_ptr().cast::<libc::iovec>(),
-                count,
-                off,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let n = usize::try_from(n).unwrap_or(0);
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut slices, n);
-        offset += n as u64;
-    }
-    Ok(())
-}
-
-/// Starts writeback of `[offset, offset + len)` without waiting for it (durability still
-/// comes from the `fdatasync` in [`Wal::sync`]).
-fn start_writeback(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
-    let invalid = |_| std::io::Error::from(std::io::ErrorKind::InvalidInput);
-    let off = libc::off64_t::try_from(offset).map_err(invalid)?;
-    let len = libc::off64_t::try_from(len).map_err(invalid)?;
-    // SAFETY: a plain syscall on a descriptor `file` keeps open; no memory is passed.
-    let rc =
-        unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Takes an exclusive `flock` on the directory's lock file.
-fn lock_dir(dir: &Path) -> Result<File, WalError> {
+/// Takes the directory's lock file: one writer per log.
+fn lock_dir(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn LockGuard>, WalError> {
     let path = dir.join(LOCK_FILE_NAME);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    // SAFETY: `flock` only reads the descriptor number, which `file` keeps open for the
-    // duration of the call; it touches no memory of ours.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
+    storage.lock(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
-            return Err(WalError::Locked { path });
+            WalError::Locked { path: path.clone() }
+        } else {
+            io_err(&path)(e)
         }
-        return Err(io_err(path)(e));
-    }
-    Ok(file)
+    })
 }

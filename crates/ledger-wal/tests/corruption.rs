@@ -7,14 +7,15 @@ mod common;
 use std::path::Path;
 
 use common::{
-    Owned, copy_log, frame_positions, payload, raw_frame, read_all, salt_of, segment_files,
+    Owned, copy_log, frame_positions, payload, raw_durable_mark, raw_frame, read_all, salt_of,
+    segment_files,
 };
 use ledger_wal::{
     CleanEnd, FrameDefect, FrameKind, SegmentEnd, Wal, WalConfig, WalError, WalReader, fuzzing,
     segment_file_name, verify,
 };
 
-/// Two segments, three frames each.
+/// Two segments, three frames each, synced (so a durable mark ends the second).
 fn small_log(dir: &Path) -> Vec<Owned> {
     let cfg = WalConfig::default().with_segment_bytes_max(300);
     let (mut wal, _) = Wal::open(dir, cfg).unwrap();
@@ -37,7 +38,9 @@ fn every_flipped_byte_is_an_error_or_a_truncated_tail_never_different_data() {
     let original = root.path().join("original");
     let expected = small_log(&original);
     let positions = frame_positions(&original);
-    let (last_seg, last_off, _, last_len) = *positions.last().unwrap();
+    let (_, last_off, _, last_len) = *positions.last().unwrap();
+    // The sync wrote a durable mark after the last frame: everything before it was synced.
+    let mark_off = last_off + 40 + last_len as u64;
     let files = segment_files(&original);
     let mut checked = 0;
     for (file_idx, file) in files.iter().enumerate() {
@@ -51,10 +54,8 @@ fn every_flipped_byte_is_an_error_or_a_truncated_tail_never_different_data() {
                 let mut damaged = bytes.clone();
                 damaged[i] ^= mask;
                 std::fs::write(&target, &damaged).unwrap();
-                let in_last_frame = is_last_file
-                    && (i as u64) >= last_off
-                    && (i as u64) < last_off + 40 + last_len as u64;
-                let _ = last_seg;
+                assert!(!is_last_file || bytes.len() as u64 == mark_off + 40);
+                let in_mark = is_last_file && (i as u64) >= mark_off;
 
                 // Read-only: frames handed out before any error are the original ones.
                 let reader_outcome = (|| {
@@ -63,6 +64,7 @@ fn every_flipped_byte_is_an_error_or_a_truncated_tail_never_different_data() {
                     let mut got = Vec::new();
                     let result = loop {
                         match frames.next_frame() {
+                            Ok(Some(f)) if f.kind != FrameKind::Records => {}
                             Ok(Some(f)) => {
                                 got.push((f.first_seq, f.record_count, f.payload.to_vec()))
                             }
@@ -75,21 +77,22 @@ fn every_flipped_byte_is_an_error_or_a_truncated_tail_never_different_data() {
                 })();
 
                 let opened = Wal::open(&dir, WalConfig::default());
-                if in_last_frame {
-                    // The last frame of the last segment: a torn tail, cut off.
+                if in_mark {
+                    // The mark, the last frame: a torn tail, cut off; no record is lost.
                     let end = reader_outcome.unwrap();
                     assert!(
-                        matches!(end, Some(SegmentEnd::Torn { offset, .. }) if offset == last_off)
+                        matches!(end, Some(SegmentEnd::Torn { offset, .. }) if offset == mark_off)
                     );
                     let (_, report) = opened.unwrap();
                     let t = report.truncated.unwrap();
-                    assert_eq!(t.offset, last_off);
+                    assert_eq!(t.offset, mark_off);
                     let (frames, _) = read_all(&dir).unwrap();
-                    assert_eq!(frames[..], expected[..expected.len() - 1]);
+                    assert_eq!(frames[..], expected[..]);
                 } else {
-                    // Anywhere else: refused by the reader and by recovery (a flip in an
-                    // earlier segment is found by the reader; recovery reads only headers
-                    // there, so it may open, but then reading refuses).
+                    // Anywhere else (synced frames: the mark after them says so): refused
+                    // by the reader and by recovery (a flip in an earlier segment is found
+                    // by the reader; recovery reads only headers there, so it may open,
+                    // but then reading refuses).
                     let err = reader_outcome.unwrap_err();
                     assert!(err.is_corruption(), "flip {file_idx}/{i}: {err}");
                     match opened {
@@ -126,8 +129,9 @@ fn flipped_bytes_of_padded_frames_are_errors_or_a_truncated_tail() {
     drop(wal);
     let file = segment_files(&original).pop().unwrap();
     let bytes = std::fs::read(&file).unwrap();
-    assert_eq!(bytes.len(), 3 * 4096);
-    // Headers, payloads, and every 31st padding byte of each frame.
+    // Three padded frames, then the durable mark the sync wrote.
+    assert_eq!(bytes.len(), 3 * 4096 + 40);
+    // Headers, payloads, the mark, and every 31st padding byte of each frame.
     let offsets = (0..bytes.len()).filter(|i| i % 4096 < 64 + 40 + 30 || i.is_multiple_of(31));
     for i in offsets {
         let dir = root.path().join(format!("flip-{i}"));
@@ -137,12 +141,12 @@ fn flipped_bytes_of_padded_frames_are_errors_or_a_truncated_tail() {
         std::fs::write(dir.join(file.file_name().unwrap()), &damaged).unwrap();
         match Wal::open(&dir, cfg) {
             Ok((_, report)) => {
-                assert!(i >= 8192, "flip at {i} before the last frame opened");
-                assert_eq!(report.truncated.map(|t| t.offset), Some(8192));
-                assert_eq!(read_all(&dir).unwrap().0, expected[..2]);
+                assert!(i >= 3 * 4096, "flip at {i} in a synced frame opened");
+                assert_eq!(report.truncated.map(|t| t.offset), Some(3 * 4096));
+                assert_eq!(read_all(&dir).unwrap().0, expected);
             }
             Err(e) => {
-                assert!(i < 8192, "flip at {i} in the last frame: {e}");
+                assert!(i < 3 * 4096, "flip at {i} in the mark: {e}");
                 assert!(e.is_corruption(), "{e}");
             }
         }
@@ -329,9 +333,10 @@ fn case_sequence_gap_inside_a_segment() {
 }
 
 #[test]
-fn case_bad_frame_followed_by_a_valid_one() {
+fn case_bad_frame_followed_by_a_valid_one_and_a_durable_mark() {
     let dir = tempfile::tempdir().unwrap();
     let mut seg = fuzzing::build_segment(1, 1, 5, &[b"first", b"second", b"third"]);
+    seg.extend_from_slice(&raw_durable_mark(7, 5));
     let second = 64 + 40 + 5;
     seg[second + 40] ^= 0x10; // payload byte of the second frame
     segment_with(dir.path(), 1, &seg);
@@ -350,12 +355,38 @@ fn case_bad_frame_followed_by_a_valid_one() {
     }
 }
 
+/// Unsynced frames reach the disk in any order: a whole frame after a torn one, with no
+/// durable mark after the damage, is an unacknowledged write, cut off with the tail.
 #[test]
-fn case_zeros_then_a_valid_frame_is_corruption() {
+fn case_bad_frame_followed_by_a_valid_one_without_a_mark_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seg = fuzzing::build_segment(1, 1, 5, &[b"first", b"second", b"third"]);
+    let second = 64 + 40 + 5;
+    seg[second + 40] ^= 0x10;
+    // A mark *before* the damage proves nothing about it.
+    let mut marked = seg[..second].to_vec();
+    marked.extend_from_slice(&raw_durable_mark(2, 5));
+    marked.extend_from_slice(&seg[second..]);
+    for bytes in [&seg, &marked] {
+        segment_with(dir.path(), 1, bytes);
+        let (_, report) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        let torn = report.truncated.unwrap();
+        assert!(torn.offset == second as u64 || torn.offset == (second + 40) as u64);
+        assert_eq!(read_all(dir.path()).unwrap().0.len(), 1);
+    }
+    // In a segment that is not the last, the same bytes are corruption.
+    segment_with(dir.path(), 1, &seg);
+    segment_with(dir.path(), 2, &fuzzing::build_segment(2, 7, 6, &[b"b"]));
+    assert!(read_all(dir.path()).unwrap_err().is_corruption());
+}
+
+#[test]
+fn case_zeros_then_a_valid_frame_and_a_mark_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let mut seg = fuzzing::build_segment(1, 1, 5, &[b"first"]);
     seg.extend_from_slice(&[0; 100]);
     seg.extend_from_slice(&raw_frame(1, 1, 1, 2, 5, b"lost?"));
+    seg.extend_from_slice(&raw_durable_mark(3, 5));
     segment_with(dir.path(), 1, &seg);
     assert!(matches!(
         open_err(dir.path()),
@@ -443,6 +474,7 @@ fn case_malformed_fields_under_valid_checksums() {
 fn errors_name_the_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let mut seg = fuzzing::build_segment(1, 1, 5, &[b"first", b"second"]);
+    seg.extend_from_slice(&raw_durable_mark(4, 5));
     seg[64 + 41] ^= 1;
     segment_with(dir.path(), 1, &seg);
     let msg = open_err(dir.path()).to_string();

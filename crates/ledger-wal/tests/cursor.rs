@@ -2,7 +2,9 @@
 //! frames after it in the segment; a deleted segment is `NotFound`.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use ledger_wal::{FrameCursor, FramePosition, SEGMENT_BYTES_MIN, Wal, WalConfig, WalError};
+use ledger_wal::{
+    FrameCursor, FrameKind, FramePosition, SEGMENT_BYTES_MIN, Wal, WalConfig, WalError,
+};
 use proptest::prelude::*;
 
 proptest! {
@@ -40,8 +42,14 @@ proptest! {
             prop_assert_eq!(frame.offset, pos.offset);
             prop_assert_eq!(frame.segment, pos.segment);
             prop_assert_eq!(frame.payload, payload.as_slice());
-            // The next frame of the same segment follows, or the segment ends.
-            let next = cursor.next_frame().unwrap().map(|f| (f.segment, f.first_seq));
+            // The next records frame of the same segment follows (durable marks are
+            // skipped), or the segment ends.
+            let next = loop {
+                match cursor.next_frame().unwrap() {
+                    Some(f) if f.kind != FrameKind::Records => {}
+                    other => break other.map(|f| (f.segment, f.first_seq)),
+                }
+            };
             let expected = written
                 .get(i + 1)
                 .filter(|(p, _, _)| p.segment == pos.segment)

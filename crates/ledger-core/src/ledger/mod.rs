@@ -133,6 +133,7 @@ pub struct PipelineIndex {
 /// cause; each has a `try_` twin that returns the [`LedgerError`] instead.
 pub struct Ledger {
     config: LedgerConfig,
+    storage: Arc<dyn ledger_storage::Storage>,
     engine: Option<Engine>,
 }
 
@@ -169,8 +170,16 @@ impl Ledger {
     /// A ledger that will keep its files as `config` says. Does no I/O: [`start`](Self::start)
     /// opens and recovers.
     pub fn new(config: LedgerConfig) -> Ledger {
+        Ledger::with_storage(config, ledger_storage::real())
+    }
+
+    /// A ledger that does its file operations through `storage` instead of the file
+    /// system: a simulated disk for fault and power-loss tests
+    /// (`ledger_storage::sim::SimDisk`), or an embedder's own layer.
+    pub fn with_storage(config: LedgerConfig, storage: Arc<dyn ledger_storage::Storage>) -> Ledger {
         Ledger {
             config,
+            storage,
             engine: None,
         }
     }
@@ -194,7 +203,7 @@ impl Ledger {
             // Release the old engine's files (locks) before reopening them.
             self.engine = None;
         }
-        self.engine = Some(Engine::start(&self.config)?);
+        self.engine = Some(Engine::start(&self.config, &self.storage)?);
         Ok(())
     }
 
@@ -619,13 +628,16 @@ impl Future for WaitForTransaction {
 }
 
 impl Engine {
-    fn start(config: &LedgerConfig) -> Result<Engine, LedgerError> {
+    fn start(
+        config: &LedgerConfig,
+        storage: &Arc<dyn ledger_storage::Storage>,
+    ) -> Result<Engine, LedgerError> {
         validate(config)?;
         let transactor_config = TransactorConfig {
             max_accounts: config.max_accounts,
             dedup_window_ns: u64::try_from(config.dedup_window.as_nanos()).unwrap_or(u64::MAX),
         };
-        let recovered = recovery::recover(config, transactor_config)?;
+        let recovered = recovery::recover(config, storage, transactor_config)?;
         let report = recovered.report;
         let metrics = Arc::new(Metrics::default());
         let retention_floor = Arc::new(AtomicU64::new(0));
@@ -654,12 +666,13 @@ impl Engine {
         ));
         let first_tx_id = report.last_tx_id + 1;
         let reads = ReadPath {
+            storage: Arc::clone(storage),
             wal_dir: config.wal_dir(),
             recent: RecentFrames::new((config.read_cache_bytes / 1024).clamp(1024, 1 << 20)),
             index: FrameIndex::new(config.wal_segment_bytes),
         };
         let mut index_writer = IndexWriter::new(Arc::clone(&reads.index));
-        reads::index::rebuild(&reads.wal_dir, &mut index_writer)?;
+        reads::index::rebuild(storage, &reads.wal_dir, &mut index_writer)?;
 
         let mut builder = Pipeline::builder(config.ring_size, Slot::new)
             .wait_strategy(config.wait_strategy)

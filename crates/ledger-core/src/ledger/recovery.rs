@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ledger_snapshot::{SnapshotConfig, SnapshotStore};
+use ledger_storage::Storage;
 use ledger_wal::{FrameKind, TruncatedTail, Wal, WalConfig, WalReader, segment_file_name};
 
 use super::checkpoint::{STATE_FORMAT, SnapshotState};
@@ -50,15 +51,17 @@ pub(crate) fn wal_config(config: &LedgerConfig) -> WalConfig {
 
 pub(crate) fn recover(
     config: &LedgerConfig,
+    storage: &Arc<dyn Storage>,
     transactor_config: TransactorConfig,
 ) -> Result<Recovered, LedgerError> {
     let started = Instant::now();
-    let store = SnapshotStore::open(
+    let store = SnapshotStore::open_on(
+        Arc::clone(storage),
         config.snapshot_dir(),
         SnapshotConfig::default().with_keep(config.snapshots_kept),
     )?;
     let wal_dir = config.wal_dir();
-    let (wal, wal_report) = Wal::open(&wal_dir, wal_config(config))?;
+    let (wal, wal_report) = Wal::open_on(Arc::clone(storage), &wal_dir, wal_config(config))?;
     if let Some(torn) = &wal_report.truncated {
         tracing::warn!(
             segment = %torn.segment.display(),
@@ -112,7 +115,7 @@ pub(crate) fn recover(
     drop(outcome);
 
     let snapshot_tx_id = visible.state.last_tx_id();
-    let replayed = replay_wal(&wal_dir, &wal, &mut visible)?;
+    let replayed = replay_wal(storage, &wal_dir, &wal, &mut visible)?;
     let Visible {
         state: transactor,
         links,
@@ -186,9 +189,14 @@ struct Stored {
 }
 
 /// Applies every WAL record after the transactor's last id; returns how many.
-fn replay_wal(wal_dir: &Path, wal: &Wal, visible: &mut Visible) -> Result<u64, LedgerError> {
+fn replay_wal(
+    storage: &Arc<dyn Storage>,
+    wal_dir: &Path,
+    wal: &Wal,
+    visible: &mut Visible,
+) -> Result<u64, LedgerError> {
     let after = visible.state.last_tx_id();
-    let reader = WalReader::open(wal_dir)?;
+    let reader = WalReader::open_on(Arc::clone(storage), wal_dir)?;
     let gap = || LedgerError::WalGap {
         snapshot_tx_id: after,
         wal_first_tx_id: reader.first_seq(),

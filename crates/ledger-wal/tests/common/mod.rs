@@ -3,31 +3,43 @@
 
 use std::path::{Path, PathBuf};
 
-use ledger_wal::{SegmentEnd, WalReader};
+use ledger_wal::{FrameKind, SegmentEnd, WalReader};
 
 /// One frame as read back: (first_seq, record_count, payload).
 pub type Owned = (u64, u32, Vec<u8>);
 
-/// Reads every frame of the log in `dir` (read-only) and how it ends.
+/// Reads every records frame of the log in `dir` (read-only; optional frames such as
+/// durable marks are verified and left out) and how it ends.
 pub fn read_all(dir: &Path) -> Result<(Vec<Owned>, Option<SegmentEnd>), ledger_wal::WalError> {
     let reader = WalReader::open(dir)?;
     let mut frames = reader.frames();
     let mut out = Vec::new();
     while let Some(f) = frames.next_frame()? {
-        out.push((f.first_seq, f.record_count, f.payload.to_vec()));
+        if f.kind == FrameKind::Records {
+            out.push((f.first_seq, f.record_count, f.payload.to_vec()));
+        }
     }
     Ok((out, frames.end()))
 }
 
-/// Frames with their segment number and offset: (segment, offset, first_seq, payload len).
+/// Records frames with their segment number and offset: (segment, offset, first_seq,
+/// payload len).
 pub fn frame_positions(dir: &Path) -> Vec<(u64, u64, u64, usize)> {
     let reader = WalReader::open(dir).unwrap();
     let mut frames = reader.frames();
     let mut out = Vec::new();
     while let Some(f) = frames.next_frame().unwrap() {
-        out.push((f.segment, f.offset, f.first_seq, f.payload.len()));
+        if f.kind == FrameKind::Records {
+            out.push((f.segment, f.offset, f.first_seq, f.payload.len()));
+        }
     }
     out
+}
+
+/// A durable mark (kind 0x80, no payload) of the segment with `salt`, before the records
+/// starting at `next_seq`, encoded by hand.
+pub fn raw_durable_mark(next_seq: u64, salt: u64) -> Vec<u8> {
+    raw_frame(1, 0x80, 0, next_seq, salt, b"")
 }
 
 /// Copies the segment files of `src` into a fresh directory under `parent`.

@@ -188,8 +188,12 @@ impl IndexWriter {
 
 /// Rebuilds the index at start from every retained segment (one verified read of the
 /// log: the frames' checksums are checked again on the way).
-pub(crate) fn rebuild(wal_dir: &Path, writer: &mut IndexWriter) -> Result<(), LedgerError> {
-    let reader = WalReader::open(wal_dir)?;
+pub(crate) fn rebuild(
+    storage: &Arc<dyn ledger_storage::Storage>,
+    wal_dir: &Path,
+    writer: &mut IndexWriter,
+) -> Result<(), LedgerError> {
+    let reader = WalReader::open_on(Arc::clone(storage), wal_dir)?;
     let mut frames = reader.frames();
     while let Some(frame) = frames.next_frame()? {
         if frame.kind == FrameKind::Records {

@@ -20,6 +20,7 @@ use crate::transaction::TxId;
 /// What the engine shares with readers.
 #[derive(Clone, Debug)]
 pub(crate) struct ReadPath {
+    pub storage: Arc<dyn ledger_storage::Storage>,
     pub wal_dir: PathBuf,
     pub recent: Arc<RecentFrames>,
     pub index: Arc<FrameIndex>,
@@ -144,7 +145,8 @@ impl<'a> RecordSource<'a> {
         };
         let buf = std::mem::take(&mut self.buf);
         let dir = &self.path.wal_dir;
-        let mut cursor = match FrameCursor::open(
+        let mut cursor = match FrameCursor::open_on(
+            self.path.storage.as_ref(),
             dir,
             point.position.segment,
             point.position.offset,

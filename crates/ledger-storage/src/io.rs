@@ -1,0 +1,46 @@
+//! Whole-buffer reads and writes on top of [`StorageFile`]'s single calls.
+
+use std::io::{self, IoSlice};
+
+use crate::StorageFile;
+
+/// Writes all of `bufs` at `offset`, continuing after short writes. A call that writes
+/// nothing is `WriteZero`.
+///
+/// # Errors
+/// The first failed write (what was written before it stays written).
+pub fn write_all_at(
+    file: &dyn StorageFile,
+    mut offset: u64,
+    bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    let mut slices: &mut [IoSlice<'_>] = bufs;
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let n = file.pwritev(offset, slices)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Reads from `offset` until `buf` is full or the file ends; returns the bytes read.
+///
+/// # Errors
+/// The first failed read.
+pub fn read_full_at(file: &dyn StorageFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        let Some(dst) = buf.get_mut(got..) else { break };
+        match file.pread(dst, offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
