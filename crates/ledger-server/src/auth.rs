@@ -104,16 +104,25 @@ impl Tokens {
     }
 }
 
-/// PERMISSION_DENIED unless the request's caller has at least `needed`.
-pub fn require<T>(request: &Request<T>, needed: Role) -> Result<(), Status> {
+/// PERMISSION_DENIED unless the request's caller has at least `needed`; INTERNAL when
+/// [`Tokens::check`] did not mark the request.
+pub(crate) fn require<T>(request: &Request<T>, needed: Role) -> Result<(), Status> {
     match request.extensions().get::<Role>() {
         Some(&role) if role >= needed => Ok(()),
         Some(_) => Err(Status::permission_denied(
             "this token is read-only: it cannot submit operations",
         )),
-        // The interceptor did not run: only when the service is used without one (tests,
-        // embedding), which is open.
-        None => Ok(()),
+        // Fail closed: no mark means the service was wired without its interceptor (even
+        // open tokens mark every request Write). That is a server bug, not something the
+        // caller can fix with another token: INTERNAL, not UNAUTHENTICATED.
+        None => {
+            tracing::error!(
+                "request refused: the ledger service runs without its auth interceptor"
+            );
+            Err(Status::internal(
+                "the server is misconfigured (no authentication); request refused",
+            ))
+        }
     }
 }
 
@@ -144,5 +153,23 @@ mod tests {
         assert!(Tokens::parse("admin xxxxxxxxxxxxxxxx").is_err());
         assert!(Tokens::parse("read short").is_err());
         assert!(Tokens::parse("# nothing\n").is_err());
+    }
+
+    #[test]
+    fn a_request_the_interceptor_did_not_mark_is_refused() {
+        for needed in [Role::Read, Role::Write] {
+            let err = require(&Request::new(()), needed).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::Internal, "{needed:?}");
+        }
+        // Open tokens still mark: every request is allowed everything.
+        let marked = Tokens::open().check(Request::new(())).unwrap();
+        assert!(require(&marked, Role::Write).is_ok());
+        let mut read = Request::new(());
+        read.extensions_mut().insert(Role::Read);
+        assert!(require(&read, Role::Read).is_ok());
+        assert_eq!(
+            require(&read, Role::Write).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
     }
 }

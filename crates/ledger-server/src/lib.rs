@@ -5,7 +5,8 @@
 //! - [`pb`]: the generated messages, server and client.
 //! - [`convert`]: wire messages <-> ledger operations and results (shape checks).
 //! - [`errors`]: the one mapping from `LedgerError` to gRPC status.
-//! - [`service`]: the service itself.
+//! - `service` (private): the service itself, only ever served behind the token
+//!   interceptor: [`serve::serve`] is the way to embed it.
 //! - [`auth`], [`metrics`], [`settings`], [`serve`]: security, observability,
 //!   configuration and the process lifecycle.
 
@@ -15,5 +16,5 @@ pub mod errors;
 pub mod metrics;
 pub mod pb;
 pub mod serve;
-pub mod service;
+mod service;
 pub mod settings;

@@ -24,16 +24,18 @@ const STREAM_GROUPS_IN_FLIGHT: usize = 8;
 /// The most operations a stream submits as one batch.
 const STREAM_GROUP_MAX: usize = 4096;
 
-/// The service: a shared ledger and the server's counters.
+/// The service: a shared ledger and the server's counters. Crate-private: it is only
+/// served behind [`crate::auth::Tokens::check`] (see `serve`), so no embedder can expose
+/// it without authentication.
 #[derive(Debug, Clone)]
-pub struct LedgerService {
+pub(crate) struct LedgerService {
     ledger: Arc<Ledger>,
     max_accounts: u64,
     metrics: Arc<ServerMetrics>,
 }
 
 impl LedgerService {
-    pub fn new(ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) -> LedgerService {
+    pub(crate) fn new(ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) -> LedgerService {
         let max_accounts = ledger.config().max_accounts;
         LedgerService {
             ledger,
