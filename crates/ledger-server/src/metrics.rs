@@ -3,6 +3,7 @@
 //! responder: one page, no dependencies.
 
 use std::fmt::Write as _;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use ledger_core::ledger::Ledger;
 use ledger_core::transaction::FailReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -220,24 +221,72 @@ impl ServerMetrics {
 
 /// Serves `GET /metrics` (any path, in fact) on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) {
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let (ledger, metrics) = (Arc::clone(&ledger), Arc::clone(&metrics));
-        tokio::spawn(async move {
-            let mut buf = [0_u8; 1024];
-            // The request itself does not matter; read what the client sent first.
-            let _ = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
-            let body = metrics.render(&ledger);
-            let response = format!(
-                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
+    accept_loop(
+        || listener.accept(),
+        |(socket, _)| {
+            tokio::spawn(respond(socket, Arc::clone(&ledger), Arc::clone(&metrics)));
+        },
+    )
+    .await;
+}
+
+/// How long to pause before accepting again after `error`, if at all. Out of file
+/// descriptors (EMFILE, ENFILE), buffers or memory lasts until something else frees
+/// them: accepting again at once would spin a core. Only a connection that died
+/// before it was accepted concerns nobody else.
+pub fn accept_backoff(error: &io::Error) -> Option<Duration> {
+    match error.kind() {
+        io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::Interrupted => None,
+        // Resource exhaustion, and anything unforeseen: pausing never hurts a scrape page.
+        _ => Some(ACCEPT_BACKOFF),
     }
+}
+
+/// The pause after an accept error that is not about one connection.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accepts with `accept` forever, handing each connection to `handle`; pauses as
+/// [`accept_backoff`] says after an error, logging once per burst of them.
+async fn accept_loop<C, F>(mut accept: impl FnMut() -> F, mut handle: impl FnMut(C))
+where
+    F: Future<Output = io::Result<C>>,
+{
+    let mut failing = false;
+    loop {
+        match accept().await {
+            Ok(conn) => {
+                failing = false;
+                handle(conn);
+            }
+            Err(error) => match accept_backoff(&error) {
+                Some(pause) => {
+                    if !failing {
+                        tracing::warn!(%error, ?pause, "metrics: accept failed; pausing before each retry");
+                        failing = true;
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+                None => tracing::debug!(%error, "metrics: a connection died before accept"),
+            },
+        }
+    }
+}
+
+/// Answers one scrape.
+async fn respond(mut socket: TcpStream, ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) {
+    let mut buf = [0_u8; 1024];
+    // The request itself does not matter; read what the client sent first.
+    let _ = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
+    let body = metrics.render(&ledger);
+    let response = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
 }
 
 #[cfg(test)]
@@ -262,6 +311,60 @@ mod tests {
             "ledger_submit_commit_seconds_count 3",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
+        }
+    }
+
+    #[test]
+    fn resource_exhaustion_backs_off_and_a_dead_connection_does_not() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(accept_backoff(&e), Some(ACCEPT_BACKOFF), "{e}");
+        }
+        for errno in [libc::ECONNABORTED, libc::ECONNRESET, libc::EINTR] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(accept_backoff(&e), None, "{e}");
+        }
+    }
+
+    /// The loop pauses between failed accepts (a sleep never ends early, so the gaps
+    /// are at least the backoff whatever the machine's speed), and serves again after.
+    #[tokio::test]
+    async fn the_accept_loop_pauses_after_emfile() {
+        use std::sync::Mutex;
+        const FAILURES: usize = 3;
+        let calls = Mutex::new(Vec::new());
+        let handled = Mutex::new(Vec::new());
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let mut done = Some(done);
+        let accept = || {
+            let mut calls = calls.lock().unwrap();
+            calls.push(Instant::now());
+            let n = calls.len();
+            if n == FAILURES + 2 {
+                // Both answers seen: end the test (the loop itself never ends).
+                let _ = done.take().map(|d| d.send(()));
+            }
+            async move {
+                match n {
+                    n if n <= FAILURES => Err(io::Error::from_raw_os_error(libc::EMFILE)),
+                    n if n == FAILURES + 1 => Ok(n),
+                    _ => std::future::pending().await,
+                }
+            }
+        };
+        tokio::select! {
+            () = accept_loop(accept, |n| handled.lock().unwrap().push(n)) => unreachable!(),
+            _ = finished => {}
+        }
+        assert_eq!(*handled.lock().unwrap(), [FAILURES + 1]);
+        let calls = calls.lock().unwrap();
+        for (i, pair) in calls.windows(2).enumerate().take(FAILURES) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= ACCEPT_BACKOFF,
+                "accept {} came {gap:?} after a failure",
+                i + 2
+            );
         }
     }
 }
