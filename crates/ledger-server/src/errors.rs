@@ -7,13 +7,18 @@ use tonic::{Code, Status};
 /// The status for `error`, logging what the client is not told.
 pub fn status(error: &LedgerError) -> Status {
     let (code, client_message) = classify(error);
-    match code {
-        Code::Internal | Code::DataLoss | Code::Unavailable => {
-            tracing::error!(%error, ?code, "request failed");
-        }
-        _ => tracing::debug!(%error, ?code, "request refused"),
+    if is_server_fault(code) {
+        tracing::error!(%error, ?code, "request failed");
+    } else {
+        tracing::debug!(%error, ?code, "request refused");
     }
     Status::new(code, client_message.unwrap_or_else(|| error.to_string()))
+}
+
+/// Whether `code` (as [`status`] gives it) puts the blame on the server, not the caller:
+/// the ledger's storage or the ledger itself failed, or it is stopped.
+pub fn is_server_fault(code: Code) -> bool {
+    matches!(code, Code::Internal | Code::DataLoss | Code::Unavailable)
 }
 
 /// The code for `error`, and a message to send instead of the error's own text when that

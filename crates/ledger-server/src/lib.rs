@@ -7,12 +7,14 @@
 //! - [`errors`]: the one mapping from `LedgerError` to gRPC status.
 //! - `service` (private): the service itself, only ever served behind the token
 //!   interceptor: [`serve::serve`] is the way to embed it.
+//! - `health` (private): `grpc.health.v1.Health` following the ledger's state.
 //! - [`auth`], [`metrics`], [`settings`], [`serve`]: security, observability,
 //!   configuration and the process lifecycle.
 
 pub mod auth;
 pub mod convert;
 pub mod errors;
+mod health;
 pub mod metrics;
 pub mod pb;
 pub mod serve;

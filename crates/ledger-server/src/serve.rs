@@ -9,6 +9,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::auth::Tokens;
+use crate::health::LedgerHealth;
 use crate::metrics::{self, ServerMetrics};
 use crate::pb;
 use crate::service::LedgerService;
@@ -95,9 +96,16 @@ pub async fn serve(
     };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
-        .await;
+    let health = Arc::new(LedgerHealth::new(health_reporter, Arc::clone(&ledger)).await);
+    // Stopping: the drain and the final sync take a moment, and nothing new should be
+    // routed here meanwhile.
+    let shutdown = {
+        let health = Arc::clone(&health);
+        async move {
+            shutdown.await;
+            health.not_serving().await;
+        }
+    };
     // Both reflection versions: grpcurl and other tools ask for either.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -110,7 +118,11 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| format!("reflection: {e}"))?;
-    let service = LedgerService::new(Arc::clone(&ledger), Arc::clone(&server_metrics));
+    let service = LedgerService::new(
+        Arc::clone(&ledger),
+        Arc::clone(&server_metrics),
+        Arc::clone(&health),
+    );
     let max_message = settings.max_message_bytes();
     let ledger_api = tonic::service::interceptor::InterceptedService::new(
         pb::ledger_server::LedgerServer::new(service).max_decoding_message_size(max_message),
@@ -124,6 +136,10 @@ pub async fn serve(
             .tls_config(tls)
             .map_err(|e| format!("TLS configuration: {e}"))?;
     }
+    let health_task = tokio::spawn({
+        let health = Arc::clone(&health);
+        async move { health.watch().await }
+    });
     // Tests and scripts read this line to find the port.
     println!("listening on {bound}");
     tracing::info!(%bound, "serving roda.ledger.v1.Ledger");
@@ -137,6 +153,7 @@ pub async fn serve(
     if let Some(task) = metrics_task {
         task.abort();
     }
+    health_task.abort();
     // In-flight requests are done; make everything durable and stop.
     let stopped = tokio::task::block_in_place(|| ledger.stop());
     served.map_err(|e| format!("serve: {e}"))?;

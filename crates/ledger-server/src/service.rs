@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{self, Role};
 use crate::convert::{self, WireOperation};
 use crate::errors;
+use crate::health::LedgerHealth;
 use crate::metrics::ServerMetrics;
 use crate::pb;
 
@@ -32,16 +33,32 @@ pub(crate) struct LedgerService {
     ledger: Arc<Ledger>,
     max_accounts: u64,
     metrics: Arc<ServerMetrics>,
+    health: Arc<LedgerHealth>,
 }
 
 impl LedgerService {
-    pub(crate) fn new(ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) -> LedgerService {
+    pub(crate) fn new(
+        ledger: Arc<Ledger>,
+        metrics: Arc<ServerMetrics>,
+        health: Arc<LedgerHealth>,
+    ) -> LedgerService {
         let max_accounts = ledger.config().max_accounts;
         LedgerService {
             ledger,
             max_accounts,
             metrics,
+            health,
         }
+    }
+
+    /// The status for a ledger error. One the server is to blame for may mean the ledger
+    /// failed: health is told to look now, so it stops saying SERVING.
+    fn status(&self, error: &LedgerError) -> Status {
+        let status = errors::status(error);
+        if errors::is_server_fault(status.code()) {
+            self.health.ledger_refused();
+        }
+        status
     }
 
     fn operation(&self, op: Option<WireOperation>) -> Result<Operation, Status> {
@@ -69,7 +86,7 @@ impl LedgerService {
             Ok(Err(op)) => tokio::task::block_in_place(|| ledger.try_submit(op)),
             Err(e) => Err(e),
         }
-        .map_err(|e| errors::status(&e))?;
+        .map_err(|e| self.status(&e))?;
         self.metrics.submitted(1);
         Ok(id)
     }
@@ -77,14 +94,24 @@ impl LedgerService {
     fn submit_batch(&self, ops: Vec<Operation>) -> Result<Vec<TxId>, Status> {
         let n = ops.len() as u64;
         let ids = tokio::task::block_in_place(|| self.ledger.try_submit_batch(ops))
-            .map_err(|e| errors::status(&e))?;
+            .map_err(|e| self.status(&e))?;
         self.metrics.submitted(n);
         Ok(ids)
     }
 
     /// Waits (asynchronously) for `tx_id` to reach `level`, then reads its outcome.
     async fn wait_result(&self, tx_id: TxId, level: WaitLevel) -> Result<SubmitResult, Status> {
-        wait_result(&self.ledger, &self.metrics, tx_id, level).await
+        self.ledger
+            .wait_for_async(tx_id, level)
+            .await
+            .map_err(|e| self.status(&e))?;
+        let outcome = self
+            .ledger
+            .try_outcome(tx_id)
+            .map_err(|e| self.status(&e))?;
+        let result = SubmitResult::new(tx_id, outcome);
+        self.metrics.outcome(result.fail_reason);
+        Ok(result)
     }
 
     /// Runs a balance read on the async path: first waits, as a future, until everything
@@ -105,29 +132,13 @@ impl LedgerService {
                 .wait_for_async(index.committed, WaitLevel::Snapshotted)
                 .await;
         }
-        f(&self.ledger).map_err(|e| errors::status(&e))
+        f(&self.ledger).map_err(|e| self.status(&e))
     }
 
     /// Runs a read that may wait (for the snapshot stage, or the disk) off the async path.
     fn read<T>(&self, f: impl FnOnce(&Ledger) -> Result<T, LedgerError>) -> Result<T, Status> {
-        tokio::task::block_in_place(|| f(&self.ledger)).map_err(|e| errors::status(&e))
+        tokio::task::block_in_place(|| f(&self.ledger)).map_err(|e| self.status(&e))
     }
-}
-
-async fn wait_result(
-    ledger: &Ledger,
-    metrics: &ServerMetrics,
-    tx_id: TxId,
-    level: WaitLevel,
-) -> Result<SubmitResult, Status> {
-    ledger
-        .wait_for_async(tx_id, level)
-        .await
-        .map_err(|e| errors::status(&e))?;
-    let outcome = ledger.try_outcome(tx_id).map_err(|e| errors::status(&e))?;
-    let result = SubmitResult::new(tx_id, outcome);
-    metrics.outcome(result.fail_reason);
-    Ok(result)
 }
 
 type ResultStream = Pin<Box<dyn Stream<Item = Result<pb::SubmitAndWaitResponse, Status>> + Send>>;
@@ -201,9 +212,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         )?;
         let ids = self.submit_batch(ops)?;
         let batch = SubmittedBatch::new(&ids, level, started);
-        Ok(Response::new(
-            batch.answer(&self.ledger, &self.metrics).await?,
-        ))
+        Ok(Response::new(batch.answer(self).await?))
     }
 
     async fn get_balance(
@@ -371,8 +380,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 }
             }
         });
-        let ledger = Arc::clone(&self.ledger);
-        let metrics = Arc::clone(&self.metrics);
+        let service = self.clone();
         tokio::spawn(async move {
             let mut groups = Vec::with_capacity(STREAM_GROUPS_IN_FLIGHT);
             // Answers everything submitted so far after one wait, for its last id at its
@@ -388,17 +396,18 @@ impl pb::ledger_server::Ledger for LedgerService {
                     .filter_map(Submitted::last)
                     .reduce(|(a, l), (b, m)| (a.max(b), highest(l, m)));
                 let waited = match last {
-                    Some((id, level)) => ledger
+                    Some((id, level)) => service
+                        .ledger
                         .wait_for_async(id, level)
                         .await
-                        .map_err(|e| errors::status(&e)),
+                        .map_err(|e| service.status(&e)),
                     None => Ok(()),
                 };
                 for group in groups.drain(..) {
                     let (responses, failed) = match (&waited, group) {
                         (Err(status), _) => (vec![Err(status.clone())], true),
                         (_, Err(status)) => (vec![Err(status)], true),
-                        (Ok(()), Ok(group)) => answers(&ledger, &metrics, &group),
+                        (Ok(()), Ok(group)) => answers(&service, &group),
                     };
                     if out_tx.send(responses).await.is_err() || failed {
                         return;
@@ -449,12 +458,11 @@ impl pb::ledger_server::Ledger for LedgerService {
                 index += 1;
             }
         });
-        let ledger = Arc::clone(&self.ledger);
-        let metrics = Arc::clone(&self.metrics);
+        let service = self.clone();
         tokio::spawn(async move {
             while let Some(batch) = pending_rx.recv().await {
                 let answer = match batch {
-                    Ok(batch) => batch.answer(&ledger, &metrics).await,
+                    Ok(batch) => batch.answer(&service).await,
                     Err(status) => Err(status),
                 };
                 let failed = answer.is_err();
@@ -492,18 +500,18 @@ impl SubmittedBatch {
     /// all did), then reads every outcome from memory.
     async fn answer(
         &self,
-        ledger: &Ledger,
-        metrics: &ServerMetrics,
+        service: &LedgerService,
     ) -> Result<pb::SubmitBatchAndWaitResponse, Status> {
+        let (ledger, metrics) = (&service.ledger, &service.metrics);
         if self.count > 0 {
             ledger
                 .wait_for_async(self.first + self.count - 1, self.level)
                 .await
-                .map_err(|e| errors::status(&e))?;
+                .map_err(|e| service.status(&e))?;
         }
         let mut results = Vec::with_capacity(usize::try_from(self.count).unwrap_or(0));
         for id in self.first..self.first + self.count {
-            let outcome = ledger.try_outcome(id).map_err(|e| errors::status(&e))?;
+            let outcome = ledger.try_outcome(id).map_err(|e| service.status(&e))?;
             let result = SubmitResult::new(id, outcome);
             metrics.outcome(result.fail_reason);
             results.push(convert::submit_result(result));
@@ -532,10 +540,10 @@ impl Submitted {
 /// The answers of a group that reached its levels; `true` if one of them failed (the
 /// stream then ends after it).
 fn answers(
-    ledger: &Ledger,
-    metrics: &ServerMetrics,
+    service: &LedgerService,
     group: &Submitted,
 ) -> (Vec<Result<pb::SubmitAndWaitResponse, Status>>, bool) {
+    let (ledger, metrics) = (&service.ledger, &service.metrics);
     let mut out = Vec::with_capacity(group.levels.len());
     for tx_id in group.first..group.first + group.levels.len() as u64 {
         match ledger.try_outcome(tx_id) {
@@ -545,7 +553,7 @@ fn answers(
                 out.push(Ok(convert::submit_result(result)));
             }
             Err(e) => {
-                out.push(Err(errors::status(&e)));
+                out.push(Err(service.status(&e)));
                 return (out, true);
             }
         }

@@ -21,7 +21,14 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ledger-server"))
+        Server::start_with(data, extra, |_| {})
+    }
+
+    /// [`Server::start`], with `prepare` applied to the command first.
+    fn start_with(data: &Path, extra: &[&str], prepare: impl FnOnce(&mut Command)) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ledger-server"));
+        prepare(&mut command);
+        let mut child = command
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -120,6 +127,28 @@ fn wait_deposit(
         amount,
         user_ref,
     })
+}
+
+/// Lets the command's process grow no file past `bytes` (RLIMIT_FSIZE): a write past it
+/// fails (EFBIG) as on a full disk. SIGXFSZ, which would kill the process instead, is
+/// ignored (an ignored signal stays ignored across exec).
+fn limit_file_size(command: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs between fork and exec; signal(2) and setrlimit(2) are
+    // async-signal-safe and change only the child's own state.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Threads of process `pid` whose name is `name`, once there are at least `expected` of
@@ -1024,4 +1053,86 @@ async fn a_balance_read_sees_every_commit_acknowledged_before_it() {
             .into_inner();
         assert_eq!(many.balances, [n, 0]);
     }
+}
+
+/// The health service's answer for `service`.
+async fn health_of(
+    channel: &Channel,
+    service: &str,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status()
+}
+
+/// `ledger-server --probe` against `addr`.
+fn probe(addr: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ledger-server"))
+        .args(["--probe", "--listen", addr])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_ledger_is_not_serving_to_health_checks_and_the_probe() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let dir = tempfile::tempdir().unwrap();
+    // 64 KiB per file: the first WAL segment fills up within a few thousand deposits.
+    let server = Server::start_with(&dir.path().join("data"), &[], |c| {
+        limit_file_size(c, 64 << 10);
+    });
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for service in ["", "roda.ledger.v1.Ledger"] {
+        assert_eq!(health_of(&channel, service).await, ServingStatus::Serving);
+    }
+    assert!(probe(&server.addr).status.success());
+
+    let mut c = LedgerClient::new(channel.clone());
+    let batch = pb::SubmitBatchAndWaitRequest {
+        operations: (0..100)
+            .map(|_| and_wait(wait_deposit(1, 1, 0), pb::WaitLevel::Processed))
+            .collect(),
+        wait_level: pb::WaitLevel::Committed.into(),
+    };
+    let mut committed = 0;
+    let err = loop {
+        match c.submit_batch_and_wait(batch.clone()).await {
+            Ok(_) => committed += 1,
+            Err(e) => break e,
+        }
+        assert!(committed < 10_000, "64 KiB of WAL never filled up");
+    };
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(committed > 0, "the limit let the ledger start and commit");
+
+    // The flip is asynchronous (the refused request wakes the health watcher): wait for
+    // it, up to a deadline far beyond its usual microseconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while health_of(&channel, "roda.ledger.v1.Ledger").await != ServingStatus::NotServing {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health still SERVING 10 s after the ledger failed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(health_of(&channel, "").await, ServingStatus::NotServing);
+    let probed = probe(&server.addr);
+    assert_eq!(probed.status.code(), Some(1), "{probed:?}");
+    assert!(
+        String::from_utf8_lossy(&probed.stderr).contains("NotServing"),
+        "{probed:?}"
+    );
+    // Reads of what is visible still work: the server itself is up.
+    c.get_pipeline_index(pb::GetPipelineIndexRequest {})
+        .await
+        .unwrap();
 }
