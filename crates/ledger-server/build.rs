@@ -13,9 +13,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("ledger_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // The messages and the server, whose codec answers undecodable requests with
+    // INVALID_ARGUMENT (src/codec.rs).
     tonic_prost_build::configure()
         .build_server(true)
+        .build_client(false)
+        .codec_path("crate::codec::RequestCodec")
+        .compile_fds(fds.clone())?;
+    // The client on its own, with prost's codec: an undecodable *response* is the
+    // server's fault, INTERNAL as usual. It uses the messages above (extern_path).
+    let client_dir = out.join("client");
+    std::fs::create_dir_all(&client_dir)?;
+    tonic_prost_build::configure()
+        .build_server(false)
         .build_client(true)
+        .out_dir(&client_dir)
+        .extern_path(".roda.ledger.v1", "crate::pb")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! Prometheus metrics and graceful shutdown.
 //!
 //! - [`pb`]: the generated messages, server and client.
+//! - `codec` (private): the server's decoding; an undecodable request is INVALID_ARGUMENT.
 //! - [`convert`]: wire messages <-> ledger operations and results (shape checks).
 //! - [`errors`]: the one mapping from `LedgerError` to gRPC status.
 //! - `service` (private): the service itself, only ever served behind the token
@@ -12,6 +13,7 @@
 //!   configuration and the process lifecycle.
 
 pub mod auth;
+mod codec;
 pub mod convert;
 pub mod errors;
 mod health;

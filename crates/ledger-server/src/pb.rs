@@ -6,7 +6,10 @@
     missing_debug_implementations
 )]
 
+// The messages and `ledger_server`.
 tonic::include_proto!("roda.ledger.v1");
+// `ledger_client` (generated apart: it keeps prost's codec; see build.rs).
+include!(concat!(env!("OUT_DIR"), "/client/roda.ledger.v1.rs"));
 
 /// The encoded descriptor set of `ledger.proto`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -1136,3 +1136,162 @@ async fn a_failed_ledger_is_not_serving_to_health_checks_and_the_probe() {
         .await
         .unwrap();
 }
+
+/// Raw bytes in and out of a gRPC call: no protobuf on the client side.
+#[derive(Clone, Copy, Debug, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+const UNARY_METHODS: [&str; 12] = [
+    "SubmitOperation",
+    "SubmitAndWait",
+    "SubmitBatch",
+    "SubmitBatchAndWait",
+    "GetBalance",
+    "GetBalances",
+    "GetTransactionStatus",
+    "GetTransactionStatuses",
+    "GetPipelineIndex",
+    "GetTransaction",
+    "GetAccountHistory",
+    "GetBalanceAt",
+];
+
+/// `bytes` as the request of `method`, bypassing protobuf: the status it gets.
+async fn raw_call(
+    channel: &Channel,
+    method: &str,
+    bytes: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!(
+        "/roda.ledger.v1.Ledger/{method}"
+    ))
+    .unwrap();
+    grpc.unary(tonic::Request::new(bytes), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_requests_are_invalid_argument_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // Never a valid message of any type: a truncated varint, a truncated key, field 0,
+    // wire type 7, a length running past the end.
+    let malformed: [&[u8]; 5] = [
+        &[0x08],
+        &[0xff],
+        &[0x00, 0x01],
+        &[0x0f, 0x01],
+        &[0x0a, 0x7f, 0x01],
+    ];
+    for method in UNARY_METHODS {
+        for bytes in malformed {
+            let err = raw_call(&channel, method, bytes.to_vec())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.code(),
+                Code::InvalidArgument,
+                "{method} {bytes:?}: {err:?}"
+            );
+        }
+    }
+    // Random bytes (a fixed seed): most are not messages, a few happen to be. Either
+    // way the answer is never the server's fault.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut invalid = 0;
+    for method in UNARY_METHODS {
+        for _ in 0..30 {
+            let len = (next() % 64) as usize + 1;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Err(err) = raw_call(&channel, method, bytes.clone()).await {
+                assert!(
+                    !matches!(err.code(), Code::Internal | Code::Unknown),
+                    "{method} {bytes:?}: {err:?}"
+                );
+                invalid += usize::from(err.code() == Code::InvalidArgument);
+            }
+        }
+    }
+    assert!(
+        invalid > 300,
+        "only {invalid} of 360 random payloads refused"
+    );
+    // A stream's undecodable message ends it the same way, naming the operation.
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/roda.ledger.v1.Ledger/SubmitStream");
+    let outcome = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::iter(vec![vec![0xff_u8]])),
+            path,
+            RawCodec,
+        )
+        .await;
+    let err = match outcome {
+        Ok(response) => response.into_inner().message().await.unwrap_err(),
+        Err(err) => err,
+    };
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // The server keeps serving, on the same connection.
+    let mut c = LedgerClient::new(channel);
+    c.submit_and_wait(and_wait(wait_deposit(1, 5, 0), pb::WaitLevel::Committed))
+        .await
+        .unwrap();
+}
