@@ -194,6 +194,31 @@ fn a_halted_process_fails_every_call_and_its_handles_die_with_it() {
 }
 
 #[test]
+fn a_halt_under_a_prefix_counts_only_the_calls_there() {
+    let disk = SimDisk::new(6);
+    let storage = disk.storage();
+    storage.create_dir_all(Path::new("/d/a")).expect("mkdir");
+    storage.create_dir_all(Path::new("/d/b")).expect("mkdir");
+    disk.halt_under(Path::new("/d/a"), 2);
+    storage
+        .list(Path::new("/d/a"))
+        .expect("first call under /d/a");
+    for _ in 0..5 {
+        storage
+            .list(Path::new("/d/b"))
+            .expect("calls elsewhere are not counted");
+    }
+    assert!(
+        storage.list(Path::new("/d/a")).is_err(),
+        "the second call halts"
+    );
+    assert!(
+        storage.list(Path::new("/d/b")).is_err(),
+        "and so does every call after it"
+    );
+}
+
+#[test]
 fn a_lock_is_exclusive_and_released_by_drop_or_restart() {
     let disk = SimDisk::new(4);
     let storage = disk.storage();

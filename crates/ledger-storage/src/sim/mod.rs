@@ -108,6 +108,8 @@ struct Disk {
     seed: u64,
     generation: u64,
     halt_at: Option<u64>,
+    /// Halt at the n-th call (counting from 1) on a path under this prefix.
+    halt_under: Option<(PathBuf, u64)>,
     halted: bool,
     stats: SimStats,
     rates: FaultRates,
@@ -168,6 +170,7 @@ impl SimDisk {
                 seed,
                 generation: 0,
                 halt_at: None,
+                halt_under: None,
                 halted: false,
                 stats: SimStats::default(),
                 rates: FaultRates::default(),
@@ -206,6 +209,7 @@ impl SimDisk {
         let mut disk = self.disk();
         disk.generation += 1;
         disk.halt_at = None;
+        disk.halt_under = None;
         disk.halted = false;
         disk.locks.clear();
         match how {
@@ -225,6 +229,15 @@ impl SimDisk {
         disk.halted = disk.stats.steps >= step;
     }
 
+    /// The `nth` call (from 1) of the current process on a path under `prefix`, and every
+    /// call after it, fail with `EIO`: a crash at a point of one file's or directory's
+    /// sequence of operations, which (unlike a global step) does not depend on how other
+    /// threads' calls interleave.
+    pub fn halt_under(&self, prefix: &Path, nth: u64) {
+        assert!(nth >= 1, "calls are counted from 1");
+        self.disk().halt_under = Some((prefix.to_path_buf(), nth));
+    }
+
     /// Halts the current process now.
     pub fn halt(&self) {
         let mut disk = self.disk();
@@ -234,6 +247,14 @@ impl SimDisk {
     /// Makes the call at step `step` fail with `fault`.
     pub fn fail_at(&self, step: u64, fault: Fault) {
         self.disk().chosen.insert(step, fault);
+    }
+
+    /// Takes back every armed fault: chosen steps, random rates, the capacity.
+    pub fn clear_faults(&self) {
+        let mut disk = self.disk();
+        disk.chosen.clear();
+        disk.rates = FaultRates::default();
+        disk.capacity = None;
     }
 
     /// Random fault rates from now on.
@@ -256,6 +277,12 @@ impl SimDisk {
     /// Each file sync takes at least this long.
     pub fn set_sync_latency(&self, latency: Duration) {
         self.disk().sync_latency = latency;
+    }
+
+    /// Bytes in all files, as the page cache shows them.
+    #[must_use]
+    pub fn used_bytes(&self) -> u64 {
+        self.disk().used_bytes()
     }
 
     /// What happened so far.
@@ -308,6 +335,15 @@ impl Disk {
         }
         if self.halt_at.is_some_and(|h| step >= h) {
             self.halted = true;
+        }
+        if let Some((prefix, left)) = &mut self.halt_under
+            && key.starts_with(prefix.as_path())
+        {
+            *left -= 1;
+            if *left == 0 {
+                self.halted = true;
+                self.halt_under = None;
+            }
         }
         if self.halted {
             return Err(Fault::Io);
