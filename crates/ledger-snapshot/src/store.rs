@@ -285,7 +285,9 @@ impl SnapshotStore {
     /// as an archive of `T`, newest first; every newer one that fails is reported in
     /// [`LoadOutcome::skipped`] and never used. `loaded` is `None` when none is usable.
     ///
-    /// Only a failure to read the directory itself is an `Err`.
+    /// An I/O error (listing the directory, reading a file) is an `Err`, never a skip: a
+    /// disk that cannot be read says nothing about the snapshot, and passing over it
+    /// would load an older state or none (and then refuse for a WAL gap) for no reason.
     pub fn load_latest<T>(&self) -> Result<LoadOutcome<T>, SnapshotError>
     where
         T: Archive,
@@ -302,6 +304,7 @@ impl SnapshotStore {
                         skipped,
                     });
                 }
+                Err(error) if !error.is_corruption() => return Err(error),
                 Err(error) => skipped.push(SkippedSnapshot {
                     sequence,
                     path,
