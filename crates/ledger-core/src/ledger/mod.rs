@@ -637,7 +637,15 @@ impl Engine {
             max_accounts: config.max_accounts,
             dedup_window_ns: u64::try_from(config.dedup_window.as_nanos()).unwrap_or(u64::MAX),
         };
-        let recovered = recovery::recover(config, storage, transactor_config)?;
+        let reads = ReadPath {
+            storage: Arc::clone(storage),
+            wal_dir: config.wal_dir(),
+            recent: RecentFrames::new((config.read_cache_bytes / 1024).clamp(1024, 1 << 20)),
+            index: FrameIndex::new(config.wal_segment_bytes),
+        };
+        // Recovery's one read of the log also builds the read index.
+        let mut index_writer = IndexWriter::new(Arc::clone(&reads.index));
+        let recovered = recovery::recover(config, storage, transactor_config, &mut index_writer)?;
         let report = recovered.report;
         let metrics = Arc::new(Metrics::default());
         let retention_floor = Arc::new(AtomicU64::new(0));
@@ -665,14 +673,6 @@ impl Engine {
                 .next_power_of_two(),
         ));
         let first_tx_id = report.last_tx_id + 1;
-        let reads = ReadPath {
-            storage: Arc::clone(storage),
-            wal_dir: config.wal_dir(),
-            recent: RecentFrames::new((config.read_cache_bytes / 1024).clamp(1024, 1 << 20)),
-            index: FrameIndex::new(config.wal_segment_bytes),
-        };
-        let mut index_writer = IndexWriter::new(Arc::clone(&reads.index));
-        reads::index::rebuild(storage, &reads.wal_dir, &mut index_writer)?;
 
         let mut builder = Pipeline::builder(config.ring_size, Slot::new)
             .wait_strategy(config.wait_strategy)

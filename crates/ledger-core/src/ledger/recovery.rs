@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 
 use ledger_snapshot::{SnapshotConfig, SnapshotStore};
 use ledger_storage::Storage;
-use ledger_wal::{FrameKind, TruncatedTail, Wal, WalConfig, WalReader, segment_file_name};
+use ledger_wal::{
+    FrameKind, FramePosition, TruncatedTail, Wal, WalConfig, WalReader, segment_file_name,
+};
 
 use super::checkpoint::{STATE_FORMAT, SnapshotState};
 use super::config::LedgerConfig;
 use super::error::LedgerError;
 use super::links::AccountLinks;
+use super::reads::index::IndexWriter;
 use super::visible::Visible;
 use crate::record::FrameDecoder;
 use crate::transaction::{Entry, Outcome, TxId};
@@ -49,10 +52,13 @@ pub(crate) fn wal_config(config: &LedgerConfig) -> WalConfig {
     WalConfig::default().with_segment_bytes_max(config.wal_segment_bytes)
 }
 
+/// Recovers the state; `index` notes the position of every retained records frame on
+/// the way (the same single read of the log that replays it).
 pub(crate) fn recover(
     config: &LedgerConfig,
     storage: &Arc<dyn Storage>,
     transactor_config: TransactorConfig,
+    index: &mut IndexWriter,
 ) -> Result<Recovered, LedgerError> {
     let started = Instant::now();
     let store = SnapshotStore::open_on(
@@ -115,7 +121,7 @@ pub(crate) fn recover(
     drop(outcome);
 
     let snapshot_tx_id = visible.state.last_tx_id();
-    let replayed = replay_wal(storage, &wal_dir, &wal, &mut visible)?;
+    let replayed = replay_wal(storage, &wal_dir, &wal, &mut visible, index)?;
     let Visible {
         state: transactor,
         links,
@@ -188,12 +194,14 @@ struct Stored {
     entries: Range<usize>,
 }
 
-/// Applies every WAL record after the transactor's last id; returns how many.
+/// Reads every retained frame once, verified: notes each records frame's position in
+/// `index` and applies every record after the transactor's last id; returns how many.
 fn replay_wal(
     storage: &Arc<dyn Storage>,
     wal_dir: &Path,
     wal: &Wal,
     visible: &mut Visible,
+    index: &mut IndexWriter,
 ) -> Result<u64, LedgerError> {
     let after = visible.state.last_tx_id();
     let reader = WalReader::open_on(Arc::clone(storage), wal_dir)?;
@@ -208,7 +216,8 @@ fn replay_wal(
         (Some(first), Some(next)) if first <= after + 1 && next > after => {}
         _ => return Err(gap()),
     }
-    let mut frames = reader.frames_from(after + 1)?;
+    // From the oldest retained frame: the read index covers all of them.
+    let mut frames = reader.frames();
     let mut replayed = 0u64;
     // Reused for every frame: after the first frames, replay allocates nothing.
     let mut records: Vec<Stored> = Vec::new();
@@ -216,7 +225,17 @@ fn replay_wal(
     let mut prev_tx_ids: Vec<TxId> = Vec::new();
     while let Some(frame) = frames.next_frame()? {
         if frame.kind != FrameKind::Records {
-            continue; // an optional frame kind this version does not use
+            continue; // a durable mark, or an optional kind this version does not use
+        }
+        index.note(
+            FramePosition {
+                segment: frame.segment,
+                offset: frame.offset,
+            },
+            frame.first_seq,
+        );
+        if frame.next_seq() <= after + 1 {
+            continue; // wholly in the snapshot: verified (checksums), not decoded
         }
         let segment = wal_dir.join(segment_file_name(frame.segment));
         let offset = frame.offset;

@@ -5,12 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use std::path::Path;
-
 use arc_swap::ArcSwap;
-use ledger_wal::{FrameKind, FramePosition, WalReader};
+use ledger_wal::FramePosition;
 
-use crate::ledger::error::LedgerError;
 use crate::transaction::TxId;
 
 /// WAL bytes between two index points (at most: a point is taken at the first frame
@@ -184,25 +181,4 @@ impl IndexWriter {
             shared.segments.store(Arc::new(kept));
         }
     }
-}
-
-/// Rebuilds the index at start from every retained segment (one verified read of the
-/// log: the frames' checksums are checked again on the way).
-pub(crate) fn rebuild(
-    storage: &Arc<dyn ledger_storage::Storage>,
-    wal_dir: &Path,
-    writer: &mut IndexWriter,
-) -> Result<(), LedgerError> {
-    let reader = WalReader::open_on(Arc::clone(storage), wal_dir)?;
-    let mut frames = reader.frames();
-    while let Some(frame) = frames.next_frame()? {
-        if frame.kind == FrameKind::Records {
-            let position = FramePosition {
-                segment: frame.segment,
-                offset: frame.offset,
-            };
-            writer.note(position, frame.first_seq);
-        }
-    }
-    Ok(())
 }
