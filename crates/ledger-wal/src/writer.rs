@@ -612,7 +612,7 @@ impl Wal {
                 write_all_at(
                     file.as_ref(),
                     at,
-                    &mut [IoSlice::new(zeros.get(..n).unwrap_or_default())],
+                    &mut [IoSlice::new(zeros.get(..n).expect("n <= ZERO_CHUNK_BYTES"))],
                 )
                 .map_err(io_err(&tmp))?;
                 at += n as u64;
