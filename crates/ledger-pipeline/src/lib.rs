@@ -58,8 +58,11 @@
 mod affinity;
 mod batch;
 mod error;
+#[cfg(all(test, loom))]
+mod loom_models;
 mod pipeline;
 mod ring;
+mod sync;
 mod wait;
 
 pub use affinity::Pinning;

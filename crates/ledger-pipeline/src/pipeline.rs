@@ -209,7 +209,7 @@ impl<T: Send + 'static> PipelineBuilder<T> {
 }
 
 /// The body of a stage thread.
-fn run_stage<T: 'static>(
+pub(crate) fn run_stage<T: 'static>(
     ring: &Ring<T>,
     index: usize,
     mut handler: Box<dyn Stage<T>>,
@@ -269,8 +269,7 @@ fn run_stage<T: 'static>(
             });
             break;
         }
-        cell.cursor.store(last, Ordering::Release);
-        cell.notifier.advance(last);
+        cell.release(last);
         next = last + 1;
     }
     cell.exited.store(true, Ordering::Release);
@@ -410,7 +409,7 @@ impl<T> Drop for Pipeline<T> {
 
 /// Publishes into the ring. Cheap to clone; `Send + Sync`.
 pub struct Producer<T> {
-    ring: Arc<Ring<T>>,
+    pub(crate) ring: Arc<Ring<T>>,
 }
 
 impl<T> Clone for Producer<T> {
@@ -602,7 +601,7 @@ impl<T: Send> Producer<T> {
 /// hold one wherever completions are awaited.
 #[derive(Clone)]
 pub struct Progress {
-    control: Arc<Control>,
+    pub(crate) control: Arc<Control>,
 }
 
 impl std::fmt::Debug for Progress {

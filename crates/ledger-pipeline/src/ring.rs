@@ -16,11 +16,12 @@
 
 use std::cell::UnsafeCell;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crossbeam_utils::CachePadded;
 
 use crate::error::PipelineError;
+use crate::sync::{AtomicBool, AtomicU64};
 use crate::wait::{Notifier, WaitStrategy};
 
 /// Set in the claim cursor once the pipeline stops accepting publishes. Sequences stay
@@ -45,6 +46,16 @@ pub(crate) struct StageCell {
     pub(crate) notifier: Notifier,
     /// Set (after the final cursor store) when the stage thread has left its loop.
     pub(crate) exited: AtomicBool,
+}
+
+impl StageCell {
+    /// Hands `..=last` on (to the next stage; for the last stage, back to the producers)
+    /// and wakes whoever sleeps until the cursor reaches `last`.
+    #[inline]
+    pub(crate) fn release(&self, last: u64) {
+        self.cursor.store(last, Ordering::Release);
+        self.notifier.advance(last);
+    }
 }
 
 /// Everything but the slots: what progress readers and waiters need. Not generic.

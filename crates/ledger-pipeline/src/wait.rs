@@ -11,11 +11,12 @@
 //! entry), or the waiter's re-check sees the advanced index and does not park.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering, fence};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::task::Waker;
-use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
+
+use crate::sync::{self, AtomicU64, Mutex, MutexGuard, Thread, fence};
 
 /// How a thread waits for an index to move: chosen per pipeline by configuration.
 ///
@@ -190,7 +191,7 @@ impl Notifier {
     /// Registers a sleeper for `target`. The caller must re-check its condition after this
     /// returns and before sleeping.
     pub(crate) fn register_thread(&self, target: u64) -> u64 {
-        self.register(target, Handle::Thread(thread::current()))
+        self.register(target, Handle::Thread(sync::current()))
     }
 
     /// Registers (or re-registers with a fresh waker) a task for `target`.
@@ -263,7 +264,7 @@ fn wait_slow<R>(
     let (spins, yields, park) = strategy.phases();
     let mut n: u32 = 0;
     while n < spins {
-        std::hint::spin_loop();
+        sync::spin_loop();
         if let Some(r) = check() {
             return Some(r);
         }
@@ -277,7 +278,7 @@ fn wait_slow<R>(
         }
     }
     for _ in 0..yields {
-        thread::yield_now();
+        sync::yield_now();
         if let Some(r) = check() {
             return Some(r);
         }
@@ -300,7 +301,7 @@ fn wait_slow<R>(
             }
             timeout = timeout.min(d - now);
         }
-        thread::park_timeout(timeout);
+        sync::park_timeout(timeout);
         notifier.deregister(id);
         if let Some(r) = check() {
             return Some(r);
