@@ -33,8 +33,8 @@ impl<'a, T> Batch<'a, T> {
     /// The caller (a stage thread) must have exclusive access to the slots of
     /// `first..first + len` for `'a`, and `1 <= len <= capacity`.
     pub(crate) unsafe fn new(ring: &'a Ring<T>, first: u64, len: usize) -> Self {
-        debug_assert!(len >= 1);
-        debug_assert!(len <= ring.capacity());
+        // `as_mut_slices` and `IterMut` rely on it for bounds and for distinct slots.
+        assert!(len >= 1 && len <= ring.capacity());
         Self { ring, first, len }
     }
 

@@ -196,9 +196,7 @@ impl<T: Send + 'static> PipelineBuilder<T> {
         }
         drop(tx);
         for (index, pin) in rx.iter() {
-            if let Some(p) = pinning.get_mut(index) {
-                *p = pin;
-            }
+            pinning[index] = pin;
         }
         Ok(Pipeline {
             ring,
@@ -238,7 +236,10 @@ pub(crate) fn run_stage<T: 'static>(
                 stage_exit(control, next)
             })
         };
-        let Some(Some(ready)) = ready else { break };
+        // Without a deadline the wait returns only through `check`.
+        let Some(ready) = ready.expect("a wait without a deadline never times out") else {
+            break;
+        };
         if control.is_failed() {
             break;
         }
@@ -558,10 +559,10 @@ impl<T: Send> Producer<T> {
                     }
                     None
                 });
-                match waited {
-                    Some(Ok(())) => continue,
-                    Some(Err(e)) => return Err(e),
-                    None => return Err(PipelineError::ShutDown),
+                // Without a deadline the wait returns only through the check.
+                match waited.expect("a wait without a deadline never times out") {
+                    Ok(()) => continue,
+                    Err(e) => return Err(e),
                 }
             }
             if control
@@ -577,6 +578,8 @@ impl<T: Send> Producer<T> {
     #[inline]
     fn fill_and_publish(&self, first: u64, n: u64, mut fill: impl FnMut(u64, &mut T)) {
         let ring = &*self.ring;
+        // The claim checked it (`check_batch`, or `n == 1`); distinct slots rely on it.
+        assert!(n >= 1 && n <= ring.control.capacity);
         let guard = ClaimGuard {
             control: &ring.control,
             first,

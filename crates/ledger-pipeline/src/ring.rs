@@ -89,6 +89,9 @@ impl Control {
         initial_sequence: u64,
         names: Vec<String>,
     ) -> Self {
+        // `start` checks both; cursors start at `initial_sequence - 1`.
+        assert!((1..=SEQUENCE_MAX).contains(&initial_sequence));
+        assert!(!names.is_empty(), "a pipeline has at least one stage");
         let stages = names
             .into_iter()
             .map(|name| StageCell {
@@ -215,6 +218,9 @@ impl<T> Ring<T> {
         capacity: usize,
         factory: &mut dyn FnMut() -> T,
     ) -> Self {
+        // The mask, and so every slot index, relies on both.
+        assert!(capacity.is_power_of_two() && capacity <= CAPACITY_MAX);
+        assert_eq!(capacity as u64, control.capacity);
         Self {
             control,
             mask: capacity as u64 - 1,

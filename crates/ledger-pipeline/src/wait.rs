@@ -164,7 +164,7 @@ impl Notifier {
             let mut min = u64::MAX;
             let mut i = 0;
             while i < w.entries.len() {
-                let target = w.entries.get(i).map_or(u64::MAX, |e| e.target);
+                let target = w.entries[i].target;
                 if target <= value {
                     woken.push(w.entries.swap_remove(i).handle);
                 } else {
