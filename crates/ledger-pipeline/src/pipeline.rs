@@ -13,6 +13,7 @@ use crate::affinity::{Pinning, pin_current_thread};
 use crate::batch::{Batch, Stage};
 use crate::error::{PipelineError, SharedStageError};
 use crate::ring::{CAPACITY_MAX, CLOSED, Control, Ring, SEQUENCE_MAX};
+use crate::sync::fence;
 use crate::wait::{WaitStrategy, wait_until};
 
 /// Identifies a stage of one pipeline, as returned by [`PipelineBuilder::add_stage`].
@@ -531,6 +532,10 @@ impl<T: Send> Producer<T> {
         loop {
             let current = control.claim.load(Ordering::Relaxed);
             if current & CLOSED != 0 {
+                // The load above is Relaxed: without this fence (pairing with `close`'s
+                // `AcqRel` RMW) a failure recorded before the close may not be visible
+                // yet, and the producer would report `ShutDown` instead of it.
+                fence(Ordering::Acquire);
                 return Err(control.closed_error());
             }
             let last = current + n - 1;

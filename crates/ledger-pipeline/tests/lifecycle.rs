@@ -477,13 +477,17 @@ fn a_failure_racing_with_busy_producers_never_hangs_them() {
         let progress = pipeline.progress();
         let waiter = std::thread::spawn(move || progress.wait(last, u64::MAX >> 2));
         for t in producers {
-            assert!(matches!(
-                t.join().expect("producer"),
-                PipelineError::StageFailed {
-                    panicked: false,
-                    ..
-                }
-            ));
+            let e = t.join().expect("producer");
+            assert!(
+                matches!(
+                    e,
+                    PipelineError::StageFailed {
+                        panicked: false,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
         }
         assert!(matches!(
             waiter.join().expect("waiter"),
