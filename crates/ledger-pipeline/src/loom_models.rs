@@ -1,6 +1,6 @@
 //! Loom models of the ring protocol, the shutdown protocol and the notifiers.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test -p ledger-pipeline --lib --release loom_models`
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p ledger-pipeline --lib loom_models`
 //! (`scripts/loom.sh` does it with its own target directory). Loom runs each model under
 //! every interleaving of its threads, up to a bound on preemptions ([`PREEMPTIONS`],
 //! `LOOM_MAX_PREEMPTIONS` overrides it), and lets every load return any value the C11

@@ -131,7 +131,7 @@ mod tests {
 }
 
 /// Loom models of the seqlock: `RUSTFLAGS="--cfg loom" cargo test -p ledger-core --lib
-/// --release outcomes::loom` (`scripts/loom.sh`). Loom runs every interleaving and lets
+/// outcomes::loom` (`scripts/loom.sh`). Loom runs every interleaving and lets
 /// every load return any value the orderings allow.
 #[cfg(all(test, loom))]
 mod loom_models {
