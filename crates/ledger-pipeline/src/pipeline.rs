@@ -584,7 +584,8 @@ impl<T: Send> Producer<T> {
     fn fill_and_publish(&self, first: u64, n: u64, mut fill: impl FnMut(u64, &mut T)) {
         let ring = &*self.ring;
         // The claim checked it (`check_batch`, or `n == 1`); distinct slots rely on it.
-        assert!(n >= 1 && n <= ring.control.capacity);
+        // `ring.capacity()` is the slot slice's length, already loaded for `slot_ptr`.
+        assert!(n >= 1 && n as usize <= ring.capacity());
         let guard = ClaimGuard {
             control: &ring.control,
             first,
