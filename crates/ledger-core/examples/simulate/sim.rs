@@ -356,6 +356,32 @@ impl Sim {
                 return Err(format!("recovery refused (while crashing it): {e}"));
             }
         }
+        if self.rng.below(5) == 0 {
+            // Reads that fail during recovery: an I/O error (retried by the next start),
+            // never reported as damaged data.
+            let read = 1 + self.rng.below(300_000) as u32;
+            self.disk.set_fault_rates(FaultRates {
+                read,
+                ..FaultRates::default()
+            });
+            let mut ledger = Ledger::with_storage(self.config.clone(), self.disk.storage());
+            let started = ledger.start();
+            self.disk.clear_faults();
+            match started {
+                Ok(()) => return Ok(ledger),
+                Err(e) if e.is_data_loss() => {
+                    return Err(format!(
+                        "a read error during recovery was reported as damage: {e}"
+                    ));
+                }
+                Err(_) => {
+                    self.disk.halt();
+                    drop(ledger);
+                    self.disk.restart(Restart::Crash);
+                    self.coverage.recovery_crashes += 1;
+                }
+            }
+        }
         let mut ledger = Ledger::with_storage(self.config.clone(), self.disk.storage());
         ledger
             .start()
@@ -381,7 +407,7 @@ impl Sim {
                     write: rate(&mut self.rng),
                     sync: rate(&mut self.rng),
                     dir: rate(&mut self.rng),
-                    read: 0,
+                    read: rate(&mut self.rng),
                 };
                 Plan::RandomFaults(rates, how(&mut self.rng))
             }
