@@ -571,6 +571,50 @@ pub fn apply_entries(
     Ok(())
 }
 
+/// Recovery's back-link check on a record read from the WAL: each entry's stored link
+/// must name its account's previous transaction, `latest[account]` (0: none, also for an
+/// account beyond `latest`). Checked against the heads before `tx_id` is linked, so two
+/// entries of one account both name the transaction before it. Public so that offline
+/// replay (`ledger-cli replay`) checks exactly what recovery checks.
+#[inline]
+pub fn check_links(
+    latest: &[TxId],
+    tx_id: TxId,
+    entries: &[Entry],
+    prev_tx_ids: &[TxId],
+) -> Result<(), ReplayError> {
+    for (entry, &recorded) in entries.iter().zip(prev_tx_ids) {
+        let expected = usize::try_from(entry.account_id)
+            .ok()
+            .and_then(|i| latest.get(i))
+            .copied()
+            .unwrap_or(0);
+        if recorded != expected {
+            return Err(ReplayError::BrokenLink {
+                tx_id,
+                account_id: entry.account_id,
+                recorded,
+                expected,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Makes `tx_id` the last transaction of every account in `entries` (accounts beyond
+/// `latest` are not tracked).
+#[inline]
+pub fn link_entries(latest: &mut [TxId], tx_id: TxId, entries: &[Entry]) {
+    for entry in entries {
+        if let Some(slot) = usize::try_from(entry.account_id)
+            .ok()
+            .and_then(|i| latest.get_mut(i))
+        {
+            *slot = tx_id;
+        }
+    }
+}
+
 /// Steps of a composite whose balances [`Transactor::prefetch`] requests.
 pub(crate) const PREFETCH_STEPS_MAX: usize = 8;
 

@@ -167,6 +167,49 @@ fn decode_into(
     }
 }
 
+/// [`decode`] through `next_record_links_into`: entries and back-links appended to two
+/// shared buffers, which must stay the same length.
+fn decode_links_into(
+    payload: &[u8],
+    first_seq: TxId,
+    count: u32,
+) -> (Vec<(TxId, Rec)>, Result<(), RecordError>) {
+    let mut out = Vec::new();
+    let mut decoder = match FrameDecoder::new(payload, first_seq, count) {
+        Ok(decoder) => decoder,
+        Err(error) => return (out, Err(error)),
+    };
+    let mut shared = vec![credit(9, 9, 9)];
+    let mut links = vec![7];
+    loop {
+        let before = shared.len();
+        let result = decoder.next_record_links_into(&mut shared, &mut links);
+        assert_eq!(shared.len(), links.len(), "one back-link per entry");
+        match result {
+            Ok(Some(RecordHead {
+                tx_id,
+                timestamp_ns,
+                user_ref,
+                outcome,
+            })) => out.push((
+                tx_id,
+                Rec {
+                    timestamp_ns,
+                    user_ref,
+                    outcome,
+                    entries: shared[before..].to_vec(),
+                    prev: links[before..].to_vec(),
+                },
+            )),
+            Ok(None) => return (out, Ok(())),
+            Err(error) => {
+                assert_eq!(shared.len(), before, "entries appended by a failed record");
+                return (out, Err(error));
+            }
+        }
+    }
+}
+
 /// `decode(..)` with the back-links dropped: what [`decode_into`] must return.
 fn without_links(
     (records, end): (Vec<(TxId, Rec)>, Result<(), RecordError>),
@@ -475,10 +518,18 @@ proptest! {
             decode_into(&payload, first_seq, count),
             without_links(decode(&payload, first_seq, count))
         );
+        prop_assert_eq!(
+            decode_links_into(&payload, first_seq, count),
+            decode(&payload, first_seq, count)
+        );
         let cut = cut.index(payload.len() + 1);
         prop_assert_eq!(
             decode_into(&payload[..cut], first_seq, count),
             without_links(decode(&payload[..cut], first_seq, count))
+        );
+        prop_assert_eq!(
+            decode_links_into(&payload[..cut], first_seq, count),
+            decode(&payload[..cut], first_seq, count)
         );
     }
 

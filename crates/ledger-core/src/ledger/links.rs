@@ -5,7 +5,7 @@
 //! chain intact.
 
 use crate::transaction::{Entry, Operation, TxId};
-use crate::transactor::{PREFETCH_STEPS_MAX, prefetch_read};
+use crate::transactor::{PREFETCH_STEPS_MAX, link_entries, prefetch_read};
 
 /// `latest[account]`: the last transaction with an entry on `account` (0: none yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,14 +56,7 @@ impl AccountLinks {
     /// Records that `tx_id` touched the accounts of `entries`.
     #[inline]
     pub fn apply(&mut self, tx_id: TxId, entries: &[Entry]) {
-        for entry in entries {
-            if let Some(slot) = usize::try_from(entry.account_id)
-                .ok()
-                .and_then(|i| self.latest.get_mut(i))
-            {
-                *slot = tx_id;
-            }
-        }
+        link_entries(&mut self.latest, tx_id, entries);
     }
 
     /// A hint: the links of `entries` will be used soon.

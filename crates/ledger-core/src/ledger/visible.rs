@@ -2,7 +2,7 @@
 
 use super::links::AccountLinks;
 use crate::transaction::{Entry, Outcome, TxId};
-use crate::transactor::{ReplayError, Transactor};
+use crate::transactor::{ReplayError, Transactor, check_links};
 
 /// The readers' state, written by the snapshot stage a batch at a time under a write
 /// lock and read under the read lock: every read is one consistent cut.
@@ -43,17 +43,7 @@ impl Visible {
         entries: &[Entry],
         prev_tx_ids: &[TxId],
     ) -> Result<(), ReplayError> {
-        for (entry, &recorded) in entries.iter().zip(prev_tx_ids) {
-            let expected = self.links.latest(entry.account_id);
-            if recorded != expected {
-                return Err(ReplayError::BrokenLink {
-                    tx_id,
-                    account_id: entry.account_id,
-                    recorded,
-                    expected,
-                });
-            }
-        }
+        check_links(self.links.as_slice(), tx_id, entries, prev_tx_ids)?;
         self.apply(tx_id, timestamp_ns, user_ref, outcome, entries)
     }
 

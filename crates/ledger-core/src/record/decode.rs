@@ -198,6 +198,28 @@ impl<'p> FrameDecoder<'p> {
         &mut self,
         entries: &mut Vec<Entry>,
     ) -> Result<Option<RecordHead>, RecordError> {
+        self.next_into(entries, None)
+    }
+
+    /// [`next_record_into`](Self::next_record_into) that also appends the record's
+    /// back-links to `prev_tx_ids`, one per entry appended (for a reader that checks the
+    /// chains: `ledger-cli replay`).
+    #[inline(always)]
+    pub fn next_record_links_into(
+        &mut self,
+        entries: &mut Vec<Entry>,
+        prev_tx_ids: &mut Vec<TxId>,
+    ) -> Result<Option<RecordHead>, RecordError> {
+        self.next_into(entries, Some(prev_tx_ids))
+    }
+
+    /// Both `next_record_*_into`; inlined, so `None` costs nothing.
+    #[inline(always)]
+    fn next_into(
+        &mut self,
+        entries: &mut Vec<Entry>,
+        links: Option<&mut Vec<TxId>>,
+    ) -> Result<Option<RecordHead>, RecordError> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
@@ -210,14 +232,22 @@ impl<'p> FrameDecoder<'p> {
                 self.advance(tx_id, timestamp_ns);
                 let outcome = match body {
                     Body::Rejected(reason) => Outcome::Rejected(reason),
-                    Body::Pair([credit, debit], _) => {
+                    Body::Pair([credit, debit], [credit_prev, debit_prev]) => {
                         entries.reserve(2);
                         entries.push(credit);
                         entries.push(debit);
+                        if let Some(links) = links {
+                            links.reserve(2);
+                            links.push(credit_prev);
+                            links.push(debit_prev);
+                        }
                         Outcome::Committed
                     }
                     Body::List => {
                         entries.extend_from_slice(&self.entries);
+                        if let Some(links) = links {
+                            links.extend_from_slice(&self.prev_tx_ids);
+                        }
                         Outcome::Committed
                     }
                     Body::Empty => Outcome::Committed,
