@@ -1,8 +1,11 @@
-//! The balance table replay rebuilds: dense, indexed by account id like the engine's, but
-//! grown on demand (the engine's `max_accounts` is not in the log).
+//! The balance table replay rebuilds, and beside it the head of each account's history
+//! chain (to check back-links): dense, indexed by account id like the engine's, but grown
+//! on demand (the engine's `max_accounts` is not in the log).
 
 use ledger_core::transaction::{Entry, TxId};
-use ledger_core::transactor::{ReplayError, apply_entries, prefetch_read};
+use ledger_core::transactor::{
+    ReplayError, apply_entries, check_links, link_entries, prefetch_read,
+};
 
 /// Why an entry could not be applied.
 #[derive(Debug)]
@@ -16,6 +19,8 @@ pub enum ApplyError {
 #[derive(Debug)]
 pub struct Balances {
     table: Vec<i64>,
+    /// `latest[account]`: the last transaction on `account` (0: none); as long as `table`.
+    latest: Vec<TxId>,
     limit: usize,
 }
 
@@ -24,16 +29,29 @@ impl Balances {
     pub fn new(limit: usize) -> Balances {
         Balances {
             table: Vec::new(),
+            latest: Vec::new(),
             limit,
         }
     }
 
-    /// A table starting from a snapshot's balances.
-    pub fn from_slice(balances: impl ExactSizeIterator<Item = i64>, limit: usize) -> Balances {
-        let mut table = table_with_capacity(balances.len());
+    /// A table starting from a snapshot's balances and chain heads (`latest`).
+    pub fn from_snapshot(
+        balances: impl ExactSizeIterator<Item = i64>,
+        latest: impl ExactSizeIterator<Item = TxId>,
+        limit: usize,
+    ) -> Balances {
+        let len = balances.len().max(latest.len());
+        let mut table = table_with_capacity(len);
         table.extend(balances);
-        let limit = limit.max(table.len());
-        Balances { table, limit }
+        table.resize(len, 0);
+        let mut heads = table_with_capacity(len);
+        heads.extend(latest);
+        heads.resize(len, 0);
+        Balances {
+            table,
+            latest: heads,
+            limit: limit.max(len),
+        }
     }
 
     pub fn as_slice(&self) -> &[i64] {
@@ -49,28 +67,38 @@ impl Balances {
             .unwrap_or(0)
     }
 
-    /// Applies one committed transaction's entries with the engine's check
-    /// (`ledger_core::transactor::apply_entries`): every balance-after must equal the
-    /// balance before plus the entry (exact, no wrapping: an `i64` overflow cannot match),
-    /// and the entries must net to zero.
+    /// Applies one committed transaction's entries with the checks of the engine's
+    /// recovery, in its order (`ledger_core::transactor::check_links`, then
+    /// `apply_entries`): every back-link must name the account's previous transaction,
+    /// every balance-after must equal the balance before plus the entry (exact, no
+    /// wrapping: an `i64` overflow cannot match), and the entries must net to zero.
     #[inline]
-    pub fn apply(&mut self, tx_id: TxId, entries: &[Entry]) -> Result<(), ApplyError> {
+    pub fn apply(
+        &mut self,
+        tx_id: TxId,
+        entries: &[Entry],
+        prev_tx_ids: &[TxId],
+    ) -> Result<(), ApplyError> {
         let needed = entries.iter().map(|e| e.account_id).max().unwrap_or(0);
         if usize::try_from(needed).map_or(true, |n| n >= self.table.len()) {
             self.grow(tx_id, needed)?;
         }
-        apply_entries(&mut self.table, tx_id, entries).map_err(ApplyError::Mismatch)
+        check_links(&self.latest, tx_id, entries, prev_tx_ids).map_err(ApplyError::Mismatch)?;
+        apply_entries(&mut self.table, tx_id, entries).map_err(ApplyError::Mismatch)?;
+        link_entries(&mut self.latest, tx_id, entries);
+        Ok(())
     }
 
-    /// A hint that `entries` will be applied soon: start loading their balances.
+    /// A hint that `entries` will be applied soon: start loading their balances and
+    /// chain heads.
     #[inline]
     pub fn prefetch(&self, entries: &[Entry]) {
         for entry in entries {
-            if let Some(slot) = usize::try_from(entry.account_id)
-                .ok()
-                .and_then(|a| self.table.get(a))
+            if let Ok(a) = usize::try_from(entry.account_id)
+                && let (Some(balance), Some(head)) = (self.table.get(a), self.latest.get(a))
             {
-                prefetch_read(slot);
+                prefetch_read(balance);
+                prefetch_read(head);
             }
         }
     }
@@ -86,25 +114,31 @@ impl Balances {
         let len = needed
             .max(self.table.len().saturating_mul(2))
             .min(self.limit);
-        let mut table = table_with_capacity(len);
-        table.extend_from_slice(&self.table);
-        table.resize(len, 0);
-        self.table = table;
+        self.table = grown(&self.table, len);
+        self.latest = grown(&self.latest, len);
         Ok(())
     }
 }
 
-/// An empty table with room for `len` balances, backed by transparent huge pages where
+/// `old` copied into a table of `len` (the rest zero).
+fn grown<T: Copy + Default>(old: &[T], len: usize) -> Vec<T> {
+    let mut table = table_with_capacity(len);
+    table.extend_from_slice(old);
+    table.resize(len, T::default());
+    table
+}
+
+/// An empty table with room for `len` values, backed by transparent huge pages where
 /// the kernel offers them (`madvise` mode): replay reads balances at random, and with
 /// 4 KiB pages a miss in the TLB came with most cache misses (a 1M-account table is
 /// 2048 pages; 2 MiB pages make it 4).
-fn table_with_capacity(len: usize) -> Vec<i64> {
-    let table: Vec<i64> = Vec::with_capacity(len);
+fn table_with_capacity<T>(len: usize) -> Vec<T> {
+    let table: Vec<T> = Vec::with_capacity(len);
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
         let start = table.as_ptr() as usize;
-        let end = start + table.capacity() * std::mem::size_of::<i64>();
+        let end = start + table.capacity() * std::mem::size_of::<T>();
         let aligned = start.next_multiple_of(HUGE);
         if end > aligned + HUGE {
             // SAFETY: the range lies inside the allocation this Vec owns; MADV_HUGEPAGE

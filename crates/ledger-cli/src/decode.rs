@@ -33,11 +33,12 @@ pub struct RawChunk {
 
 /// Consecutive decoded records: record `first_tx + i`'s entries are
 /// `entries[ends[i - 1]..ends[i]]`, the first one's start at `base` (a rejected record
-/// has none).
+/// has none); `prev_tx_ids` holds their back-links at the same indices.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub first_tx: TxId,
     pub entries: Vec<Entry>,
+    pub prev_tx_ids: Vec<TxId>,
     pub base: usize,
     pub ends: Vec<usize>,
     /// For error messages: `(index of the frame's first record here, segment, offset)`.
@@ -80,6 +81,7 @@ impl Decoder<'_> {
     /// Decodes `raw` into `batch` (cleared first).
     pub fn decode(&self, raw: &RawChunk, batch: &mut Batch) -> Result<(), CliError> {
         batch.entries.clear();
+        batch.prev_tx_ids.clear();
         batch.ends.clear();
         batch.frames.clear();
         batch.first_tx = 0;
@@ -92,10 +94,10 @@ impl Decoder<'_> {
                 |e| record_error(&self.wal_dir.join(segment_file_name(segment)), offset, e);
             let mut decoder = FrameDecoder::new(payload, first_seq, count).map_err(corrupt)?;
             batch.frames.push((batch.ends.len(), segment, offset));
-            // Each record's entries are appended straight to the batch (no copy).
+            // Each record's entries and links are appended straight to the batch (no copy).
             let mut begin = batch.entries.len();
             while let Some(record) = decoder
-                .next_record_into(&mut batch.entries)
+                .next_record_links_into(&mut batch.entries, &mut batch.prev_tx_ids)
                 .map_err(corrupt)?
             {
                 let end = batch.entries.len();

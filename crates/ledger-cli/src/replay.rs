@@ -1,7 +1,7 @@
 //! `replay`: rebuilds balances from the WAL (from scratch or from a snapshot), checking
-//! as it goes what the engine's recovery checks — contiguous ids, every balance-after,
-//! every transaction netting to zero — and that the result equals each snapshot it
-//! passes. Stops at `--until` for point-in-time balances.
+//! as it goes what the engine's recovery checks — contiguous ids, every back-link, every
+//! balance-after, every transaction netting to zero — and that the result equals each
+//! snapshot it passes. Stops at `--until` for point-in-time balances.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,8 +80,11 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
         Some(choice) => {
             let loaded = snapshot::choose(data.snapshot_dir()?, choice)?;
             let state = loaded.archived();
-            let balances =
-                Balances::from_slice(state.balances.iter().map(|b| b.to_native()), limit);
+            let balances = Balances::from_snapshot(
+                state.balances.iter().map(|b| b.to_native()),
+                state.latest.iter().map(|l| l.to_native()),
+                limit,
+            );
             (
                 balances,
                 loaded.sequence(),
@@ -244,10 +247,11 @@ impl Applier<'_> {
                 }
                 let tx_id = batch.first_tx + i as u64;
                 let entries = batch.entries.get(begin..end).unwrap_or_default();
+                let links = batch.prev_tx_ids.get(begin..end).unwrap_or_default();
                 begin = end;
                 if !entries.is_empty() {
                     self.balances
-                        .apply(tx_id, entries)
+                        .apply(tx_id, entries, links)
                         .map_err(|e| self.apply_error(&batch, i, e))?;
                 }
                 if tx_id == next_check {
