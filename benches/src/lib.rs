@@ -2,10 +2,12 @@
 //!
 //! - [`workload`]: deterministic operation streams (transfers, deposits, composites).
 //! - [`process`]: what the process costs the machine (CPU time, peak RSS).
+//! - [`crash`]: the crash matrix: a real server killed and restarted, acknowledgements checked.
 //! - [`latency`]: submit-to-level latency, recorded off the producers' threads.
 //!
 //! Figures measured with it live in `docs/benchmarks.md`, with the command and the load.
 
+pub mod crash;
 pub mod latency;
 pub mod process;
 pub mod workload;
