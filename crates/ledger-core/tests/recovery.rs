@@ -294,3 +294,37 @@ fn a_second_ledger_on_the_same_directory_is_refused() {
     let error = second.start().expect_err("locked");
     assert!(error.to_string().contains("lock"), "{error}");
 }
+
+/// Found by the crash matrix (issue 18): the snapshot interval was counted from each
+/// restart, so a ledger restarted more often than it committed `snapshot_interval_tx`
+/// transactions never wrote a snapshot, and every start replayed the whole log.
+#[test]
+fn the_snapshot_interval_counts_from_the_last_snapshot_not_from_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LedgerConfig {
+        max_accounts: 100,
+        snapshot_interval_tx: 100,
+        snapshot_interval: std::time::Duration::from_secs(3600),
+        snapshot_on_stop: false,
+        ..LedgerConfig::in_dir(dir.path())
+    };
+    let mut written_in_round = None;
+    for round in 1..=3 {
+        let ledger = start(config.clone());
+        let deposits = (0..60)
+            .map(|i| Operation::Deposit {
+                account: 1 + i % 10,
+                amount: 5,
+                user_ref: 0,
+            })
+            .collect();
+        ledger.submit_batch_and_wait(deposits, WaitLevel::Snapshotted);
+        ledger.stop().unwrap();
+        drop(ledger);
+        if written_in_round.is_none() && !files(&config.snapshot_dir(), ".snap").is_empty() {
+            written_in_round = Some(round);
+        }
+    }
+    // 120 transactions since the last snapshot (none) by the end of round 2.
+    assert_eq!(written_in_round, Some(2));
+}

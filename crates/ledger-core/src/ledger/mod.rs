@@ -716,7 +716,10 @@ impl Engine {
             SnapshotStage {
                 visible: Arc::clone(&visible),
                 checkpointer: Arc::clone(&checkpointer),
-                last_checkpoint_tx: report.last_tx_id,
+                // Counted from the snapshot recovery loaded, not from the restart: a
+                // process that crashes more often than it commits snapshot_interval_tx
+                // transactions would otherwise never write one and replay ever more.
+                last_checkpoint_tx: last_snapshot,
                 last_checkpoint_at: Instant::now(),
             },
             options(config.pinning.snapshotter, SNAPSHOT_BATCH_MAX),
