@@ -35,7 +35,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError};
+use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, Transaction};
 use ledger_core::storage::sim::{Fault, FaultRates, Restart, Rng, SimDisk};
 use ledger_core::transaction::{
     CompositeOperation, Entry, FailReason, Operation, Outcome, Step, SubmitResult, WaitLevel,
@@ -102,6 +102,16 @@ struct Known {
     outcome: Outcome,
     user_ref: u64,
     entries: Vec<Entry>,
+}
+
+impl From<Transaction> for Known {
+    fn from(read: Transaction) -> Known {
+        Known {
+            outcome: read.outcome,
+            user_ref: read.user_ref,
+            entries: read.entries,
+        }
+    }
 }
 
 /// What the simulator knows is durable.
@@ -529,14 +539,7 @@ impl Sim {
                 }
                 _ => {}
             }
-            self.model.insert(
-                tx,
-                Known {
-                    outcome: read.outcome,
-                    user_ref: read.user_ref,
-                    entries: read.entries,
-                },
-            )?;
+            self.model.insert(tx, Known::from(read))?;
             self.model.acked = self.model.acked.max(tx);
             self.coverage.acknowledged += 1;
         }
@@ -734,14 +737,7 @@ impl Sim {
             let read = ledger
                 .get_transaction(tx)
                 .map_err(|e| format!("recovered transaction {tx} cannot be read: {e}"))?;
-            self.model.insert(
-                tx,
-                Known {
-                    outcome: read.outcome,
-                    user_ref: read.user_ref,
-                    entries: read.entries,
-                },
-            )?;
+            self.model.insert(tx, Known::from(read))?;
         }
         self.model.acked = last;
         self.model.seen = last;
@@ -759,11 +755,7 @@ impl Sim {
             };
             match ledger.get_transaction(tx) {
                 Ok(read) => {
-                    let got = Known {
-                        outcome: read.outcome,
-                        user_ref: read.user_ref,
-                        entries: read.entries,
-                    };
+                    let got = Known::from(read);
                     if &got != known {
                         return Err(format!(
                             "transaction {tx}: read {got:?}, the model has {known:?}"
