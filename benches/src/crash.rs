@@ -43,28 +43,6 @@ const DEDUP_CHECKED_WITHIN: Duration = Duration::from_secs(100);
 /// Bounds every wait on the server, so a hang fails a check instead of the run.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// The `ledger-server` binary: `$LEDGER_SERVER_BIN`, else the one cargo built beside
-/// this executable (a test runs from `deps/`, one level further down).
-pub fn server_binary() -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("LEDGER_SERVER_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut dir = exe.parent().ok_or("no executable directory")?.to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("ledger-server");
-    if bin.exists() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "{} is missing: build it with the same profile (cargo build [--release] -p ledger-server) or set LEDGER_SERVER_BIN",
-            bin.display()
-        ))
-    }
-}
-
 /// One operation as submitted (its user_ref is the key it is tracked by).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {

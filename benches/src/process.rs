@@ -1,6 +1,7 @@
 //! What this process costs the machine: CPU time (user + system) and peak resident memory,
-//! from `getrusage`.
+//! from `getrusage`; and where the `ledger-server` binary the benches start is.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A reading of the process's resource use.
@@ -35,6 +36,28 @@ pub fn current_rss_bytes() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * u64::try_from(page).ok()?)
+}
+
+/// The `ledger-server` binary: `$LEDGER_SERVER_BIN`, else the one cargo built beside
+/// this executable (a test runs from `deps/`, one level further down).
+pub fn server_binary() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("LEDGER_SERVER_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut dir = exe.parent().ok_or("no executable directory")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("ledger-server");
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} is missing: build it with the same profile (cargo build [--release] -p ledger-server) or set LEDGER_SERVER_BIN",
+            bin.display()
+        ))
+    }
 }
 
 #[cfg(test)]

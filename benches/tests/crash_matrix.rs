@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ledger_bench::crash::{self, Harness, args};
 
 fn harness(root: &Path, args: &[&str]) -> Harness {
-    let bin = crash::server_binary().unwrap_or_else(|e| panic!("{e}"));
+    let bin = ledger_bench::process::server_binary().unwrap_or_else(|e| panic!("{e}"));
     // A fixed seed: the same workload and kill points (as far as timing allows) each run.
     Harness::new(bin, root, args, 18)
 }

@@ -59,7 +59,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let bin = match crash::server_binary() {
+    let bin = match ledger_bench::process::server_binary() {
         Ok(bin) => bin,
         Err(e) => {
             eprintln!("crash-matrix: {e}");

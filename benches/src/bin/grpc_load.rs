@@ -2,7 +2,6 @@
 //! streaming submissions from concurrent clients) and prints committed tx/s and latency
 //! percentiles. `cargo run --release -p ledger-bench --bin grpc-load -- --help`.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -120,8 +119,7 @@ impl Drop for Spawned {
 }
 
 fn spawn_server(accounts: u64) -> Result<(Spawned, String), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bin: PathBuf = exe.with_file_name("ledger-server");
+    let bin = ledger_bench::process::server_binary()?;
     let dir = tempfile::Builder::new()
         .prefix("ledger-grpc-load-")
         .tempdir_in(".")

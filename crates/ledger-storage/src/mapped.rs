@@ -29,9 +29,10 @@ impl Mapped {
         })
     }
 
-    /// An aligned copy of `bytes`.
+    /// An aligned copy of `bytes` (what the simulated disk maps).
+    #[cfg(any(test, feature = "sim"))]
     #[must_use]
-    pub fn copy_of(bytes: &[u8]) -> Mapped {
+    pub(crate) fn copy_of(bytes: &[u8]) -> Mapped {
         let mut words = vec![0_u128; bytes.len().div_ceil(16)];
         // SAFETY: `words` owns at least `bytes.len()` initialized bytes (its length in
         // u128 is rounded up), any byte pattern is a valid u128, and the two do not overlap.

@@ -300,3 +300,18 @@ fn random_faults_follow_the_seed_not_the_order_of_calls() {
     assert_eq!(run(9, true), run(9, false));
     assert_ne!(run(9, true), run(10, true));
 }
+
+#[test]
+fn a_sync_takes_at_least_the_latency_set() {
+    let disk = SimDisk::new(7);
+    let storage = disk.storage();
+    storage.create_dir_all(Path::new("/d")).expect("mkdir");
+    let file = storage
+        .open(Path::new("/d/f"), OpenMode::CreateKeep)
+        .expect("open");
+    disk.set_sync_latency(std::time::Duration::from_millis(20));
+    let started = std::time::Instant::now();
+    file.sync_data().expect("sync");
+    // A sleep never ends early: a lower bound only, whatever the machine's load.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(20));
+}

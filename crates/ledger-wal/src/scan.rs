@@ -435,7 +435,7 @@ impl<S: ReadAt> SegmentScan<S> {
             // Frames written after the last sync may reach the disk in any order, so in the
             // last segment a whole frame after a torn one is an unacknowledged write,
             // unless a durable mark after the damage proves it was synced.
-            let synced_before = !is_last || stale || has_durable_mark(rest, salt);
+            let synced_before = !is_last || stale || has_durable_mark(rest, salt, rel);
             if synced_before {
                 return Err(WalError::CorruptFrame {
                     segment: self.path.clone(),
@@ -487,10 +487,8 @@ fn find_valid_frame(rest: &[u8], salt: u64, mut from: usize) -> Option<(usize, F
     }
 }
 
-/// Whether a durable mark of the segment with `salt` starts anywhere after the first byte
-/// of `rest`.
-fn has_durable_mark(rest: &[u8], salt: u64) -> bool {
-    let mut from = 1;
+/// Whether a durable mark of the segment with `salt` starts at or after `from` in `rest`.
+fn has_durable_mark(rest: &[u8], salt: u64, mut from: usize) -> bool {
     while let Some((at, h)) = find_valid_frame(rest, salt, from) {
         if h.kind == FrameKind::DURABLE_MARK_BYTE {
             return true;

@@ -194,9 +194,6 @@ pub struct Wal {
     next_seq: Option<u64>,
     durable: Durable,
     unsynced: bool,
-    /// A durable mark was written after the last sync and is not synced itself: the
-    /// segment must be synced before the writer rotates away from it.
-    mark_unsynced: bool,
     poisoned: bool,
     payload_buf: Vec<u8>,
     appended_bytes: u64,
@@ -270,7 +267,6 @@ impl Wal {
                 offset: 0,
             },
             unsynced: false,
-            mark_unsynced: false,
             poisoned: false,
             payload_buf: Vec::new(),
             appended_bytes: 0,
@@ -568,7 +564,6 @@ impl Wal {
         }
         active.pos = end;
         self.appended_bytes += mark.len() as u64;
-        self.mark_unsynced = true;
         Ok(())
     }
 
@@ -577,11 +572,12 @@ impl Wal {
     fn rotate(&mut self, first_seq: u64) -> Result<(), WalError> {
         let number = match &self.active {
             Some(a) => {
-                if self.unsynced || self.mark_unsynced {
-                    a.file
-                        .sync_data()
-                        .map_err(io_err(segment_path(&self.dir, a.number)))?;
-                }
+                // Always: besides unsynced frames, the durable mark written after the
+                // last sync is not synced, and a torn one would end an older segment in
+                // garbage (corruption there, not a torn tail).
+                a.file
+                    .sync_data()
+                    .map_err(io_err(segment_path(&self.dir, a.number)))?;
                 a.number + 1
             }
             None => 1,
@@ -631,7 +627,6 @@ impl Wal {
             };
         }
         self.unsynced = false;
-        self.mark_unsynced = false;
         self.segments.push(SegmentFile { path, header });
         self.active = Some(Active {
             file,

@@ -300,28 +300,6 @@ impl SimDisk {
         let inode = *disk.dirs.get(dir)?.durable.get(name)?;
         disk.inodes.get(&inode).map(|i| i.durable.clone())
     }
-
-    /// Overwrites bytes of `path` as they are on the disk and in the cache (a bit flip, a
-    /// bad sector): for corruption tests. `NotFound` if the file does not exist.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub fn corrupt(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        let mut disk = self.disk();
-        let inode = disk.lookup(path)?;
-        let file = disk.inode_mut(inode);
-        let mut flipped = Inode {
-            durable: std::mem::take(&mut file.durable),
-            ..Inode::default()
-        };
-        flipped.write(offset, bytes);
-        flipped.sync();
-        file.durable = flipped.durable;
-        file.write(offset, bytes);
-        // The corruption is on the disk; it is not a pending write of anyone's.
-        file.pending.pop();
-        Ok(())
-    }
 }
 
 impl Disk {
