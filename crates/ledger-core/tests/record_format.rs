@@ -126,65 +126,32 @@ fn decode(
     }
 }
 
-/// [`decode`] through `next_record_into`: every record's entries appended to one shared
-/// buffer (records come back without their back-links, which that call does not keep).
-fn decode_into(
+/// [`decode`] through `next_record_into` (entries only: records come back without their
+/// back-links) or, `with_links`, `next_record_links_into` (entries and back-links
+/// appended to two shared buffers, which must stay the same length).
+fn decode_shared(
     payload: &[u8],
     first_seq: TxId,
     count: u32,
+    with_links: bool,
 ) -> (Vec<(TxId, Rec)>, Result<(), RecordError>) {
     let mut out = Vec::new();
     let mut decoder = match FrameDecoder::new(payload, first_seq, count) {
         Ok(decoder) => decoder,
         Err(error) => return (out, Err(error)),
     };
-    // Not empty to begin with: the call appends, it never clears.
-    let mut shared = vec![credit(9, 9, 9)];
-    loop {
-        let before = shared.len();
-        match decoder.next_record_into(&mut shared) {
-            Ok(Some(RecordHead {
-                tx_id,
-                timestamp_ns,
-                user_ref,
-                outcome,
-            })) => out.push((
-                tx_id,
-                Rec {
-                    timestamp_ns,
-                    user_ref,
-                    outcome,
-                    entries: shared[before..].to_vec(),
-                    prev: Vec::new(),
-                },
-            )),
-            Ok(None) => return (out, Ok(())),
-            Err(error) => {
-                assert_eq!(shared.len(), before, "entries appended by a failed record");
-                return (out, Err(error));
-            }
-        }
-    }
-}
-
-/// [`decode`] through `next_record_links_into`: entries and back-links appended to two
-/// shared buffers, which must stay the same length.
-fn decode_links_into(
-    payload: &[u8],
-    first_seq: TxId,
-    count: u32,
-) -> (Vec<(TxId, Rec)>, Result<(), RecordError>) {
-    let mut out = Vec::new();
-    let mut decoder = match FrameDecoder::new(payload, first_seq, count) {
-        Ok(decoder) => decoder,
-        Err(error) => return (out, Err(error)),
-    };
+    // Not empty to begin with: the calls append, they never clear.
     let mut shared = vec![credit(9, 9, 9)];
     let mut links = vec![7];
     loop {
         let before = shared.len();
-        let result = decoder.next_record_links_into(&mut shared, &mut links);
-        assert_eq!(shared.len(), links.len(), "one back-link per entry");
+        let result = if with_links {
+            let result = decoder.next_record_links_into(&mut shared, &mut links);
+            assert_eq!(shared.len(), links.len(), "one back-link per entry");
+            result
+        } else {
+            decoder.next_record_into(&mut shared)
+        };
         match result {
             Ok(Some(RecordHead {
                 tx_id,
@@ -198,7 +165,11 @@ fn decode_links_into(
                     user_ref,
                     outcome,
                     entries: shared[before..].to_vec(),
-                    prev: links[before..].to_vec(),
+                    prev: if with_links {
+                        links[before..].to_vec()
+                    } else {
+                        Vec::new()
+                    },
                 },
             )),
             Ok(None) => return (out, Ok(())),
@@ -208,6 +179,22 @@ fn decode_links_into(
             }
         }
     }
+}
+
+fn decode_into(
+    payload: &[u8],
+    first_seq: TxId,
+    count: u32,
+) -> (Vec<(TxId, Rec)>, Result<(), RecordError>) {
+    decode_shared(payload, first_seq, count, false)
+}
+
+fn decode_links_into(
+    payload: &[u8],
+    first_seq: TxId,
+    count: u32,
+) -> (Vec<(TxId, Rec)>, Result<(), RecordError>) {
+    decode_shared(payload, first_seq, count, true)
 }
 
 /// `decode(..)` with the back-links dropped: what [`decode_into`] must return.
