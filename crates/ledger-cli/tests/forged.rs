@@ -215,31 +215,42 @@ fn deposits(dir: &std::path::Path, count: u64, per_frame: u64) {
     wal.sync().unwrap();
 }
 
-/// A snapshot of the state after deposit `seq` (as the engine would write it).
-fn snapshot_after(dir: &std::path::Path, seq: u64) {
-    // Account 0's last transaction is `seq`, account `a`'s is `a`.
-    let mut latest: Vec<u64> = (0..16).map(|a| if a <= seq { a } else { 0 }).collect();
-    latest[0] = seq;
-    snapshot_linked(dir, seq, latest);
+/// Snapshots of the state after each deposit of `seqs` (as the engine would write them).
+fn snapshots_after(dir: &std::path::Path, seqs: &[u64]) {
+    let states = seqs.iter().map(|&seq| {
+        // Account 0's last transaction is `seq`, account `a`'s is `a`.
+        let mut latest: Vec<u64> = (0..16).map(|a| if a <= seq { a } else { 0 }).collect();
+        latest[0] = seq;
+        state_after(seq, latest)
+    });
+    write_snapshots(dir, states);
 }
 
-/// [`snapshot_after`] with the chain heads `latest`.
-fn snapshot_linked(dir: &std::path::Path, seq: u64, latest: Vec<u64>) {
+/// Writes `states` through one store: a store opened and dropped per snapshot could find
+/// its lock still held by a child process another test thread forked at that moment (a
+/// `flock` is shared with a forked child until it execs).
+fn write_snapshots(dir: &std::path::Path, states: impl IntoIterator<Item = SnapshotState>) {
+    let store = SnapshotStore::open(dir.join("snapshots"), SnapshotConfig::default()).unwrap();
+    for state in states {
+        store.write(state.last_tx_id, &state).unwrap();
+    }
+}
+
+/// The state after deposit `seq`, with the chain heads `latest`.
+fn state_after(seq: u64, latest: Vec<u64>) -> SnapshotState {
     let mut balances = vec![0i64; 16];
     balances[0] = -10 * seq as i64;
     for balance in balances.iter_mut().skip(1).take(seq as usize) {
         *balance = 10;
     }
-    let state = SnapshotState {
+    SnapshotState {
         format: STATE_FORMAT,
         last_tx_id: seq,
         now_ns: 1_000,
         balances,
         dedup: Vec::new(),
         latest,
-    };
-    let store = SnapshotStore::open(dir.join("snapshots"), SnapshotConfig::default()).unwrap();
-    store.write(seq, &state).unwrap();
+    }
 }
 
 #[test]
@@ -247,8 +258,7 @@ fn a_snapshot_inside_a_frame_is_a_valid_start_and_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     // Frames of four: 1-4, 5-8, 9-12; snapshots at 6 and 10, inside frames.
     deposits(dir.path(), 12, 4);
-    snapshot_after(dir.path(), 6);
-    snapshot_after(dir.path(), 10);
+    snapshots_after(dir.path(), &[6, 10]);
     let all = |run: &common::Run| {
         assert_eq!(run.code, 0, "{run:?}");
         run.stdout.clone()
@@ -326,7 +336,7 @@ fn a_replay_from_a_snapshot_follows_the_snapshots_chain_heads() {
     // Right balances, but account 0's last transaction given as 5, not 6.
     let mut latest: Vec<u64> = (0..16).map(|a| if a <= 6 { a } else { 0 }).collect();
     latest[0] = 5;
-    snapshot_linked(dir.path(), 6, latest);
+    write_snapshots(dir.path(), [state_after(6, latest)]);
     // The frame holding transactions 5-8.
     let mut frames = WalReader::open(dir.path().join("wal")).unwrap().frames();
     let offset = loop {
