@@ -268,6 +268,10 @@ pub enum WaitLevel {
     Committed,
     /// Applied to the balances that reads see (and to the next snapshot).
     Snapshotted,
+    /// Durable (`fdatasync`'d) on a majority of the cluster's nodes: it survives the loss
+    /// of any minority of machines. On a single node the same as `Committed`; in a cluster
+    /// `Committed` waits for the majority too.
+    Replicated,
 }
 
 /// What [`Ledger::submit_and_wait`](crate::ledger::Ledger::submit_and_wait) reports.

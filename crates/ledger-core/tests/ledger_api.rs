@@ -72,6 +72,7 @@ fn submit_and_wait_reports_outcomes_at_every_level() {
     for level in [
         WaitLevel::Processed,
         WaitLevel::Committed,
+        WaitLevel::Replicated,
         WaitLevel::Snapshotted,
     ] {
         let result = ledger.submit_and_wait(deposit(7, 10), level);
@@ -79,7 +80,10 @@ fn submit_and_wait_reports_outcomes_at_every_level() {
         let index = ledger.pipeline_index();
         match level {
             WaitLevel::Processed => assert!(index.computed >= result.tx_id),
-            WaitLevel::Committed => assert!(index.committed >= result.tx_id),
+            // A single node: replicated is committed.
+            WaitLevel::Committed | WaitLevel::Replicated => {
+                assert!(index.committed >= result.tx_id)
+            }
             WaitLevel::Snapshotted => assert!(index.snapshot >= result.tx_id),
         }
     }
@@ -98,9 +102,10 @@ fn submit_and_wait_reports_outcomes_at_every_level() {
     assert_eq!(invalid.fail_reason, Some(FailReason::InvalidOperation));
     let beyond = ledger.submit_and_wait(deposit(10_000, 5), WaitLevel::Committed);
     assert_eq!(beyond.fail_reason, Some(FailReason::AccountLimitExceeded));
-    assert_eq!(ledger.get_balance(7).balance, 25);
+    // Four deposits of 10 (one per level), 5 moved to account 8.
+    assert_eq!(ledger.get_balance(7).balance, 35);
     assert_eq!(ledger.get_balance(8).balance, 5);
-    assert_eq!(ledger.get_balance(0).balance, -30);
+    assert_eq!(ledger.get_balance(0).balance, -40);
 }
 
 #[test]

@@ -162,6 +162,7 @@ pub fn wait_level(level: i32) -> Result<WaitLevel, Status> {
         Ok(pb::WaitLevel::Processed) => Ok(WaitLevel::Processed),
         Ok(pb::WaitLevel::Committed) => Ok(WaitLevel::Committed),
         Ok(pb::WaitLevel::Snapshot) => Ok(WaitLevel::Snapshotted),
+        Ok(pb::WaitLevel::Replicated) => Ok(WaitLevel::Replicated),
         Err(_) => Err(Status::invalid_argument(format!(
             "unknown wait_level {level}"
         ))),

@@ -28,6 +28,8 @@ fn classify(error: &LedgerError) -> (Code, Option<String>) {
     match error {
         LedgerError::NotStarted | LedgerError::Stopped => (Code::Unavailable, None),
         LedgerError::Busy { .. } => (Code::ResourceExhausted, None),
+        // The cluster layer adds the leader's address when it knows it.
+        LedgerError::NotLeader => (Code::Unavailable, None),
         LedgerError::Failed { kind, .. } => match kind {
             FailureKind::DataLoss => (Code::DataLoss, storage()),
             FailureKind::Storage => (Code::Unavailable, storage()),

@@ -603,7 +603,9 @@ fn highest(a: WaitLevel, b: WaitLevel) -> WaitLevel {
     let rank = |l: WaitLevel| match l {
         WaitLevel::Processed => 0,
         WaitLevel::Committed => 1,
-        WaitLevel::Snapshotted => 2,
+        // In a cluster the gate (replicated) comes before the snapshot stage.
+        WaitLevel::Replicated => 2,
+        WaitLevel::Snapshotted => 3,
     };
     if rank(a) >= rank(b) { a } else { b }
 }

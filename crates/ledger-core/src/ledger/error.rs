@@ -40,6 +40,10 @@ pub enum LedgerError {
     AlreadyStarted,
     #[error("the ledger is stopped")]
     Stopped,
+    /// A cluster node that is not the leader (or a leader that has not yet applied its
+    /// whole log) refuses new operations: send them to the leader.
+    #[error("this node is not the cluster's leader: send writes to the leader")]
+    NotLeader,
     /// A non-blocking submit found the ring full: backpressure, retry later.
     #[error("the ledger is busy: all {capacity} ring slots are in flight")]
     Busy { capacity: usize },

@@ -43,6 +43,8 @@ mod outcomes;
 mod queries;
 mod reads;
 mod recovery;
+#[cfg(feature = "cluster")]
+pub(crate) mod replica;
 mod slot;
 mod stages;
 mod visible;
@@ -50,7 +52,7 @@ mod visible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -147,7 +149,7 @@ impl fmt::Debug for Ledger {
     }
 }
 
-struct Engine {
+pub(crate) struct Engine {
     producer: Producer<Slot>,
     progress: Progress,
     computed: StageId,
@@ -164,6 +166,24 @@ struct Engine {
     max_accounts: u64,
     snapshot_on_stop: bool,
     reads: ReadPath,
+    /// Whether clients may submit: always on a single node; on a cluster node only while
+    /// it leads and has applied its whole log.
+    writable: AtomicBool,
+    /// What a cluster node shares with its replicated log.
+    #[cfg(feature = "cluster")]
+    replica: Option<replica::ReplicaHooks>,
+}
+
+/// How an engine writes its log.
+pub(crate) enum Mode {
+    /// A single node: the WAL stage writes and syncs the WAL itself.
+    Single,
+    /// A cluster node: the replicated log owns the WAL; the WAL stage proposes.
+    #[cfg(feature = "cluster")]
+    Replica {
+        proposer: Box<dyn replica::Propose>,
+        replicated: Arc<replica::Watermark>,
+    },
 }
 
 impl Ledger {
@@ -203,8 +223,32 @@ impl Ledger {
             // Release the old engine's files (locks) before reopening them.
             self.engine = None;
         }
-        self.engine = Some(Engine::start(&self.config, &self.storage)?);
+        self.engine = Some(Engine::start(&self.config, &self.storage, Mode::Single)?);
         Ok(())
+    }
+
+    /// Starts as a cluster node (see [`replica`]): recovers the newest snapshot only and
+    /// refuses submissions until [`Engine::set_writable`].
+    #[cfg(feature = "cluster")]
+    pub(crate) fn start_replica(
+        &mut self,
+        proposer: Box<dyn replica::Propose>,
+        replicated: Arc<replica::Watermark>,
+    ) -> Result<(), LedgerError> {
+        if self.engine.is_some() {
+            return Err(LedgerError::AlreadyStarted);
+        }
+        let mode = Mode::Replica {
+            proposer,
+            replicated,
+        };
+        self.engine = Some(Engine::start(&self.config, &self.storage, mode)?);
+        Ok(())
+    }
+
+    #[cfg(feature = "cluster")]
+    pub(crate) fn started(&self) -> Result<&Engine, LedgerError> {
+        self.engine()
     }
 
     /// Stops accepting operations, lets everything submitted so far reach every stage
@@ -259,7 +303,7 @@ impl Ledger {
     /// [`submit`](Self::submit) returning the reason instead of panicking. Waits while the
     /// ring is full.
     pub fn try_submit(&self, operation: Operation) -> Result<TxId, LedgerError> {
-        let engine = self.engine()?;
+        let engine = self.writer()?;
         let timestamp_ns = now_ns();
         engine
             .producer
@@ -285,7 +329,7 @@ impl Ledger {
         &self,
         operation: Operation,
     ) -> Result<Result<TxId, Operation>, LedgerError> {
-        let engine = self.engine()?;
+        let engine = self.writer()?;
         let timestamp_ns = now_ns();
         let mut pending = Some(operation);
         let published = engine.producer.try_publish(|_, slot| {
@@ -370,7 +414,7 @@ impl Ledger {
     }
 
     fn publish_batch(&self, operations: Vec<Operation>) -> Result<TxId, LedgerError> {
-        let engine = self.engine()?;
+        let engine = self.writer()?;
         let len = operations.len();
         let max = engine.producer.capacity();
         if len == 0 || len > max {
@@ -585,6 +629,15 @@ impl Ledger {
     fn engine(&self) -> Result<&Engine, LedgerError> {
         self.engine.as_ref().ok_or(LedgerError::NotStarted)
     }
+
+    /// The engine, if it takes new operations.
+    fn writer(&self) -> Result<&Engine, LedgerError> {
+        let engine = self.engine()?;
+        if !engine.writable.load(Ordering::Acquire) {
+            return Err(LedgerError::NotLeader);
+        }
+        Ok(engine)
+    }
 }
 
 impl Drop for Ledger {
@@ -631,6 +684,7 @@ impl Engine {
     fn start(
         config: &LedgerConfig,
         storage: &Arc<dyn ledger_storage::Storage>,
+        mode: Mode,
     ) -> Result<Engine, LedgerError> {
         validate(config)?;
         let transactor_config = TransactorConfig {
@@ -645,7 +699,14 @@ impl Engine {
         };
         // Recovery's one read of the log also builds the read index.
         let mut index_writer = IndexWriter::new(Arc::clone(&reads.index));
-        let recovered = recovery::recover(config, storage, transactor_config, &mut index_writer)?;
+        let own_wal = matches!(mode, Mode::Single);
+        let recovered = recovery::recover(
+            config,
+            storage,
+            transactor_config,
+            &mut index_writer,
+            own_wal,
+        )?;
         let report = recovered.report;
         let metrics = Arc::new(Metrics::default());
         let retention_floor = Arc::new(AtomicU64::new(0));
@@ -693,24 +754,57 @@ impl Engine {
             },
             options(config.pinning.transactor, TRANSACTOR_BATCH_MAX),
         );
-        let committed = builder.add_stage_with(
-            "wal",
-            WalStage {
-                wal: recovered.wal,
-                buf: Vec::with_capacity(config.wal_frame_bytes + (64 << 10)),
-                frame_bytes: config.wal_frame_bytes,
-                retention_floor,
-                retained_from: 0,
-                keep_all: config.wal_keep_all,
-                history_keep_tx: config.history_retention_tx,
-                metrics: Arc::clone(&metrics),
-                index: index_writer,
-                recent: RecentWriter::new(Arc::clone(&reads.recent), config.read_cache_bytes),
-                pending: Vec::new(),
-                marks: Vec::new(),
-            },
-            options(config.pinning.wal, usize::MAX),
-        );
+        let recent = RecentWriter::new(Arc::clone(&reads.recent), config.read_cache_bytes);
+        #[cfg(feature = "cluster")]
+        let mut replica_hooks = None;
+        let committed = match mode {
+            Mode::Single => builder.add_stage_with(
+                "wal",
+                WalStage {
+                    wal: recovered.wal.expect("a single node owns its WAL"),
+                    buf: Vec::with_capacity(config.wal_frame_bytes + (64 << 10)),
+                    frame_bytes: config.wal_frame_bytes,
+                    retention_floor,
+                    retained_from: 0,
+                    keep_all: config.wal_keep_all,
+                    history_keep_tx: config.history_retention_tx,
+                    metrics: Arc::clone(&metrics),
+                    index: index_writer,
+                    recent,
+                    pending: Vec::new(),
+                    marks: Vec::new(),
+                },
+                options(config.pinning.wal, usize::MAX),
+            ),
+            #[cfg(feature = "cluster")]
+            Mode::Replica {
+                proposer,
+                replicated,
+            } => {
+                replicated.advance(report.last_tx_id);
+                builder.add_stage_with(
+                    "propose",
+                    replica::ProposeStage {
+                        proposer,
+                        buf: Vec::with_capacity(config.wal_frame_bytes + (64 << 10)),
+                        frame_bytes: config.wal_frame_bytes,
+                    },
+                    options(config.pinning.wal, usize::MAX),
+                );
+                let gate = builder.add_stage(
+                    "gate",
+                    replica::GateStage {
+                        replicated: Arc::clone(&replicated),
+                    },
+                );
+                replica_hooks = Some(replica::ReplicaHooks {
+                    replicated,
+                    index: Mutex::new(index_writer),
+                    recent: Mutex::new(recent),
+                });
+                gate
+            }
+        };
         let snapshotted = builder.add_stage_with(
             "snapshotter",
             SnapshotStage {
@@ -741,13 +835,16 @@ impl Engine {
             max_accounts: config.max_accounts,
             snapshot_on_stop: config.snapshot_on_stop,
             reads,
+            writable: AtomicBool::new(own_wal),
+            #[cfg(feature = "cluster")]
+            replica: replica_hooks,
         })
     }
 
     fn stage(&self, level: WaitLevel) -> StageId {
         match level {
             WaitLevel::Processed => self.computed,
-            WaitLevel::Committed => self.committed,
+            WaitLevel::Committed | WaitLevel::Replicated => self.committed,
             WaitLevel::Snapshotted => self.snapshotted,
         }
     }
@@ -855,6 +952,8 @@ fn validate(config: &LedgerConfig) -> Result<(), LedgerError> {
 }
 
 fn fill(slot: &mut Slot, operation: Operation, timestamp_ns: u64) {
+    slot.user_ref = operation.user_ref();
+    slot.replayed = false;
     slot.op = operation;
     slot.timestamp_ns = timestamp_ns;
 }

@@ -43,7 +43,8 @@ pub struct RecoveryReport {
 pub(crate) struct Recovered {
     pub transactor: Transactor,
     pub links: AccountLinks,
-    pub wal: Wal,
+    /// `None` on a cluster node, whose log belongs to the replicated log's store.
+    pub wal: Option<Wal>,
     pub store: Arc<SnapshotStore>,
     pub report: RecoveryReport,
 }
@@ -53,12 +54,15 @@ pub(crate) fn wal_config(config: &LedgerConfig) -> WalConfig {
 }
 
 /// Recovers the state; `index` notes the position of every retained records frame on
-/// the way (the same single read of the log that replays it).
+/// the way (the same single read of the log that replays it). With `own_wal` false (a
+/// cluster node) only the snapshot is loaded: the replicated log's store owns the WAL and
+/// the log after the snapshot is applied as the cluster commits it.
 pub(crate) fn recover(
     config: &LedgerConfig,
     storage: &Arc<dyn Storage>,
     transactor_config: TransactorConfig,
     index: &mut IndexWriter,
+    own_wal: bool,
 ) -> Result<Recovered, LedgerError> {
     let started = Instant::now();
     let store = SnapshotStore::open_on(
@@ -67,8 +71,13 @@ pub(crate) fn recover(
         SnapshotConfig::default().with_keep(config.snapshots_kept),
     )?;
     let wal_dir = config.wal_dir();
-    let (wal, wal_report) = Wal::open_on(Arc::clone(storage), &wal_dir, wal_config(config))?;
-    if let Some(torn) = &wal_report.truncated {
+    let (wal, wal_report) = if own_wal {
+        let (wal, report) = Wal::open_on(Arc::clone(storage), &wal_dir, wal_config(config))?;
+        (Some(wal), Some(report))
+    } else {
+        (None, None)
+    };
+    if let Some(torn) = wal_report.as_ref().and_then(|r| r.truncated.as_ref()) {
         tracing::warn!(
             segment = %torn.segment.display(),
             offset = torn.offset,
@@ -121,7 +130,10 @@ pub(crate) fn recover(
     drop(outcome);
 
     let snapshot_tx_id = visible.state.last_tx_id();
-    let replayed = replay_wal(storage, &wal_dir, &wal, &mut visible, index)?;
+    let replayed = match &wal {
+        Some(wal) => replay_wal(storage, &wal_dir, wal, &mut visible, index)?,
+        None => 0,
+    };
     let Visible {
         state: transactor,
         links,
@@ -129,7 +141,7 @@ pub(crate) fn recover(
     let report = RecoveryReport {
         snapshot,
         skipped_snapshots,
-        wal_truncated: wal_report.truncated,
+        wal_truncated: wal_report.and_then(|r| r.truncated),
         replayed,
         last_tx_id: transactor.last_tx_id(),
         elapsed: started.elapsed(),
@@ -184,14 +196,59 @@ fn restore(
 /// 15M tx/s against 5M without prefetch and 10-12M at 8 (1M accounts, 31M transfers).
 const REPLAY_PREFETCH_AHEAD: usize = 16;
 
-/// One decoded record of the frame being replayed; its entries are a range of a shared
-/// buffer.
-struct Stored {
-    tx_id: TxId,
-    timestamp_ns: u64,
-    user_ref: u64,
-    outcome: Outcome,
-    entries: Range<usize>,
+/// One decoded record of the frame being replayed; its entries (and back-links) are a
+/// range of [`Decoded`]'s shared buffers.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub tx_id: TxId,
+    pub timestamp_ns: u64,
+    pub user_ref: u64,
+    pub outcome: Outcome,
+    pub entries: Range<usize>,
+}
+
+/// The records of one or more frames, decoded into buffers that are reused from frame to
+/// frame (after the first frames, replay allocates nothing).
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    pub records: Vec<Stored>,
+    pub entries: Vec<Entry>,
+    pub prev_tx_ids: Vec<TxId>,
+}
+
+impl Decoded {
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.entries.clear();
+        self.prev_tx_ids.clear();
+    }
+
+    /// Appends the records of one frame's payload whose ids are above `after`.
+    pub fn decode_frame(
+        &mut self,
+        payload: &[u8],
+        first_seq: TxId,
+        record_count: u32,
+        after: TxId,
+    ) -> Result<(), crate::record::RecordError> {
+        let mut decoder = FrameDecoder::new(payload, first_seq, record_count)?;
+        while let Some(record) = decoder.next_record()? {
+            if record.tx_id <= after {
+                continue;
+            }
+            let start = self.entries.len();
+            self.entries.extend_from_slice(record.entries);
+            self.prev_tx_ids.extend_from_slice(record.prev_tx_ids);
+            self.records.push(Stored {
+                tx_id: record.tx_id,
+                timestamp_ns: record.timestamp_ns,
+                user_ref: record.user_ref,
+                outcome: record.outcome,
+                entries: start..self.entries.len(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Reads every retained frame once, verified: notes each records frame's position in
@@ -219,10 +276,7 @@ fn replay_wal(
     // From the oldest retained frame: the read index covers all of them.
     let mut frames = reader.frames();
     let mut replayed = 0u64;
-    // Reused for every frame: after the first frames, replay allocates nothing.
-    let mut records: Vec<Stored> = Vec::new();
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut prev_tx_ids: Vec<TxId> = Vec::new();
+    let mut decoded = Decoded::default();
     while let Some(frame) = frames.next_frame()? {
         if frame.kind != FrameKind::Records {
             continue; // a durable mark, or an optional kind this version does not use
@@ -244,28 +298,17 @@ fn replay_wal(
             offset,
             source: Arc::new(source),
         };
-        let mut decoder = FrameDecoder::new(frame.payload, frame.first_seq, frame.record_count)
-            .map_err(corrupt)?;
         // Decode the whole frame first, so that balances can be prefetched a few records
         // ahead of applying: replay is bound by cache misses on the balance table.
-        records.clear();
-        entries.clear();
-        prev_tx_ids.clear();
-        while let Some(record) = decoder.next_record().map_err(corrupt)? {
-            if record.tx_id <= after {
-                continue;
-            }
-            let start = entries.len();
-            entries.extend_from_slice(record.entries);
-            prev_tx_ids.extend_from_slice(record.prev_tx_ids);
-            records.push(Stored {
-                tx_id: record.tx_id,
-                timestamp_ns: record.timestamp_ns,
-                user_ref: record.user_ref,
-                outcome: record.outcome,
-                entries: start..entries.len(),
-            });
-        }
+        decoded.clear();
+        decoded
+            .decode_frame(frame.payload, frame.first_seq, frame.record_count, after)
+            .map_err(corrupt)?;
+        let Decoded {
+            records,
+            entries,
+            prev_tx_ids,
+        } = &decoded;
         for (i, record) in records.iter().enumerate() {
             if let Some(ahead) = records.get(i + REPLAY_PREFETCH_AHEAD) {
                 visible.prefetch(&entries[ahead.entries.clone()]);

@@ -13,6 +13,12 @@ const ENTRIES_PREALLOCATED: usize = 2;
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub op: Operation,
+    /// The operation's `user_ref` (0: none), what the WAL and the readers' state keep.
+    pub user_ref: u64,
+    /// A transaction another node executed (a follower applying the leader's log): its
+    /// outcome, entries, time and back-links are already filled in, and the transactor
+    /// replays them instead of executing `op`.
+    pub replayed: bool,
     /// The sequencer's time at submission; the transactor replaces it with the time it
     /// executed under (never earlier than the previous transaction's), which is what the
     /// WAL stores.
@@ -32,6 +38,8 @@ impl Slot {
                 amount: 0,
                 user_ref: 0,
             },
+            user_ref: 0,
+            replayed: false,
             timestamp_ns: 0,
             outcome: Outcome::Committed,
             entries: Vec::with_capacity(ENTRIES_PREALLOCATED),

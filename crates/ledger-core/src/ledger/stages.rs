@@ -17,7 +17,7 @@ use super::reads::recent::RecentWriter;
 use super::slot::Slot;
 use super::visible::Visible;
 use crate::record::{DecodeMark, FrameEncoder, RecordRef};
-use crate::transactor::Transactor;
+use crate::transactor::{Transactor, check_links};
 
 /// How many operations ahead the transactor asks the CPU to load balances (see
 /// [`Transactor::prefetch`]; 8 was the best of 4/8/16 in the state-machine bench).
@@ -27,6 +27,12 @@ const PREFETCH_AHEAD: usize = 8;
 /// included): frames then end just below the size, so one at or above the WAL's padding
 /// threshold pads a few bytes, not most of a block. A plain transfer takes at most ~30.
 const FRAME_CUT_SLACK: usize = 64;
+
+/// Whether a frame whose payload is `payload_bytes` long must end: the next record
+/// might not fit in `frame_bytes` (the WAL stage's and the proposer's one rule).
+pub(crate) fn frame_is_full(payload_bytes: usize, frame_bytes: usize) -> bool {
+    payload_bytes + FRAME_HEADER_BYTES + FRAME_CUT_SLACK >= frame_bytes
+}
 
 /// How many slots ahead the snapshot stage prefetches what it touches (balances, links):
 /// it does less work per slot than the transactor, so it runs further ahead.
@@ -53,20 +59,44 @@ impl Stage<Slot> for TransactorStage {
                     self.links.prefetch_operation(&ahead.op);
                 }
                 let slot = &mut slots[i];
-                slot.entries.clear();
-                slot.outcome =
-                    self.transactor
-                        .execute(seq, slot.timestamp_ns, &slot.op, &mut slot.entries);
-                if slot.outcome.is_committed() {
-                    self.links.link(seq, &slot.entries, &mut slot.prev);
+                if slot.replayed {
+                    self.replay(seq, slot)?;
                 } else {
-                    slot.prev.clear();
+                    slot.entries.clear();
+                    slot.outcome = self.transactor.execute(
+                        seq,
+                        slot.timestamp_ns,
+                        &slot.op,
+                        &mut slot.entries,
+                    );
+                    if slot.outcome.is_committed() {
+                        self.links.link(seq, &slot.entries, &mut slot.prev);
+                    } else {
+                        slot.prev.clear();
+                    }
+                    slot.timestamp_ns = self.transactor.now_ns();
                 }
-                slot.timestamp_ns = self.transactor.now_ns();
                 self.outcomes.record(seq, slot.outcome);
                 seq += 1;
             }
         }
+        Ok(())
+    }
+}
+
+impl TransactorStage {
+    /// Applies a transaction the leader executed: the same checks as recovery (every
+    /// recorded balance and back-link), so a follower never disagrees silently.
+    fn replay(&mut self, seq: u64, slot: &Slot) -> Result<(), StageError> {
+        check_links(self.links.as_slice(), seq, &slot.entries, &slot.prev)?;
+        self.transactor.replay(
+            seq,
+            slot.timestamp_ns,
+            slot.user_ref,
+            slot.outcome,
+            &slot.entries,
+        )?;
+        self.links.apply(seq, &slot.entries);
         Ok(())
     }
 }
@@ -114,15 +144,13 @@ impl Stage<Slot> for WalStage {
                 &mut self.buf,
                 RecordRef {
                     timestamp_ns: slot.timestamp_ns,
-                    user_ref: slot.op.user_ref(),
+                    user_ref: slot.user_ref,
                     outcome: slot.outcome,
                     entries: &slot.entries,
                     prev_tx_ids: &slot.prev,
                 },
             );
-            if self.buf.len() + FRAME_HEADER_BYTES + FRAME_CUT_SLACK >= self.frame_bytes
-                || seq == last
-            {
+            if frame_is_full(self.buf.len(), self.frame_bytes) || seq == last {
                 let position = self.wal.append(frame_first, seq, &self.buf)?;
                 self.index.note(position, frame_first);
                 if keep_recent {
@@ -194,7 +222,7 @@ impl Stage<Slot> for SnapshotStage {
                 visible.apply(
                     seq,
                     slot.timestamp_ns,
-                    slot.op.user_ref(),
+                    slot.user_ref,
                     slot.outcome,
                     &slot.entries,
                 )?;
