@@ -217,6 +217,22 @@ pub enum WalError {
         max_bytes: u64,
     },
 
+    /// `append_optional` was called with a kind a caller may not write: not an optional
+    /// kind (below [`crate::FrameKind::OPTIONAL_MIN`]), or the durable mark the writer
+    /// writes itself ([`crate::FrameKind::DURABLE_MARK_BYTE`]).
+    #[error("frame kind {kind:#04x} cannot be appended: {reason}")]
+    InvalidFrameKind {
+        /// The kind byte passed.
+        kind: u8,
+        /// What is wrong.
+        reason: &'static str,
+    },
+
+    /// A frame without records was appended to a log that has no sequence yet (a new,
+    /// empty log): its `first_seq` would be undefined. Call `Wal::start_at` first.
+    #[error("the log has no sequence yet: append a records frame or call start_at first")]
+    NoSequence,
+
     /// A read asked for sequences that retention has already removed.
     #[error("sequence {requested} is not retained; the oldest segment starts at {first_available}")]
     NotRetained {

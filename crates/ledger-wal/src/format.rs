@@ -266,7 +266,6 @@ impl FrameHeader {
         out
     }
 
-    /// A records frame header for the writer.
     /// The header of a durable mark (see [`FrameKind::DURABLE_MARK_BYTE`]) before the
     /// records frame starting at `next_seq`.
     pub(crate) fn durable_mark(next_seq: u64, salt: u64) -> Self {
@@ -282,7 +281,28 @@ impl FrameHeader {
         }
     }
 
+    /// A records frame header.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn records(
+        first_seq: u64,
+        record_count: u32,
+        salt: u64,
+        payload: &[u8],
+        padding_bytes: u16,
+    ) -> Self {
+        Self::new(
+            FrameKind::RECORDS_BYTE,
+            first_seq,
+            record_count,
+            salt,
+            payload,
+            padding_bytes,
+        )
+    }
+
+    /// A frame header of any kind (the caller checks kind and record count agree).
+    pub(crate) fn new(
+        kind: u8,
         first_seq: u64,
         record_count: u32,
         salt: u64,
@@ -291,7 +311,7 @@ impl FrameHeader {
     ) -> Self {
         Self {
             version: FRAME_VERSION_U8,
-            kind: FrameKind::RECORDS_BYTE,
+            kind,
             padding_bytes,
             payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
             record_count,

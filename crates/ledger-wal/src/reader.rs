@@ -8,6 +8,7 @@ use ledger_storage::{OpenMode, Storage, StorageFile};
 
 use crate::dir::{self, SegmentFile};
 use crate::error::{WalError, io_err};
+use crate::format::SEGMENT_HEADER_BYTES;
 use crate::scan::{Frame, FrameMeta, SegmentEnd, SegmentScan, Step};
 
 /// One segment and the sequences it holds: records `first_seq..next_seq` (empty when equal).
@@ -274,10 +275,11 @@ impl Frames {
     }
 }
 
-/// Random access to the frames of one segment from a known frame position (one that
-/// [`Wal::append`](crate::Wal::append) returned): the verified frame there, then the
-/// frames after it in the same segment. Every check of a sequential read applies; reads
-/// are sized to the frame, so a lookup costs two `pread`s per frame.
+/// Random access to the frames from a known frame position (one that
+/// [`Wal::append`](crate::Wal::append) or a reader returned): the verified frame there,
+/// then the frames after it in the same segment ([`FrameCursor::open`]) or in the
+/// following segments too ([`FrameCursor::open_across`]). Every check of a sequential read
+/// applies; reads are sized to the frame, so a lookup costs two `pread`s per frame.
 #[derive(Debug)]
 pub struct FrameCursor {
     scan: SegmentScan<Box<dyn StorageFile>>,
@@ -286,6 +288,8 @@ pub struct FrameCursor {
     opened_at: Option<u64>,
     path: PathBuf,
     frame: Option<FrameMeta>,
+    /// Set for a cursor that continues into the following segments: where to find them.
+    follow: Option<(Arc<dyn Storage>, PathBuf)>,
 }
 
 /// Bytes a [`FrameCursor`] reads at least: a block for the header, then the rest of the
@@ -342,31 +346,73 @@ impl FrameCursor {
             opened_at: Some(offset),
             path,
             frame: None,
+            follow: None,
         })
     }
 
-    /// The next verified frame of the segment (durable marks included: skip frames that
-    /// are not [`FrameKind::Records`](crate::FrameKind::Records)), `Ok(None)` where its
-    /// frames end. The first call must find a frame: anything else there is an error.
+    /// [`FrameCursor::open_on`] at `at`, for a cursor that does not stop at the end of the
+    /// segment: where a segment's frames end and segment `number + 1` exists, it goes on
+    /// with that segment's frames (its header's `first_seq` must continue the sequence,
+    /// else [`WalError::SequenceGap`]). It ends where the last segment's frames end, as a
+    /// sequential read does. For reading back a group of frames written one after the
+    /// other (a Raft entry: its header frame, then its records frames) wherever rotation
+    /// put them.
+    ///
+    /// # Errors
+    /// As [`FrameCursor::open`].
+    pub fn open_across(
+        storage: Arc<dyn Storage>,
+        dir: impl AsRef<Path>,
+        at: crate::FramePosition,
+        first_seq: u64,
+        buf: Vec<u8>,
+    ) -> Result<Self, WalError> {
+        let dir = dir.as_ref().to_path_buf();
+        let mut cursor = Self::open_on(
+            storage.as_ref(),
+            &dir,
+            at.segment,
+            at.offset,
+            first_seq,
+            buf,
+        )?;
+        cursor.follow = Some((storage, dir));
+        Ok(cursor)
+    }
+
+    /// The next verified frame (durable marks and other optional frames included: skip
+    /// the kinds you do not want), `Ok(None)` where the segment's frames end (for a cursor
+    /// from [`FrameCursor::open_across`]: where the log's frames end). The first call must
+    /// find a frame: anything else there is an error.
     ///
     /// # Errors
     /// I/O errors and every corruption variant.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WalError> {
         self.frame = None;
-        let opened_at = self.opened_at.take();
-        match self.scan.step()? {
-            Step::Frame(meta) => self.frame = Some(meta),
-            // The position was handed out by an append: what is there is a frame, so a
-            // torn write there is damage, not the end of the log.
-            Step::End(SegmentEnd::Torn { offset, defect, .. }) if opened_at == Some(offset) => {
-                return Err(WalError::CorruptFrame {
-                    segment: self.path.clone(),
-                    offset,
-                    defect,
-                    next_valid_offset: None,
-                });
+        let mut opened_at = self.opened_at.take();
+        loop {
+            match self.scan.step()? {
+                Step::Frame(meta) => {
+                    self.frame = Some(meta);
+                    break;
+                }
+                // The position was handed out by an append: what is there is a frame, so a
+                // torn write there is damage, not the end of the log.
+                Step::End(SegmentEnd::Torn { offset, defect, .. }) if opened_at == Some(offset) => {
+                    return Err(WalError::CorruptFrame {
+                        segment: self.path.clone(),
+                        offset,
+                        defect,
+                        next_valid_offset: None,
+                    });
+                }
+                Step::End(end) => {
+                    if !self.next_segment(end)? {
+                        return Ok(None);
+                    }
+                    opened_at = None;
+                }
             }
-            Step::End(_) => return Ok(None),
         }
         let Some(meta) = self.frame else {
             return Ok(None);
@@ -385,6 +431,54 @@ impl FrameCursor {
     #[must_use]
     pub fn into_buf(self) -> Vec<u8> {
         self.scan.into_buf()
+    }
+
+    /// For a cursor that follows segments, moves to the segment after the one whose frames
+    /// ended with `end`. False when there is none (or the cursor does not follow).
+    fn next_segment(&mut self, end: SegmentEnd) -> Result<bool, WalError> {
+        let Some((storage, dir)) = &self.follow else {
+            return Ok(false);
+        };
+        let Some(number) = self.segment.checked_add(1) else {
+            return Ok(false);
+        };
+        let path = dir.join(crate::format::segment_file_name(number));
+        let file = match storage.open(&path, OpenMode::Read) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        // A torn write can only end the last segment.
+        if let SegmentEnd::Torn { offset, defect, .. } = end {
+            return Err(WalError::CorruptFrame {
+                segment: self.path.clone(),
+                offset,
+                defect,
+                next_valid_offset: None,
+            });
+        }
+        let header = crate::scan::read_segment_header(&file, &path, Some(number))?;
+        let expected = self.scan.next_seq();
+        if header.first_seq != expected {
+            return Err(WalError::SequenceGap {
+                segment: path,
+                offset: 0,
+                expected,
+                found: header.first_seq,
+            });
+        }
+        let len = file.size().map_err(io_err(&path))?;
+        let buf = self.scan.take_buf();
+        let mut scan = SegmentScan::new(file, path.clone(), header, len, true, buf);
+        scan.seek(
+            SEGMENT_HEADER_BYTES as u64,
+            header.first_seq,
+            CURSOR_CHUNK_BYTES,
+        );
+        self.scan = scan;
+        self.segment = number;
+        self.path = path;
+        Ok(true)
     }
 }
 

@@ -259,6 +259,12 @@ impl<S: ReadAt> SegmentScan<S> {
         self.buf
     }
 
+    /// Takes the buffer out (for the scan of the next segment); this scan is done.
+    pub(crate) fn take_buf(&mut self) -> Vec<u8> {
+        self.win_len = 0;
+        std::mem::take(&mut self.buf)
+    }
+
     /// The verified payload of a frame just returned by [`Self::step`].
     pub(crate) fn payload(&self, meta: &FrameMeta) -> &[u8] {
         let start = meta.offset + FRAME_HEADER_BYTES as u64 - self.win_start;

@@ -12,7 +12,7 @@ use crate::dir::{self, SegmentFile, sync_dir};
 use crate::error::{FrameDefect, WalError, io_err};
 use crate::format::{
     BLOCK_BYTES, FRAME_ALIGN_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, FrameHeader,
-    SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SegmentHeader, new_salt, segment_file_name,
+    FrameKind, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SegmentHeader, new_salt, segment_file_name,
     segment_path, temp_file_name,
 };
 use crate::reader::SegmentInfo;
@@ -166,6 +166,14 @@ struct Active {
     salt: u64,
     /// Where the next frame goes.
     pos: u64,
+}
+
+/// A frame about to be written: its kind byte, where its records start and how many.
+#[derive(Debug, Clone, Copy)]
+struct FrameSpec {
+    kind: u8,
+    first_seq: u64,
+    record_count: u32,
 }
 
 /// Where a frame is: its segment's number and the byte offset of its header in the file.
@@ -374,7 +382,73 @@ impl Wal {
         last_seq: u64,
         payload: &[u8],
     ) -> Result<FramePosition, WalError> {
-        self.append_frame(first_seq, last_seq, payload)
+        self.append_records(first_seq, last_seq, payload)
+    }
+
+    /// Appends an optional frame of the caller's `kind` (`0x81..=0xFF`: at least
+    /// [`FrameKind::OPTIONAL_MIN`], not the writer's own [`FrameKind::DURABLE_MARK_BYTE`])
+    /// carrying `payload` and no records. Readers hand it out as `FrameKind::Optional(kind)`
+    /// with its payload, in log order.
+    ///
+    /// Its `first_seq` is [`Wal::next_seq`], the sequence the next records frame starts at,
+    /// as for a durable mark: an optional frame takes no sequence, so the next append
+    /// still starts at `next_seq()`. A log with no sequence yet (new and empty,
+    /// `next_seq() == None`) refuses it: call [`Wal::start_at`] first. A segment this frame
+    /// opens (rotation) gets that sequence as its header's `first_seq`.
+    ///
+    /// Otherwise as [`Wal::append`]: one `pwritev`, padded and rotated by the same rules,
+    /// not durable until [`Wal::sync`]; the position is where the frame went.
+    ///
+    /// # Errors
+    /// [`WalError::InvalidFrameKind`], [`WalError::NoSequence`],
+    /// [`WalError::PayloadTooLarge`] (nothing written, the writer stays usable); I/O errors
+    /// (the writer is poisoned).
+    pub fn append_optional(&mut self, kind: u8, payload: &[u8]) -> Result<FramePosition, WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        let invalid = |reason| WalError::InvalidFrameKind { kind, reason };
+        if kind < FrameKind::OPTIONAL_MIN {
+            return Err(invalid("not an optional kind (0x80..=0xFF)"));
+        }
+        if kind == FrameKind::DURABLE_MARK_BYTE {
+            return Err(invalid("the durable mark is written by the WAL itself"));
+        }
+        let Some(first_seq) = self.next_seq else {
+            return Err(WalError::NoSequence);
+        };
+        let spec = FrameSpec {
+            kind,
+            first_seq,
+            record_count: 0,
+        };
+        self.write_frame(spec, payload)
+    }
+
+    /// Sets the sequence a log with no sequence yet (new and empty: `next_seq() == None`)
+    /// starts at, so that its first frame may be an optional one
+    /// ([`Wal::append_optional`]); the next records frame must then start at `first_seq`.
+    /// Writes nothing: until a frame is appended, a reopened log is empty again. On a log
+    /// that has a sequence, `first_seq` must be [`Wal::next_seq`] (then nothing changes).
+    ///
+    /// # Errors
+    /// [`WalError::OutOfOrder`] when the log already expects another sequence;
+    /// [`WalError::Poisoned`].
+    pub fn start_at(&mut self, first_seq: u64) -> Result<(), WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        match self.next_seq {
+            None => self.next_seq = Some(first_seq),
+            Some(expected) if expected != first_seq => {
+                return Err(WalError::OutOfOrder {
+                    expected,
+                    first_seq,
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(())
     }
 
     /// Appends one records frame for `first_seq..=last_seq` whose payload `encode` writes
@@ -392,7 +466,7 @@ impl Wal {
         let mut buf = std::mem::take(&mut self.payload_buf);
         buf.clear();
         let out = encode(&mut buf);
-        let result = self.append_frame(first_seq, last_seq, &buf);
+        let result = self.append_records(first_seq, last_seq, &buf);
         self.payload_buf = buf;
         result.map(|_| out)
     }
@@ -425,13 +499,30 @@ impl Wal {
         Ok(count)
     }
 
-    fn append_frame(
+    fn append_records(
         &mut self,
         first_seq: u64,
         last_seq: u64,
         payload: &[u8],
     ) -> Result<FramePosition, WalError> {
-        let count = self.check_append(first_seq, last_seq)?;
+        let record_count = self.check_append(first_seq, last_seq)?;
+        let spec = FrameSpec {
+            kind: FrameKind::RECORDS_BYTE,
+            first_seq,
+            record_count,
+        };
+        self.write_frame(spec, payload)
+    }
+
+    /// Writes one checked frame at the end of the log, rotating first if it does not fit.
+    fn write_frame(&mut self, spec: FrameSpec, payload: &[u8]) -> Result<FramePosition, WalError> {
+        let FrameSpec {
+            kind,
+            first_seq,
+            record_count,
+        } = spec;
+        assert_eq!(record_count == 0, kind != FrameKind::RECORDS_BYTE);
+        assert!(self.next_seq.is_none_or(|next| next == first_seq));
         if payload.len() > FRAME_PAYLOAD_BYTES_MAX {
             return Err(WalError::PayloadTooLarge {
                 payload_bytes: payload.len() as u64,
@@ -473,7 +564,7 @@ impl Wal {
             .expect("ZEROS is FRAME_ALIGN_BYTES_MAX long");
         let path = segment_path(&self.dir, active.number);
         let header = |payload: &[u8]| {
-            FrameHeader::records(first_seq, count, salt, payload, padding).encode()
+            FrameHeader::new(kind, first_seq, record_count, salt, payload, padding).encode()
         };
         let file = active.file.as_ref();
         let written = if frame_bytes >= self.cfg.overlap_checksum_min_bytes {
@@ -510,7 +601,8 @@ impl Wal {
         }
         active.pos += frame_bytes + u64::from(padding);
         self.appended_bytes += frame_bytes + u64::from(padding);
-        self.next_seq = Some(last_seq + 1);
+        // check_append refused ranges reaching u64::MAX: no overflow for records.
+        self.next_seq = Some(first_seq + u64::from(record_count));
         self.unsynced = true;
         Ok(FramePosition {
             segment: active.number,
@@ -660,6 +752,12 @@ impl Wal {
     /// segment being written is never deleted), then `fsync`s the directory. Returns the
     /// removed segments.
     ///
+    /// Optional frames do not count: a segment is removed when its
+    /// [`SegmentInfo::next_seq`] is at most `seq`, so optional frames at `seq` itself go
+    /// with it when they end a segment (an optional frame written just before the records
+    /// it introduces can be in the segment before them). To keep every frame from a
+    /// position on, use [`Wal::remove_segments_before`].
+    ///
     /// # Errors
     /// I/O errors (segments removed before the error stay removed).
     pub fn remove_segments_below(&mut self, seq: u64) -> Result<Vec<SegmentInfo>, WalError> {
@@ -669,6 +767,33 @@ impl Wal {
             .take(infos.len().saturating_sub(1))
             .take_while(|s| s.next_seq <= seq)
             .count();
+        self.remove_oldest(infos, removable)
+    }
+
+    /// Deletes, oldest first, every segment numbered below `segment` (the segment being
+    /// written is never deleted), then `fsync`s the directory; returns them. With `segment`
+    /// from a [`FramePosition`], every frame at or after that position is kept.
+    ///
+    /// # Errors
+    /// I/O errors (segments removed before the error stay removed).
+    pub fn remove_segments_before(&mut self, segment: u64) -> Result<Vec<SegmentInfo>, WalError> {
+        let infos = self.segments();
+        let removable = infos
+            .iter()
+            .take(infos.len().saturating_sub(1))
+            .take_while(|s| s.number < segment)
+            .count();
+        self.remove_oldest(infos, removable)
+    }
+
+    /// Deletes the `removable` oldest of `infos` (this writer's segments), then syncs the
+    /// directory.
+    fn remove_oldest(
+        &mut self,
+        infos: Vec<SegmentInfo>,
+        removable: usize,
+    ) -> Result<Vec<SegmentInfo>, WalError> {
+        assert!(removable < infos.len() || infos.is_empty());
         let mut removed = Vec::with_capacity(removable);
         for info in infos.into_iter().take(removable) {
             let result = self

@@ -3,7 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ledger_wal::{FrameKind, SegmentEnd, WalReader};
+use std::sync::Arc;
+
+use ledger_storage::Storage;
+use ledger_storage::sim::SimDisk;
+use ledger_wal::{FrameKind, FramePosition, SegmentEnd, WalReader};
 
 /// One frame as read back: (first_seq, record_count, payload).
 pub type Owned = (u64, u32, Vec<u8>);
@@ -34,6 +38,50 @@ pub fn frame_positions(dir: &Path) -> Vec<(u64, u64, u64, usize)> {
         }
     }
     out
+}
+
+/// A frame the caller wrote (records or its own optional kind), as read back or as a
+/// model expects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub position: FramePosition,
+    pub kind: FrameKind,
+    pub first_seq: u64,
+    pub record_count: u32,
+    pub payload: Vec<u8>,
+}
+
+/// Every frame of the log in `dir` on `storage` except durable marks, and how it ends.
+pub fn caller_frames_on(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+) -> Result<(Vec<Seen>, Option<SegmentEnd>), ledger_wal::WalError> {
+    let reader = WalReader::open_on(storage, dir)?;
+    let mut frames = reader.frames();
+    let mut out = Vec::new();
+    while let Some(f) = frames.next_frame()? {
+        if f.kind != FrameKind::Optional(FrameKind::DURABLE_MARK_BYTE) {
+            out.push(Seen {
+                position: FramePosition {
+                    segment: f.segment,
+                    offset: f.offset,
+                },
+                kind: f.kind,
+                first_seq: f.first_seq,
+                record_count: f.record_count,
+                payload: f.payload.to_vec(),
+            });
+        }
+    }
+    Ok((out, frames.end()))
+}
+
+/// Runs `test` on the real file system (a temporary directory) and on a simulated disk.
+pub fn on_real_and_simulated(test: impl Fn(Arc<dyn Storage>, &Path, Option<&SimDisk>)) {
+    let dir = tempfile::tempdir().unwrap();
+    test(ledger_storage::real(), dir.path(), None);
+    let disk = SimDisk::new(7);
+    test(disk.storage(), Path::new("/wal"), Some(&disk));
 }
 
 /// A durable mark (kind 0x80, no payload) of the segment with `salt`, before the records
