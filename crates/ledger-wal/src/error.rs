@@ -233,6 +233,18 @@ pub enum WalError {
     #[error("the log has no sequence yet: append a records frame or call start_at first")]
     NoSequence,
 
+    /// `truncate` was given a position that is not the start of a frame of this log; nothing
+    /// was changed.
+    #[error("segment {segment} offset {offset}: not a frame position of this log: {reason}")]
+    InvalidPosition {
+        /// The segment number passed.
+        segment: u64,
+        /// The offset passed.
+        offset: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+
     /// A read asked for sequences that retention has already removed.
     #[error("sequence {requested} is not retained; the oldest segment starts at {first_available}")]
     NotRetained {

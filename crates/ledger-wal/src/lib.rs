@@ -62,7 +62,8 @@ pub use format::{
 pub use reader::{FrameCursor, Frames, SegmentInfo, VerifyReport, WalReader, verify, verify_on};
 pub use scan::{CleanEnd, Frame, SegmentEnd};
 pub use writer::{
-    Durable, FramePosition, LOCK_FILE_NAME, RecoveryReport, TruncatedTail, Wal, WalConfig,
+    Durable, FramePosition, LOCK_FILE_NAME, RecoveryReport, Truncated, TruncatedTail, Wal,
+    WalConfig,
 };
 
 #[cfg(test)]

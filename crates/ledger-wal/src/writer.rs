@@ -6,14 +6,16 @@ use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ledger_storage::{AtomicFile, LockGuard, OpenMode, Storage, StorageFile, write_all_at};
+use ledger_storage::{
+    AtomicFile, LockGuard, OpenMode, Storage, StorageFile, read_full_at, write_all_at,
+};
 
 use crate::dir::{self, SegmentFile, sync_dir};
 use crate::error::{FrameDefect, WalError, io_err};
 use crate::format::{
     BLOCK_BYTES, FRAME_ALIGN_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, FrameHeader,
-    FrameKind, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SegmentHeader, new_salt, segment_file_name,
-    segment_path, temp_file_name,
+    FrameKind, HeaderCheck, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SegmentHeader, new_salt,
+    segment_file_name, segment_path, temp_file_name,
 };
 use crate::reader::SegmentInfo;
 use crate::scan::{SegmentEnd, SegmentScan, Step};
@@ -166,6 +168,31 @@ struct Active {
     salt: u64,
     /// Where the next frame goes.
     pos: u64,
+}
+
+/// A truncation point [`Wal::check_cut`] found valid.
+#[derive(Debug)]
+struct Cut {
+    /// Index in `Wal::segments` of the segment holding it.
+    index: usize,
+    /// That segment's file, when it is not the active one.
+    opened: Option<Box<dyn StorageFile>>,
+    /// The `first_seq` of the frame there: where the log continues.
+    first_seq: u64,
+}
+
+/// What [`Wal::truncate`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncated {
+    /// The sequence the next append starts at: the `first_seq` of the frame that was at
+    /// the cut.
+    pub next_seq: u64,
+    /// Bytes cut from the end of the segment holding the cut (its file length before, less
+    /// the cut's offset).
+    pub bytes_cut: u64,
+    /// The segment files deleted (every segment after the one holding the cut), oldest
+    /// first.
+    pub removed_segments: Vec<PathBuf>,
 }
 
 /// A frame about to be written: its kind byte, where its records start and how many.
@@ -635,6 +662,164 @@ impl Wal {
             self.write_durable_mark()?;
         }
         Ok(self.durable)
+    }
+
+    /// Removes the frame at `at` and every frame after it, in every segment, durably: the
+    /// log then ends where that frame started, and the next append starts at that frame's
+    /// `first_seq` (records) or is an optional frame with that `first_seq`. Frames at or
+    /// before `at` may have been synced: cutting acknowledged frames is allowed (a Raft
+    /// follower drops conflicting entries). Positions at or after `at` are invalid
+    /// afterwards; segment numbers after `at.segment` are used again by later rotations.
+    ///
+    /// `at` must be a frame position of this log (from an append or a reader). It is
+    /// checked before anything changes: the segment exists, `at` is past its header and
+    /// before the end of the log, and a frame header of this segment (magic, checksum,
+    /// salt) whose frame fits the segment and whose sequence lies in the segment's range
+    /// starts there. Any frame may be cut at, durable marks and optional frames included.
+    ///
+    /// What it does, in this order, so that a crash anywhere leaves a valid log (the old
+    /// log, or a prefix of it, or the cut one):
+    /// 1. deletes every later segment, newest first, then `fsync`s the directory;
+    /// 2. cuts the segment holding `at` to `at.offset` (`set_len`; a frame right after the
+    ///    header leaves the segment empty, header only, which is a valid last segment that
+    ///    starts at that frame's sequence) and `fsync`s it: the removed bytes, which carry
+    ///    this segment's salt, can never reappear after a power loss and be read as frames;
+    /// 3. continues appending at `at.offset` in that segment, with a durable mark there
+    ///    first (as after a sync: everything before it is durable), so damage to the frames
+    ///    before the cut is still told apart from a torn write of later appends.
+    ///
+    /// A preallocated segment loses its preallocation past the cut.
+    ///
+    /// # Errors
+    /// [`WalError::InvalidPosition`] (and I/O errors while reading the header at `at`):
+    /// nothing changed, the writer stays usable. I/O errors afterwards poison the writer;
+    /// reopening recovers the old log, a prefix of it, or the cut one.
+    pub fn truncate(&mut self, at: FramePosition) -> Result<Truncated, WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        let cut = self.check_cut(at)?;
+        self.cut(at, cut).inspect_err(|_| self.poisoned = true)
+    }
+
+    /// Checks that a frame of this log starts at `at` and returns what [`Wal::cut`] needs.
+    fn check_cut(&self, at: FramePosition) -> Result<Cut, WalError> {
+        let invalid = |reason| WalError::InvalidPosition {
+            segment: at.segment,
+            offset: at.offset,
+            reason,
+        };
+        let Some(index) = self
+            .segments
+            .iter()
+            .position(|s| s.header.number == at.segment)
+        else {
+            return Err(invalid("no such segment in the log"));
+        };
+        let (Some(seg), Some(active)) = (self.segments.get(index), self.active.as_ref()) else {
+            return Err(invalid("no such segment in the log"));
+        };
+        if at.offset < SEGMENT_HEADER_BYTES as u64 {
+            return Err(invalid("inside the segment header"));
+        }
+        // The active segment is the last; its frames end at `pos` (a preallocated file is
+        // longer). An older segment was complete when the writer left it.
+        let opened = if active.number == at.segment {
+            None
+        } else {
+            Some(
+                self.storage
+                    .open(&seg.path, OpenMode::ReadWrite)
+                    .map_err(io_err(&seg.path))?,
+            )
+        };
+        let (file, end) = match &opened {
+            Some(f) => (f.as_ref(), f.size().map_err(io_err(&seg.path))?),
+            None => (active.file.as_ref(), active.pos),
+        };
+        if at.offset.saturating_add(FRAME_HEADER_BYTES as u64) > end {
+            return Err(invalid(
+                "no frame there: past the end of the segment's frames",
+            ));
+        }
+        let mut head = [0_u8; FRAME_HEADER_BYTES];
+        let n = read_full_at(file, &mut head, at.offset).map_err(io_err(&seg.path))?;
+        let HeaderCheck::Valid(h) = FrameHeader::check(head.get(..n).unwrap_or_default()) else {
+            return Err(invalid("no valid frame header there"));
+        };
+        if h.salt != seg.header.salt {
+            return Err(invalid("the frame there is not of this segment (salt)"));
+        }
+        let frame_bytes =
+            FRAME_HEADER_BYTES as u64 + u64::from(h.payload_len) + u64::from(h.padding_bytes);
+        if at.offset.saturating_add(frame_bytes) > end {
+            return Err(invalid("the frame there does not fit in the segment"));
+        }
+        let segment_next_seq = match self.segments.get(index + 1) {
+            Some(next) => next.header.first_seq,
+            None => self.next_seq.unwrap_or(seg.header.first_seq),
+        };
+        let first = at.offset == SEGMENT_HEADER_BYTES as u64;
+        if !(seg.header.first_seq..=segment_next_seq).contains(&h.first_seq)
+            || (first && h.first_seq != seg.header.first_seq)
+        {
+            return Err(invalid(
+                "the frame's sequence is outside the segment's range",
+            ));
+        }
+        Ok(Cut {
+            index,
+            opened,
+            first_seq: h.first_seq,
+        })
+    }
+
+    /// Does the cut [`Wal::check_cut`] checked (see [`Wal::truncate`] for the order).
+    fn cut(&mut self, at: FramePosition, cut: Cut) -> Result<Truncated, WalError> {
+        let later = self.segments.split_off(cut.index + 1);
+        // Newest first: a crash in between leaves a consecutive run of complete segments.
+        for seg in later.iter().rev() {
+            self.storage
+                .remove_file(&seg.path)
+                .map_err(io_err(&seg.path))?;
+        }
+        if !later.is_empty() {
+            sync_dir(self.storage.as_ref(), &self.dir)?;
+        }
+        let Some(seg) = self.segments.last() else {
+            unreachable!("check_cut found the segment");
+        };
+        assert_eq!(seg.header.number, at.segment);
+        let (number, salt, path) = (seg.header.number, seg.header.salt, seg.path.clone());
+        let file = match cut.opened {
+            Some(file) => file,
+            None => match self.active.take() {
+                Some(active) => active.file,
+                None => unreachable!("check_cut found the active segment"),
+            },
+        };
+        let len = file.size().map_err(io_err(&path))?;
+        file.set_len(at.offset).map_err(io_err(&path))?;
+        file.sync_all().map_err(io_err(&path))?;
+        self.active = Some(Active {
+            file,
+            number,
+            salt,
+            pos: at.offset,
+        });
+        self.next_seq = Some(cut.first_seq);
+        self.unsynced = false;
+        self.durable = Durable {
+            next_seq: self.next_seq,
+            segment: number,
+            offset: at.offset,
+        };
+        self.write_durable_mark()?;
+        Ok(Truncated {
+            next_seq: cut.first_seq,
+            bytes_cut: len.saturating_sub(at.offset),
+            removed_segments: later.into_iter().map(|s| s.path).collect(),
+        })
     }
 
     /// Writes a durable mark (not synced: it only has to be read if it reached the disk)
