@@ -52,10 +52,11 @@ const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(8));
 
 /// What a frame carries.
 ///
-/// Kinds `0x80..=0xFF` are *optional*: they carry no records (`record_count == 0`), and a
-/// reader that does not know one still verifies it and hands it out (with its kind) so the
-/// caller can skip it. Any other unknown kind is refused ([`crate::WalError::UnknownFrameKind`]).
-/// A future chained-digest frame is meant to be an optional kind.
+/// Kinds `0x80..=0xFF` are *optional*: they carry no records (`record_count == 0`) and
+/// readers verify them and hand them out with kind and payload, so a caller skips the ones
+/// it does not use. `0x80` is the writer's durable mark; `0x81..=0xFF` are the caller's
+/// ([`crate::Wal::append_optional`]), never interpreted by this crate. Any other unknown
+/// kind is refused ([`crate::WalError::UnknownFrameKind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FrameKind {
     /// A batch of the caller's records, `record_count >= 1` of them.

@@ -16,9 +16,16 @@
 //!   frames: payload first, checksum while the disk writes, header last);
 //!   [`Wal::sync`] is one `fdatasync` for everything appended since the last one and
 //!   returns the [`Durable`] position.
+//! - [`Wal::append_optional`] writes a frame of the caller's own kind (`0x81..=0xFF`) with
+//!   no records, at the next sequence ([`Wal::start_at`] gives a new, empty log one);
+//!   readers hand it out with its kind and payload.
+//! - [`Wal::truncate`] durably removes the frame at a [`FramePosition`] and everything
+//!   after it, synced or not; appends continue from that frame's sequence.
 //! - [`WalReader`] / [`Frames`] / [`verify`] read without a writer and change nothing; every
-//!   checksum is verified before a byte is handed out.
-//! - [`Wal::segments`] and [`Wal::remove_segments_below`] are the retention hooks.
+//!   checksum is verified before a byte is handed out. [`FrameCursor`] reads from a frame
+//!   position, within its segment or on across the following ones.
+//! - [`Wal::segments`], [`Wal::remove_segments_below`] and [`Wal::remove_segments_before`]
+//!   are the retention hooks.
 //!
 //! ```
 //! # fn main() -> Result<(), ledger_wal::WalError> {

@@ -83,7 +83,9 @@ impl WalReader {
     }
 
     /// Frames from the one holding `seq` on (frames whose records are all below `seq` are
-    /// verified and skipped). A `seq` past the end yields nothing.
+    /// verified and skipped). A `seq` past the end yields nothing. Reading starts in the
+    /// segment holding the records from `seq`: an optional frame at `seq` that ends the
+    /// segment before is not handed out (read from its position with a [`FrameCursor`]).
     ///
     /// # Errors
     /// [`WalError::NotRetained`] when `seq` is below the oldest segment's first sequence.
@@ -489,7 +491,7 @@ pub struct VerifyReport {
     pub segments: usize,
     /// Records frames checked.
     pub frames: u64,
-    /// Optional frames checked (durable marks, kinds a later version adds).
+    /// Optional frames checked (the writer's durable marks and the caller's kinds).
     pub optional_frames: u64,
     /// Records in those frames.
     pub records: u64,
