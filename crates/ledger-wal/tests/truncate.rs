@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::{Seen, caller_frames_on, on_real_and_simulated, payload};
 use ledger_storage::Storage;
-use ledger_storage::sim::{Restart, SimDisk};
+use ledger_storage::sim::{Fault, Restart, SimDisk};
 use ledger_wal::{
     FrameKind, FramePosition, SEGMENT_HEADER_BYTES, SegmentEnd, Wal, WalConfig, WalError,
     WalReader, verify_on,
@@ -471,6 +471,50 @@ fn a_crash_at_any_step_of_a_truncate_leaves_the_log_or_a_prefix_of_it() {
                 "step {k}: a truncate that returned is durable"
             );
             completed = true;
+            break;
+        }
+    }
+    assert!(completed, "the truncate finished within the steps tried");
+}
+
+#[test]
+fn a_failed_call_in_a_truncate_poisons_and_a_reopen_finds_the_log_or_a_prefix_of_it() {
+    let mut completed = false;
+    for k in 0..200_u64 {
+        let disk = SimDisk::new(k);
+        let storage = disk.storage();
+        let (mut wal, frames) = build(&storage, Path::new(DIR), small_segments(), 40);
+        let i = 5;
+        disk.fail_at(disk.stats().steps + k, Fault::Io);
+        let result = wal.truncate(frames[i].position);
+        // A fault armed past the truncate's last call is not this test's.
+        disk.clear_faults();
+        if result.is_ok() {
+            completed = true;
+        } else {
+            assert!(matches!(
+                wal.append(1, 1, b"x"),
+                Err(WalError::Poisoned | WalError::OutOfOrder { .. })
+            ));
+        }
+        drop(wal);
+        // In the same process: what the reopen reads is the disk's, not the page cache's.
+        let (wal, report) = Wal::open_on(storage.clone(), DIR, small_segments())
+            .unwrap_or_else(|e| panic!("step {k}: {e}"));
+        let got = frames_on(&storage, Path::new(DIR));
+        assert!(frames.starts_with(&got), "step {k}");
+        assert!(got.len() >= i, "step {k}");
+        assert_eq!(report.next_seq, Some(next_seq_after(&got, 1)), "step {k}");
+        if result.is_ok() {
+            assert_eq!(got.len(), i, "step {k}");
+        }
+        // What the reopen reported is durable.
+        drop(wal);
+        disk.restart(Restart::PowerLoss);
+        let storage = disk.storage();
+        let (_wal, _) = Wal::open_on(storage.clone(), DIR, small_segments()).unwrap();
+        assert_eq!(frames_on(&storage, Path::new(DIR)), got, "step {k}");
+        if completed {
             break;
         }
     }
