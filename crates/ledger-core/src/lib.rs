@@ -16,6 +16,8 @@
 //! assert_eq!(transactor.balance_sum(), 0);
 //! ```
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod dedup;
 pub mod ledger;
 pub mod record;

@@ -42,7 +42,7 @@ mod metrics;
 mod outcomes;
 mod queries;
 mod reads;
-mod recovery;
+pub(crate) mod recovery;
 #[cfg(feature = "cluster")]
 pub(crate) mod replica;
 mod slot;
@@ -171,7 +171,7 @@ pub(crate) struct Engine {
     writable: AtomicBool,
     /// What a cluster node shares with its replicated log.
     #[cfg(feature = "cluster")]
-    replica: Option<replica::ReplicaHooks>,
+    pub(crate) replica: Option<replica::ReplicaHooks>,
 }
 
 /// How an engine writes its log.
@@ -798,10 +798,9 @@ impl Engine {
                     },
                 );
                 replica_hooks = Some(replica::ReplicaHooks {
-                    replicated,
                     index: Mutex::new(index_writer),
-                    recent: Mutex::new(recent),
                 });
+                drop(recent);
                 gate
             }
         };

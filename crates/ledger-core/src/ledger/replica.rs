@@ -100,6 +100,11 @@ impl Watermark {
         }
     }
 
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Wakes every waiter with [`NotReplicated`] for ids above the watermark.
     pub fn close(&self) {
         self.lock().closed = true;
@@ -199,11 +204,10 @@ impl Stage<Slot> for GateStage {
 /// What a cluster node's engine shares with the replicated log.
 #[derive(Debug)]
 pub(crate) struct ReplicaHooks {
-    pub replicated: Arc<Watermark>,
-    /// The read path's index and cache of recent frames, fed as entries are applied
-    /// (positions come from the replicated log's store).
+    /// The read path's index, fed as entries are applied (positions come from the
+    /// replicated log's store). The cache of recent frames stays empty: reads of a
+    /// cluster node's transactions go through the index to the WAL.
     pub index: Mutex<super::reads::index::IndexWriter>,
-    pub recent: Mutex<super::reads::recent::RecentWriter>,
 }
 
 impl Engine {

@@ -1,0 +1,583 @@
+//! The replicated log's store: the WAL itself. Each entry is a header frame
+//! ([`entry_format`](super::entry_format)) followed, for a normal entry, by its records
+//! frames, byte for byte what a single node writes. One `fdatasync` per append call
+//! (openraft hands over every entry it has queued at once: the group commit).
+//!
+//! In memory: every present entry's id and frame positions, and the payloads of the most
+//! recent ones up to a byte budget (older ones are read back from the WAL when a lagging
+//! follower needs them). The vote is a small file written atomically beside the WAL.
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ledger_storage::{AtomicFile, OpenMode, Storage, read_full_at, write_all_at};
+use ledger_wal::{FrameCursor, FrameKind, FramePosition, Wal, WalConfig, WalError, WalReader};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, EntryPayload, LogState, RaftLogReader, StorageIOError};
+
+use super::entry_format::{ENTRY_HEADER_KIND, EntryHeader, HeaderBody};
+use super::types::{Entry, Frames, LogId, Membership, StorageError, TypeConfig, Vote};
+use crate::ledger::replica::EncodedFrame;
+
+/// Where one records frame of an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrameRef {
+    pub position: FramePosition,
+    pub first_tx_id: u64,
+    pub count: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Body {
+    Blank,
+    Membership(Membership),
+    Normal {
+        frames: Vec<FrameRef>,
+        /// The payload, while within the cache budget.
+        cached: Option<Frames>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Stored {
+    log_id: LogId,
+    header: FramePosition,
+    body: Body,
+}
+
+#[derive(Debug)]
+struct Inner {
+    storage: Arc<dyn Storage>,
+    wal_dir: PathBuf,
+    vote_dir: PathBuf,
+    wal: Wal,
+    /// Present entries, consecutive indexes.
+    entries: VecDeque<Stored>,
+    last_purged: Option<LogId>,
+    vote: Option<Vote>,
+    cached_bytes: usize,
+    cache_budget: usize,
+    /// Entries before this position of `entries` hold no cached payload.
+    uncached_below: usize,
+    header_buf: Vec<u8>,
+}
+
+/// The log store; clones share it (openraft's log reader is a clone).
+#[derive(Clone, Debug)]
+pub(crate) struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+const VOTE_FILE: &str = "raft-vote";
+const VOTE_BYTES: usize = 8 + 8 + 1 + 4;
+
+fn io_error(e: impl std::error::Error + 'static, write: bool) -> StorageError {
+    let any = AnyError::new(&e);
+    if write {
+        StorageIOError::write_logs(any).into()
+    } else {
+        StorageIOError::read_logs(any).into()
+    }
+}
+
+impl LogStore {
+    /// Opens (recovering a torn tail) the WAL in `wal_dir` and reads back its entries.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        wal_dir: &Path,
+        vote_dir: &Path,
+        wal_config: WalConfig,
+        cache_budget: usize,
+    ) -> Result<LogStore, OpenError> {
+        let (mut wal, _report) = Wal::open_on(Arc::clone(&storage), wal_dir, wal_config)?;
+        if wal.next_seq().is_none() {
+            // A new log: its first entries (the initial membership, a blank) are header
+            // frames only, which need a sequence to stand at.
+            wal.start_at(1)?;
+        }
+        let entries = read_entries(&storage, wal_dir)?;
+        let vote = read_vote(storage.as_ref(), vote_dir)?;
+        let last_purged = None;
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(Inner {
+                storage,
+                wal_dir: wal_dir.to_path_buf(),
+                vote_dir: vote_dir.to_path_buf(),
+                wal,
+                uncached_below: entries.len(),
+                entries,
+                last_purged,
+                vote,
+                cached_bytes: 0,
+                cache_budget,
+                header_buf: Vec::new(),
+            })),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The records frames of the entry at `index`, if it is present and normal.
+    pub fn frame_refs(&self, index: u64) -> Option<Vec<FrameRef>> {
+        let inner = self.lock();
+        match &inner.get(index)?.body {
+            Body::Normal { frames, .. } => Some(frames.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every present entry's id with the last transaction id it holds or follows (0
+    /// before any), for mapping a snapshot's transaction id back to a log id.
+    pub fn tx_marks(&self) -> Vec<(LogId, Option<u64>, Option<Membership>)> {
+        let inner = self.lock();
+        inner
+            .entries
+            .iter()
+            .map(|e| match &e.body {
+                Body::Normal { frames, .. } => (
+                    e.log_id,
+                    frames
+                        .last()
+                        .map(|f| f.first_tx_id + u64::from(f.count) - 1),
+                    None,
+                ),
+                Body::Membership(m) => (e.log_id, None, Some(m.clone())),
+                Body::Blank => (e.log_id, None, None),
+            })
+            .collect()
+    }
+}
+
+impl Inner {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.log_id.index)
+    }
+
+    fn get(&self, index: u64) -> Option<&Stored> {
+        let first = self.first_index()?;
+        let at = usize::try_from(index.checked_sub(first)?).ok()?;
+        self.entries.get(at)
+    }
+
+    fn append_one(&mut self, entry: Entry) -> Result<(), WalError> {
+        if let Some(last) = self.entries.back() {
+            assert_eq!(
+                entry.log_id.index,
+                last.log_id.index + 1,
+                "openraft appends consecutive entries"
+            );
+        }
+        let body = match &entry.payload {
+            EntryPayload::Blank => HeaderBody::Blank,
+            EntryPayload::Membership(m) => HeaderBody::Membership(m.clone()),
+            EntryPayload::Normal(frames) => HeaderBody::Normal {
+                frames: u32::try_from(frames.0.len()).expect("< 2^32 frames per entry"),
+            },
+        };
+        let header = EntryHeader {
+            log_id: entry.log_id,
+            body,
+        };
+        let mut buf = std::mem::take(&mut self.header_buf);
+        header.encode(&mut buf);
+        let position = self.wal.append_optional(ENTRY_HEADER_KIND, &buf);
+        self.header_buf = buf;
+        let header_position = position?;
+        let body = match entry.payload {
+            EntryPayload::Blank => Body::Blank,
+            EntryPayload::Membership(m) => Body::Membership(m),
+            EntryPayload::Normal(frames) => {
+                let mut refs = Vec::with_capacity(frames.0.len());
+                for f in frames.0.iter() {
+                    let position = self.wal.append(f.first_tx_id, f.last_tx_id(), &f.payload)?;
+                    refs.push(FrameRef {
+                        position,
+                        first_tx_id: f.first_tx_id,
+                        count: f.count,
+                    });
+                }
+                self.cached_bytes += frames.bytes();
+                Body::Normal {
+                    frames: refs,
+                    cached: Some(frames),
+                }
+            }
+        };
+        self.entries.push_back(Stored {
+            log_id: entry.log_id,
+            header: header_position,
+            body,
+        });
+        self.evict();
+        Ok(())
+    }
+
+    /// Drops the oldest cached payloads until the cache is within its budget.
+    fn evict(&mut self) {
+        while self.cached_bytes > self.cache_budget && self.uncached_below < self.entries.len() {
+            if let Some(Stored {
+                body: Body::Normal { cached, .. },
+                ..
+            }) = self.entries.get_mut(self.uncached_below)
+                && let Some(frames) = cached.take()
+            {
+                self.cached_bytes -= frames.bytes();
+            }
+            self.uncached_below += 1;
+        }
+    }
+
+    fn entry(&self, stored: &Stored) -> Result<Entry, WalError> {
+        let payload = match &stored.body {
+            Body::Blank => EntryPayload::Blank,
+            Body::Membership(m) => EntryPayload::Membership(m.clone()),
+            Body::Normal {
+                cached: Some(frames),
+                ..
+            } => EntryPayload::Normal(frames.clone()),
+            Body::Normal {
+                frames,
+                cached: None,
+            } => EntryPayload::Normal(self.load(frames)?),
+        };
+        Ok(Entry {
+            log_id: stored.log_id,
+            payload,
+        })
+    }
+
+    /// Reads an evicted entry's frames back from the WAL.
+    fn load(&self, refs: &[FrameRef]) -> Result<Frames, WalError> {
+        let mut frames = Vec::with_capacity(refs.len());
+        for r in refs {
+            let mut cursor = FrameCursor::open_on(
+                self.storage.as_ref(),
+                &self.wal_dir,
+                r.position.segment,
+                r.position.offset,
+                r.first_tx_id,
+                Vec::new(),
+            )?;
+            let frame = cursor.next_frame()?.ok_or(WalError::Poisoned)?;
+            if frame.kind != FrameKind::Records
+                || frame.first_seq != r.first_tx_id
+                || frame.record_count != r.count
+            {
+                return Err(WalError::Poisoned);
+            }
+            frames.push(EncodedFrame {
+                first_tx_id: r.first_tx_id,
+                count: r.count,
+                payload: Arc::from(frame.payload),
+            });
+        }
+        Ok(Frames(frames.into()))
+    }
+}
+
+/// Reads every entry of the WAL in `dir`, in order.
+fn read_entries(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+) -> Result<VecDeque<Stored>, EntryReadError> {
+    let reader = WalReader::open_on(Arc::clone(storage), dir)?;
+    let mut frames = reader.frames();
+    let mut entries: VecDeque<Stored> = VecDeque::new();
+    // How many records frames the last normal entry still expects.
+    let mut expecting = 0u32;
+    while let Some(frame) = frames.next_frame()? {
+        let position = FramePosition {
+            segment: frame.segment,
+            offset: frame.offset,
+        };
+        match frame.kind {
+            FrameKind::Optional(ENTRY_HEADER_KIND) => {
+                if expecting != 0 {
+                    return Err(EntryReadError::Layout {
+                        at: position,
+                        why: "an entry misses frames",
+                    });
+                }
+                let header =
+                    EntryHeader::decode(frame.payload).map_err(|_| EntryReadError::Layout {
+                        at: position,
+                        why: "undecodable entry header",
+                    })?;
+                let body = match header.body {
+                    HeaderBody::Blank => Body::Blank,
+                    HeaderBody::Membership(m) => Body::Membership(m),
+                    HeaderBody::Normal { frames } => {
+                        expecting = frames;
+                        Body::Normal {
+                            frames: Vec::with_capacity(frames as usize),
+                            cached: None,
+                        }
+                    }
+                };
+                if let Some(last) = entries.back()
+                    && header.log_id.index != last.log_id.index + 1
+                {
+                    return Err(EntryReadError::Layout {
+                        at: position,
+                        why: "entry indexes not consecutive",
+                    });
+                }
+                entries.push_back(Stored {
+                    log_id: header.log_id,
+                    header: position,
+                    body,
+                });
+            }
+            FrameKind::Records => {
+                let Some(Stored {
+                    body: Body::Normal { frames: refs, .. },
+                    ..
+                }) = entries.back_mut()
+                else {
+                    return Err(EntryReadError::Layout {
+                        at: position,
+                        why: "records outside an entry",
+                    });
+                };
+                if expecting == 0 {
+                    return Err(EntryReadError::Layout {
+                        at: position,
+                        why: "records outside an entry",
+                    });
+                }
+                expecting -= 1;
+                refs.push(FrameRef {
+                    position,
+                    first_tx_id: frame.first_seq,
+                    count: frame.record_count,
+                });
+            }
+            FrameKind::Optional(_) => {} // durable marks
+        }
+    }
+    if expecting != 0 {
+        // The entry's frames were cut off with the torn tail: the entry was never
+        // durable, so it was never acknowledged. Forget it (the leader sends it again).
+        entries.pop_back();
+    }
+    Ok(entries)
+}
+
+/// Why the log store could not open.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Entries(#[from] EntryReadError),
+    #[error("the vote file: {0}")]
+    Vote(#[from] std::io::Error),
+}
+
+/// The WAL does not hold a replicated log where one was expected.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EntryReadError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("the WAL is not a replicated log at segment {} offset {}: {why}", .at.segment, .at.offset)]
+    Layout {
+        at: FramePosition,
+        why: &'static str,
+    },
+}
+
+fn read_vote(storage: &dyn Storage, dir: &Path) -> Result<Option<Vote>, std::io::Error> {
+    let path = dir.join(VOTE_FILE);
+    let file = match storage.open(&path, OpenMode::Read) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = [0u8; VOTE_BYTES];
+    if read_full_at(file.as_ref(), &mut bytes, 0)? != VOTE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: shorter than a vote", path.display()),
+        ));
+    }
+    let (body, crc) = bytes.split_at(VOTE_BYTES - 4);
+    if crc32c::crc32c(body).to_le_bytes() != crc {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: checksum mismatch", path.display()),
+        ));
+    }
+    let term = u64::from_le_bytes(body[0..8].try_into().expect("8 bytes"));
+    let node = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
+    let mut vote = Vote::new(term, node);
+    vote.committed = body[16] != 0;
+    Ok(Some(vote))
+}
+
+fn write_vote(storage: &dyn Storage, dir: &Path, vote: &Vote) -> Result<(), std::io::Error> {
+    let mut bytes = Vec::with_capacity(VOTE_BYTES);
+    bytes.extend_from_slice(&vote.leader_id.term.to_le_bytes());
+    bytes.extend_from_slice(&vote.leader_id.node_id.to_le_bytes());
+    bytes.push(u8::from(vote.committed));
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let tmp = format!("{VOTE_FILE}.tmp");
+    let (atomic, file) = AtomicFile::create(storage, dir, &tmp, VOTE_FILE).map_err(|(_, e)| e)?;
+    write_all_at(file.as_ref(), 0, &mut [std::io::IoSlice::new(&bytes)])?;
+    atomic.commit(file.as_ref()).map_err(|(_, e)| e)
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => Some(e + 1),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => None,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let inner = self.lock();
+        let (start, end) = bounds(&range);
+        let mut out = Vec::new();
+        for stored in inner.entries.iter() {
+            let index = stored.log_id.index;
+            if index < start {
+                continue;
+            }
+            if end.is_some_and(|e| index >= e) {
+                break;
+            }
+            out.push(inner.entry(stored).map_err(|e| io_error(e, false))?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let inner = self.lock();
+        let last_log_id = inner.entries.back().map(|e| e.log_id).or(inner.last_purged);
+        Ok(LogState {
+            last_purged_log_id: inner.last_purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        write_vote(inner.storage.as_ref(), &inner.vote_dir, vote)
+            .map_err(|e| StorageError::from(StorageIOError::write_vote(AnyError::new(&e))))?;
+        inner.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.lock().vote)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut inner = self.lock();
+        let written = entries
+            .into_iter()
+            .try_for_each(|entry| inner.append_one(entry))
+            .and_then(|()| inner.wal.sync().map(|_| ()));
+        match written {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(io_error(e, true))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut inner = self.lock();
+        let Some(first) = inner.first_index() else {
+            return Ok(());
+        };
+        let Some(at) = log_id
+            .index
+            .checked_sub(first)
+            .and_then(|a| usize::try_from(a).ok())
+        else {
+            return Ok(());
+        };
+        let Some(stored) = inner.entries.get(at) else {
+            return Ok(());
+        };
+        let header = stored.header;
+        inner.wal.truncate(header).map_err(|e| io_error(e, true))?;
+        let removed: usize = inner
+            .entries
+            .drain(at..)
+            .map(|e| match e.body {
+                Body::Normal {
+                    cached: Some(frames),
+                    ..
+                } => frames.bytes(),
+                _ => 0,
+            })
+            .sum();
+        inner.cached_bytes -= removed;
+        inner.uncached_below = inner.uncached_below.min(inner.entries.len());
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Forgets the entries; their WAL segments stay (the records are also the
+        // read path's history, kept by the ledger's own retention).
+        let mut inner = self.lock();
+        while inner
+            .entries
+            .front()
+            .is_some_and(|e| e.log_id.index <= log_id.index)
+        {
+            if let Some(Stored {
+                body:
+                    Body::Normal {
+                        cached: Some(frames),
+                        ..
+                    },
+                ..
+            }) = inner.entries.pop_front()
+            {
+                inner.cached_bytes -= frames.bytes();
+            }
+            inner.uncached_below = inner.uncached_below.saturating_sub(1);
+        }
+        inner.last_purged = Some(log_id);
+        Ok(())
+    }
+}

@@ -1,0 +1,437 @@
+//! One node of a cluster: the engine in replica mode, the WAL as openraft's log store,
+//! and the role changes. A node that leads takes submissions once its whole log is
+//! applied; a node deposed with batches in flight (executed ahead, perhaps never to be
+//! replicated) fails them, then restarts from its log in place, exactly as after a crash:
+//! the log store, the engine (snapshot, then the committed log applied again) and Raft.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ledger_pipeline::StageError;
+use ledger_storage::Storage;
+use openraft::{BasicNode, RaftNetworkFactory, ServerState, SnapshotPolicy};
+
+use super::log_store::LogStore;
+use super::state_machine::{Shared, StateMachine};
+use super::types::{Frames, NodeId, Raft};
+use crate::ledger::replica::{EncodedFrame, Propose, Watermark};
+use crate::ledger::{Ledger, LedgerConfig, LedgerError};
+
+/// A cluster node's settings beside the engine's [`LedgerConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This node's id: a key of `peers`.
+    pub node_id: NodeId,
+    /// Every voting node, this one included, by the address its gRPC service listens on.
+    /// A fresh cluster forms from this list alone (each node proposes the same initial
+    /// membership); later changes go through membership operations.
+    pub peers: BTreeMap<NodeId, String>,
+    /// How often the leader sends heartbeats.
+    pub heartbeat: Duration,
+    /// A follower that hears no leader for a random time in this range starts an election.
+    pub election_timeout: (Duration, Duration),
+    /// Memory for recent entries' payloads, so replication reads no disk.
+    pub log_cache_bytes: usize,
+}
+
+impl ClusterConfig {
+    /// A node of `peers` with default timings: heartbeats every 100 ms, elections after
+    /// 500-1000 ms of silence (a 2-core machine under load still heartbeats in time).
+    pub fn new(node_id: NodeId, peers: BTreeMap<NodeId, String>) -> ClusterConfig {
+        ClusterConfig {
+            node_id,
+            peers,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            log_cache_bytes: 64 << 20,
+        }
+    }
+
+    fn raft_config(&self) -> Result<openraft::Config, ClusterError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        openraft::Config {
+            cluster_name: "roda-ledger".into(),
+            heartbeat_interval: ms(self.heartbeat),
+            election_timeout_min: ms(self.election_timeout.0),
+            election_timeout_max: ms(self.election_timeout.1),
+            snapshot_policy: SnapshotPolicy::Never,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Config(e.to_string()))
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("invalid cluster configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("the replicated log: {0}")]
+    Raft(String),
+}
+
+/// A node's role and indexes, as [`ClusterNode::status`] reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<(NodeId, String)>,
+    /// Whether it takes submissions (it leads and has applied its whole log).
+    pub writable: bool,
+    /// Executed by this node's transactor (on the leader: ahead of replication).
+    pub computed: u64,
+    /// Durable on a majority and applied in order: what `Committed` and `Replicated`
+    /// waits report.
+    pub replicated: u64,
+    /// Visible to reads on this node.
+    pub applied: u64,
+    /// The replicated log's last entry index, and the last applied entry index.
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    /// Every voter, by id and address.
+    pub members: BTreeMap<NodeId, String>,
+    /// On the leader: each node's last replicated entry index.
+    pub matched: BTreeMap<NodeId, Option<u64>>,
+    /// Why the replicated log stopped, if it did.
+    pub failure: Option<String>,
+}
+
+/// A node's role in the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    /// Restarting after losing its leadership, or stopped.
+    Down,
+}
+
+/// The running parts of a node, replaced as a whole by a restart.
+struct Running {
+    raft: Raft,
+    shared: Arc<Shared>,
+}
+
+/// Hands each batch's frames to Raft from the engine's propose stage (a plain thread).
+struct RaftProposer {
+    raft: Arc<OnceLock<Raft>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Propose for RaftProposer {
+    fn propose(&mut self, frames: Vec<EncodedFrame>) -> Result<(), StageError> {
+        let raft = self.raft.get().ok_or("the replicated log is not running")?;
+        // Fire and forget: the state machine applies the entry once it is committed,
+        // which lets the batch through the gate; a lost leadership closes the gate.
+        let responder = self
+            .runtime
+            .block_on(raft.client_write_ff(Frames(frames.into())))?;
+        drop(responder);
+        Ok(())
+    }
+}
+
+/// One node of a ledger cluster. Cheap to share (`Arc`); the ledger behind it changes
+/// when the node restarts after a lost leadership, so take [`ClusterNode::ledger`] per use.
+pub struct ClusterNode<N> {
+    config: ClusterConfig,
+    ledger_config: LedgerConfig,
+    storage: Arc<dyn Storage>,
+    network: N,
+    /// `None` while restarting and after shutdown.
+    running: Mutex<Option<Arc<Running>>>,
+    shut_down: std::sync::atomic::AtomicBool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<N> std::fmt::Debug for ClusterNode<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<N> ClusterNode<N>
+where
+    N: RaftNetworkFactory<super::types::TypeConfig> + Clone,
+{
+    /// Opens the node's data directory (WAL, snapshots, vote), recovers and joins the
+    /// cluster: on a fresh directory it proposes `peers` as the initial membership.
+    /// Call from within a tokio runtime.
+    pub async fn start(
+        ledger_config: LedgerConfig,
+        storage: Arc<dyn Storage>,
+        config: ClusterConfig,
+        network: N,
+    ) -> Result<Arc<ClusterNode<N>>, ClusterError> {
+        if !config.peers.contains_key(&config.node_id) {
+            return Err(ClusterError::Config(format!(
+                "node {} is not among the peers {:?}",
+                config.node_id,
+                config.peers.keys().collect::<Vec<_>>()
+            )));
+        }
+        let node = Arc::new(ClusterNode {
+            config,
+            ledger_config,
+            storage,
+            network,
+            running: Mutex::new(None),
+            shut_down: std::sync::atomic::AtomicBool::new(false),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let running = node.open().await?;
+        node.initialize(&running.raft).await?;
+        *node.lock() = Some(running);
+        tokio::spawn(Arc::clone(&node).watch());
+        Ok(node)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Running>>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn running(&self) -> Option<Arc<Running>> {
+        self.lock().clone()
+    }
+
+    async fn open(&self) -> Result<Arc<Running>, ClusterError> {
+        let storage = &self.storage;
+        let data_dir = &self.ledger_config.data_dir;
+        storage
+            .create_dir_all(&self.ledger_config.wal_dir())
+            .map_err(|e| ClusterError::Raft(format!("{}: {e}", data_dir.display())))?;
+        let log = LogStore::open(
+            Arc::clone(storage),
+            &self.ledger_config.wal_dir(),
+            data_dir,
+            crate::ledger::recovery::wal_config(&self.ledger_config),
+            self.config.log_cache_bytes,
+        )
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let raft_cell = Arc::new(OnceLock::new());
+        let replicated = Watermark::new(0);
+        let mut ledger = Ledger::with_storage(self.ledger_config.clone(), Arc::clone(storage));
+        ledger.start_replica(
+            Box::new(RaftProposer {
+                raft: Arc::clone(&raft_cell),
+                runtime: self.runtime.clone(),
+            }),
+            Arc::clone(&replicated),
+        )?;
+        let last_tx_id = ledger.recovery_report().map_or(0, |r| r.last_tx_id);
+        let shared = Arc::new(Shared {
+            id: self.config.node_id,
+            ledger: Arc::new(ledger),
+            replicated,
+            leading_term: Mutex::new(None),
+            raft: raft_cell,
+        });
+        let state_machine = StateMachine::new(Arc::clone(&shared), log.clone(), last_tx_id);
+        let raft = Raft::new(
+            self.config.node_id,
+            Arc::new(self.config.raft_config()?),
+            self.network.clone(),
+            log,
+            state_machine,
+        )
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let _ = shared.raft.set(raft.clone());
+        Ok(Arc::new(Running { raft, shared }))
+    }
+
+    /// A fresh node proposes `peers` as the first membership; every node of a new
+    /// cluster does, with the same list, so whichever wins the first election agrees.
+    async fn initialize(&self, raft: &Raft) -> Result<(), ClusterError> {
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, BasicNode> = self
+            .config
+            .peers
+            .iter()
+            .map(|(&id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // A peer's election reached this node first: it is part of the cluster.
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InitializeError::NotAllowed(_),
+            )) => Ok(()),
+            Err(e) => Err(ClusterError::Raft(e.to_string())),
+        }
+    }
+
+    /// Follows the role: a node that led and no longer does (a newer term, another
+    /// leader, or a newer leader's entry applied) restarts from its log.
+    async fn watch(self: Arc<Self>) {
+        while let Some(running) = self.running() {
+            let mut metrics = running.raft.metrics();
+            loop {
+                let changed = metrics.changed().await;
+                let m = metrics.borrow().clone();
+                if let Some(term) = running.shared.leading_term()
+                    && (m.current_term != term || m.current_leader != Some(self.config.node_id))
+                {
+                    running.shared.step_down();
+                }
+                if changed.is_err() || running.shared.replicated.is_closed() {
+                    break;
+                }
+            }
+            if self.is_shut_down() {
+                return;
+            }
+            tracing::warn!(
+                node = self.config.node_id,
+                "lost the leadership with batches in flight: restarting from the log"
+            );
+            if let Err(e) = self.restart(running).await {
+                tracing::error!(node = self.config.node_id, error = %e, "restart failed");
+                return;
+            }
+        }
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.shut_down.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn restart(&self, old: Arc<Running>) -> Result<(), ClusterError> {
+        self.lock().take();
+        let _ = old.raft.shutdown().await;
+        let _ = old.shared.ledger.stop();
+        drop(old);
+        // In-flight reads may still hold the old ledger (and its directory locks) for a
+        // while: retry until they let go, or until the node is shut down.
+        let running = loop {
+            match self.open().await {
+                Ok(running) => break running,
+                Err(e) if !self.is_shut_down() => {
+                    tracing::debug!(error = %e, "reopening after a lost leadership");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if self.is_shut_down() {
+            let _ = running.raft.shutdown().await;
+            return Ok(());
+        }
+        *self.lock() = Some(running);
+        tracing::info!(node = self.config.node_id, "restarted from the log");
+        Ok(())
+    }
+
+    /// The ledger as of now: reads on any node, writes on the leader.
+    ///
+    /// # Errors
+    /// [`LedgerError::Stopped`] while the node restarts or after shutdown.
+    pub fn ledger(&self) -> Result<Arc<Ledger>, LedgerError> {
+        self.running()
+            .map(|r| Arc::clone(&r.shared.ledger))
+            .ok_or(LedgerError::Stopped)
+    }
+
+    /// The Raft handle, for the network service to hand incoming RPCs to.
+    pub fn raft(&self) -> Option<Raft> {
+        self.running().map(|r| r.raft.clone())
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// The leader this node knows of, with its address.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let running = self.running()?;
+        let m = running.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .or_else(|| self.config.peers.get(&id).cloned())?;
+        Some((id, addr))
+    }
+
+    /// Role, term and indexes of this node.
+    pub fn status(&self) -> NodeStatus {
+        let Some(running) = self.running() else {
+            return NodeStatus {
+                node_id: self.config.node_id,
+                role: Role::Down,
+                term: 0,
+                leader: None,
+                writable: false,
+                computed: 0,
+                replicated: 0,
+                applied: 0,
+                last_log_index: None,
+                last_applied_index: None,
+                members: self.config.peers.clone(),
+                matched: BTreeMap::new(),
+                failure: None,
+            };
+        };
+        let m = running.raft.metrics().borrow().clone();
+        let index = running.shared.ledger.pipeline_index();
+        let role = match m.state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Learner => Role::Learner,
+            ServerState::Shutdown => Role::Down,
+        };
+        NodeStatus {
+            node_id: self.config.node_id,
+            role,
+            term: m.current_term,
+            leader: self.leader(),
+            writable: running.shared.leading_term().is_some(),
+            computed: index.computed,
+            replicated: running.shared.replicated.get(),
+            applied: index.snapshot,
+            last_log_index: m.last_log_index,
+            last_applied_index: m.last_applied.map(|l| l.index),
+            members: m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(&id, n)| (id, n.addr.clone()))
+                .collect(),
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(&id, l)| (id, l.map(|l| l.index))).collect())
+                .unwrap_or_default(),
+            failure: m.running_state.as_ref().err().map(|e| e.to_string()),
+        }
+    }
+
+    /// Stops Raft and the engine. Idempotent.
+    pub async fn shutdown(&self) {
+        self.shut_down
+            .store(true, std::sync::atomic::Ordering::Release);
+        let running = self.lock().take();
+        if let Some(running) = running {
+            running.shared.step_down();
+            let _ = running.raft.shutdown().await;
+            let _ = running.shared.ledger.stop();
+        }
+    }
+}

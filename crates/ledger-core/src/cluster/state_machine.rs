@@ -1,0 +1,241 @@
+//! The replicated log's state machine: the ledger engine. A committed normal entry the
+//! node proposed itself (it leads in that entry's term) only raises the replicated
+//! watermark, letting its own batches through the gate; any other is decoded and fed to
+//! the pipeline as replayed transactions. The leader's blank entry, once applied, means
+//! its whole log is applied: the node then takes submissions.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, EntryPayload, RaftSnapshotBuilder, ServerState, Snapshot, SnapshotMeta,
+    StorageIOError,
+};
+
+use super::log_store::LogStore;
+use super::types::{
+    Entry, Frames, LogId, NodeId, Raft, StorageError, StoredMembership, TypeConfig,
+};
+use crate::ledger::Ledger;
+use crate::ledger::replica::Watermark;
+use crate::ledger::{LedgerError, recovery::Decoded};
+
+/// What the state machine, the node and the proposer share.
+pub(crate) struct Shared {
+    pub id: NodeId,
+    pub ledger: Arc<Ledger>,
+    pub replicated: Arc<Watermark>,
+    /// The term this node leads in and takes submissions for, once its blank entry of
+    /// that term is applied.
+    pub leading_term: Mutex<Option<u64>>,
+    pub raft: Arc<OnceLock<Raft>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("id", &self.id)
+            .field("leading_term", &self.leading_term())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub fn leading_term(&self) -> Option<u64> {
+        *self.leading_term.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops taking submissions and fails every batch not yet replicated.
+    pub fn step_down(&self) {
+        *self.leading_term.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Ok(engine) = self.ledger.started() {
+            engine.set_writable(false);
+        }
+        self.replicated.close();
+    }
+}
+
+pub(crate) struct StateMachine {
+    shared: Arc<Shared>,
+    log: LogStore,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    decoded: Decoded,
+}
+
+/// Why an entry could not be applied (the node stops its replicated log and restarts).
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Record(#[from] crate::record::RecordError),
+}
+
+fn apply_error(log_id: LogId, e: &ApplyError) -> StorageError {
+    StorageIOError::apply(log_id, AnyError::new(e)).into()
+}
+
+impl StateMachine {
+    /// The state machine of a ledger recovered from its snapshot up to `last_tx_id`: the
+    /// entries wholly at or below it count as applied (a partly covered entry is applied
+    /// again; the records the snapshot has are skipped).
+    pub fn new(shared: Arc<Shared>, log: LogStore, last_tx_id: u64) -> StateMachine {
+        let mut applied = None;
+        let mut membership = StoredMembership::default();
+        let mut pending_membership = None;
+        for (log_id, last_tx, m) in log.tx_marks() {
+            if let Some(m) = m {
+                pending_membership = Some((log_id, m));
+            }
+            match last_tx {
+                Some(last) if last <= last_tx_id => {
+                    applied = Some(log_id);
+                    if let Some((id, m)) = pending_membership.take() {
+                        membership = StoredMembership::new(Some(id), m);
+                    }
+                }
+                Some(_) => break,
+                None => {}
+            }
+        }
+        StateMachine {
+            shared,
+            log,
+            applied,
+            membership,
+            decoded: Decoded::default(),
+        }
+    }
+
+    fn apply_frames(&mut self, log_id: LogId, frames: &Frames) -> Result<(), ApplyError> {
+        let Some((_, last_tx)) = frames.tx_range() else {
+            return Ok(());
+        };
+        let shared = &self.shared;
+        let ours = log_id.leader_id.node_id == shared.id
+            && shared.leading_term() == Some(log_id.leader_id.term);
+        let engine = shared.ledger.started()?;
+        if ours {
+            shared.replicated.advance(last_tx);
+        } else {
+            if shared.leading_term().is_some() {
+                // A newer leader's entry while this node still runs its own term's
+                // pipeline: it was deposed. The node restarts from its log.
+                shared.step_down();
+                return Err(LedgerError::NotLeader.into());
+            }
+            self.decoded.clear();
+            for f in frames.0.iter() {
+                self.decoded
+                    .decode_frame(&f.payload, f.first_tx_id, f.count, 0)?;
+            }
+            engine.publish_replayed(&shared.replicated, &self.decoded)?;
+        }
+        if let (Some(refs), Some(hooks)) = (self.log.frame_refs(log_id.index), &engine.replica) {
+            let mut index = hooks.index.lock().unwrap_or_else(|e| e.into_inner());
+            for r in refs {
+                index.note(r.position, r.first_tx_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// This node's blank entry of `term` is applied: so is everything before it. Lead,
+    /// if the term is still current.
+    fn maybe_lead(&self, term: u64) {
+        let Some(raft) = self.shared.raft.get() else {
+            return;
+        };
+        let metrics = raft.metrics().borrow().clone();
+        if metrics.current_term == term
+            && metrics.current_leader == Some(self.shared.id)
+            && metrics.state == ServerState::Leader
+        {
+            *self
+                .shared
+                .leading_term
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(term);
+            if let Ok(engine) = self.shared.ledger.started() {
+                engine.set_writable(true);
+            }
+            tracing::info!(node = self.shared.id, term, "leading: taking submissions");
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = NoSnapshots;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut replies = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            match entry.payload {
+                EntryPayload::Blank if log_id.leader_id.node_id == self.shared.id => {
+                    self.maybe_lead(log_id.leader_id.term);
+                }
+                EntryPayload::Blank => {}
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id), m);
+                }
+                EntryPayload::Normal(frames) => self
+                    .apply_frames(log_id, &frames)
+                    .map_err(|e| apply_error(log_id, &e))?,
+            }
+            self.applied = Some(log_id);
+            replies.push(());
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        NoSnapshots
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<std::io::Cursor<Vec<u8>>>, StorageError> {
+        Err(no_snapshots())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        _snapshot: Box<std::io::Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        Err(no_snapshots())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(None)
+    }
+}
+
+/// Raft snapshots are not taken: the log is never purged (the snapshot policy is
+/// `Never`), so a lagging or new node catches up from the log alone.
+#[derive(Debug)]
+pub(crate) struct NoSnapshots;
+
+#[derive(Debug, thiserror::Error)]
+#[error("this build does not transfer Raft snapshots: nodes catch up from the log")]
+struct SnapshotsNotSupported;
+
+fn no_snapshots() -> StorageError {
+    StorageIOError::read_state_machine(AnyError::new(&SnapshotsNotSupported)).into()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        Err(no_snapshots())
+    }
+}

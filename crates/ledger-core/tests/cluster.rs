@@ -1,0 +1,409 @@
+//! Three cluster nodes in one process over an in-memory network that can cut links:
+//! replication, reads on every node, a refused write on a follower, failover with ids
+//! continuing gap-free, a deposed leader restarting from its log, a minority that never
+//! acknowledges. Bounded waits only (polls with generous limits), no sleeps as asserts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ledger_core::cluster::openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use ledger_core::cluster::openraft::network::RPCOption;
+use ledger_core::cluster::openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use ledger_core::cluster::openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use ledger_core::cluster::{ClusterConfig, ClusterNode, NodeId, Role, TypeConfig};
+use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError};
+use ledger_core::transaction::{Operation, WaitLevel};
+
+type Node = ClusterNode<Router>;
+
+/// Delivers RPCs by calling the target node's Raft handle; a cut link is unreachable.
+#[derive(Clone, Default)]
+struct Router {
+    nodes: Arc<Mutex<BTreeMap<NodeId, Arc<Node>>>>,
+    cut: Arc<Mutex<BTreeSet<(NodeId, NodeId)>>>,
+    from: NodeId,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("link {0} -> {1} is down")]
+struct LinkDown(NodeId, NodeId);
+
+impl Router {
+    fn for_node(&self, from: NodeId) -> Router {
+        Router {
+            from,
+            ..self.clone()
+        }
+    }
+
+    fn target(&self, to: NodeId) -> Result<ledger_core::cluster::Raft, Unreachable> {
+        let down = Unreachable::new(&LinkDown(self.from, to));
+        if self.cut.lock().unwrap().contains(&(self.from, to)) {
+            return Err(down);
+        }
+        let node = self.nodes.lock().unwrap().get(&to).cloned().ok_or(down)?;
+        node.raft()
+            .ok_or_else(|| Unreachable::new(&LinkDown(self.from, to)))
+    }
+
+    /// Cuts every link between `node` and the others, both ways.
+    fn isolate(&self, node: NodeId, others: &[NodeId]) {
+        let mut cut = self.cut.lock().unwrap();
+        for &o in others {
+            cut.insert((node, o));
+            cut.insert((o, node));
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.lock().unwrap().clear();
+    }
+}
+
+struct Link {
+    router: Router,
+    to: NodeId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Router {
+    type Network = Link;
+
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Link {
+        Link {
+            router: self.clone(),
+            to: target,
+        }
+    }
+}
+
+type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+impl RaftNetwork<TypeConfig> for Link {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        let raft = self.router.target(self.to)?;
+        let reply = raft
+            .append_entries(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)));
+        // The reply crosses the same link back.
+        self.router.target(self.to)?;
+        reply
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        Err(RPCError::Network(NetworkError::new(&LinkDown(
+            self.router.from,
+            self.to,
+        ))))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Rpc<VoteResponse<NodeId>> {
+        let raft = self.router.target(self.to)?;
+        let reply = raft
+            .vote(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)));
+        self.router.target(self.to)?;
+        reply
+    }
+}
+
+const IDS: [NodeId; 3] = [1, 2, 3];
+
+fn peers() -> BTreeMap<NodeId, String> {
+    IDS.iter().map(|&id| (id, format!("node-{id}"))).collect()
+}
+
+fn ledger_config(dir: &std::path::Path) -> LedgerConfig {
+    let mut config = LedgerConfig::in_dir(dir);
+    config.max_accounts = 1_000;
+    config.ring_size = 1 << 10;
+    config.read_cache_bytes = 0;
+    config
+}
+
+struct Cluster {
+    router: Router,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let cluster = Cluster {
+            router: Router::default(),
+            dirs: IDS.iter().map(|_| tempfile::tempdir().unwrap()).collect(),
+        };
+        for id in IDS {
+            cluster.start_node(id).await;
+        }
+        cluster
+    }
+
+    async fn start_node(&self, id: NodeId) -> Arc<Node> {
+        let dir = self.dirs[(id - 1) as usize].path();
+        let node = ClusterNode::start(
+            ledger_config(dir),
+            ledger_core::storage::real(),
+            ClusterConfig::new(id, peers()),
+            self.router.for_node(id),
+        )
+        .await
+        .unwrap();
+        self.router
+            .nodes
+            .lock()
+            .unwrap()
+            .insert(id, Arc::clone(&node));
+        node
+    }
+
+    async fn kill(&self, id: NodeId) {
+        let node = self.router.nodes.lock().unwrap().remove(&id).unwrap();
+        node.shutdown().await;
+    }
+
+    fn node(&self, id: NodeId) -> Arc<Node> {
+        self.router.nodes.lock().unwrap()[&id].clone()
+    }
+
+    fn live(&self) -> Vec<NodeId> {
+        self.router.nodes.lock().unwrap().keys().copied().collect()
+    }
+
+    /// Waits (bounded) for a writable leader among `among` that every node of `among`
+    /// follows (so no election from the start-up is still in flight).
+    async fn leader(&self, among: &[NodeId]) -> NodeId {
+        eventually("a writable leader that every node follows", || {
+            let leader = among
+                .iter()
+                .copied()
+                .find(|&id| self.node(id).status().writable)?;
+            among
+                .iter()
+                .all(|&id| self.node(id).leader().map(|l| l.0) == Some(leader))
+                .then_some(leader)
+        })
+        .await
+    }
+
+    /// Runs a blocking call on node `id`'s ledger off the runtime's workers. The node's
+    /// ledger is taken per call: a node replaces it when it restarts after a lost
+    /// leadership, and a held one would keep its directory locked.
+    async fn on<T: Send + 'static>(
+        &self,
+        id: NodeId,
+        f: impl FnOnce(&Ledger) -> T + Send + 'static,
+    ) -> T {
+        let ledger = self.node(id).ledger().unwrap();
+        tokio::task::spawn_blocking(move || f(&ledger))
+            .await
+            .unwrap()
+    }
+}
+
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn deposit(account: u64, amount: u64, user_ref: u64) -> Operation {
+    Operation::Deposit {
+        account,
+        amount,
+        user_ref,
+    }
+}
+
+fn transfer(from: u64, to: u64, amount: u64, user_ref: u64) -> Operation {
+    Operation::Transfer {
+        from,
+        to,
+        amount,
+        user_ref,
+    }
+}
+
+/// Every live node's balances of accounts 0..20 once it has applied `tx_id`.
+async fn balances_everywhere(cluster: &Cluster, tx_id: u64) -> Vec<Vec<i64>> {
+    let accounts: Vec<u64> = (0..20).collect();
+    let mut out = Vec::new();
+    for id in cluster.live() {
+        let node = cluster.node(id);
+        eventually("a node to apply the last write", || {
+            (node.status().applied >= tx_id).then_some(())
+        })
+        .await;
+        let balances = node.ledger().unwrap().get_balances(&accounts);
+        assert!(balances.last_snapshot_tx_id >= tx_id);
+        out.push(balances.balances);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_fail_over_and_converge() {
+    let cluster = Cluster::start().await;
+    let leader = cluster.leader(&IDS).await;
+
+    // Writes on the leader, acknowledged once on a majority.
+    let results = cluster
+        .on(leader, |l| {
+            let mut ops: Vec<Operation> = (1..=10).map(|a| deposit(a, 1_000, 100 + a)).collect();
+            ops.extend((1..=10).map(|a| transfer(a, a + 10, 10 * a, 200 + a)));
+            l.submit_batch_and_wait(ops, WaitLevel::Replicated)
+        })
+        .await;
+    assert!(results.iter().all(|r| r.is_committed()));
+    let last = results.last().unwrap().tx_id;
+    assert_eq!(results.first().unwrap().tx_id, 1);
+    assert_eq!(last, 20);
+
+    let everywhere = balances_everywhere(&cluster, last).await;
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
+    assert_eq!(everywhere[0][3], 1_000 - 30);
+    assert_eq!(everywhere[0][13], 30);
+    assert_eq!(everywhere[0][0], -10_000);
+
+    // The same transaction, with the same entries, on every node.
+    let on_leader = cluster.on(leader, |l| l.get_transaction(15)).await.unwrap();
+    for id in IDS {
+        let tx = cluster
+            .node(id)
+            .ledger()
+            .unwrap()
+            .get_transaction(15)
+            .unwrap();
+        assert_eq!(tx, on_leader, "node {id}");
+    }
+
+    // A follower refuses writes.
+    let follower = IDS.into_iter().find(|&id| id != leader).unwrap();
+    let refused = cluster
+        .node(follower)
+        .ledger()
+        .unwrap()
+        .try_submit(deposit(1, 1, 0));
+    assert!(
+        matches!(refused, Err(LedgerError::NotLeader)),
+        "{refused:?} leader {leader} follower {follower}: {:#?}",
+        IDS.map(|id| cluster.node(id).status())
+    );
+    assert_eq!(cluster.node(follower).leader().map(|l| l.0), Some(leader));
+
+    // The leader dies; a new one takes writes; ids continue with no gap.
+    cluster.kill(leader).await;
+    let survivors: Vec<NodeId> = cluster.live();
+    let new_leader = cluster.leader(&survivors).await;
+    assert_ne!(new_leader, leader);
+    let next = cluster
+        .on(new_leader, |l| {
+            l.submit_and_wait(deposit(5, 7, 300), WaitLevel::Replicated)
+        })
+        .await;
+    assert!(next.is_committed());
+    assert_eq!(next.tx_id, last + 1);
+    // A retry of an acknowledged write is a duplicate on the new leader too.
+    let again = cluster
+        .on(new_leader, |l| {
+            l.submit_and_wait(transfer(3, 13, 30, 203), WaitLevel::Replicated)
+        })
+        .await;
+    assert!(!again.is_committed(), "{again:?}");
+
+    // The old leader comes back and catches up from the log.
+    cluster.start_node(leader).await;
+    let everywhere = balances_everywhere(&cluster, again.tx_id).await;
+    assert_eq!(everywhere.len(), 3);
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
+    assert_eq!(everywhere[0][5], 1_000 - 50 + 7);
+
+    for id in cluster.live() {
+        cluster.kill(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_never_acknowledges_and_rejoins_the_majority_log() {
+    let cluster = Cluster::start().await;
+    let old = cluster.leader(&IDS).await;
+    let first = cluster
+        .on(old, |l| {
+            l.submit_and_wait(deposit(1, 100, 1), WaitLevel::Replicated)
+        })
+        .await;
+    assert!(first.is_committed());
+
+    // Cut the leader off: what it executes now can never reach a majority.
+    let others: Vec<NodeId> = IDS.into_iter().filter(|&id| id != old).collect();
+    cluster.router.isolate(old, &others);
+    let stranded = cluster.on(old, |l| l.try_submit(deposit(2, 555, 2))).await;
+    let majority_leader = cluster.leader(&others).await;
+    let on_majority = cluster
+        .on(majority_leader, |l| {
+            l.submit_and_wait(deposit(3, 42, 3), WaitLevel::Replicated)
+        })
+        .await;
+    assert!(on_majority.is_committed());
+
+    // The stranded write was never acknowledged at Replicated.
+    if let Ok(tx_id) = stranded {
+        let waited = cluster
+            .on(old, move |l| {
+                l.try_wait_for_timeout(tx_id, WaitLevel::Replicated, Duration::from_millis(300))
+            })
+            .await;
+        assert!(
+            waited.is_err(),
+            "a minority acknowledged transaction {tx_id}"
+        );
+    }
+
+    // Healed, the old leader takes the majority's log: one history everywhere.
+    cluster.router.heal();
+    let everywhere = balances_everywhere(&cluster, on_majority.tx_id).await;
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
+    assert_eq!(everywhere[0][2], 0, "the stranded deposit is nowhere");
+    assert_eq!(everywhere[0][3], 42);
+    assert_eq!(cluster.node(old).status().role, Role::Follower);
+
+    for id in cluster.live() {
+        cluster.kill(id).await;
+    }
+}
