@@ -30,5 +30,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(&client_dir)
         .extern_path(".roda.ledger.v1", "crate::pb")
         .compile_fds(fds)?;
+    compile_cluster(&proto_dir)
+}
+
+/// `proto/raft.proto`: node-to-node traffic of a cluster, server and client both (a node
+/// is each), into `pb::cluster`.
+fn compile_cluster(proto_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let proto = proto_dir.join("raft.proto");
+    println!("cargo:rerun-if-changed={}", proto.display());
+    let fds = protox::compile([&proto], [proto_dir])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
     Ok(())
 }

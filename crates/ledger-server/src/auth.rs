@@ -80,6 +80,18 @@ impl Tokens {
         })
     }
 
+    /// The token a cluster node presents to its peers: the first write token (in sort
+    /// order) of its own token file, which every node of a cluster shares. `None` when
+    /// open.
+    pub fn peer_token(&self) -> Option<String> {
+        let tokens = self.tokens.as_ref()?;
+        tokens
+            .iter()
+            .filter(|(_, role)| **role == Role::Write)
+            .map(|(token, _)| token.clone())
+            .min()
+    }
+
     /// The interceptor: UNAUTHENTICATED without a known bearer token; else the request
     /// carries the token's role for [`require`].
     pub fn check(&self, mut request: Request<()>) -> Result<Request<()>, Status> {

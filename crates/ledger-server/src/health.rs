@@ -2,14 +2,14 @@
 //! (for "" and `roda.ledger.v1.Ledger`) once it failed or the server is stopping, so an
 //! orchestrator stops routing traffic to a server that can only refuse it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_core::ledger::Ledger;
+use ledger_core::cluster::Role;
 use tokio::sync::Notify;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::backend::Backend;
 use crate::pb;
 
 /// How often the watcher looks at the ledger when no request told it to: a failure
@@ -20,20 +20,22 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct LedgerHealth {
     reporter: HealthReporter,
-    ledger: Arc<Ledger>,
+    backend: Backend,
     look: Notify,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl LedgerHealth {
     /// SERVING for the ledger service (and "", the server as a whole).
-    pub(crate) async fn new(reporter: HealthReporter, ledger: Arc<Ledger>) -> LedgerHealth {
+    pub(crate) async fn new(reporter: HealthReporter, backend: Backend) -> LedgerHealth {
         reporter
             .set_serving::<pb::ledger_server::LedgerServer<crate::service::LedgerService>>()
             .await;
         LedgerHealth {
             reporter,
-            ledger,
+            backend,
             look: Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -43,18 +45,58 @@ impl LedgerHealth {
         self.look.notify_one();
     }
 
-    /// Reports NOT_SERVING once the ledger has failed; returns then.
+    /// Reports NOT_SERVING once the ledger has failed; returns then. A cluster node
+    /// follows its state both ways: NOT_SERVING while it restarts after a lost
+    /// leadership or its replicated log has stopped, SERVING again once it is back.
     pub(crate) async fn watch(&self) {
+        let mut serving = true;
         loop {
-            if let Some(failure) = self.ledger.failure() {
-                tracing::error!(%failure, "the ledger failed: health is NOT_SERVING");
-                self.not_serving().await;
+            if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
                 return;
+            }
+            match &self.backend {
+                Backend::Single(ledger) => {
+                    if let Some(failure) = ledger.failure() {
+                        tracing::error!(%failure, "the ledger failed: health is NOT_SERVING");
+                        self.not_serving().await;
+                        return;
+                    }
+                }
+                Backend::Cluster(node) => {
+                    let status = node.status();
+                    let now = status.role != Role::Down && status.failure.is_none();
+                    if now != serving {
+                        serving = now;
+                        if now {
+                            self.serving().await;
+                        } else {
+                            tracing::warn!(failure = ?status.failure, "the node cannot serve: health is NOT_SERVING");
+                            self.not_serving().await;
+                        }
+                    }
+                }
             }
             // A notification made while no one waits is kept: none is lost between
             // the check above and this wait.
             let _ = tokio::time::timeout(WATCH_INTERVAL, self.look.notified()).await;
         }
+    }
+
+    /// NOT_SERVING for good: the server is stopping.
+    pub(crate) async fn stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.not_serving().await;
+    }
+
+    /// SERVING for "" and the ledger service.
+    async fn serving(&self) {
+        self.reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        self.reporter
+            .set_serving::<pb::ledger_server::LedgerServer<crate::service::LedgerService>>()
+            .await;
     }
 
     /// NOT_SERVING for "" and the ledger service.

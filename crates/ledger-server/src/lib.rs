@@ -13,6 +13,8 @@
 //!   configuration and the process lifecycle.
 
 pub mod auth;
+mod backend;
+pub mod cluster;
 mod codec;
 pub mod convert;
 pub mod errors;

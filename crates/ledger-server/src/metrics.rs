@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ledger_core::ledger::Ledger;
+
+use crate::backend::Backend;
 use ledger_core::transaction::FailReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -220,11 +222,11 @@ impl ServerMetrics {
 }
 
 /// Serves `GET /metrics` (any path, in fact) on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) {
+pub async fn serve(listener: TcpListener, backend: Backend, metrics: Arc<ServerMetrics>) {
     accept_loop(
         || listener.accept(),
         |(socket, _)| {
-            tokio::spawn(respond(socket, Arc::clone(&ledger), Arc::clone(&metrics)));
+            tokio::spawn(respond(socket, backend.clone(), Arc::clone(&metrics)));
         },
     )
     .await;
@@ -276,15 +278,21 @@ where
 }
 
 /// Answers one scrape.
-async fn respond(mut socket: TcpStream, ledger: Arc<Ledger>, metrics: Arc<ServerMetrics>) {
+async fn respond(mut socket: TcpStream, backend: Backend, metrics: Arc<ServerMetrics>) {
     let mut buf = [0_u8; 1024];
     // The request itself does not matter; read what the client sent first.
     let _ = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf)).await;
-    let body = metrics.render(&ledger);
-    let response = format!(
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let response = match backend.ledger() {
+        Ok(ledger) => {
+            let body = metrics.render(&ledger);
+            format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        // A cluster node restarting after a lost leadership.
+        Err(_) => "HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_owned(),
+    };
     let _ = socket.write_all(response.as_bytes()).await;
     let _ = socket.shutdown().await;
 }

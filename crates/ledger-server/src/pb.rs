@@ -14,3 +14,8 @@ include!(concat!(env!("OUT_DIR"), "/client/roda.ledger.v1.rs"));
 /// The encoded descriptor set of `ledger.proto`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ledger_descriptor.bin"));
+
+/// `proto/raft.proto`: the Raft RPCs between cluster nodes (server and client).
+pub mod cluster {
+    tonic::include_proto!("roda.ledger.cluster.v1");
+}

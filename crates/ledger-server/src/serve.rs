@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
+use ledger_core::cluster::{ClusterConfig, ClusterNode};
 use ledger_core::ledger::Ledger;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::auth::Tokens;
+use crate::backend::Backend;
+use crate::cluster::{GrpcNetwork, RaftService};
 use crate::health::LedgerHealth;
 use crate::metrics::{self, ServerMetrics};
 use crate::pb;
@@ -66,17 +69,25 @@ pub async fn serve(
 
     let bound = listen;
     let config = settings.ledger_config();
-    let mut ledger = Ledger::new(config.clone());
-    tokio::task::block_in_place(|| ledger.start()).map_err(|e| format!("start: {e}"))?;
-    if let Some(report) = ledger.recovery_report() {
-        tracing::info!(
-            data_dir = %config.data_dir.display(),
-            last_tx_id = report.last_tx_id,
-            replayed = report.replayed,
-            "ledger recovered"
-        );
-    }
-    let ledger = Arc::new(ledger);
+    let backend = match settings.cluster()? {
+        None => Backend::Single(start_single(&config)?),
+        Some(cluster) => {
+            if tls.is_some() {
+                return Err("a cluster node does not speak TLS to its peers yet: run the cluster without --tls-cert on a private network".into());
+            }
+            let network = GrpcNetwork::new(tokens.peer_token(), settings.max_message_bytes())?;
+            tracing::info!(node_id = cluster.node_id, peers = ?cluster.peers, "starting as a cluster node");
+            let node = ClusterNode::start(
+                config.clone(),
+                ledger_core::storage::real(),
+                ClusterConfig::new(cluster.node_id, cluster.peers),
+                network,
+            )
+            .await
+            .map_err(|e| format!("start: {e}"))?;
+            Backend::Cluster(node)
+        }
+    };
     let server_metrics = Arc::new(ServerMetrics::default());
 
     let metrics_task = match settings.metrics_addr {
@@ -88,7 +99,7 @@ pub async fn serve(
             println!("metrics on http://{addr}/metrics");
             Some(tokio::spawn(metrics::serve(
                 l,
-                Arc::clone(&ledger),
+                backend.clone(),
                 Arc::clone(&server_metrics),
             )))
         }
@@ -96,14 +107,14 @@ pub async fn serve(
     };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let health = Arc::new(LedgerHealth::new(health_reporter, Arc::clone(&ledger)).await);
+    let health = Arc::new(LedgerHealth::new(health_reporter, backend.clone()).await);
     // Stopping: the drain and the final sync take a moment, and nothing new should be
     // routed here meanwhile.
     let shutdown = {
         let health = Arc::clone(&health);
         async move {
             shutdown.await;
-            health.not_serving().await;
+            health.stopping().await;
         }
     };
     // Both reflection versions: grpcurl and other tools ask for either.
@@ -119,11 +130,24 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| format!("reflection: {e}"))?;
     let service = LedgerService::new(
-        Arc::clone(&ledger),
+        backend.clone(),
+        config.max_accounts,
         Arc::clone(&server_metrics),
         Arc::clone(&health),
     );
     let max_message = settings.max_message_bytes();
+    // Node-to-node traffic, on this same port, behind the same tokens.
+    let raft_api = backend.node().map(|node| {
+        let tokens = tokens.clone();
+        tonic::service::interceptor::InterceptedService::new(
+            pb::cluster::raft_server::RaftServer::new(RaftService {
+                node: Arc::clone(node),
+            })
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+            move |r| tokens.check(r),
+        )
+    });
     let ledger_api = tonic::service::interceptor::InterceptedService::new(
         pb::ledger_server::LedgerServer::new(service).max_decoding_message_size(max_message),
         move |r| tokens.check(r),
@@ -148,6 +172,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ledger_api)
+        .add_optional_service(raft_api)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await;
     if let Some(task) = metrics_task {
@@ -155,11 +180,32 @@ pub async fn serve(
     }
     health_task.abort();
     // In-flight requests are done; make everything durable and stop.
-    let stopped = tokio::task::block_in_place(|| ledger.stop());
+    let stopped = match &backend {
+        Backend::Single(ledger) => tokio::task::block_in_place(|| ledger.stop()),
+        Backend::Cluster(node) => {
+            node.shutdown().await;
+            Ok(())
+        }
+    };
     served.map_err(|e| format!("serve: {e}"))?;
     stopped.map_err(|e| format!("stop: {e}"))?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Recovers the single-node ledger in the configured directory.
+fn start_single(config: &ledger_core::ledger::LedgerConfig) -> Result<Arc<Ledger>, String> {
+    let mut ledger = Ledger::new(config.clone());
+    tokio::task::block_in_place(|| ledger.start()).map_err(|e| format!("start: {e}"))?;
+    if let Some(report) = ledger.recovery_report() {
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            last_tx_id = report.last_tx_id,
+            replayed = report.replayed,
+            "ledger recovered"
+        );
+    }
+    Ok(Arc::new(ledger))
 }
 
 /// Accepted connections with Nagle's algorithm off: small responses (a unary commit

@@ -13,6 +13,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{self, Role};
+use crate::backend::Backend;
 use crate::convert::{self, WireOperation};
 use crate::errors;
 use crate::health::LedgerHealth;
@@ -30,7 +31,7 @@ const STREAM_GROUP_MAX: usize = 4096;
 /// it without authentication.
 #[derive(Debug, Clone)]
 pub(crate) struct LedgerService {
-    ledger: Arc<Ledger>,
+    backend: Backend,
     max_accounts: u64,
     metrics: Arc<ServerMetrics>,
     health: Arc<LedgerHealth>,
@@ -38,13 +39,13 @@ pub(crate) struct LedgerService {
 
 impl LedgerService {
     pub(crate) fn new(
-        ledger: Arc<Ledger>,
+        backend: Backend,
+        max_accounts: u64,
         metrics: Arc<ServerMetrics>,
         health: Arc<LedgerHealth>,
     ) -> LedgerService {
-        let max_accounts = ledger.config().max_accounts;
         LedgerService {
-            ledger,
+            backend,
             max_accounts,
             metrics,
             health,
@@ -54,11 +55,20 @@ impl LedgerService {
     /// The status for a ledger error. One the server is to blame for may mean the ledger
     /// failed: health is told to look now, so it stops saying SERVING.
     fn status(&self, error: &LedgerError) -> Status {
+        if matches!(error, LedgerError::NotLeader) {
+            return self.backend.not_leader();
+        }
         let status = errors::status(error);
         if errors::is_server_fault(status.code()) {
             self.health.ledger_refused();
         }
         status
+    }
+
+    /// The ledger to serve one request (or one stream) with: a cluster node's changes
+    /// when it restarts, and an id is only meaningful to the engine that issued it.
+    fn ledger(&self) -> Result<Arc<Ledger>, Status> {
+        self.backend.ledger().map_err(|e| self.status(&e))
     }
 
     fn operation(&self, op: Option<WireOperation>) -> Result<Operation, Status> {
@@ -77,8 +87,7 @@ impl LedgerService {
 
     /// Submits one operation: at once when the ring has room, else blocking this worker
     /// until it has (the caller is backpressured, memory stays bounded).
-    fn submit(&self, op: Operation) -> Result<TxId, Status> {
-        let ledger = &self.ledger;
+    fn submit(&self, ledger: &Ledger, op: Operation) -> Result<TxId, Status> {
         // At once when the ring has room; else the same operation, handed back, waits
         // for room with this worker blocked in place.
         let id = match ledger.try_submit_if_room(op) {
@@ -91,24 +100,26 @@ impl LedgerService {
         Ok(id)
     }
 
-    fn submit_batch(&self, ops: Vec<Operation>) -> Result<Vec<TxId>, Status> {
+    fn submit_batch(&self, ledger: &Ledger, ops: Vec<Operation>) -> Result<Vec<TxId>, Status> {
         let n = ops.len() as u64;
-        let ids = tokio::task::block_in_place(|| self.ledger.try_submit_batch(ops))
+        let ids = tokio::task::block_in_place(|| ledger.try_submit_batch(ops))
             .map_err(|e| self.status(&e))?;
         self.metrics.submitted(n);
         Ok(ids)
     }
 
     /// Waits (asynchronously) for `tx_id` to reach `level`, then reads its outcome.
-    async fn wait_result(&self, tx_id: TxId, level: WaitLevel) -> Result<SubmitResult, Status> {
-        self.ledger
+    async fn wait_result(
+        &self,
+        ledger: &Ledger,
+        tx_id: TxId,
+        level: WaitLevel,
+    ) -> Result<SubmitResult, Status> {
+        ledger
             .wait_for_async(tx_id, level)
             .await
             .map_err(|e| self.status(&e))?;
-        let outcome = self
-            .ledger
-            .try_outcome(tx_id)
-            .map_err(|e| self.status(&e))?;
+        let outcome = ledger.try_outcome(tx_id).map_err(|e| self.status(&e))?;
         let result = SubmitResult::new(tx_id, outcome);
         self.metrics.outcome(result.fail_reason);
         Ok(result)
@@ -124,20 +135,21 @@ impl LedgerService {
         &self,
         f: impl FnOnce(&Ledger) -> Result<T, LedgerError>,
     ) -> Result<T, Status> {
-        let index = self.ledger.pipeline_index();
+        let ledger = self.ledger()?;
+        let index = ledger.pipeline_index();
         if index.committed > index.snapshot {
             // A failed ledger keeps its visible state readable: the read goes on.
-            let _ = self
-                .ledger
+            let _ = ledger
                 .wait_for_async(index.committed, WaitLevel::Snapshotted)
                 .await;
         }
-        f(&self.ledger).map_err(|e| self.status(&e))
+        f(&ledger).map_err(|e| self.status(&e))
     }
 
     /// Runs a read that may wait (for the snapshot stage, or the disk) off the async path.
     fn read<T>(&self, f: impl FnOnce(&Ledger) -> Result<T, LedgerError>) -> Result<T, Status> {
-        tokio::task::block_in_place(|| f(&self.ledger)).map_err(|e| self.status(&e))
+        let ledger = self.ledger()?;
+        tokio::task::block_in_place(|| f(&ledger)).map_err(|e| self.status(&e))
     }
 }
 
@@ -153,7 +165,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::SubmitOperationResponse>, Status> {
         auth::require(&request, Role::Write)?;
         let op = self.operation(request.into_inner().operation.map(Into::into))?;
-        let transaction_id = self.submit(op)?;
+        let transaction_id = self.submit(&*self.ledger()?, op)?;
         Ok(Response::new(pb::SubmitOperationResponse {
             transaction_id,
         }))
@@ -168,8 +180,9 @@ impl pb::ledger_server::Ledger for LedgerService {
         let req = request.into_inner();
         let level = convert::wait_level(req.wait_level)?;
         let op = self.operation(req.operation.map(Into::into))?;
-        let tx_id = self.submit(op)?;
-        let result = self.wait_result(tx_id, level).await?;
+        let ledger = self.ledger()?;
+        let tx_id = self.submit(&ledger, op)?;
+        let result = self.wait_result(&ledger, tx_id, level).await?;
         if level != WaitLevel::Processed {
             self.metrics.commit_latency(started.elapsed());
         }
@@ -188,7 +201,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 .into_iter()
                 .map(|r| r.operation.map(Into::into)),
         )?;
-        let ids = self.submit_batch(ops)?;
+        let ids = self.submit_batch(&*self.ledger()?, ops)?;
         Ok(Response::new(pb::SubmitBatchResponse {
             results: ids
                 .into_iter()
@@ -210,9 +223,10 @@ impl pb::ledger_server::Ledger for LedgerService {
                 .into_iter()
                 .map(|r| r.operation.map(Into::into)),
         )?;
-        let ids = self.submit_batch(ops)?;
+        let ledger = self.ledger()?;
+        let ids = self.submit_batch(&ledger, ops)?;
         let batch = SubmittedBatch::new(&ids, level, started);
-        Ok(Response::new(batch.answer(self).await?))
+        Ok(Response::new(batch.answer(self, &ledger).await?))
     }
 
     async fn get_balance(
@@ -270,7 +284,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetPipelineIndexRequest>,
     ) -> Result<Response<pb::GetPipelineIndexResponse>, Status> {
         auth::require(&request, Role::Read)?;
-        let index = self.ledger.pipeline_index();
+        let index = self.ledger()?.pipeline_index();
         Ok(Response::new(pb::GetPipelineIndexResponse {
             computed_index: index.computed,
             committed_index: index.committed,
@@ -328,7 +342,10 @@ impl pb::ledger_server::Ledger for LedgerService {
         let (pending_tx, mut pending_rx) =
             mpsc::channel::<Result<Submitted, Status>>(STREAM_GROUPS_IN_FLIGHT);
         let (out_tx, out_rx) = mpsc::channel(STREAM_GROUPS_IN_FLIGHT);
+        // One engine per stream: its ids mean nothing to another.
+        let ledger = self.ledger()?;
         let service = self.clone();
+        let ledger_for_answers = Arc::clone(&ledger);
         tokio::spawn(async move {
             let mut index = 0usize;
             let mut ops = Vec::with_capacity(STREAM_GROUP_MAX);
@@ -358,7 +375,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                     }
                 }
                 if !ops.is_empty() {
-                    let submitted = match service.submit_batch(std::mem::take(&mut ops)) {
+                    let submitted = match service.submit_batch(&ledger, std::mem::take(&mut ops)) {
                         Ok(ids) => Submitted {
                             first: ids.first().copied().unwrap_or(0),
                             levels: std::mem::take(&mut levels),
@@ -381,6 +398,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             }
         });
         let service = self.clone();
+        let ledger = ledger_for_answers;
         tokio::spawn(async move {
             let mut groups = Vec::with_capacity(STREAM_GROUPS_IN_FLIGHT);
             // Answers everything submitted so far after one wait, for its last id at its
@@ -396,8 +414,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                     .filter_map(Submitted::last)
                     .reduce(|(a, l), (b, m)| (a.max(b), highest(l, m)));
                 let waited = match last {
-                    Some((id, level)) => service
-                        .ledger
+                    Some((id, level)) => ledger
                         .wait_for_async(id, level)
                         .await
                         .map_err(|e| service.status(&e)),
@@ -407,7 +424,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                     let (responses, failed) = match (&waited, group) {
                         (Err(status), _) => (vec![Err(status.clone())], true),
                         (_, Err(status)) => (vec![Err(status)], true),
-                        (Ok(()), Ok(group)) => answers(&service, &group),
+                        (Ok(()), Ok(group)) => answers(&service, &ledger, &group),
                     };
                     if out_tx.send(responses).await.is_err() || failed {
                         return;
@@ -434,7 +451,10 @@ impl pb::ledger_server::Ledger for LedgerService {
         let (pending_tx, mut pending_rx) =
             mpsc::channel::<Result<SubmittedBatch, Status>>(STREAM_GROUPS_IN_FLIGHT);
         let (out_tx, out_rx) = mpsc::channel(STREAM_GROUPS_IN_FLIGHT);
+        // One engine per stream: its ids mean nothing to another.
+        let ledger = self.ledger()?;
         let service = self.clone();
+        let ledger_for_answers = Arc::clone(&ledger);
         tokio::spawn(async move {
             let mut index = 0usize;
             while let Some(message) = inbound.next().await {
@@ -446,7 +466,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                             .into_iter()
                             .map(|r| r.operation.map(Into::into)),
                     )?;
-                    let ids = service.submit_batch(ops)?;
+                    let ids = service.submit_batch(&ledger, ops)?;
                     Ok(SubmittedBatch::new(&ids, level, started))
                 });
                 let failed = submitted.is_err();
@@ -459,10 +479,11 @@ impl pb::ledger_server::Ledger for LedgerService {
             }
         });
         let service = self.clone();
+        let ledger = ledger_for_answers;
         tokio::spawn(async move {
             while let Some(batch) = pending_rx.recv().await {
                 let answer = match batch {
-                    Ok(batch) => batch.answer(&service).await,
+                    Ok(batch) => batch.answer(&service, &ledger).await,
                     Err(status) => Err(status),
                 };
                 let failed = answer.is_err();
@@ -501,8 +522,9 @@ impl SubmittedBatch {
     async fn answer(
         &self,
         service: &LedgerService,
+        ledger: &Ledger,
     ) -> Result<pb::SubmitBatchAndWaitResponse, Status> {
-        let (ledger, metrics) = (&service.ledger, &service.metrics);
+        let metrics = &service.metrics;
         if self.count > 0 {
             ledger
                 .wait_for_async(self.first + self.count - 1, self.level)
@@ -541,9 +563,10 @@ impl Submitted {
 /// stream then ends after it).
 fn answers(
     service: &LedgerService,
+    ledger: &Ledger,
     group: &Submitted,
 ) -> (Vec<Result<pb::SubmitAndWaitResponse, Status>>, bool) {
-    let (ledger, metrics) = (&service.ledger, &service.metrics);
+    let metrics = &service.metrics;
     let mut out = Vec::with_capacity(group.levels.len());
     for tx_id in group.first..group.first + group.levels.len() as u64 {
         match ledger.try_outcome(tx_id) {

@@ -1,6 +1,7 @@
 //! The server's settings: flags, then `LEDGER_*` environment variables, then the optional
 //! TOML file (`--config`), then defaults. Every ledger knob is here.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -94,6 +95,20 @@ pub struct Settings {
     /// Largest request message, in bytes [default: 4194304].
     #[arg(long, env = "LEDGER_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// This node's id in a cluster (with --peers). Unset: a single node.
+    #[arg(long, env = "LEDGER_NODE_ID", requires = "peers")]
+    pub node_id: Option<u64>,
+    /// Every node of the cluster, this one included, as `id=host:port,...`: the
+    /// address each serves gRPC on (--listen), which also carries node-to-node traffic.
+    #[arg(long, env = "LEDGER_PEERS", requires = "node_id")]
+    pub peers: Option<String>,
+}
+
+/// A cluster node's identity and peers, from `--node-id` and `--peers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    pub peers: BTreeMap<u64, String>,
 }
 
 impl Settings {
@@ -146,8 +161,30 @@ impl Settings {
             tls_cert,
             tls_key,
             token_file,
-            max_message_bytes
+            max_message_bytes,
+            node_id,
+            peers
         )
+    }
+
+    /// The cluster this server is a node of, `None` for a single node.
+    ///
+    /// # Errors
+    /// One of --node-id / --peers without the other, a malformed peer list, or a node id
+    /// that is not among the peers.
+    pub fn cluster(&self) -> Result<Option<ClusterSettings>, String> {
+        let (node_id, peers) = match (self.node_id, &self.peers) {
+            (None, None) => return Ok(None),
+            (Some(id), Some(peers)) => (id, peers),
+            _ => return Err("--node-id and --peers go together".into()),
+        };
+        let peers = parse_peers(peers)?;
+        if !peers.contains_key(&node_id) {
+            return Err(format!(
+                "--peers must list this node ({node_id}) too, by the address it serves on"
+            ));
+        }
+        Ok(Some(ClusterSettings { node_id, peers }))
     }
 
     pub fn listen(&self) -> SocketAddr {
@@ -205,6 +242,34 @@ impl Settings {
     }
 }
 
+/// `1=10.0.0.1:50051,2=10.0.0.2:50051`: node ids to addresses.
+fn parse_peers(list: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut peers = BTreeMap::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--peers: `{item}` is not id=host:port"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("--peers: `{id}` is not a node id (an unsigned integer)"))?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(format!("--peers: `{addr}` is not host:port"));
+        }
+        if peers.insert(id, addr.to_owned()).is_some() {
+            return Err(format!("--peers: node {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("--peers lists no node".into());
+    }
+    Ok(peers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +290,44 @@ mod tests {
         assert_eq!(c.read_cache_bytes, d.read_cache_bytes);
         assert_eq!(c.history_retention_tx, d.history_retention_tx);
         assert_eq!(c.snapshot_interval, d.snapshot_interval);
+    }
+
+    #[test]
+    fn a_cluster_comes_from_node_id_and_peers() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["ledger-server"];
+            all.extend_from_slice(args);
+            Settings::try_parse_from(all)
+                .map_err(|e| e.to_string())?
+                .cluster()
+        };
+        assert_eq!(parse(&[]), Ok(None));
+        let cluster = parse(&["--node-id", "2", "--peers", "1=a:1, 2=b:2,3=c:3"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(cluster.node_id, 2);
+        assert_eq!(cluster.peers[&3], "c:3");
+        assert!(parse(&["--node-id", "2"]).is_err());
+        assert!(
+            parse(&["--node-id", "4", "--peers", "1=a:1"])
+                .unwrap_err()
+                .contains("this node")
+        );
+        assert!(
+            parse(&["--node-id", "1", "--peers", "1=a"])
+                .unwrap_err()
+                .contains("host:port")
+        );
+        assert!(
+            parse(&["--node-id", "1", "--peers", "1=a:1,1=b:2"])
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(
+            parse(&["--node-id", "1", "--peers", "x=a:1"])
+                .unwrap_err()
+                .contains("node id")
+        );
     }
 
     #[test]

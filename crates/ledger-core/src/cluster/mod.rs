@@ -13,9 +13,13 @@ mod log_store;
 mod node;
 mod state_machine;
 mod types;
+mod wire;
 
 pub use entry_format::ENTRY_HEADER_KIND;
 pub use node::{ClusterConfig, ClusterError, ClusterNode, NodeStatus, Role};
 /// The Raft library, for implementing the network and its RPC messages.
 pub use openraft;
 pub use types::{Entry, Frames, LogId, Membership, NodeId, Raft, TypeConfig, Vote};
+
+pub use crate::ledger::replica::EncodedFrame;
+pub use wire::{WireError, entry_from_wire, entry_header};

@@ -1,0 +1,154 @@
+//! The Raft RPC messages between openraft's types and `raft.proto`'s.
+
+use ledger_core::cluster::openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse,
+};
+use ledger_core::cluster::openraft::{CommittedLeaderId, LogId, Vote};
+use ledger_core::cluster::{EncodedFrame, NodeId, TypeConfig, entry_from_wire, entry_header};
+use tonic::Status;
+
+use crate::pb::cluster as pb;
+
+fn vote_to(v: &Vote<NodeId>) -> pb::Vote {
+    pb::Vote {
+        term: v.leader_id.term,
+        node_id: v.leader_id.node_id,
+        committed: v.committed,
+    }
+}
+
+fn vote_from(v: Option<pb::Vote>) -> Result<Vote<NodeId>, Status> {
+    let v = v.ok_or_else(|| Status::invalid_argument("a Raft message without its vote"))?;
+    let mut vote = Vote::new(v.term, v.node_id);
+    vote.committed = v.committed;
+    Ok(vote)
+}
+
+fn log_id_to(l: &LogId<NodeId>) -> pb::LogId {
+    pb::LogId {
+        term: l.leader_id.term,
+        node_id: l.leader_id.node_id,
+        index: l.index,
+    }
+}
+
+fn log_id_from(l: pb::LogId) -> LogId<NodeId> {
+    LogId::new(CommittedLeaderId::new(l.term, l.node_id), l.index)
+}
+
+pub fn append_request_to(r: &AppendEntriesRequest<TypeConfig>) -> pb::AppendEntriesRequest {
+    let entries = r
+        .entries
+        .iter()
+        .map(|e| {
+            let mut header = Vec::new();
+            entry_header(e, &mut header);
+            let frames = match &e.payload {
+                ledger_core::cluster::openraft::EntryPayload::Normal(frames) => frames
+                    .0
+                    .iter()
+                    .map(|f| pb::Frame {
+                        first_tx_id: f.first_tx_id,
+                        count: f.count,
+                        payload: f.payload.to_vec(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            pb::Entry { header, frames }
+        })
+        .collect();
+    pb::AppendEntriesRequest {
+        vote: Some(vote_to(&r.vote)),
+        prev_log_id: r.prev_log_id.as_ref().map(log_id_to),
+        entries,
+        leader_commit: r.leader_commit.as_ref().map(log_id_to),
+    }
+}
+
+pub fn append_request_from(
+    r: pb::AppendEntriesRequest,
+) -> Result<AppendEntriesRequest<TypeConfig>, Status> {
+    let entries = r
+        .entries
+        .into_iter()
+        .map(|e| {
+            let frames = e
+                .frames
+                .into_iter()
+                .map(|f| EncodedFrame {
+                    first_tx_id: f.first_tx_id,
+                    count: f.count,
+                    payload: f.payload.into(),
+                })
+                .collect();
+            entry_from_wire(&e.header, frames).map_err(|e| Status::invalid_argument(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(AppendEntriesRequest {
+        vote: vote_from(r.vote)?,
+        prev_log_id: r.prev_log_id.map(log_id_from),
+        entries,
+        leader_commit: r.leader_commit.map(log_id_from),
+    })
+}
+
+pub fn append_response_to(r: &AppendEntriesResponse<NodeId>) -> pb::AppendEntriesResponse {
+    use pb::append_entries_response::Result as R;
+    let result = match r {
+        AppendEntriesResponse::Success => R::Success(pb::Empty {}),
+        AppendEntriesResponse::PartialSuccess(m) => R::PartialSuccess(pb::PartialSuccess {
+            matching: m.as_ref().map(log_id_to),
+        }),
+        AppendEntriesResponse::Conflict => R::Conflict(pb::Empty {}),
+        AppendEntriesResponse::HigherVote(v) => R::HigherVote(vote_to(v)),
+    };
+    pb::AppendEntriesResponse {
+        result: Some(result),
+    }
+}
+
+pub fn append_response_from(
+    r: pb::AppendEntriesResponse,
+) -> Result<AppendEntriesResponse<NodeId>, Status> {
+    use pb::append_entries_response::Result as R;
+    Ok(match r.result {
+        Some(R::Success(_)) => AppendEntriesResponse::Success,
+        Some(R::PartialSuccess(p)) => {
+            AppendEntriesResponse::PartialSuccess(p.matching.map(log_id_from))
+        }
+        Some(R::Conflict(_)) => AppendEntriesResponse::Conflict,
+        Some(R::HigherVote(v)) => AppendEntriesResponse::HigherVote(vote_from(Some(v))?),
+        None => return Err(Status::internal("an AppendEntries answer without a result")),
+    })
+}
+
+pub fn vote_request_to(r: &VoteRequest<NodeId>) -> pb::VoteRequest {
+    pb::VoteRequest {
+        vote: Some(vote_to(&r.vote)),
+        last_log_id: r.last_log_id.as_ref().map(log_id_to),
+    }
+}
+
+pub fn vote_request_from(r: pb::VoteRequest) -> Result<VoteRequest<NodeId>, Status> {
+    Ok(VoteRequest {
+        vote: vote_from(r.vote)?,
+        last_log_id: r.last_log_id.map(log_id_from),
+    })
+}
+
+pub fn vote_response_to(r: &VoteResponse<NodeId>) -> pb::VoteResponse {
+    pb::VoteResponse {
+        vote: Some(vote_to(&r.vote)),
+        vote_granted: r.vote_granted,
+        last_log_id: r.last_log_id.as_ref().map(log_id_to),
+    }
+}
+
+pub fn vote_response_from(r: pb::VoteResponse) -> Result<VoteResponse<NodeId>, Status> {
+    Ok(VoteResponse {
+        vote: vote_from(r.vote)?,
+        vote_granted: r.vote_granted,
+        last_log_id: r.last_log_id.map(log_id_from),
+    })
+}

@@ -1,0 +1,159 @@
+//! Raft's outgoing RPCs: one lazily connected gRPC channel per peer, to the address the
+//! peer serves on (its membership entry), carrying this node's peer token if the
+//! cluster uses tokens.
+
+use std::time::Duration;
+
+use ledger_core::cluster::openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable,
+};
+use ledger_core::cluster::openraft::network::RPCOption;
+use ledger_core::cluster::openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use ledger_core::cluster::openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use ledger_core::cluster::{NodeId, TypeConfig};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use super::convert;
+use crate::pb::cluster::raft_client::RaftClient;
+
+/// Creates one [`Peer`] per target node.
+#[derive(Clone, Debug)]
+pub struct GrpcNetwork {
+    token: Option<MetadataValue<Ascii>>,
+    max_message_bytes: usize,
+}
+
+impl GrpcNetwork {
+    pub fn new(token: Option<String>, max_message_bytes: usize) -> Result<GrpcNetwork, String> {
+        let token = token
+            .map(|t| format!("Bearer {t}").parse())
+            .transpose()
+            .map_err(|_| "the peer token is not printable ASCII".to_owned())?;
+        Ok(GrpcNetwork {
+            token,
+            max_message_bytes,
+        })
+    }
+}
+
+/// The RPCs to one peer.
+#[derive(Debug)]
+pub struct Peer {
+    target: NodeId,
+    client: Result<RaftClient<Channel>, String>,
+    token: Option<MetadataValue<Ascii>>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        let client = Endpoint::from_shared(format!("http://{}", node.addr))
+            .map(|e| {
+                let channel = e
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                RaftClient::new(channel)
+                    .max_decoding_message_size(self.max_message_bytes)
+                    .max_encoding_message_size(self.max_message_bytes)
+            })
+            .map_err(|e| format!("node {target} at {}: {e}", node.addr));
+        Peer {
+            target,
+            client,
+            token: self.token.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("node {target}: {message}")]
+struct PeerError {
+    target: NodeId,
+    message: String,
+}
+
+impl Peer {
+    fn request<T>(&self, message: T, option: &RPCOption) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(option.hard_ttl());
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        request
+    }
+
+    fn client(&self) -> Result<RaftClient<Channel>, PeerError> {
+        self.client.clone().map_err(|message| PeerError {
+            target: self.target,
+            message,
+        })
+    }
+
+    /// An unreachable peer (backed off by openraft) or a failed call.
+    fn error<E: std::error::Error>(&self, status: &Status) -> RPCError<NodeId, BasicNode, E> {
+        let e = PeerError {
+            target: self.target,
+            message: status.to_string(),
+        };
+        match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+            _ => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<NodeId>> {
+        let mut client = self
+            .client()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let request = self.request(convert::append_request_to(&rpc), &option);
+        let reply = client
+            .append_entries(request)
+            .await
+            .map_err(|s| self.error(&s))?;
+        convert::append_response_from(reply.into_inner()).map_err(|s| self.error(&s))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        // Raft snapshots are never taken (the log is never purged): nothing sends one.
+        Err(RPCError::Network(NetworkError::new(&PeerError {
+            target: self.target,
+            message: "snapshot transfer is not supported".into(),
+        })))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Rpc<VoteResponse<NodeId>> {
+        let mut client = self
+            .client()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let request = self.request(convert::vote_request_to(&rpc), &option);
+        let reply = client.vote(request).await.map_err(|s| self.error(&s))?;
+        convert::vote_response_from(reply.into_inner()).map_err(|s| self.error(&s))
+    }
+}
