@@ -1,5 +1,6 @@
 //! Compiles `proto/ledger.proto` with protox (pure Rust: no system `protoc`), generates
-//! the tonic server and client, and keeps the descriptor set for server reflection.
+//! the tonic server over `ledger-client`'s messages (one set of message types in the
+//! workspace), and keeps the descriptor set for server reflection.
 
 use std::path::PathBuf;
 
@@ -13,22 +14,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("ledger_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    // The messages and the server, whose codec answers undecodable requests with
-    // INVALID_ARGUMENT (src/codec.rs).
+    // The server only, whose codec answers undecodable requests with INVALID_ARGUMENT
+    // (src/codec.rs). The messages and the client are ledger-client's.
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(false)
         .codec_path("crate::codec::RequestCodec")
-        .compile_fds(fds.clone())?;
-    // The client on its own, with prost's codec: an undecodable *response* is the
-    // server's fault, INTERNAL as usual. It uses the messages above (extern_path).
-    let client_dir = out.join("client");
-    std::fs::create_dir_all(&client_dir)?;
-    tonic_prost_build::configure()
-        .build_server(false)
-        .build_client(true)
-        .out_dir(&client_dir)
-        .extern_path(".roda.ledger.v1", "crate::pb")
+        .extern_path(".roda.ledger.v1", "::ledger_client::pb")
         .compile_fds(fds)?;
     compile_cluster(&proto_dir)
 }

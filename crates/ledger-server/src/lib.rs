@@ -2,7 +2,8 @@
 //! embedded [`ledger_core::ledger::Ledger`], with health, reflection, bearer tokens, TLS,
 //! Prometheus metrics and graceful shutdown.
 //!
-//! - [`pb`]: the generated messages, server and client.
+//! - [`pb`]: the messages and client (`ledger_client::pb`, re-exported) and the generated
+//!   server.
 //! - `codec` (private): the server's decoding; an undecodable request is INVALID_ARGUMENT.
 //! - [`convert`]: wire messages <-> ledger operations and results (shape checks).
 //! - [`errors`]: the one mapping from `LedgerError` to gRPC status.

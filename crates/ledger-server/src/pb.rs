@@ -1,4 +1,5 @@
-//! The messages and service of `proto/ledger.proto`, generated at build time.
+//! The messages and service of `proto/ledger.proto`: the messages and the client are
+//! `ledger_client::pb`'s (re-exported), the server is generated here at build time.
 #![allow(
     missing_docs,
     clippy::all,
@@ -6,10 +7,11 @@
     missing_debug_implementations
 )]
 
-// The messages and `ledger_server`.
+// `::`: the glob brings a module named `ledger_client` (the generated client) too.
+pub use ::ledger_client::pb::*;
+
+// `ledger_server`, over the messages above (see build.rs).
 tonic::include_proto!("roda.ledger.v1");
-// `ledger_client` (generated apart: it keeps prost's codec; see build.rs).
-include!(concat!(env!("OUT_DIR"), "/client/roda.ledger.v1.rs"));
 
 /// The encoded descriptor set of `ledger.proto`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
