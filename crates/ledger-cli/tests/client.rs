@@ -230,11 +230,9 @@ fn rejections_exit_1_and_errors_exit_2_with_a_reason() {
     let o = server.cli(&["balance", "1", "2", "--at", "1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--at takes exactly one account"));
-    // Nobody listening: exit 2 naming the address.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap().to_string();
-    drop(closed);
-    let o = cli(&["index", "--server", &addr, "--timeout", "2"]);
+    // Nobody listening: exit 2 naming the address, once the retries ran out.
+    let addr = closed_port();
+    let o = cli(&["index", "--server", &addr, "--timeout", "2", "--retry", "1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
     // The server kept serving through all of it.
@@ -297,9 +295,46 @@ fn tls_with_the_servers_ca() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Plaintext against a TLS server fails cleanly.
-    let o = server.cli(&["index", "--timeout", "2"]);
+    let o = server.cli(&["index", "--timeout", "2", "--retry", "0"]);
     assert_eq!(o.status.code(), Some(2));
     // A certificate for another name is refused.
-    let o = server.cli(&["index", "--tls-ca", ca, "--tls-domain", "example.org"]);
+    let o = server.cli(&[
+        "index",
+        "--tls-ca",
+        ca,
+        "--tls-domain",
+        "example.org",
+        "--retry",
+        "0",
+    ]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_list_of_servers_skips_the_ones_that_are_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), |_| {});
+    // The first is down: nothing was sent to it, so even a write without a user_ref goes
+    // on to the next.
+    let servers = format!("{},{}", closed_port(), server.addr);
+    let o = cli(&["deposit", "3", "25", "--server", &servers, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let deposit: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let id = deposit["transaction_id"].as_u64().unwrap().to_string();
+    let o = cli(&["tx", &id, "--server", &servers, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let tx: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let entries = tx["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["account_id"] == 3 && e["amount"] == 25),
+        "{tx}"
+    );
+}
+
+/// An address nobody listens on (bound, then closed).
+fn closed_port() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    closed.local_addr().unwrap().to_string()
 }

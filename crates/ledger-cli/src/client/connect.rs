@@ -1,23 +1,25 @@
-//! Reaching the server: address, TLS, bearer token, timeouts.
+//! Reaching the servers: the connection flags, read into `ledger_client`'s options.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use ledger_server::pb::ledger_client::LedgerClient;
-use tonic::Request;
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use ledger_client::{Client, ConnectOptions};
 
 use crate::exit::CliError;
 
-/// How to reach the server, and how to print.
+/// How to reach the servers, and how to print.
 #[derive(Args, Debug, Clone)]
 pub struct Connect {
-    /// Server address: host:port, or an http:// or https:// URL.
-    #[arg(long, env = "LEDGER_SERVER", default_value = "127.0.0.1:50051")]
-    pub server: String,
+    /// Server addresses, comma-separated (host:port, or http:// or https:// URLs): calls
+    /// go to the first and follow the leader it names; the next is tried when one fails.
+    #[arg(
+        long,
+        env = "LEDGER_SERVER",
+        default_value = "127.0.0.1:50051",
+        value_delimiter = ','
+    )]
+    pub server: Vec<String>,
     /// CA certificate (PEM) the server's certificate must chain to; turns TLS on.
     #[arg(long, env = "LEDGER_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -30,93 +32,52 @@ pub struct Connect {
     /// Seconds to wait for the connection and for each answer.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
+    /// Seconds to keep retrying (another server, a new leader, a restart) before giving
+    /// up; 0: never retry. A submission without --user-ref is not retried once it may
+    /// have executed.
+    #[arg(long, default_value_t = 5)]
+    pub retry: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
-/// A connected client that sends the token, if any, with every call.
-pub type Client = LedgerClient<InterceptedService<Channel, Auth>>;
-
-/// Adds the bearer token, if any, to every request.
-#[derive(Clone)]
-pub struct Auth(Option<MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
-        if let Some(token) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", token.clone());
-        }
-        Ok(request)
-    }
-}
-
-pub async fn connect(c: &Connect) -> Result<Client, CliError> {
-    let tls = c.tls_ca.is_some();
-    let url = if c.server.contains("://") {
-        c.server.clone()
-    } else if tls {
-        format!("https://{}", c.server)
-    } else {
-        format!("http://{}", c.server)
-    };
-    let timeout = Duration::from_secs(c.timeout.max(1));
-    let mut endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| CliError::Usage(format!("--server {}: {e}", c.server)))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    if let Some(ca) = &c.tls_ca {
-        let pem = read(ca)?;
-        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-        if let Some(domain) = &c.tls_domain {
-            config = config.domain_name(domain.clone());
-        }
-        endpoint = endpoint
-            .tls_config(config)
-            .map_err(|e| CliError::Usage(format!("TLS: {e}")))?;
-    }
+/// A client for the servers `c` names (it connects on its first call).
+pub fn connect(c: &Connect) -> Result<Client, CliError> {
     let token = match &c.token_file {
-        Some(path) => {
-            let text = String::from_utf8(read(path)?)
-                .map_err(|_| CliError::Usage(format!("{}: not UTF-8", path.display())))?;
-            let token = text.lines().next().unwrap_or("").trim();
-            if token.is_empty() {
-                return Err(CliError::Usage(format!(
-                    "{}: the first line holds no token",
-                    path.display()
-                )));
-            }
-            let value = format!("Bearer {token}").parse().map_err(|_| {
-                CliError::Usage(format!(
-                    "{}: the token is not printable ASCII",
-                    path.display()
-                ))
-            })?;
-            Some(value)
-        }
+        Some(path) => Some(token(path)?),
         None => None,
     };
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| CliError::Usage(format!("cannot reach {url}: {}", source_chain(&e))))?;
-    Ok(LedgerClient::with_interceptor(channel, Auth(token)).max_decoding_message_size(64 << 20))
+    let options = ConnectOptions {
+        endpoints: c.server.clone(),
+        tls_ca_pem: c.tls_ca.as_deref().map(read).transpose()?,
+        tls_domain: c.tls_domain.clone(),
+        token,
+        timeout: Duration::from_secs(c.timeout.max(1)),
+        retry_budget: Duration::from_secs(c.retry),
+    };
+    Client::new(options).map_err(|e| match (&e, &c.token_file) {
+        (ledger_client::Error::InvalidToken, Some(path)) => {
+            CliError::usage(format!("{}: {e}", path.display()))
+        }
+        _ => CliError::usage(e),
+    })
+}
+
+/// The first line of a token file.
+fn token(path: &Path) -> Result<String, CliError> {
+    let text = String::from_utf8(read(path)?)
+        .map_err(|_| CliError::Usage(format!("{}: not UTF-8", path.display())))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{}: the first line holds no token",
+            path.display()
+        )));
+    }
+    Ok(token.to_owned())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
-}
-
-/// An error and its causes on one line (tonic's transport errors hide the useful part).
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

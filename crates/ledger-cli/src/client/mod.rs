@@ -10,8 +10,8 @@ mod steps;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
+use ledger_client::pb;
 use ledger_core::transaction::FailReason;
-use ledger_server::pb;
 use serde_json::{Value, json};
 
 use self::connect::{Connect, connect};
@@ -166,9 +166,11 @@ pub struct Index {
     connect: Connect,
 }
 
-impl From<tonic::Status> for CliError {
-    fn from(s: tonic::Status) -> CliError {
-        CliError::usage(format!("server: {:?}: {}", s.code(), s.message()))
+// Every failure of a call, an error status included, exits 2 with its message; a
+// rejected operation is an answer, not an error (`submit`).
+impl From<ledger_client::Error> for CliError {
+    fn from(e: ledger_client::Error) -> CliError {
+        CliError::usage(e)
     }
 }
 
@@ -226,13 +228,12 @@ async fn execute(command: ClientCommand) -> CliResult {
         }
         ClientCommand::Balance(c) => balance(c).await,
         ClientCommand::Status(c) => {
-            let mut client = connect(&c.connect).await?;
+            let client = connect(&c.connect)?;
             let r = client
                 .get_transaction_statuses(pb::GetStatusesRequest {
                     transaction_ids: c.tx_ids.clone(),
                 })
-                .await?
-                .into_inner();
+                .await?;
             let rows: Vec<Value> = c
                 .tx_ids
                 .iter()
@@ -264,11 +265,10 @@ async fn execute(command: ClientCommand) -> CliResult {
             Ok(())
         }
         ClientCommand::Tx(c) => {
-            let mut client = connect(&c.connect).await?;
+            let client = connect(&c.connect)?;
             let t = client
                 .get_transaction(pb::GetTransactionRequest { tx_id: c.tx_id })
-                .await?
-                .into_inner();
+                .await?;
             let value = json!({
                 "tx_id": t.tx_id,
                 "timestamp_ns": t.timestamp_ns,
@@ -302,15 +302,14 @@ async fn execute(command: ClientCommand) -> CliResult {
             Ok(())
         }
         ClientCommand::History(c) => {
-            let mut client = connect(&c.connect).await?;
+            let client = connect(&c.connect)?;
             let page = client
                 .get_account_history(pb::GetAccountHistoryRequest {
                     account_id: c.account,
                     from_tx_id: c.from,
                     limit: c.limit,
                 })
-                .await?
-                .into_inner();
+                .await?;
             if c.connect.json {
                 println!(
                     "{}",
@@ -330,11 +329,10 @@ async fn execute(command: ClientCommand) -> CliResult {
             Ok(())
         }
         ClientCommand::Index(c) => {
-            let mut client = connect(&c.connect).await?;
+            let client = connect(&c.connect)?;
             let i = client
                 .get_pipeline_index(pb::GetPipelineIndexRequest {})
-                .await?
-                .into_inner();
+                .await?;
             if c.connect.json {
                 println!(
                     "{}",
@@ -359,7 +357,7 @@ type Operation = pb::submit_and_wait_request::Operation;
 
 /// Submits `op` and prints its id and outcome; a rejection is [`CliError::Rejected`].
 async fn submit(op: Operation, options: &Submit) -> CliResult {
-    let mut client = connect(&options.connect).await?;
+    let client = connect(&options.connect)?;
     let level = match options.wait {
         Wait::None => {
             let id = client
@@ -367,7 +365,6 @@ async fn submit(op: Operation, options: &Submit) -> CliResult {
                     operation: Some(unwaited(op)),
                 })
                 .await?
-                .into_inner()
                 .transaction_id;
             if options.connect.json {
                 println!("{}", json!({ "transaction_id": id }));
@@ -385,8 +382,7 @@ async fn submit(op: Operation, options: &Submit) -> CliResult {
             operation: Some(op),
             wait_level: level.into(),
         })
-        .await?
-        .into_inner();
+        .await?;
     let rejected = r.fail_reason != 0;
     let why = reason(r.fail_reason, r.original_transaction_id);
     if options.connect.json {
@@ -422,7 +418,7 @@ async fn submit(op: Operation, options: &Submit) -> CliResult {
 }
 
 async fn balance(c: Balance) -> CliResult {
-    let mut client = connect(&c.connect).await?;
+    let client = connect(&c.connect)?;
     if let Some(tx_id) = c.at {
         let [account] = c.accounts[..] else {
             return Err(CliError::Usage("--at takes exactly one account".into()));
@@ -432,8 +428,7 @@ async fn balance(c: Balance) -> CliResult {
                 account_id: account,
                 tx_id,
             })
-            .await?
-            .into_inner();
+            .await?;
         if c.connect.json {
             println!(
                 "{}",
@@ -451,8 +446,7 @@ async fn balance(c: Balance) -> CliResult {
         .get_balances(pb::GetBalancesRequest {
             account_ids: c.accounts.clone(),
         })
-        .await?
-        .into_inner();
+        .await?;
     if c.connect.json {
         let balances: Vec<Value> = c
             .accounts

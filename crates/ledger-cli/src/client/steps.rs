@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ledger_server::pb;
+use ledger_client::pb;
 use serde_json::Value;
 
 /// `credit:ACCOUNT:AMOUNT` or `debit:ACCOUNT:AMOUNT`.
