@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ledger_server::pb;
-use ledger_server::pb::ledger_client::LedgerClient;
+use ledger_client::pb;
+use ledger_client::pb::ledger_client::LedgerClient;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 

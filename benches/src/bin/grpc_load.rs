@@ -12,9 +12,9 @@ use hdrhistogram::Histogram;
 use ledger_bench::latency;
 use ledger_bench::process;
 use ledger_bench::workload::{Rng, funding};
+use ledger_client::pb;
+use ledger_client::pb::ledger_client::LedgerClient;
 use ledger_core::transaction::Operation;
-use ledger_server::pb;
-use ledger_server::pb::ledger_client::LedgerClient;
 use tonic::transport::Channel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
