@@ -640,6 +640,7 @@ impl Harness {
             let r = c
                 .get_balances(pb::GetBalancesRequest {
                     account_ids: (0..=ACCOUNTS).collect(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(|e| format!("GetBalances: {e}"))?
@@ -762,7 +763,10 @@ async fn fetch_all(
             let mut out = Vec::with_capacity(mine.len());
             for tx_id in mine {
                 let tx = c
-                    .get_transaction(pb::GetTransactionRequest { tx_id })
+                    .get_transaction(pb::GetTransactionRequest {
+                        tx_id,
+                        ..Default::default()
+                    })
                     .await
                     .map_err(|e| format!("LOST? GetTransaction({tx_id}): {e}"))?
                     .into_inner();

@@ -365,7 +365,10 @@ async fn drive(
                 }
                 let account_id = 1 + rng.below(accounts);
                 match client
-                    .get_balance(pb::GetBalanceRequest { account_id })
+                    .get_balance(pb::GetBalanceRequest {
+                        account_id,
+                        ..Default::default()
+                    })
                     .await
                 {
                     Ok(_) => ops += 1,

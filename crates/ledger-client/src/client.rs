@@ -215,6 +215,9 @@ fn classify(address: &str, status: Status) -> (Failure, Error) {
                 Failure::Redirect(leader)
             }
             (Code::Unavailable, None) => Failure::NotExecuted,
+            // A cluster node lost its leadership while the write waited: it may still
+            // commit under the new leader. Retried only when idempotent.
+            (Code::Aborted, _) => Failure::Unknown,
             _ => Failure::Answer,
         };
         return (failure, Error::Status { address, status });
@@ -276,6 +279,7 @@ mod tests {
             (Failure::Redirect(to), Error::Status { .. }) => format!("redirect {to}"),
             (Failure::NotExecuted, _) => "not executed".into(),
             (Failure::Unknown, Error::Transport { .. }) => "unknown".into(),
+            (Failure::Unknown, Error::Status { .. }) => "unknown (answered)".into(),
             (Failure::Answer, Error::Status { .. }) => "answer".into(),
             _ => "inconsistent".into(),
         };
@@ -288,6 +292,7 @@ mod tests {
         assert_eq!(kind(refusal(Code::Unavailable, None)), "not executed");
         // Not yet durable (GetTransaction): an answer, not a redirect.
         assert_eq!(kind(refusal(Code::FailedPrecondition, None)), "answer");
+        assert_eq!(kind(refusal(Code::Aborted, None)), "unknown (answered)");
         assert_eq!(kind(refusal(Code::InvalidArgument, leader)), "answer");
         let connect = Status::from_error(Box::new(ConnectError("refused".into())));
         assert_eq!(kind(connect), "not executed");

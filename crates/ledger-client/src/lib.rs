@@ -14,7 +14,7 @@
 //!
 //! let client = Client::new(ConnectOptions::new(["10.0.0.1:50051", "10.0.0.2:50051"]))?;
 //! let balance = client
-//!     .get_balance(pb::GetBalanceRequest { account_id: 1 })
+//!     .get_balance(pb::GetBalanceRequest { account_id: 1, ..Default::default() })
 //!     .await?;
 //! println!("{}", balance.balance);
 //! # Ok(())

@@ -55,6 +55,8 @@ rpcs! {
     get_account_history(GetAccountHistoryRequest) -> GetAccountHistoryResponse;
     /// `GetBalanceAt`.
     get_balance_at(GetBalanceAtRequest) -> GetBalanceAtResponse;
+    /// `GetClusterStatus`: the answering node's own view.
+    get_cluster_status(GetClusterStatusRequest) -> GetClusterStatusResponse;
 }
 
 macro_rules! reads {
@@ -75,7 +77,8 @@ reads!(
     GetPipelineIndexRequest,
     GetTransactionRequest,
     GetAccountHistoryRequest,
-    GetBalanceAtRequest
+    GetBalanceAtRequest,
+    GetClusterStatusRequest
 );
 
 /// The `user_ref` of either oneof of operations (two generated types of the same shape);
@@ -158,6 +161,12 @@ mod tests {
             operations: vec![pb::SubmitOperationRequest::default()],
         };
         assert!(!unwaited.idempotent());
-        assert!(pb::GetBalanceRequest { account_id: 1 }.idempotent());
+        assert!(
+            pb::GetBalanceRequest {
+                account_id: 1,
+                ..Default::default()
+            }
+            .idempotent()
+        );
     }
 }

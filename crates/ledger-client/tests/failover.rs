@@ -209,7 +209,10 @@ async fn a_follower_redirects_to_the_leader_which_is_remembered() {
     let r = clone.submit_and_wait(deposit(0)).await.unwrap();
     assert_eq!(r.transaction_id, 1002);
     let b = client
-        .get_balance(pb::GetBalanceRequest { account_id: 1 })
+        .get_balance(pb::GetBalanceRequest {
+            account_id: 1,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(b.last_snapshot_tx_id, 1003);
@@ -287,7 +290,10 @@ async fn a_write_without_user_ref_is_not_retried_when_its_outcome_is_unknown() {
     // And so does a read.
     let client = Client::new(quick(&[&silent_addr, &leader_addr])).unwrap();
     let b = client
-        .get_balance(pb::GetBalanceRequest { account_id: 1 })
+        .get_balance(pb::GetBalanceRequest {
+            account_id: 1,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(b.last_snapshot_tx_id, 8002);
@@ -300,7 +306,10 @@ async fn an_answer_is_not_retried() {
     let (node, addr) = node(9, Role::NotDurable).await;
     let client = Client::new(options(&[&addr])).unwrap();
     let r = client
-        .get_transaction(pb::GetTransactionRequest { tx_id: 1 })
+        .get_transaction(pb::GetTransactionRequest {
+            tx_id: 1,
+            ..Default::default()
+        })
         .await;
     assert_eq!(code(r), Code::FailedPrecondition);
     // An RPC this node does not implement: UNIMPLEMENTED, once.

@@ -238,9 +238,63 @@ pub fn transaction(tx: &Transaction) -> pb::GetTransactionResponse {
             Outcome::Committed => 0,
             Outcome::Rejected(r) => u32::from(r.code()),
         },
+        // Set by the service, which knows the node's applied index.
+        applied_tx_id: 0,
     }
 }
 
 pub fn history_entry(e: &HistoryEntry) -> pb::TxEntryRecord {
     entry(&e.entry, e.tx_id)
+}
+
+/// A cluster node's status on the wire.
+pub fn cluster_status(s: &ledger_core::cluster::NodeStatus) -> pb::GetClusterStatusResponse {
+    use ledger_core::cluster::Role;
+    let role = match s.role {
+        Role::Leader => pb::NodeRole::Leader,
+        Role::Follower => pb::NodeRole::Follower,
+        Role::Candidate => pb::NodeRole::Candidate,
+        Role::Learner => pb::NodeRole::Learner,
+        Role::Down => pb::NodeRole::Down,
+    };
+    pb::GetClusterStatusResponse {
+        node_id: s.node_id,
+        role: role.into(),
+        term: s.term,
+        leader_id: s.leader.as_ref().map(|l| l.0),
+        leader_address: s.leader.as_ref().map(|l| l.1.clone()).unwrap_or_default(),
+        writable: s.writable,
+        computed_index: s.computed,
+        durable_index: s.durable,
+        replicated_index: s.replicated,
+        applied_index: s.applied,
+        last_log_index: s.last_log_index,
+        last_applied_log_index: s.last_applied_index,
+        members: s
+            .members
+            .iter()
+            .map(|(&id, addr)| pb::ClusterMember {
+                node_id: id,
+                address: addr.clone(),
+                matched_log_index: s.matched.get(&id).copied().flatten(),
+            })
+            .collect(),
+        clustered: true,
+    }
+}
+
+/// A single node: a one-node cluster that always leads.
+pub fn single_node_status(
+    index: ledger_core::ledger::PipelineIndex,
+) -> pb::GetClusterStatusResponse {
+    pb::GetClusterStatusResponse {
+        role: pb::NodeRole::Leader.into(),
+        writable: true,
+        computed_index: index.computed,
+        durable_index: index.committed,
+        replicated_index: index.committed,
+        applied_index: index.snapshot,
+        clustered: false,
+        ..Default::default()
+    }
 }

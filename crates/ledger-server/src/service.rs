@@ -71,6 +71,18 @@ impl LedgerService {
         self.backend.ledger().map_err(|e| self.status(&e))
     }
 
+    /// A wait for a submitted write that failed. On a cluster node the engine that
+    /// issued it may have lost its leadership: the write may still commit under the new
+    /// leader, so its outcome is unknown (ABORTED: retry with the same user_ref).
+    fn wait_failed(&self, error: &LedgerError) -> Status {
+        if self.backend.node().is_some() && !matches!(error, LedgerError::Timeout { .. }) {
+            return Status::aborted(format!(
+                "the outcome is unknown: this node stopped leading while the write waited ({error}); retry it with the same user_ref"
+            ));
+        }
+        self.status(error)
+    }
+
     fn operation(&self, op: Option<WireOperation>) -> Result<Operation, Status> {
         convert::operation(op, self.max_accounts).inspect_err(|_| self.metrics.invalid())
     }
@@ -118,7 +130,7 @@ impl LedgerService {
         ledger
             .wait_for_async(tx_id, level)
             .await
-            .map_err(|e| self.status(&e))?;
+            .map_err(|e| self.wait_failed(&e))?;
         let outcome = ledger.try_outcome(tx_id).map_err(|e| self.status(&e))?;
         let result = SubmitResult::new(tx_id, outcome);
         self.metrics.outcome(result.fail_reason);
@@ -133,9 +145,11 @@ impl LedgerService {
     /// read to `block_in_place` (docs/benchmarks.md).
     async fn read_balances<T>(
         &self,
+        at: ReadAt,
         f: impl FnOnce(&Ledger) -> Result<T, LedgerError>,
     ) -> Result<T, Status> {
         let ledger = self.ledger()?;
+        self.read_point(&ledger, at).await?;
         let index = ledger.pipeline_index();
         if index.committed > index.snapshot {
             // A failed ledger keeps its visible state readable: the read goes on.
@@ -150,6 +164,62 @@ impl LedgerService {
     fn read<T>(&self, f: impl FnOnce(&Ledger) -> Result<T, LedgerError>) -> Result<T, Status> {
         let ledger = self.ledger()?;
         tokio::task::block_in_place(|| f(&ledger)).map_err(|e| self.status(&e))
+    }
+
+    /// [`read`](Self::read) once this node's reads show what `at` asks for; also returns
+    /// the node's applied index after the read.
+    async fn read_at<T>(
+        &self,
+        at: ReadAt,
+        f: impl FnOnce(&Ledger) -> Result<T, LedgerError>,
+    ) -> Result<(T, TxId), Status> {
+        let ledger = self.ledger()?;
+        self.read_point(&ledger, at).await?;
+        let out = tokio::task::block_in_place(|| f(&ledger)).map_err(|e| self.status(&e))?;
+        Ok((out, ledger.pipeline_index().snapshot))
+    }
+
+    /// Waits until reads on this node show `at.min_tx_id` (read-your-writes on any node of
+    /// a cluster, bounded by [`READ_WAIT_MAX`]) and, for a linearizable read, the leader's
+    /// read index. A single node's reads are linearizable as they are.
+    async fn read_point(&self, ledger: &Ledger, at: ReadAt) -> Result<(), Status> {
+        let mut target = at.min_tx_id;
+        if at.linearizable
+            && let Some(node) = self.backend.node()
+        {
+            let point = node.read_index().await.map_err(|e| self.status(&e))?;
+            target = target.max(point);
+        }
+        if target == 0 || ledger.pipeline_index().snapshot >= target {
+            return Ok(());
+        }
+        match tokio::time::timeout(READ_WAIT_MAX, ledger.wait_visible_async(target)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.status(&e)),
+            Err(_) => Err(Status::unavailable(format!(
+                "this node has not applied transaction {target} yet (it shows up to {}): retry, or read on the leader",
+                ledger.pipeline_index().snapshot
+            ))),
+        }
+    }
+}
+
+/// The longest a read waits for this node to apply a `min_tx_id` (or a read index).
+const READ_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a read asks this node to have applied first.
+#[derive(Clone, Copy, Debug)]
+struct ReadAt {
+    min_tx_id: TxId,
+    linearizable: bool,
+}
+
+impl ReadAt {
+    fn new(min_tx_id: TxId, linearizable: bool) -> ReadAt {
+        ReadAt {
+            min_tx_id,
+            linearizable,
+        }
     }
 }
 
@@ -234,8 +304,12 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         auth::require(&request, Role::Read)?;
-        let account = request.into_inner().account_id;
-        let b = self.read_balances(|l| l.try_get_balance(account)).await?;
+        let req = request.into_inner();
+        let at = ReadAt::new(req.min_tx_id, req.linearizable);
+        let account = req.account_id;
+        let b = self
+            .read_balances(at, |l| l.try_get_balance(account))
+            .await?;
         Ok(Response::new(pb::GetBalanceResponse {
             balance: b.balance,
             last_snapshot_tx_id: b.last_snapshot_tx_id,
@@ -247,9 +321,11 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetBalancesRequest>,
     ) -> Result<Response<pb::GetBalancesResponse>, Status> {
         auth::require(&request, Role::Read)?;
-        let accounts = request.into_inner().account_ids;
+        let req = request.into_inner();
+        let at = ReadAt::new(req.min_tx_id, req.linearizable);
+        let accounts = req.account_ids;
         let b = self
-            .read_balances(|l| l.try_get_balances(&accounts))
+            .read_balances(at, |l| l.try_get_balances(&accounts))
             .await?;
         Ok(Response::new(pb::GetBalancesResponse {
             balances: b.balances,
@@ -292,14 +368,36 @@ impl pb::ledger_server::Ledger for LedgerService {
         }))
     }
 
+    async fn get_cluster_status(
+        &self,
+        request: Request<pb::GetClusterStatusRequest>,
+    ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let response = match self.backend.node() {
+            Some(node) => convert::cluster_status(&node.status()),
+            None => {
+                let index = self.ledger()?.pipeline_index();
+                convert::single_node_status(index)
+            }
+        };
+        Ok(Response::new(response))
+    }
+
     async fn get_transaction(
         &self,
         request: Request<pb::GetTransactionRequest>,
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
         auth::require(&request, Role::Read)?;
-        let id = request.into_inner().tx_id;
-        let tx = self.read(|l| l.get_transaction(id))?;
-        Ok(Response::new(convert::transaction(&tx)))
+        let req = request.into_inner();
+        let id = req.tx_id;
+        let (tx, applied) = self
+            .read_at(ReadAt::new(req.min_tx_id, req.linearizable), |l| {
+                l.get_transaction(id)
+            })
+            .await?;
+        let mut response = convert::transaction(&tx);
+        response.applied_tx_id = applied;
+        Ok(Response::new(response))
     }
 
     async fn get_account_history(
@@ -309,10 +407,15 @@ impl pb::ledger_server::Ledger for LedgerService {
         auth::require(&request, Role::Read)?;
         let req = request.into_inner();
         let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
-        let page = self.read(|l| l.get_account_history(req.account_id, req.from_tx_id, limit))?;
+        let (page, applied) = self
+            .read_at(ReadAt::new(req.min_tx_id, req.linearizable), |l| {
+                l.get_account_history(req.account_id, req.from_tx_id, limit)
+            })
+            .await?;
         Ok(Response::new(pb::GetAccountHistoryResponse {
             entries: page.entries.iter().map(convert::history_entry).collect(),
             next_tx_id: page.next_tx_id,
+            applied_tx_id: applied,
         }))
     }
 
@@ -322,7 +425,11 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetBalanceAtResponse>, Status> {
         auth::require(&request, Role::Read)?;
         let req = request.into_inner();
-        let b = self.read(|l| l.get_balance_at(req.account_id, req.tx_id))?;
+        let (b, _) = self
+            .read_at(ReadAt::new(req.min_tx_id, req.linearizable), |l| {
+                l.get_balance_at(req.account_id, req.tx_id)
+            })
+            .await?;
         Ok(Response::new(pb::GetBalanceAtResponse {
             balance: b.balance,
             tx_id: b.last_snapshot_tx_id,
@@ -417,7 +524,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                     Some((id, level)) => ledger
                         .wait_for_async(id, level)
                         .await
-                        .map_err(|e| service.status(&e)),
+                        .map_err(|e| service.wait_failed(&e)),
                     None => Ok(()),
                 };
                 for group in groups.drain(..) {
@@ -529,7 +636,7 @@ impl SubmittedBatch {
             ledger
                 .wait_for_async(self.first + self.count - 1, self.level)
                 .await
-                .map_err(|e| service.status(&e))?;
+                .map_err(|e| service.wait_failed(&e))?;
         }
         let mut results = Vec::with_capacity(usize::try_from(self.count).unwrap_or(0));
         for id in self.first..self.first + self.count {

@@ -279,7 +279,10 @@ async fn every_method_answers() {
     );
 
     let b = c
-        .get_balance(pb::GetBalanceRequest { account_id: 1 })
+        .get_balance(pb::GetBalanceRequest {
+            account_id: 1,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -287,6 +290,7 @@ async fn every_method_answers() {
     let bs = c
         .get_balances(pb::GetBalancesRequest {
             account_ids: vec![1, 2, 5],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -318,7 +322,10 @@ async fn every_method_answers() {
     assert!(index.committed_index >= index.snapshot_index);
 
     let tx = c
-        .get_transaction(pb::GetTransactionRequest { tx_id: 2 })
+        .get_transaction(pb::GetTransactionRequest {
+            tx_id: 2,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -328,6 +335,7 @@ async fn every_method_answers() {
     let dup_tx = c
         .get_transaction(pb::GetTransactionRequest {
             tx_id: dup.transaction_id,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -341,6 +349,7 @@ async fn every_method_answers() {
             account_id: 1,
             from_tx_id: 0,
             limit: 2,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -352,6 +361,7 @@ async fn every_method_answers() {
         .get_balance_at(pb::GetBalanceAtRequest {
             account_id: 1,
             tx_id: 1,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -430,7 +440,10 @@ async fn batch_stream_answers_each_batch_in_order_and_stops_at_a_bad_one() {
     // is visible to reads.
     let total: u64 = (1..=20).sum();
     let balance = c
-        .get_balance(pb::GetBalanceRequest { account_id: 3 })
+        .get_balance(pb::GetBalanceRequest {
+            account_id: 3,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -501,7 +514,10 @@ async fn batch_stream_answers_each_batch_in_order_and_stops_at_a_bad_one() {
         .await
         .unwrap();
     let balance = c
-        .get_balance(pb::GetBalanceRequest { account_id: 4 })
+        .get_balance(pb::GetBalanceRequest {
+            account_id: 4,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -615,12 +631,18 @@ async fn bad_input_gets_the_right_status_and_the_server_keeps_serving() {
     );
     // Reads of what does not exist.
     let err = c
-        .get_transaction(pb::GetTransactionRequest { tx_id: 999 })
+        .get_transaction(pb::GetTransactionRequest {
+            tx_id: 999,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let err = c
-        .get_balance(pb::GetBalanceRequest { account_id: 5000 })
+        .get_balance(pb::GetBalanceRequest {
+            account_id: 5000,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -672,7 +694,10 @@ async fn tokens_separate_readers_from_writers() {
     let err = with("").submit_operation(submit.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     let err = with("wrong-token-0123456789")
-        .get_balance(pb::GetBalanceRequest { account_id: 1 })
+        .get_balance(pb::GetBalanceRequest {
+            account_id: 1,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
@@ -686,7 +711,10 @@ async fn tokens_separate_readers_from_writers() {
         .await
         .unwrap();
     with("reader-token-0123456789")
-        .get_balance(pb::GetBalanceRequest { account_id: 1 })
+        .get_balance(pb::GetBalanceRequest {
+            account_id: 1,
+            ..Default::default()
+        })
         .await
         .unwrap();
 }
@@ -776,6 +804,7 @@ async fn sigterm_drains_and_a_restart_has_everything() {
     let bs = c
         .get_balances(pb::GetBalancesRequest {
             account_ids: vec![1, 2, 3, 4, 5],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -825,9 +854,12 @@ async fn tls_serves_tls_only_and_the_probe_checks_health() {
             .await
             .is_err()
     );
-    c.get_balance(pb::GetBalanceRequest { account_id: 1 })
-        .await
-        .unwrap();
+    c.get_balance(pb::GetBalanceRequest {
+        account_id: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     // The container health check.
     let probe = |listen: &str| {
         Command::new(env!("CARGO_BIN_EXE_ledger-server"))
@@ -953,7 +985,10 @@ async fn assert_acknowledged_survive(data: &Path, acked: &[(u64, u64)]) {
     let mut c = server.client().await;
     for (tx_id, amount) in acked {
         let tx = c
-            .get_transaction(pb::GetTransactionRequest { tx_id: *tx_id })
+            .get_transaction(pb::GetTransactionRequest {
+                tx_id: *tx_id,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -1013,7 +1048,10 @@ async fn serve_in_process_on_a_bound_listener_until_told_to_stop() {
             .await
             .unwrap();
         let balance = c
-            .get_balance(pb::GetBalanceRequest { account_id: 9 })
+            .get_balance(pb::GetBalanceRequest {
+                account_id: 9,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner()
@@ -1039,7 +1077,10 @@ async fn a_balance_read_sees_every_commit_acknowledged_before_it() {
             .unwrap();
         // Committed (not yet snapshot-level) when acknowledged: the read must wait for it.
         let one = reader
-            .get_balance(pb::GetBalanceRequest { account_id: 6 })
+            .get_balance(pb::GetBalanceRequest {
+                account_id: 6,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -1047,6 +1088,7 @@ async fn a_balance_read_sees_every_commit_acknowledged_before_it() {
         let many = reader
             .get_balances(pb::GetBalancesRequest {
                 account_ids: vec![6, 7],
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -39,6 +39,23 @@ pub enum ClientCommand {
     History(History),
     /// The pipeline's computed, committed and snapshot indexes.
     Index(Index),
+    /// A cluster's nodes: role, term, leader and indexes of each.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// Cluster commands.
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Asks every node named in --server for its own view (role, term, leader,
+    /// computed / durable / replicated / applied indexes) and prints one line per node.
+    Status(ClusterStatus),
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterStatus {
+    #[command(flatten)]
+    connect: Connect,
 }
 
 /// How long a submission waits before the command answers.
@@ -267,7 +284,10 @@ async fn execute(command: ClientCommand) -> CliResult {
         ClientCommand::Tx(c) => {
             let client = connect(&c.connect)?;
             let t = client
-                .get_transaction(pb::GetTransactionRequest { tx_id: c.tx_id })
+                .get_transaction(pb::GetTransactionRequest {
+                    tx_id: c.tx_id,
+                    ..Default::default()
+                })
                 .await?;
             let value = json!({
                 "tx_id": t.tx_id,
@@ -308,6 +328,7 @@ async fn execute(command: ClientCommand) -> CliResult {
                     account_id: c.account,
                     from_tx_id: c.from,
                     limit: c.limit,
+                    ..Default::default()
                 })
                 .await?;
             if c.connect.json {
@@ -328,6 +349,7 @@ async fn execute(command: ClientCommand) -> CliResult {
             }
             Ok(())
         }
+        ClientCommand::Cluster(ClusterCommand::Status(c)) => cluster_status(&c.connect).await,
         ClientCommand::Index(c) => {
             let client = connect(&c.connect)?;
             let i = client
@@ -351,6 +373,107 @@ async fn execute(command: ClientCommand) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// One line (or JSON object) per node: each answers for itself, so the command asks
+/// each address alone, without following the leader.
+async fn cluster_status(connect: &Connect) -> CliResult {
+    let mut rows = Vec::new();
+    let mut unreachable = 0;
+    for server in &connect.server {
+        let one = Connect {
+            server: vec![server.clone()],
+            retry: 0,
+            ..connect.clone()
+        };
+        match connect_one(&one).await {
+            Ok(s) => rows.push((server.clone(), Ok(s))),
+            Err(e) => {
+                unreachable += 1;
+                let message = match e {
+                    CliError::Usage(m) | CliError::Verification(m) | CliError::Rejected(m) => m,
+                    CliError::OutputClosed => String::new(),
+                };
+                rows.push((server.clone(), Err(message)));
+            }
+        }
+    }
+    for (server, row) in &rows {
+        match row {
+            Ok(s) if connect.json => println!("{}", cluster_json(server, s)),
+            Ok(s) => println!("{}", cluster_line(server, s)),
+            Err(e) if connect.json => println!("{}", json!({ "server": server, "error": e })),
+            Err(e) => println!("{server}  unreachable: {e}"),
+        }
+    }
+    if unreachable == rows.len() {
+        return Err(CliError::usage("no node answered"));
+    }
+    Ok(())
+}
+
+async fn connect_one(c: &Connect) -> Result<pb::GetClusterStatusResponse, CliError> {
+    Ok(connect(c)?
+        .get_cluster_status(pb::GetClusterStatusRequest {})
+        .await?)
+}
+
+fn role_name(s: &pb::GetClusterStatusResponse) -> &'static str {
+    match s.role() {
+        pb::NodeRole::Leader => "leader",
+        pb::NodeRole::Follower => "follower",
+        pb::NodeRole::Candidate => "candidate",
+        pb::NodeRole::Learner => "learner",
+        pb::NodeRole::Down => "down",
+        pb::NodeRole::Unspecified => "unknown",
+    }
+}
+
+fn cluster_line(server: &str, s: &pb::GetClusterStatusResponse) -> String {
+    let leader = match s.leader_id {
+        Some(id) => format!("{id} ({})", s.leader_address),
+        None => "none".into(),
+    };
+    let writable = if s.writable { "  writable" } else { "" };
+    if !s.clustered {
+        return format!(
+            "{server}  single node{writable}  computed {}  committed {}  applied {}",
+            s.computed_index, s.replicated_index, s.applied_index
+        );
+    }
+    format!(
+        "{server}  node {}  {}  term {}  leader {leader}{writable}  computed {}  durable {}  replicated {}  applied {}",
+        s.node_id,
+        role_name(s),
+        s.term,
+        s.computed_index,
+        s.durable_index,
+        s.replicated_index,
+        s.applied_index
+    )
+}
+
+fn cluster_json(server: &str, s: &pb::GetClusterStatusResponse) -> Value {
+    json!({
+        "server": server,
+        "clustered": s.clustered,
+        "node_id": s.node_id,
+        "role": role_name(s),
+        "term": s.term,
+        "leader_id": s.leader_id,
+        "leader_address": s.leader_address,
+        "writable": s.writable,
+        "computed_index": s.computed_index,
+        "durable_index": s.durable_index,
+        "replicated_index": s.replicated_index,
+        "applied_index": s.applied_index,
+        "last_log_index": s.last_log_index,
+        "members": s.members.iter().map(|m| json!({
+            "node_id": m.node_id,
+            "address": m.address,
+            "matched_log_index": m.matched_log_index,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 type Operation = pb::submit_and_wait_request::Operation;
@@ -427,6 +550,7 @@ async fn balance(c: Balance) -> CliResult {
             .get_balance_at(pb::GetBalanceAtRequest {
                 account_id: account,
                 tx_id,
+                ..Default::default()
             })
             .await?;
         if c.connect.json {
@@ -445,6 +569,7 @@ async fn balance(c: Balance) -> CliResult {
     let b = client
         .get_balances(pb::GetBalancesRequest {
             account_ids: c.accounts.clone(),
+            ..Default::default()
         })
         .await?;
     if c.connect.json {

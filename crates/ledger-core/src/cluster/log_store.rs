@@ -63,6 +63,9 @@ struct Inner {
     /// Entries before this position of `entries` hold no cached payload.
     uncached_below: usize,
     header_buf: Vec<u8>,
+    /// The last transaction durable in this node's WAL (internal: not an
+    /// acknowledgement in a cluster).
+    durable_tx: u64,
 }
 
 /// The log store; clones share it (openraft's log reader is a clone).
@@ -100,6 +103,7 @@ impl LogStore {
         }
         let entries = read_entries(&storage, wal_dir)?;
         let vote = read_vote(storage.as_ref(), vote_dir)?;
+        let durable_tx = last_tx(&entries);
         let last_purged = None;
         Ok(LogStore {
             inner: Arc::new(Mutex::new(Inner {
@@ -114,6 +118,7 @@ impl LogStore {
                 cached_bytes: 0,
                 cache_budget,
                 header_buf: Vec::new(),
+                durable_tx,
             })),
         })
     }
@@ -129,6 +134,11 @@ impl LogStore {
             Body::Normal { frames, .. } => Some(frames.clone()),
             _ => None,
         }
+    }
+
+    /// The last transaction durable in this node's WAL.
+    pub fn durable_tx(&self) -> u64 {
+        self.lock().durable_tx
     }
 
     /// Every present entry's id with the last transaction id it holds or follows (0
@@ -278,6 +288,20 @@ impl Inner {
         }
         Ok(Frames(frames.into()))
     }
+}
+
+/// The last transaction id the entries hold (0 for none).
+fn last_tx(entries: &VecDeque<Stored>) -> u64 {
+    entries
+        .iter()
+        .rev()
+        .find_map(|e| match &e.body {
+            Body::Normal { frames, .. } => frames
+                .last()
+                .map(|f| f.first_tx_id + u64::from(f.count) - 1),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// Reads every entry of the WAL in `dir`, in order.
@@ -512,6 +536,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .and_then(|()| inner.wal.sync().map(|_| ()));
         match written {
             Ok(()) => {
+                inner.durable_tx = last_tx(&inner.entries);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -551,6 +576,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
             .sum();
         inner.cached_bytes -= removed;
+        inner.durable_tx = last_tx(&inner.entries);
         inner.uncached_below = inner.uncached_below.min(inner.entries.len());
         Ok(())
     }

@@ -85,6 +85,9 @@ pub struct NodeStatus {
     pub writable: bool,
     /// Executed by this node's transactor (on the leader: ahead of replication).
     pub computed: u64,
+    /// Durable in this node's own WAL. Internal: in a cluster nothing is acknowledged
+    /// before it is replicated.
+    pub durable: u64,
     /// Durable on a majority and applied in order: what `Committed` and `Replicated`
     /// waits report.
     pub replicated: u64,
@@ -116,6 +119,7 @@ pub enum Role {
 struct Running {
     raft: Raft,
     shared: Arc<Shared>,
+    log: LogStore,
 }
 
 /// Hands each batch's frames to Raft from the engine's propose stage (a plain thread).
@@ -239,13 +243,13 @@ where
             self.config.node_id,
             Arc::new(self.config.raft_config()?),
             self.network.clone(),
-            log,
+            log.clone(),
             state_machine,
         )
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let _ = shared.raft.set(raft.clone());
-        Ok(Arc::new(Running { raft, shared }))
+        Ok(Arc::new(Running { raft, shared, log }))
     }
 
     /// A fresh node proposes `peers` as the first membership; every node of a new
@@ -369,6 +373,27 @@ where
         Some((id, addr))
     }
 
+    /// A linearizable read point: confirms with a majority that this node still leads
+    /// (Raft's read index), waits for the log to be applied up to it, and returns the
+    /// last replicated transaction id; a read that then waits until it is visible sees
+    /// every write acknowledged anywhere before the call.
+    ///
+    /// # Errors
+    /// [`LedgerError::NotLeader`] on a node that does not lead (or no longer does);
+    /// [`LedgerError::Stopped`] while restarting.
+    pub async fn read_index(&self) -> Result<u64, LedgerError> {
+        let running = self.running().ok_or(LedgerError::Stopped)?;
+        if running.shared.leading_term().is_none() {
+            return Err(LedgerError::NotLeader);
+        }
+        running
+            .raft
+            .ensure_linearizable()
+            .await
+            .map_err(|_| LedgerError::NotLeader)?;
+        Ok(running.shared.replicated.get())
+    }
+
     /// Role, term and indexes of this node.
     pub fn status(&self) -> NodeStatus {
         let Some(running) = self.running() else {
@@ -379,6 +404,7 @@ where
                 leader: None,
                 writable: false,
                 computed: 0,
+                durable: 0,
                 replicated: 0,
                 applied: 0,
                 last_log_index: None,
@@ -404,6 +430,7 @@ where
             leader: self.leader(),
             writable: running.shared.leading_term().is_some(),
             computed: index.computed,
+            durable: running.log.durable_tx(),
             replicated: running.shared.replicated.get(),
             applied: index.snapshot,
             last_log_index: m.last_log_index,

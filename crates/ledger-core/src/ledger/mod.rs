@@ -503,6 +503,20 @@ impl Ledger {
         WaitForTransaction { inner: Some(inner) }
     }
 
+    /// A future that resolves once reads show transaction `tx_id` (the snapshot index
+    /// reached it), whether or not this ledger issued it yet: how a cluster follower
+    /// serves read-your-writes for an id the leader acknowledged. Bound it with a
+    /// timeout: on a node that never gets `tx_id` it waits until the ledger stops.
+    pub fn wait_visible_async(&self, tx_id: TxId) -> WaitForTransaction {
+        let inner = self.engine().map(|engine| {
+            (
+                engine.progress.wait_async(engine.snapshotted, tx_id),
+                engine.progress.clone(),
+            )
+        });
+        WaitForTransaction { inner: Some(inner) }
+    }
+
     /// The outcome of an executed transaction ([`WaitLevel::Processed`] reached), from
     /// memory for recent ones and from the WAL for older ones.
     ///
