@@ -75,7 +75,8 @@ pub async fn serve(
             if tls.is_some() {
                 return Err("a cluster node does not speak TLS to its peers yet: run the cluster without --tls-cert on a private network".into());
             }
-            let network = GrpcNetwork::new(tokens.peer_token(), settings.max_message_bytes())?;
+            let network =
+                GrpcNetwork::new(tokens.peer_token(), settings.max_message_bytes(), listen)?;
             tracing::info!(node_id = cluster.node_id, peers = ?cluster.peers, "starting as a cluster node");
             let node = ClusterNode::start(
                 config.clone(),

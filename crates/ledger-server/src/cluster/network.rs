@@ -2,6 +2,7 @@
 //! peer serves on (its membership entry), carrying this node's peer token if the
 //! cluster uses tokens.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ledger_core::cluster::openraft::error::{
@@ -26,10 +27,17 @@ use crate::pb::cluster::raft_client::RaftClient;
 pub struct GrpcNetwork {
     token: Option<MetadataValue<Ascii>>,
     max_message_bytes: usize,
+    /// The address outgoing connections come from: the node's listen address when it
+    /// names one, so a peer (or a test's proxy) can tell the nodes apart by address.
+    local_ip: Option<IpAddr>,
 }
 
 impl GrpcNetwork {
-    pub fn new(token: Option<String>, max_message_bytes: usize) -> Result<GrpcNetwork, String> {
+    pub fn new(
+        token: Option<String>,
+        max_message_bytes: usize,
+        listen: SocketAddr,
+    ) -> Result<GrpcNetwork, String> {
         let token = token
             .map(|t| format!("Bearer {t}").parse())
             .transpose()
@@ -37,6 +45,7 @@ impl GrpcNetwork {
         Ok(GrpcNetwork {
             token,
             max_message_bytes,
+            local_ip: (!listen.ip().is_unspecified()).then(|| listen.ip()),
         })
     }
 }
@@ -56,6 +65,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
         let client = Endpoint::from_shared(format!("http://{}", node.addr))
             .map(|e| {
                 let channel = e
+                    .local_address(self.local_ip)
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true)
                     .connect_lazy();
