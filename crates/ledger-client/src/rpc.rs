@@ -57,6 +57,10 @@ rpcs! {
     get_balance_at(GetBalanceAtRequest) -> GetBalanceAtResponse;
     /// `GetClusterStatus`: the answering node's own view.
     get_cluster_status(GetClusterStatusRequest) -> GetClusterStatusResponse;
+    /// `AddNode`, on the leader. Idempotent: adding a member again changes nothing.
+    add_node(AddNodeRequest) -> MembershipResponse;
+    /// `RemoveNode`, on the leader. Idempotent: removing a non-member changes nothing.
+    remove_node(RemoveNodeRequest) -> MembershipResponse;
 }
 
 macro_rules! reads {
@@ -78,7 +82,9 @@ reads!(
     GetTransactionRequest,
     GetAccountHistoryRequest,
     GetBalanceAtRequest,
-    GetClusterStatusRequest
+    GetClusterStatusRequest,
+    AddNodeRequest,
+    RemoveNodeRequest
 );
 
 /// The `user_ref` of either oneof of operations (two generated types of the same shape);

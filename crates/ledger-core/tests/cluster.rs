@@ -147,13 +147,18 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(IDS.len()).await
+    }
+
+    /// Starts nodes 1..=3 as the cluster; `dirs` more directories for nodes that join.
+    async fn start_with(dirs: usize) -> Cluster {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let cluster = Cluster {
             router: Router::default(),
-            dirs: IDS.iter().map(|_| tempfile::tempdir().unwrap()).collect(),
+            dirs: (0..dirs).map(|_| tempfile::tempdir().unwrap()).collect(),
         };
         for id in IDS {
             cluster.start_node(id).await;
@@ -162,11 +167,17 @@ impl Cluster {
     }
 
     async fn start_node(&self, id: NodeId) -> Arc<Node> {
+        self.start_node_with(id, false).await
+    }
+
+    async fn start_node_with(&self, id: NodeId, join: bool) -> Arc<Node> {
         let dir = self.dirs[(id - 1) as usize].path();
+        let mut config = ClusterConfig::new(id, peers());
+        config.join = join;
         let node = ClusterNode::start(
             ledger_config(dir),
             ledger_core::storage::real(),
-            ClusterConfig::new(id, peers()),
+            config,
             self.router.for_node(id),
         )
         .await
@@ -402,6 +413,63 @@ async fn an_isolated_leader_never_acknowledges_and_rejoins_the_majority_log() {
     assert_eq!(everywhere[0][2], 0, "the stranded deposit is nowhere");
     assert_eq!(everywhere[0][3], 42);
     assert_eq!(cluster.node(old).status().role, Role::Follower);
+
+    for id in cluster.live() {
+        cluster.kill(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_catches_up_from_the_log_and_a_removed_one_stops_counting() {
+    let cluster = Cluster::start_with(4).await;
+    let leader = cluster.leader(&IDS).await;
+    let first = cluster
+        .on(leader, |l| {
+            let ops = (1..=50).map(|a| deposit(a % 20, a, 1_000 + a)).collect();
+            l.submit_batch_and_wait(ops, WaitLevel::Replicated)
+        })
+        .await;
+    let last = first.last().unwrap().tx_id;
+
+    // Node 4 starts empty, without forming a cluster of its own, and is added.
+    cluster.start_node_with(4, true).await;
+    let members = cluster
+        .node(leader)
+        .add_node(4, "node-4".into())
+        .await
+        .unwrap();
+    assert_eq!(members.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let everywhere = balances_everywhere(&cluster, last).await;
+    assert_eq!(everywhere.len(), 4);
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
+
+    // A follower refuses membership changes as it refuses writes.
+    let follower = IDS.into_iter().find(|&id| id != leader).unwrap();
+    assert!(matches!(
+        cluster.node(follower).remove_node(4).await,
+        Err(ledger_core::cluster::MembershipError::NotLeader)
+    ));
+
+    // Remove a follower, then stop it: the three left are a majority of the new set.
+    let removed = follower;
+    let members = cluster.node(leader).remove_node(removed).await.unwrap();
+    assert!(!members.contains_key(&removed));
+    cluster.kill(removed).await;
+    let after = cluster
+        .on(leader, |l| {
+            l.submit_and_wait(deposit(7, 1, 2_000), WaitLevel::Replicated)
+        })
+        .await;
+    assert!(after.is_committed());
+    let everywhere = balances_everywhere(&cluster, after.tx_id).await;
+    assert_eq!(everywhere.len(), 3);
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
 
     for id in cluster.live() {
         cluster.kill(id).await;

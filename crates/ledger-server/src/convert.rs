@@ -298,3 +298,17 @@ pub fn single_node_status(
         ..Default::default()
     }
 }
+
+/// The voters after a membership change.
+pub fn members(members: &std::collections::BTreeMap<u64, String>) -> pb::MembershipResponse {
+    pb::MembershipResponse {
+        members: members
+            .iter()
+            .map(|(&node_id, address)| pb::ClusterMember {
+                node_id,
+                address: address.clone(),
+                matched_log_index: None,
+            })
+            .collect(),
+    }
+}

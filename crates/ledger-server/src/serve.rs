@@ -78,10 +78,12 @@ pub async fn serve(
             let network =
                 GrpcNetwork::new(tokens.peer_token(), settings.max_message_bytes(), listen)?;
             tracing::info!(node_id = cluster.node_id, peers = ?cluster.peers, "starting as a cluster node");
+            let mut cluster_config = ClusterConfig::new(cluster.node_id, cluster.peers);
+            cluster_config.join = cluster.join;
             let node = ClusterNode::start(
                 config.clone(),
                 ledger_core::storage::real(),
-                ClusterConfig::new(cluster.node_id, cluster.peers),
+                cluster_config,
                 network,
             )
             .await

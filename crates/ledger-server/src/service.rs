@@ -83,6 +83,21 @@ impl LedgerService {
         self.status(error)
     }
 
+    fn cluster_node(&self) -> Result<&Arc<crate::backend::Node>, Status> {
+        self.backend.node().ok_or_else(|| {
+            Status::failed_precondition(
+                "a single node has no membership: start it with --node-id and --peers",
+            )
+        })
+    }
+
+    fn membership_status(&self, error: ledger_core::cluster::MembershipError) -> Status {
+        match error {
+            ledger_core::cluster::MembershipError::NotLeader => self.backend.not_leader(),
+            ledger_core::cluster::MembershipError::Refused(why) => Status::failed_precondition(why),
+        }
+    }
+
     fn operation(&self, op: Option<WireOperation>) -> Result<Operation, Status> {
         convert::operation(op, self.max_accounts).inspect_err(|_| self.metrics.invalid())
     }
@@ -381,6 +396,33 @@ impl pb::ledger_server::Ledger for LedgerService {
             }
         };
         Ok(Response::new(response))
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        auth::require(&request, Role::Write)?;
+        let req = request.into_inner();
+        let node = self.cluster_node()?;
+        let members = node
+            .add_node(req.node_id, req.address)
+            .await
+            .map_err(|e| self.membership_status(e))?;
+        Ok(Response::new(convert::members(&members)))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        auth::require(&request, Role::Write)?;
+        let node = self.cluster_node()?;
+        let members = node
+            .remove_node(request.into_inner().node_id)
+            .await
+            .map_err(|e| self.membership_status(e))?;
+        Ok(Response::new(convert::members(&members)))
     }
 
     async fn get_transaction(

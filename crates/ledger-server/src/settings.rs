@@ -102,6 +102,10 @@ pub struct Settings {
     /// address each serves gRPC on (--listen), which also carries node-to-node traffic.
     #[arg(long, env = "LEDGER_PEERS", requires = "node_id")]
     pub peers: Option<String>,
+    /// Join an existing cluster: the leader adds this node (`ledger-cli cluster add`);
+    /// it never forms a cluster of its own. --peers then lists the current members.
+    #[arg(long, env = "LEDGER_JOIN", requires = "node_id")]
+    pub join: Option<bool>,
 }
 
 /// A cluster node's identity and peers, from `--node-id` and `--peers`.
@@ -109,6 +113,7 @@ pub struct Settings {
 pub struct ClusterSettings {
     pub node_id: u64,
     pub peers: BTreeMap<u64, String>,
+    pub join: bool,
 }
 
 impl Settings {
@@ -163,7 +168,8 @@ impl Settings {
             token_file,
             max_message_bytes,
             node_id,
-            peers
+            peers,
+            join
         )
     }
 
@@ -179,12 +185,17 @@ impl Settings {
             _ => return Err("--node-id and --peers go together".into()),
         };
         let peers = parse_peers(peers)?;
-        if !peers.contains_key(&node_id) {
+        let join = self.join.unwrap_or(false);
+        if !join && !peers.contains_key(&node_id) {
             return Err(format!(
                 "--peers must list this node ({node_id}) too, by the address it serves on"
             ));
         }
-        Ok(Some(ClusterSettings { node_id, peers }))
+        Ok(Some(ClusterSettings {
+            node_id,
+            peers,
+            join,
+        }))
     }
 
     pub fn listen(&self) -> SocketAddr {

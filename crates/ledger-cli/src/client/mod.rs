@@ -50,6 +50,32 @@ pub enum ClusterCommand {
     /// Asks every node named in --server for its own view (role, term, leader,
     /// computed / durable / replicated / applied indexes) and prints one line per node.
     Status(ClusterStatus),
+    /// Adds a node (started with --join) to the cluster: it catches up from the log,
+    /// then votes. Sent to the leader.
+    Add(ClusterAdd),
+    /// Removes a node from the cluster. Sent to the leader.
+    Remove(ClusterRemove),
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterAdd {
+    /// The new node's id.
+    #[arg(long)]
+    node_id: u64,
+    /// Where the new node serves gRPC, as its peers dial it (host:port).
+    #[arg(long)]
+    address: String,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterRemove {
+    /// The id of the node to remove.
+    #[arg(long)]
+    node_id: u64,
+    #[command(flatten)]
+    connect: Connect,
 }
 
 #[derive(Args, Debug)]
@@ -350,6 +376,23 @@ async fn execute(command: ClientCommand) -> CliResult {
             Ok(())
         }
         ClientCommand::Cluster(ClusterCommand::Status(c)) => cluster_status(&c.connect).await,
+        ClientCommand::Cluster(ClusterCommand::Add(c)) => {
+            let members = connect(&c.connect)?
+                .add_node(pb::AddNodeRequest {
+                    node_id: c.node_id,
+                    address: c.address.clone(),
+                })
+                .await?;
+            print_members(&members, c.connect.json);
+            Ok(())
+        }
+        ClientCommand::Cluster(ClusterCommand::Remove(c)) => {
+            let members = connect(&c.connect)?
+                .remove_node(pb::RemoveNodeRequest { node_id: c.node_id })
+                .await?;
+            print_members(&members, c.connect.json);
+            Ok(())
+        }
         ClientCommand::Index(c) => {
             let client = connect(&c.connect)?;
             let i = client
@@ -410,6 +453,21 @@ async fn cluster_status(connect: &Connect) -> CliResult {
         return Err(CliError::usage("no node answered"));
     }
     Ok(())
+}
+
+fn print_members(m: &pb::MembershipResponse, as_json: bool) {
+    if as_json {
+        let members: Vec<Value> = m
+            .members
+            .iter()
+            .map(|m| json!({ "node_id": m.node_id, "address": m.address }))
+            .collect();
+        println!("{}", json!({ "members": members }));
+    } else {
+        for member in &m.members {
+            println!("node {}  {}", member.node_id, member.address);
+        }
+    }
 }
 
 async fn connect_one(c: &Connect) -> Result<pb::GetClusterStatusResponse, CliError> {

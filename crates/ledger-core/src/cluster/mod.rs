@@ -16,7 +16,7 @@ mod types;
 mod wire;
 
 pub use entry_format::ENTRY_HEADER_KIND;
-pub use node::{ClusterConfig, ClusterError, ClusterNode, NodeStatus, Role};
+pub use node::{ClusterConfig, ClusterError, ClusterNode, MembershipError, NodeStatus, Role};
 /// The Raft library, for implementing the network and its RPC messages.
 pub use openraft;
 pub use types::{Entry, Frames, LogId, Membership, NodeId, Raft, TypeConfig, Vote};

@@ -4,13 +4,13 @@
 //! replicated) fails them, then restarts from its log in place, exactly as after a crash:
 //! the log store, the engine (snapshot, then the committed log applied again) and Raft.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ledger_pipeline::StageError;
 use ledger_storage::Storage;
-use openraft::{BasicNode, RaftNetworkFactory, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, RaftNetworkFactory, ServerState, SnapshotPolicy};
 
 use super::log_store::LogStore;
 use super::state_machine::{Shared, StateMachine};
@@ -33,6 +33,9 @@ pub struct ClusterConfig {
     pub election_timeout: (Duration, Duration),
     /// Memory for recent entries' payloads, so replication reads no disk.
     pub log_cache_bytes: usize,
+    /// This node joins an existing cluster (the leader adds it): it never proposes an
+    /// initial membership of its own.
+    pub join: bool,
 }
 
 impl ClusterConfig {
@@ -45,6 +48,7 @@ impl ClusterConfig {
             heartbeat: Duration::from_millis(100),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             log_cache_bytes: 64 << 20,
+            join: false,
         }
     }
 
@@ -72,6 +76,26 @@ pub enum ClusterError {
     Ledger(#[from] LedgerError),
     #[error("the replicated log: {0}")]
     Raft(String),
+}
+
+/// Why a membership change did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("this node does not lead the cluster")]
+    NotLeader,
+    #[error("the membership change was refused: {0}")]
+    Refused(String),
+}
+
+fn membership_error(
+    e: openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>,
+) -> MembershipError {
+    match e {
+        openraft::error::RaftError::APIError(
+            openraft::error::ClientWriteError::ForwardToLeader(_),
+        ) => MembershipError::NotLeader,
+        other => MembershipError::Refused(other.to_string()),
+    }
 }
 
 /// A node's role and indexes, as [`ClusterNode::status`] reports them.
@@ -175,7 +199,7 @@ where
         config: ClusterConfig,
         network: N,
     ) -> Result<Arc<ClusterNode<N>>, ClusterError> {
-        if !config.peers.contains_key(&config.node_id) {
+        if !config.join && !config.peers.contains_key(&config.node_id) {
             return Err(ClusterError::Config(format!(
                 "node {} is not among the peers {:?}",
                 config.node_id,
@@ -259,7 +283,7 @@ where
             .is_initialized()
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        if initialized {
+        if initialized || self.config.join {
             return Ok(());
         }
         let members: BTreeMap<NodeId, BasicNode> = self
@@ -392,6 +416,49 @@ where
             .await
             .map_err(|_| LedgerError::NotLeader)?;
         Ok(running.shared.replicated.get())
+    }
+
+    /// Adds node `id`, serving at `address`: it catches up from the log as a learner,
+    /// then becomes a voter. Returns the voters after the change. On the leader only.
+    ///
+    /// # Errors
+    /// [`MembershipError::NotLeader`] on a node that does not lead; a refused change.
+    pub async fn add_node(
+        &self,
+        id: NodeId,
+        address: String,
+    ) -> Result<BTreeMap<NodeId, String>, MembershipError> {
+        let raft = self.leader_raft()?;
+        raft.add_learner(id, BasicNode::new(address), true)
+            .await
+            .map_err(membership_error)?;
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(membership_error)?;
+        Ok(self.status().members)
+    }
+
+    /// Removes node `id` from the voters (and the cluster). On the leader only.
+    ///
+    /// # Errors
+    /// As [`add_node`](Self::add_node).
+    pub async fn remove_node(
+        &self,
+        id: NodeId,
+    ) -> Result<BTreeMap<NodeId, String>, MembershipError> {
+        let raft = self.leader_raft()?;
+        raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+            .map_err(membership_error)?;
+        Ok(self.status().members)
+    }
+
+    fn leader_raft(&self) -> Result<Raft, MembershipError> {
+        let running = self.running().ok_or(MembershipError::NotLeader)?;
+        if running.shared.leading_term().is_none() {
+            return Err(MembershipError::NotLeader);
+        }
+        Ok(running.raft.clone())
     }
 
     /// Role, term and indexes of this node.
