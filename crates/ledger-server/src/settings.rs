@@ -304,6 +304,16 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_example_config_in_deploy_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/cluster-node-1.toml");
+        let flags = Settings::try_parse_from(["ledger-server", "--config", path]).unwrap();
+        let cluster = flags.with_file().unwrap().cluster().unwrap().unwrap();
+        assert_eq!(cluster.node_id, 1);
+        assert_eq!(cluster.peers.len(), 3);
+        assert!(!cluster.join);
+    }
+
+    #[test]
     fn a_cluster_comes_from_node_id_and_peers() {
         let parse = |args: &[&str]| {
             let mut all = vec!["ledger-server"];
