@@ -36,6 +36,8 @@ enum Level {
     Processed,
     Committed,
     Snapshot,
+    /// Durable on a majority of a cluster (--nodes 3); a single node's Committed.
+    Replicated,
 }
 
 impl Level {
@@ -44,6 +46,7 @@ impl Level {
             Level::Processed => pb::WaitLevel::Processed.into(),
             Level::Committed => pb::WaitLevel::Committed.into(),
             Level::Snapshot => pb::WaitLevel::Snapshot.into(),
+            Level::Replicated => pb::WaitLevel::Replicated.into(),
         }
     }
 }
@@ -75,6 +78,10 @@ struct Args {
     /// Funded accounts (transfers between random pairs).
     #[arg(long, default_value_t = 100_000)]
     accounts: u64,
+    /// Start a cluster of this many nodes (the replicated path: all on this machine, each
+    /// with its own data directory) instead of one server; the load goes to its leader.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// An already running server (host:port); otherwise one is started.
     #[arg(long)]
     addr: Option<String>,
@@ -119,13 +126,68 @@ impl Drop for Spawned {
 }
 
 fn spawn_server(accounts: u64) -> Result<(Spawned, String), String> {
+    spawn_node(accounts, &["--listen", "127.0.0.1:0"])
+}
+
+/// Starts `nodes` servers as one cluster on loopback ports picked free just before.
+fn spawn_cluster(accounts: u64, nodes: usize) -> Result<(Vec<Spawned>, Vec<String>), String> {
+    let ports: Vec<u16> = (0..nodes)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| format!("a free port: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut spawned = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let listen = format!("127.0.0.1:{port}");
+        let id = (i + 1).to_string();
+        let (s, addr) = spawn_node(
+            accounts,
+            &["--listen", &listen, "--node-id", &id, "--peers", &peers],
+        )?;
+        spawned.push(s);
+        addrs.push(addr);
+    }
+    Ok((spawned, addrs))
+}
+
+/// The address of the cluster's writable leader, once there is one (at most 30 s).
+async fn leader_of(addrs: &[String]) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for addr in addrs {
+            let Ok(mut c) = LedgerClient::connect(format!("http://{addr}")).await else {
+                continue;
+            };
+            if let Ok(s) = c.get_cluster_status(pb::GetClusterStatusRequest {}).await
+                && s.get_ref().writable
+            {
+                return Ok(addr.clone());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("the cluster elected no writable leader within 30 s".into())
+}
+
+fn spawn_node(accounts: u64, flags: &[&str]) -> Result<(Spawned, String), String> {
     let bin = ledger_bench::process::server_binary()?;
     let dir = tempfile::Builder::new()
         .prefix("ledger-grpc-load-")
         .tempdir_in(".")
         .map_err(|e| format!("temporary data directory: {e}"))?;
     let mut child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .args(flags)
+        .args(["--log", "warn"])
         .arg("--max-accounts")
         .arg((accounts + 1).to_string())
         .arg("--data-dir")
@@ -201,10 +263,16 @@ async fn run(args: Args) -> Result<(), String> {
         return Err("--accounts must be >= 2, --concurrency and --batch >= 1".into());
     }
     let (_spawned, addr) = match &args.addr {
-        Some(addr) => (None, addr.clone()),
+        Some(addr) => (Vec::new(), addr.clone()),
+        None if args.nodes > 1 => {
+            let (s, addrs) = spawn_cluster(args.accounts, args.nodes)?;
+            let leader = leader_of(&addrs).await?;
+            println!("{} nodes, leader at {leader}", args.nodes);
+            (s, leader)
+        }
         None => {
             let (s, a) = spawn_server(args.accounts)?;
-            (Some(s), a)
+            (vec![s], a)
         }
     };
     let mut channels = Vec::new();

@@ -305,7 +305,10 @@ mod tests {
 
     #[test]
     fn the_cluster_example_config_in_deploy_is_valid() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/cluster-node-1.toml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/cluster-node-1.toml"
+        );
         let flags = Settings::try_parse_from(["ledger-server", "--config", path]).unwrap();
         let cluster = flags.with_file().unwrap().cluster().unwrap().unwrap();
         assert_eq!(cluster.node_id, 1);
