@@ -3,128 +3,17 @@
 //! continuing gap-free, a deposed leader restarting from its log, a minority that never
 //! acknowledges. Bounded waits only (polls with generous limits), no sleeps as asserts.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+mod net;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger_core::cluster::openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
-};
-use ledger_core::cluster::openraft::network::RPCOption;
-use ledger_core::cluster::openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
-};
-use ledger_core::cluster::openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
-use ledger_core::cluster::{ClusterConfig, ClusterNode, NodeId, Role, TypeConfig};
+use ledger_core::cluster::{ClusterConfig, ClusterNode, NodeId, Role};
 use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError};
 use ledger_core::transaction::{Operation, WaitLevel};
 
-type Node = ClusterNode<Router>;
-
-/// Delivers RPCs by calling the target node's Raft handle; a cut link is unreachable.
-#[derive(Clone, Default)]
-struct Router {
-    nodes: Arc<Mutex<BTreeMap<NodeId, Arc<Node>>>>,
-    cut: Arc<Mutex<BTreeSet<(NodeId, NodeId)>>>,
-    from: NodeId,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("link {0} -> {1} is down")]
-struct LinkDown(NodeId, NodeId);
-
-impl Router {
-    fn for_node(&self, from: NodeId) -> Router {
-        Router {
-            from,
-            ..self.clone()
-        }
-    }
-
-    fn target(&self, to: NodeId) -> Result<ledger_core::cluster::Raft, Unreachable> {
-        let down = Unreachable::new(&LinkDown(self.from, to));
-        if self.cut.lock().unwrap().contains(&(self.from, to)) {
-            return Err(down);
-        }
-        let node = self.nodes.lock().unwrap().get(&to).cloned().ok_or(down)?;
-        node.raft()
-            .ok_or_else(|| Unreachable::new(&LinkDown(self.from, to)))
-    }
-
-    /// Cuts every link between `node` and the others, both ways.
-    fn isolate(&self, node: NodeId, others: &[NodeId]) {
-        let mut cut = self.cut.lock().unwrap();
-        for &o in others {
-            cut.insert((node, o));
-            cut.insert((o, node));
-        }
-    }
-
-    fn heal(&self) {
-        self.cut.lock().unwrap().clear();
-    }
-}
-
-struct Link {
-    router: Router,
-    to: NodeId,
-}
-
-impl RaftNetworkFactory<TypeConfig> for Router {
-    type Network = Link;
-
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Link {
-        Link {
-            router: self.clone(),
-            to: target,
-        }
-    }
-}
-
-type Rpc<T, E = RaftError<NodeId>> = Result<T, RPCError<NodeId, BasicNode, E>>;
-
-impl RaftNetwork<TypeConfig> for Link {
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Rpc<AppendEntriesResponse<NodeId>> {
-        let raft = self.router.target(self.to)?;
-        let reply = raft
-            .append_entries(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)));
-        // The reply crosses the same link back.
-        self.router.target(self.to)?;
-        reply
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-        Err(RPCError::Network(NetworkError::new(&LinkDown(
-            self.router.from,
-            self.to,
-        ))))
-    }
-
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Rpc<VoteResponse<NodeId>> {
-        let raft = self.router.target(self.to)?;
-        let reply = raft
-            .vote(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)));
-        self.router.target(self.to)?;
-        reply
-    }
-}
+use net::{Node, Router};
 
 const IDS: [NodeId; 3] = [1, 2, 3];
 
@@ -289,7 +178,7 @@ async fn three_nodes_replicate_fail_over_and_converge() {
         .on(leader, |l| {
             let mut ops: Vec<Operation> = (1..=10).map(|a| deposit(a, 1_000, 100 + a)).collect();
             ops.extend((1..=10).map(|a| transfer(a, a + 10, 10 * a, 200 + a)));
-            l.submit_batch_and_wait(ops, WaitLevel::Replicated)
+            net::replicate(l, ops).unwrap()
         })
         .await;
     assert!(results.iter().all(|r| r.is_committed()));
@@ -339,7 +228,7 @@ async fn three_nodes_replicate_fail_over_and_converge() {
     assert_ne!(new_leader, leader);
     let next = cluster
         .on(new_leader, |l| {
-            l.submit_and_wait(deposit(5, 7, 300), WaitLevel::Replicated)
+            net::replicate(l, vec![deposit(5, 7, 300)]).unwrap()[0]
         })
         .await;
     assert!(next.is_committed());
@@ -347,7 +236,7 @@ async fn three_nodes_replicate_fail_over_and_converge() {
     // A retry of an acknowledged write is a duplicate on the new leader too.
     let again = cluster
         .on(new_leader, |l| {
-            l.submit_and_wait(transfer(3, 13, 30, 203), WaitLevel::Replicated)
+            net::replicate(l, vec![transfer(3, 13, 30, 203)]).unwrap()[0]
         })
         .await;
     assert!(!again.is_committed(), "{again:?}");
@@ -373,7 +262,7 @@ async fn an_isolated_leader_never_acknowledges_and_rejoins_the_majority_log() {
     let old = cluster.leader(&IDS).await;
     let first = cluster
         .on(old, |l| {
-            l.submit_and_wait(deposit(1, 100, 1), WaitLevel::Replicated)
+            net::replicate(l, vec![deposit(1, 100, 1)]).unwrap()[0]
         })
         .await;
     assert!(first.is_committed());
@@ -385,7 +274,7 @@ async fn an_isolated_leader_never_acknowledges_and_rejoins_the_majority_log() {
     let majority_leader = cluster.leader(&others).await;
     let on_majority = cluster
         .on(majority_leader, |l| {
-            l.submit_and_wait(deposit(3, 42, 3), WaitLevel::Replicated)
+            net::replicate(l, vec![deposit(3, 42, 3)]).unwrap()[0]
         })
         .await;
     assert!(on_majority.is_committed());
@@ -426,7 +315,7 @@ async fn a_joining_node_catches_up_from_the_log_and_a_removed_one_stops_counting
     let first = cluster
         .on(leader, |l| {
             let ops = (1..=50).map(|a| deposit(a % 20, a, 1_000 + a)).collect();
-            l.submit_batch_and_wait(ops, WaitLevel::Replicated)
+            net::replicate(l, ops).unwrap()
         })
         .await;
     let last = first.last().unwrap().tx_id;
@@ -460,7 +349,7 @@ async fn a_joining_node_catches_up_from_the_log_and_a_removed_one_stops_counting
     cluster.kill(removed).await;
     let after = cluster
         .on(leader, |l| {
-            l.submit_and_wait(deposit(7, 1, 2_000), WaitLevel::Replicated)
+            net::replicate(l, vec![deposit(7, 1, 2_000)]).unwrap()[0]
         })
         .await;
     assert!(after.is_committed());

@@ -136,6 +136,20 @@ impl LogStore {
         }
     }
 
+    /// The records frames of every present entry up to index `last`, in log order.
+    pub fn frame_refs_through(&self, last: u64) -> Vec<FrameRef> {
+        let inner = self.lock();
+        inner
+            .entries
+            .iter()
+            .take_while(|e| e.log_id.index <= last)
+            .flat_map(|e| match &e.body {
+                Body::Normal { frames, .. } => frames.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
     /// The last transaction durable in this node's WAL.
     pub fn durable_tx(&self) -> u64 {
         self.lock().durable_tx

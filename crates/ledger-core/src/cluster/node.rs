@@ -307,9 +307,12 @@ where
     async fn watch(self: Arc<Self>) {
         while let Some(running) = self.running() {
             let mut metrics = running.raft.metrics();
+            // What happened before this subscription counts too.
+            running.shared.try_lead(&metrics.borrow().clone());
             loop {
                 let changed = metrics.changed().await;
                 let m = metrics.borrow().clone();
+                running.shared.try_lead(&m);
                 if let Some(term) = running.shared.leading_term()
                     && (m.current_term != term || m.current_leader != Some(self.config.node_id))
                 {

@@ -12,7 +12,7 @@ use openraft::{
     StorageIOError,
 };
 
-use super::log_store::LogStore;
+use super::log_store::{FrameRef, LogStore};
 use super::types::{
     Entry, Frames, LogId, NodeId, Raft, StorageError, StoredMembership, TypeConfig,
 };
@@ -43,6 +43,34 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     pub fn leading_term(&self) -> Option<u64> {
         *self.leading_term.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes submissions once this node leads the current term and has applied its
+    /// whole log: the last entry applied is the last in the log (after an election, the
+    /// new term's blank entry, which commits everything before it; after a restart that
+    /// kept the leadership, the entries it applies again). A leader that does not take
+    /// submissions appends nothing that carries transactions, so the ids it issues next
+    /// follow the last one in its log. Called on every change of Raft's metrics (and when
+    /// this node's blank entry is applied).
+    pub fn try_lead(&self, metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>) {
+        let term = metrics.current_term;
+        let applied = metrics.last_applied.map(|l| l.index);
+        if metrics.current_leader != Some(self.id)
+            || metrics.state != ServerState::Leader
+            || applied.is_none()
+            || applied != metrics.last_log_index
+        {
+            return;
+        }
+        let mut leading = self.leading_term.lock().unwrap_or_else(|e| e.into_inner());
+        if leading.is_some() || self.replicated.is_closed() {
+            return;
+        }
+        *leading = Some(term);
+        if let Ok(engine) = self.ledger.started() {
+            engine.set_writable(true);
+        }
+        tracing::info!(node = self.id, term, "leading: taking submissions");
     }
 
     /// Stops taking submissions and fails every batch not yet replicated.
@@ -99,12 +127,31 @@ impl StateMachine {
                 None => {}
             }
         }
-        StateMachine {
+        let machine = StateMachine {
             shared,
             log,
             applied,
             membership,
             decoded: Decoded::default(),
+        };
+        if let Some(applied) = applied {
+            // The entries the snapshot covers are not applied again: their frames go
+            // into the read index here, the rest as they are applied.
+            machine.index(machine.log.frame_refs_through(applied.index));
+        }
+        machine
+    }
+
+    /// Notes frames in the read index of reads (`get_transaction`, history).
+    fn index(&self, refs: Vec<FrameRef>) {
+        let Ok(engine) = self.shared.ledger.started() else {
+            return;
+        };
+        if let Some(hooks) = &engine.replica {
+            let mut index = hooks.index.lock().unwrap_or_else(|e| e.into_inner());
+            for r in refs {
+                index.note(r.position, r.first_tx_id);
+            }
         }
     }
 
@@ -132,35 +179,17 @@ impl StateMachine {
             }
             engine.publish_replayed(&shared.replicated, &self.decoded)?;
         }
-        if let (Some(refs), Some(hooks)) = (self.log.frame_refs(log_id.index), &engine.replica) {
-            let mut index = hooks.index.lock().unwrap_or_else(|e| e.into_inner());
-            for r in refs {
-                index.note(r.position, r.first_tx_id);
-            }
+        if let Some(refs) = self.log.frame_refs(log_id.index) {
+            self.index(refs);
         }
         Ok(())
     }
 
-    /// This node's blank entry of `term` is applied: so is everything before it. Lead,
-    /// if the term is still current.
-    fn maybe_lead(&self, term: u64) {
-        let Some(raft) = self.shared.raft.get() else {
-            return;
-        };
-        let metrics = raft.metrics().borrow().clone();
-        if metrics.current_term == term
-            && metrics.current_leader == Some(self.shared.id)
-            && metrics.state == ServerState::Leader
-        {
-            *self
-                .shared
-                .leading_term
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(term);
-            if let Ok(engine) = self.shared.ledger.started() {
-                engine.set_writable(true);
-            }
-            tracing::info!(node = self.shared.id, term, "leading: taking submissions");
+    /// This node's blank entry is applied: so is everything before it. Lead, if Raft's
+    /// metrics already say so (else the node's watcher does it when they do).
+    fn maybe_lead(&self) {
+        if let Some(raft) = self.shared.raft.get() {
+            self.shared.try_lead(&raft.metrics().borrow());
         }
     }
 }
@@ -182,7 +211,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let log_id = entry.log_id;
             match entry.payload {
                 EntryPayload::Blank if log_id.leader_id.node_id == self.shared.id => {
-                    self.maybe_lead(log_id.leader_id.term);
+                    self.maybe_lead();
                 }
                 EntryPayload::Blank => {}
                 EntryPayload::Membership(m) => {
