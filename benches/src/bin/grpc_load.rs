@@ -160,19 +160,31 @@ fn spawn_cluster(accounts: u64, nodes: usize) -> Result<(Vec<Spawned>, Vec<Strin
     Ok((spawned, addrs))
 }
 
-/// The address of the cluster's writable leader, once there is one (at most 30 s).
+/// The address of the cluster's writable leader, once every node follows it (so no
+/// election from the start-up is still under way), at most 30 s.
 async fn leader_of(addrs: &[String]) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
+        let mut leaders = Vec::new();
+        let mut writable = None;
         for addr in addrs {
             let Ok(mut c) = LedgerClient::connect(format!("http://{addr}")).await else {
-                continue;
+                break;
             };
-            if let Ok(s) = c.get_cluster_status(pb::GetClusterStatusRequest {}).await
-                && s.get_ref().writable
-            {
-                return Ok(addr.clone());
+            let Ok(s) = c.get_cluster_status(pb::GetClusterStatusRequest {}).await else {
+                break;
+            };
+            let s = s.into_inner();
+            leaders.push(s.leader_id);
+            if s.writable {
+                writable = Some((s.node_id, addr.clone()));
             }
+        }
+        if let Some((id, addr)) = writable
+            && leaders.len() == addrs.len()
+            && leaders.iter().all(|l| *l == Some(id))
+        {
+            return Ok(addr);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -355,7 +367,8 @@ async fn run(args: Args) -> Result<(), String> {
     let secs = started.elapsed().as_secs_f64();
     let after = index(admin).await?;
     let usage = process::usage();
-    let committed = after - before;
+    // A cluster's leader may change during a run (its replacement's index is its own).
+    let committed = after.saturating_sub(before);
     println!(
         "mode {:?}, {} client(s) on {} connection(s), batch {}, wait {:?}, {}",
         args.mode,
