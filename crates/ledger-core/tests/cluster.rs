@@ -364,3 +364,46 @@ async fn a_joining_node_catches_up_from_the_log_and_a_removed_one_stops_counting
         cluster.kill(id).await;
     }
 }
+
+/// A leader stopped and started again before anyone else was elected came back as the
+/// leader of its old term (openraft restores a won vote) with its blank entry already
+/// counted as applied (the stop's snapshot covers it): it never took writes again, and
+/// the others kept following it. It now comes back as a follower and wins a new term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_restarted_as_a_whole_takes_writes_again() {
+    let cluster = Cluster::start().await;
+    let leader = cluster.leader(&IDS).await;
+    let first = cluster
+        .on(leader, |l| {
+            net::replicate(l, vec![deposit(1, 100, 1)]).unwrap()[0]
+        })
+        .await;
+    assert!(first.is_committed());
+    balances_everywhere(&cluster, first.tx_id).await;
+
+    // The leader first, so no other node is elected meanwhile.
+    cluster.kill(leader).await;
+    for id in cluster.live() {
+        cluster.kill(id).await;
+    }
+    for id in IDS {
+        cluster.start_node(id).await;
+    }
+    let leader = cluster.leader(&IDS).await;
+    let next = cluster
+        .on(leader, |l| {
+            net::replicate(l, vec![deposit(2, 50, 2)]).unwrap()[0]
+        })
+        .await;
+    assert!(next.is_committed());
+    assert_eq!(next.tx_id, first.tx_id + 1);
+    let everywhere = balances_everywhere(&cluster, next.tx_id).await;
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
+
+    for id in cluster.live() {
+        cluster.kill(id).await;
+    }
+}

@@ -19,7 +19,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, EntryPayload, LogState, RaftLogReader, StorageIOError};
 
 use super::entry_format::{ENTRY_HEADER_KIND, EntryHeader, HeaderBody};
-use super::types::{Entry, Frames, LogId, Membership, StorageError, TypeConfig, Vote};
+use super::types::{Entry, Frames, LogId, Membership, NodeId, StorageError, TypeConfig, Vote};
 use crate::ledger::replica::EncodedFrame;
 
 /// Where one records frame of an entry is.
@@ -148,6 +148,23 @@ impl LogStore {
                 _ => Vec::new(),
             })
             .collect()
+    }
+
+    /// Makes a vote this node won in the past (committed, for itself) read back as not
+    /// won, so the node starts as a follower and campaigns for a new term. openraft would
+    /// otherwise restore the leadership at once, in the old term, with no new blank entry;
+    /// the node takes submissions only once its blank entry of the term it leads is applied,
+    /// and recovery may already count that entry as applied (a snapshot past it): the
+    /// cluster would keep a leader that never takes writes. Only the copy in memory
+    /// changes; the next vote saved replaces the file.
+    pub fn forget_own_leadership(&self, own: NodeId) {
+        let mut inner = self.lock();
+        if let Some(vote) = &mut inner.vote
+            && vote.leader_id.node_id == own
+            && vote.committed
+        {
+            vote.committed = false;
+        }
     }
 
     /// The last transaction durable in this node's WAL.

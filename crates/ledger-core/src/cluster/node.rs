@@ -244,6 +244,9 @@ where
             self.config.log_cache_bytes,
         )
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        // A node comes back from a (re)start as a follower, never as the leader it was:
+        // it leads again only through a new term, whose blank entry makes it writable.
+        log.forget_own_leadership(self.config.node_id);
         let raft_cell = Arc::new(OnceLock::new());
         let replicated = Watermark::new(0);
         let mut ledger = Ledger::with_storage(self.ledger_config.clone(), Arc::clone(storage));
