@@ -101,7 +101,13 @@ impl LogStore {
             // frames only, which need a sequence to stand at.
             wal.start_at(1)?;
         }
-        let entries = read_entries(&storage, wal_dir)?;
+        let (entries, cut_short) = read_entries(&storage, wal_dir)?;
+        if let Some(header) = cut_short {
+            // The last entry lost frames to a crash: it was never durable, so never
+            // acknowledged. Its leftovers go too, or the entry written again (the leader
+            // sends it again) would follow them and the next open refuse the log.
+            wal.truncate(header)?;
+        }
         let vote = read_vote(storage.as_ref(), vote_dir)?;
         let durable_tx = last_tx(&entries);
         let last_purged = None;
@@ -335,11 +341,12 @@ fn last_tx(entries: &VecDeque<Stored>) -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads every entry of the WAL in `dir`, in order.
+/// Reads every entry of the WAL in `dir`, in order; and where the header of a last entry
+/// a crash cut short is (its frames are not all there).
 fn read_entries(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-) -> Result<VecDeque<Stored>, EntryReadError> {
+) -> Result<(VecDeque<Stored>, Option<FramePosition>), EntryReadError> {
     let reader = WalReader::open_on(Arc::clone(storage), dir)?;
     let mut frames = reader.frames();
     let mut entries: VecDeque<Stored> = VecDeque::new();
@@ -416,11 +423,12 @@ fn read_entries(
         }
     }
     if expecting != 0 {
-        // The entry's frames were cut off with the torn tail: the entry was never
-        // durable, so it was never acknowledged. Forget it (the leader sends it again).
-        entries.pop_back();
+        // The entry's frames were cut off by a crash: the entry was never durable, so it
+        // was never acknowledged. Forget it (the leader sends it again).
+        let cut_short = entries.pop_back().map(|e| e.header);
+        return Ok((entries, cut_short));
     }
-    Ok(entries)
+    Ok((entries, None))
 }
 
 /// Why the log store could not open.
@@ -636,5 +644,104 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         inner.last_purged = Some(log_id);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    fn entry(index: u64, first_tx: u64, frames: &[u32]) -> Entry {
+        let mut next = first_tx;
+        let frames: Vec<EncodedFrame> = frames
+            .iter()
+            .map(|&count| {
+                let f = EncodedFrame {
+                    first_tx_id: next,
+                    count,
+                    // The log store keeps records frames as bytes: any payload will do.
+                    payload: Arc::from(vec![index as u8; 16]),
+                };
+                next += u64::from(count);
+                f
+            })
+            .collect();
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Frames(frames.into())),
+        }
+    }
+
+    fn open(dir: &Path) -> Result<LogStore, OpenError> {
+        LogStore::open(
+            ledger_storage::real(),
+            &dir.join("wal"),
+            dir,
+            WalConfig::default(),
+            1 << 20,
+        )
+    }
+
+    /// What a crash leaves when it comes while an entry is being written: the frames
+    /// written before it, not those after (and no sync covered any of them).
+    fn crash_while_writing(store: &LogStore, entry: &Entry, frames_written: usize) {
+        let mut inner = store.lock();
+        let mut header = Vec::new();
+        crate::cluster::wire::entry_header(entry, &mut header);
+        inner
+            .wal
+            .append_optional(ENTRY_HEADER_KIND, &header)
+            .unwrap();
+        if let EntryPayload::Normal(frames) = &entry.payload {
+            for f in frames.0.iter().take(frames_written) {
+                inner
+                    .wal
+                    .append(f.first_tx_id, f.last_tx_id(), &f.payload)
+                    .unwrap();
+            }
+        }
+        inner.wal.sync().unwrap();
+    }
+
+    fn entry_ids(store: &LogStore) -> Vec<(u64, Option<u64>)> {
+        store
+            .tx_marks()
+            .into_iter()
+            .map(|(id, last_tx, _)| (id.index, last_tx))
+            .collect()
+    }
+
+    /// An entry cut short by a crash is forgotten at the next open, and the leader sends
+    /// it again: written again, it must land as if the cut one had never been, and the
+    /// log must open after that too.
+    #[test]
+    fn an_entry_cut_short_by_a_crash_can_be_written_again() {
+        for frames_written in [0, 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path()).unwrap();
+            store.lock().append_one(entry(1, 1, &[3])).unwrap();
+            store.lock().wal.sync().unwrap();
+            let second = entry(2, 4, &[2, 2]);
+            crash_while_writing(&store, &second, frames_written);
+            drop(store);
+
+            let store = open(dir.path()).unwrap();
+            assert_eq!(
+                entry_ids(&store),
+                [(1, Some(3))],
+                "cut after {frames_written}"
+            );
+            store
+                .lock()
+                .append_one(second.clone())
+                .unwrap_or_else(|e| panic!("cut after {frames_written}: written again: {e}"));
+            store.lock().wal.sync().unwrap();
+            drop(store);
+
+            let store = open(dir.path())
+                .unwrap_or_else(|e| panic!("cut after {frames_written}: reopened: {e}"));
+            assert_eq!(entry_ids(&store), [(1, Some(3)), (2, Some(7))]);
+        }
     }
 }
