@@ -72,11 +72,15 @@ pub async fn serve(
     let backend = match settings.cluster()? {
         None => Backend::Single(start_single(&config)?),
         Some(cluster) => {
-            if tls.is_some() {
-                return Err("a cluster node does not speak TLS to its peers yet: run the cluster without --tls-cert on a private network".into());
-            }
-            let network =
+            let mut network =
                 GrpcNetwork::new(tokens.peer_token(), settings.max_message_bytes(), listen)?;
+            if let Some(cert) = &settings.tls_cert {
+                // Peers are dialled over TLS too, trusting the given CA (or this node's
+                // own certificate: nodes sharing one certificate or one CA's).
+                let ca = settings.peer_tls_ca.as_ref().unwrap_or(cert);
+                let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+                network = network.with_tls(pem);
+            }
             tracing::info!(node_id = cluster.node_id, peers = ?cluster.peers, "starting as a cluster node");
             let mut cluster_config = ClusterConfig::new(cluster.node_id, cluster.peers);
             cluster_config.join = cluster.join;

@@ -106,6 +106,10 @@ pub struct Settings {
     /// it never forms a cluster of its own. --peers then lists the current members.
     #[arg(long, env = "LEDGER_JOIN", requires = "node_id")]
     pub join: Option<bool>,
+    /// With TLS on, the CA certificate (PEM) the other nodes' certificates chain to
+    /// [default: this node's own --tls-cert, for nodes sharing one certificate or CA].
+    #[arg(long, env = "LEDGER_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
 }
 
 /// A cluster node's identity and peers, from `--node-id` and `--peers`.
@@ -169,7 +173,8 @@ impl Settings {
             max_message_bytes,
             node_id,
             peers,
-            join
+            join,
+            peer_tls_ca
         )
     }
 

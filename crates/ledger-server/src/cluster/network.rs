@@ -16,7 +16,7 @@ use ledger_core::cluster::openraft::raft::{
 use ledger_core::cluster::openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use ledger_core::cluster::{NodeId, TypeConfig};
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
 use super::convert;
@@ -30,6 +30,8 @@ pub struct GrpcNetwork {
     /// The address outgoing connections come from: the node's listen address when it
     /// names one, so a peer (or a test's proxy) can tell the nodes apart by address.
     local_ip: Option<IpAddr>,
+    /// The CA (PEM) peers' certificates chain to, when the cluster speaks TLS.
+    tls_ca: Option<Vec<u8>>,
 }
 
 impl GrpcNetwork {
@@ -46,7 +48,33 @@ impl GrpcNetwork {
             token,
             max_message_bytes,
             local_ip: (!listen.ip().is_unspecified()).then(|| listen.ip()),
+            tls_ca: None,
         })
+    }
+
+    /// Dials peers over TLS, trusting certificates that chain to `ca_pem` (each peer is
+    /// checked against the host of its address).
+    #[must_use]
+    pub fn with_tls(mut self, ca_pem: Vec<u8>) -> GrpcNetwork {
+        self.tls_ca = Some(ca_pem);
+        self
+    }
+
+    fn endpoint(&self, target: NodeId, addr: &str) -> Result<Endpoint, String> {
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| format!("node {target} at {addr}: {e}"))?;
+        if let Some(ca) = &self.tls_ca {
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("node {target} at {addr}: TLS: {e}"))?;
+        }
+        Ok(endpoint)
     }
 }
 
@@ -62,18 +90,16 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        let client = Endpoint::from_shared(format!("http://{}", node.addr))
-            .map(|e| {
-                let channel = e
-                    .local_address(self.local_ip)
-                    .connect_timeout(Duration::from_secs(1))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                RaftClient::new(channel)
-                    .max_decoding_message_size(self.max_message_bytes)
-                    .max_encoding_message_size(self.max_message_bytes)
-            })
-            .map_err(|e| format!("node {target} at {}: {e}", node.addr));
+        let client = self.endpoint(target, &node.addr).map(|e| {
+            let channel = e
+                .local_address(self.local_ip)
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .connect_lazy();
+            RaftClient::new(channel)
+                .max_decoding_message_size(self.max_message_bytes)
+                .max_encoding_message_size(self.max_message_bytes)
+        });
         Peer {
             target,
             client,
