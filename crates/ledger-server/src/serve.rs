@@ -73,7 +73,7 @@ pub async fn serve(
         None => Backend::Single(start_single(&config)?),
         Some(cluster) => {
             let mut network =
-                GrpcNetwork::new(tokens.peer_token(), settings.max_message_bytes(), listen)?;
+                GrpcNetwork::new(tokens.peer_token(), RAFT_MESSAGE_BYTES_MAX, listen)?;
             if let Some(cert) = &settings.tls_cert {
                 // Peers are dialled over TLS too, trusting the given CA (or this node's
                 // own certificate: nodes sharing one certificate or one CA's).
@@ -150,8 +150,8 @@ pub async fn serve(
             pb::cluster::raft_server::RaftServer::new(RaftService {
                 node: Arc::clone(node),
             })
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(max_message),
+            .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),
             move |r| tokens.check(r),
         )
     });
@@ -199,6 +199,11 @@ pub async fn serve(
     tracing::info!("stopped cleanly");
     Ok(())
 }
+
+/// The largest Raft message between nodes: an entry holds up to a ring of transactions
+/// (about 1.7 MB of transfers at the default ring), and openraft sends at most 32 entries
+/// per AppendEntries (`ClusterConfig`); clients keep `--max-message-bytes`.
+const RAFT_MESSAGE_BYTES_MAX: usize = 256 << 20;
 
 /// Recovers the single-node ledger in the configured directory.
 fn start_single(config: &ledger_core::ledger::LedgerConfig) -> Result<Arc<Ledger>, String> {

@@ -60,6 +60,10 @@ impl ClusterConfig {
             election_timeout_min: ms(self.election_timeout.0),
             election_timeout_max: ms(self.election_timeout.1),
             snapshot_policy: SnapshotPolicy::Never,
+            // An entry holds up to a ring of transactions (~1.7 MB of transfers at the
+            // default 65,536): few per message keeps AppendEntries within the peers'
+            // message limit (RAFT_MESSAGE_BYTES_MAX in the server).
+            max_payload_entries: 32,
             ..Default::default()
         }
         .validate()
@@ -316,8 +320,15 @@ where
                 let changed = metrics.changed().await;
                 let m = metrics.borrow().clone();
                 running.shared.try_lead(&m);
+                // Deposed: a newer term, another leader, not leading any more, or the
+                // replicated log stopped (a failed append): batches in flight could wait
+                // forever otherwise.
                 if let Some(term) = running.shared.leading_term()
-                    && (m.current_term != term || m.current_leader != Some(self.config.node_id))
+                    && (m.current_term != term
+                        || m.current_leader != Some(self.config.node_id)
+                        || m.state != ServerState::Leader
+                        || m.running_state.is_err()
+                        || changed.is_err())
                 {
                     running.shared.step_down();
                 }
@@ -325,6 +336,8 @@ where
                     break;
                 }
             }
+            // Whatever ended the loop, nothing may wait on this engine's gate any more.
+            running.shared.step_down();
             if self.is_shut_down() {
                 return;
             }
@@ -346,7 +359,10 @@ where
     async fn restart(&self, old: Arc<Running>) -> Result<(), ClusterError> {
         self.lock().take();
         let _ = old.raft.shutdown().await;
-        let _ = old.shared.ledger.stop();
+        // Stopping drains the pipeline (its gate is closed) and may write a snapshot:
+        // off the async workers.
+        let ledger = Arc::clone(&old.shared.ledger);
+        let _ = tokio::task::spawn_blocking(move || ledger.stop()).await;
         drop(old);
         // In-flight reads may still hold the old ledger (and its directory locks) for a
         // while: retry until they let go, or until the node is shut down.
@@ -531,7 +547,8 @@ where
         if let Some(running) = running {
             running.shared.step_down();
             let _ = running.raft.shutdown().await;
-            let _ = running.shared.ledger.stop();
+            let ledger = Arc::clone(&running.shared.ledger);
+            let _ = tokio::task::spawn_blocking(move || ledger.stop()).await;
         }
     }
 }

@@ -73,13 +73,14 @@ impl Shared {
         tracing::info!(node = self.id, term, "leading: taking submissions");
     }
 
-    /// Stops taking submissions and fails every batch not yet replicated.
+    /// Stops taking submissions and fails every batch not yet replicated. The gate is
+    /// closed first: whoever sees `leading_term` cleared also sees it closed.
     pub fn step_down(&self) {
-        *self.leading_term.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.replicated.close();
         if let Ok(engine) = self.ledger.started() {
             engine.set_writable(false);
         }
-        self.replicated.close();
+        *self.leading_term.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -166,9 +167,11 @@ impl StateMachine {
         if ours {
             shared.replicated.advance(last_tx);
         } else {
-            if shared.leading_term().is_some() {
-                // A newer leader's entry while this node still runs its own term's
-                // pipeline: it was deposed. The node restarts from its log.
+            if shared.leading_term().is_some() || shared.replicated.is_closed() {
+                // A newer leader's entry while this node still runs (or ran) its own
+                // term's pipeline, which holds executions that may never be replicated:
+                // its ids may mean other transactions there. Nothing of it is published;
+                // the node restarts from its log.
                 shared.step_down();
                 return Err(LedgerError::NotLeader.into());
             }

@@ -91,10 +91,12 @@ impl Watermark {
         self.lock().applied
     }
 
-    /// Raises the watermark to `tx_id` (never lowers it).
+    /// Raises the watermark to `tx_id` (never lowers it). Closed, it stays where it was:
+    /// a deposed leader's batches still waiting are never let through by the entries
+    /// of the leader after it.
     pub fn advance(&self, tx_id: TxId) {
         let mut state = self.lock();
-        if tx_id > state.applied {
+        if !state.closed && tx_id > state.applied {
             state.applied = tx_id;
             self.moved.notify_all();
         }
