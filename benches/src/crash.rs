@@ -16,6 +16,7 @@
 //! (the long run, figures in docs/benchmarks.md).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -51,7 +52,8 @@ pub enum Op {
 }
 
 impl Op {
-    fn random(rng: &mut Rng) -> Op {
+    /// A random operation on accounts 1..=[`ACCOUNTS`].
+    pub fn random(rng: &mut Rng) -> Op {
         let account = |rng: &mut Rng| 1 + rng.below(ACCOUNTS);
         // Mostly deposits, so transfers mostly find funds; some are still rejected.
         if rng.below(4) == 0 {
@@ -71,6 +73,11 @@ impl Op {
     }
 
     fn wire(self, user_ref: u64) -> pb::SubmitAndWaitRequest {
+        self.wire_at(user_ref, pb::WaitLevel::Committed)
+    }
+
+    /// The request submitting this operation under `user_ref`, waiting for `level`.
+    pub fn wire_at(self, user_ref: u64, level: pb::WaitLevel) -> pb::SubmitAndWaitRequest {
         use pb::submit_and_wait_request::Operation as W;
         let operation = match self {
             Op::Deposit { account, amount } => W::Deposit(pb::Deposit {
@@ -87,12 +94,12 @@ impl Op {
         };
         pb::SubmitAndWaitRequest {
             operation: Some(operation),
-            wait_level: pb::WaitLevel::Committed.into(),
+            wait_level: level.into(),
         }
     }
 
     /// The entries of the operation committed: `(account, amount, is_debit)`, sorted.
-    fn entries(self) -> Vec<(u64, u64, bool)> {
+    pub fn entries(self) -> Vec<(u64, u64, bool)> {
         let mut e = match self {
             Op::Deposit { account, amount } => vec![(0, amount, false), (account, amount, true)],
             Op::Transfer { from, to, amount } => vec![(from, amount, false), (to, amount, true)],
@@ -102,7 +109,7 @@ impl Op {
     }
 
     /// Rejections this operation may get.
-    fn may_fail_with(self, fail_reason: u32) -> bool {
+    pub fn may_fail_with(self, fail_reason: u32) -> bool {
         fail_reason == DUPLICATE
             || (matches!(self, Op::Transfer { .. }) && fail_reason == INSUFFICIENT_FUNDS)
     }
@@ -186,6 +193,17 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the server on `data` (stderr appended to `log`), without waiting for it.
     pub fn spawn(bin: &Path, data: &Path, args: &[String], log: &Path) -> Result<Self, String> {
+        let mut all: Vec<OsString> = ["--listen", "127.0.0.1:0", "--log", "warn", "--data-dir"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        all.push(data.into());
+        all.extend(args.iter().map(OsString::from));
+        ServerProcess::spawn_with(bin, &all, log)
+    }
+
+    /// Starts the server with exactly `args` (stderr appended to `log`), without waiting.
+    pub fn spawn_with<S: AsRef<OsStr>>(bin: &Path, args: &[S], log: &Path) -> Result<Self, String> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -193,9 +211,6 @@ impl ServerProcess {
             .map_err(|e| format!("{}: {e}", log.display()))?;
         let spawned = Instant::now();
         let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
-            .arg("--data-dir")
-            .arg(data)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -284,6 +299,22 @@ impl ServerProcess {
         }
         kill(self.pid(), libc::SIGKILL);
         self.child.wait().expect("wait for the server")
+    }
+
+    /// SIGTERM (a clean stop), then SIGKILL if it has not exited within `patience`.
+    pub fn terminate(&mut self, patience: Duration) -> ExitStatus {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status;
+        }
+        kill(self.pid(), libc::SIGTERM);
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill9()
     }
 
     /// Its exit status if it has ended.
