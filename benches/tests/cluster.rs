@@ -101,3 +101,17 @@ fn a_killed_follower_catches_up() {
         },
     );
 }
+
+#[test]
+fn the_whole_cluster_restarts_and_takes_writes_again() {
+    run(
+        "whole-cluster restart",
+        Options::new(3, false),
+        async |cluster, history| {
+            let (before, after) = scenario::restart_whole_cluster(cluster, history, 4).await?;
+            eprintln!("leader {before} before the restart, {after} after");
+            scenario::check_logs(cluster, history, false).await?;
+            Ok(())
+        },
+    );
+}

@@ -452,6 +452,31 @@ pub async fn restart_follower(
     Ok((follower, tip))
 }
 
+/// Stops every node cleanly, the leader first (so none is elected meanwhile), after a
+/// load; starts them all again and checks the cluster takes writes, and that every
+/// acknowledgement and the balances are the same on every node. Returns the leader
+/// before and after.
+pub async fn restart_whole_cluster(
+    cluster: &mut Cluster,
+    history: &mut History,
+    clients: usize,
+) -> Result<(u64, u64), String> {
+    let all = cluster.ids();
+    cluster.wait_leader(&all, PATIENCE).await?;
+    let load = history.start_load(cluster, clients)?;
+    load.wait_acks(WARMUP_ACKS, PATIENCE).await?;
+    settle(cluster, history, load, Vec::new(), 1).await?;
+    let before = cluster.wait_leader(&all, PATIENCE).await?;
+    cluster.stop(before)?;
+    cluster.stop_all()?;
+    cluster.restart_all().await?;
+    let after = cluster.wait_leader(&all, PATIENCE).await?;
+    let load = history.start_load(cluster, clients)?;
+    load.wait_acks(WARMUP_ACKS, PATIENCE).await?;
+    settle(cluster, history, load, Vec::new(), 1).await?;
+    Ok((before, after))
+}
+
 /// The full check: waits for one log everywhere, compares the balances over gRPC, stops
 /// every node, compares their WALs against each other and against `history`, and the
 /// balances the logs add up to against the served ones. Restarts the nodes (and waits
