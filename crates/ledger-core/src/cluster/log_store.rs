@@ -241,7 +241,24 @@ impl Inner {
             EntryPayload::Normal(frames) => {
                 let mut refs = Vec::with_capacity(frames.0.len());
                 for f in frames.0.iter() {
-                    let position = self.wal.append(f.first_tx_id, f.last_tx_id(), &f.payload)?;
+                    let appended = self.wal.append(f.first_tx_id, f.last_tx_id(), &f.payload);
+                    let position = match appended {
+                        Ok(position) => position,
+                        Err(e) => {
+                            // Never leave a header without its frames: the entry is not in
+                            // the log, so nothing of it may stay in the WAL either (a later
+                            // entry written after the leftovers would make the log unreadable).
+                            tracing::error!(
+                                index = entry.log_id.index,
+                                first_tx_id = f.first_tx_id,
+                                wal_next = ?self.wal.next_seq(),
+                                error = %e,
+                                "a replicated-log entry could not be written: cutting its header"
+                            );
+                            self.wal.truncate(header_position)?;
+                            return Err(e);
+                        }
+                    };
                     refs.push(FrameRef {
                         position,
                         first_tx_id: f.first_tx_id,
