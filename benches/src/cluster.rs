@@ -364,6 +364,22 @@ impl Cluster {
         ))
     }
 
+    /// Each node's process: its pid, or how it ended (a failure message's first line).
+    pub fn processes(&mut self) -> String {
+        let mut out = Vec::new();
+        for node in self.nodes.values_mut() {
+            let state = match node.process.as_mut() {
+                None => "stopped".to_owned(),
+                Some(p) => match p.try_wait() {
+                    Some(status) => format!("exited unasked: {status}"),
+                    None => format!("pid {}", p.pid()),
+                },
+            };
+            out.push(format!("node {}: {state}", node.id));
+        }
+        out.join(", ")
+    }
+
     /// The last lines of node `id`'s log, for a failure message.
     pub fn log_tail(&self, id: u64) -> String {
         let text = std::fs::read_to_string(self.node(id).log_path()).unwrap_or_default();

@@ -289,3 +289,82 @@ async fn pump(
     // when either direction has.
     tokio::join!(reader, writer);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use tokio::net::TcpSocket;
+
+    use super::*;
+
+    /// A server that sends back whatever it reads.
+    async fn echo_server() -> SocketAddr {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn connect_from(ip: Ipv4Addr, to: SocketAddr) -> TcpStream {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((ip, 0))).unwrap();
+        socket.connect(to).await.unwrap()
+    }
+
+    /// Sends 4 bytes and reads them back; an error if the connection is closed.
+    async fn round_trip(s: &mut TcpStream) -> io::Result<Duration> {
+        let started = Instant::now();
+        let mut back = [0u8; 4];
+        let trip = async {
+            s.write_all(b"ping").await?;
+            s.read_exact(&mut back).await
+        };
+        tokio::time::timeout(Duration::from_secs(10), trip).await??;
+        assert_eq!(&back, b"ping");
+        Ok(started.elapsed())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn links_are_cut_delayed_and_healed_per_source() {
+        let echo = echo_server().await;
+        let proxy = Proxy::start(&BTreeMap::from([(2, echo)])).await.unwrap();
+        let to = proxy.addr(2).unwrap();
+        assert_eq!(source_of(node_ip(1).into()), Some(1));
+        assert_eq!(source_of(Ipv4Addr::LOCALHOST.into()), Some(CLIENT));
+
+        let mut node1 = connect_from(node_ip(1), to).await;
+        let mut node3 = connect_from(node_ip(3), to).await;
+        let mut client = connect_from(Ipv4Addr::LOCALHOST, to).await;
+        for s in [&mut node1, &mut node3, &mut client] {
+            round_trip(s).await.unwrap();
+        }
+
+        // Cut 1 -> 2: its open connection is closed, a new one refused; the others go on.
+        proxy.cut(1, 2);
+        assert!(round_trip(&mut node1).await.is_err());
+        let mut refused = connect_from(node_ip(1), to).await;
+        assert!(round_trip(&mut refused).await.is_err());
+        round_trip(&mut node3).await.unwrap();
+        round_trip(&mut client).await.unwrap();
+        assert_eq!(proxy.open_connections(1, 2), 0);
+
+        // Healed, node 1 connects again; delayed, each way takes the delay.
+        proxy.heal(1, 2);
+        let mut node1 = connect_from(node_ip(1), to).await;
+        round_trip(&mut node1).await.unwrap();
+        let delay = Duration::from_millis(100);
+        proxy.delay(1, 2, delay);
+        assert!(round_trip(&mut node1).await.unwrap() >= 2 * delay);
+        assert!(round_trip(&mut client).await.unwrap() < 2 * delay);
+        proxy.heal_all();
+        round_trip(&mut node1).await.unwrap();
+    }
+}

@@ -34,9 +34,8 @@ fn run(
     let mut history = History::new(21);
     let result = runtime.block_on(async {
         let mut cluster = Cluster::start(bin, dir.path(), &options).await?;
-        scenario(&mut cluster, &mut history)
-            .await
-            .map_err(|e| format!("{e}\n{}", cluster.log_tails()))
+        let outcome = scenario(&mut cluster, &mut history).await;
+        outcome.map_err(|e| format!("{e}\n{}\n{}", cluster.processes(), cluster.log_tails()))
     });
     if let Err(e) = result {
         let kept = dir.keep();

@@ -35,9 +35,15 @@ struct Args {
     /// Node-to-node traffic through the TCP proxy.
     #[arg(long)]
     proxy: bool,
+    /// With --proxy: hold every byte between nodes this long, each way.
+    #[arg(long, default_value_t = 0, requires = "proxy")]
+    delay_ms: u64,
     /// Seed of the workload (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
+    /// On failure, leave the nodes running this long (for a debugger) before exiting.
+    #[arg(long, default_value_t = 0)]
+    hold_secs: u64,
     /// Where the data directories go (kept there on failure).
     #[arg(long, default_value = ".")]
     dir: std::path::PathBuf,
@@ -61,7 +67,11 @@ fn main() {
         "server {}, {} nodes{}, {} clients, seed {seed}",
         bin.display(),
         args.nodes,
-        if args.proxy { " behind the proxy" } else { "" },
+        if args.proxy {
+            format!(" behind the proxy ({} ms each way)", args.delay_ms)
+        } else {
+            String::new()
+        },
         args.clients
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -79,13 +89,28 @@ fn main() {
     let result = runtime.block_on(async {
         let options = Options::new(args.nodes, args.proxy);
         let mut cluster = Cluster::start(bin, dir.path(), &options).await?;
+        if let Some(proxy) = &cluster.proxy {
+            for from in cluster.ids() {
+                for to in cluster.ids().into_iter().filter(|&to| to != from) {
+                    proxy.delay(from, to, Duration::from_millis(args.delay_ms));
+                }
+            }
+        }
         let outcome = run_all(&args, &mut cluster, &mut history, &mut runs).await;
         if let Err(e) = &outcome {
-            return Err(format!("{e}\n{}", cluster.log_tails()));
+            let processes = cluster.processes();
+            if args.hold_secs > 0 {
+                eprintln!(
+                    "{e}\nholding the nodes for {} s: {processes}",
+                    args.hold_secs
+                );
+                tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+            }
+            return Err(format!("{e}\n{processes}\n{}", cluster.log_tails()));
         }
         outcome
     });
-    report(&runs, &history, started.elapsed());
+    report(&runs, result.is_err(), &history, started.elapsed());
     if let Err(e) = result {
         let kept = dir.keep();
         eprintln!(
@@ -143,19 +168,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[at.min(sorted.len() - 1)]
 }
 
-fn report(runs: &[Failover], history: &History, took: Duration) {
+fn report(runs: &[Failover], failed: bool, history: &History, took: Duration) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mut first: Vec<Duration> = runs.iter().map(|r| r.first_ack).collect();
     first.sort_unstable();
     let mut client: Vec<Duration> = runs.iter().map(|r| r.client_ack).collect();
     client.sort_unstable();
     println!(
-        "{} runs in {:.0} s; {} acknowledgements, {} unresolved at a stop, {} load errors (resent)",
+        "{} runs ok, {} failed, in {:.0} s; {} acknowledgements, {} unresolved at a stop, {} load errors (resent), {} probes refused",
         runs.len(),
+        u8::from(failed),
         took.as_secs_f64(),
         history.acks.len(),
         history.unresolved.len(),
-        history.load_errors
+        history.load_errors,
+        history.probes_refused
     );
     println!(
         "kill -9 -> first write acknowledged by the new leader (probing each survivor every {} ms): p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
