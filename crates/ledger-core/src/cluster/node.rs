@@ -18,6 +18,9 @@ use super::types::{Frames, NodeId, Raft};
 use crate::ledger::replica::{EncodedFrame, Propose, Watermark};
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
 
+/// How often a node's watcher looks at Raft's metrics when nothing changed.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
 /// A cluster node's settings beside the engine's [`LedgerConfig`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -317,7 +320,12 @@ where
             // What happened before this subscription counts too.
             running.shared.try_lead(&metrics.borrow().clone());
             loop {
-                let changed = metrics.changed().await;
+                // Also look every so often without a change: taking the leadership must
+                // not depend on one notification arriving.
+                let changed = match tokio::time::timeout(WATCH_INTERVAL, metrics.changed()).await {
+                    Ok(changed) => changed,
+                    Err(_) => Ok(()),
+                };
                 let m = metrics.borrow().clone();
                 running.shared.try_lead(&m);
                 // Deposed: a newer term, another leader, not leading any more, or the
