@@ -219,6 +219,27 @@ impl LedgerService {
     }
 }
 
+/// How often an idle stream looks whether its engine still runs.
+const STREAM_IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The next message of a client stream; once the stream's engine has failed (on a
+/// cluster node: it lost its leadership, and the node restarts with a new engine), an
+/// error that ends the stream, so an idle client does not keep the old engine, and its
+/// files, open.
+async fn next_message<T>(inbound: &mut Streaming<T>, ledger: &Ledger) -> Option<Result<T, Status>> {
+    loop {
+        match tokio::time::timeout(STREAM_IDLE_CHECK, inbound.next()).await {
+            Ok(message) => return message,
+            Err(_) if ledger.failure().is_some() => {
+                return Some(Err(Status::unavailable(
+                    "this stream's engine stopped (a cluster node that lost its leadership restarts): open a new stream",
+                )));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// The longest a read waits for this node to apply a `min_tx_id` (or a read index).
 const READ_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -501,7 +522,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             let mut levels = Vec::with_capacity(STREAM_GROUP_MAX);
             // Reads what the client has sent so far (at least one message), submits it as
             // one batch: one ring claim for many operations, as SubmitBatch does.
-            while let Some(first) = inbound.next().await {
+            while let Some(first) = next_message(&mut inbound, &ledger).await {
                 let mut failure = None;
                 let mut next = Some(first);
                 while let Some(message) = next.take() {
@@ -606,7 +627,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         let ledger_for_answers = Arc::clone(&ledger);
         tokio::spawn(async move {
             let mut index = 0usize;
-            while let Some(message) = inbound.next().await {
+            while let Some(message) = next_message(&mut inbound, &ledger).await {
                 let started = Instant::now();
                 let submitted = message.and_then(|req| {
                     let level = convert::wait_level(req.wait_level)?;

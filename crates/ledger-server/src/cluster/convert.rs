@@ -17,8 +17,18 @@ fn vote_to(v: &Vote<NodeId>) -> pb::Vote {
     }
 }
 
+/// Terms beyond this are refused: no cluster gets near it, and a vote saved with a term
+/// at `u64::MAX` would leave no next term to elect a leader in.
+const TERM_MAX: u64 = 1 << 62;
+
 fn vote_from(v: Option<pb::Vote>) -> Result<Vote<NodeId>, Status> {
     let v = v.ok_or_else(|| Status::invalid_argument("a Raft message without its vote"))?;
+    if v.term > TERM_MAX {
+        return Err(Status::invalid_argument(format!(
+            "a Raft vote of term {} (at most {TERM_MAX})",
+            v.term
+        )));
+    }
     let mut vote = Vote::new(v.term, v.node_id);
     vote.committed = v.committed;
     Ok(vote)
@@ -151,4 +161,64 @@ pub fn vote_response_from(r: pb::VoteResponse) -> Result<VoteResponse<NodeId>, S
         vote_granted: r.vote_granted,
         last_log_id: r.last_log_id.map(log_id_from),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vote_with_a_term_past_the_limit_is_refused() {
+        let vote = |term| {
+            vote_request_from(pb::VoteRequest {
+                vote: Some(pb::Vote {
+                    term,
+                    node_id: 2,
+                    committed: false,
+                }),
+                last_log_id: None,
+            })
+        };
+        assert!(vote(7).is_ok());
+        assert_eq!(
+            vote(u64::MAX).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let missing = vote_request_from(pb::VoteRequest {
+            vote: None,
+            last_log_id: None,
+        });
+        assert_eq!(missing.unwrap_err().code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn append_requests_round_trip_and_a_frame_gap_is_refused() {
+        use ledger_core::cluster::openraft::EntryPayload;
+        use ledger_core::cluster::{Entry, Frames};
+        let frame = |first_tx_id, count| EncodedFrame {
+            first_tx_id,
+            count,
+            payload: std::sync::Arc::from(vec![1u8, 2, 3]),
+        };
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(3, 1), 9),
+            payload: EntryPayload::Normal(Frames(vec![frame(10, 2), frame(12, 1)].into())),
+        };
+        let request = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: Some(LogId::new(CommittedLeaderId::new(3, 1), 8)),
+            entries: vec![entry.clone()],
+            leader_commit: None,
+        };
+        let wire = append_request_to(&request);
+        let back = append_request_from(wire.clone()).unwrap();
+        assert_eq!(back.entries[0].log_id, entry.log_id);
+        assert_eq!(back.prev_log_id, request.prev_log_id);
+        let mut gap = wire;
+        gap.entries[0].frames[1].first_tx_id = 20;
+        assert_eq!(
+            append_request_from(gap).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
 }
