@@ -238,6 +238,48 @@ impl SnapshotStore {
         })
     }
 
+    /// Installs `image`, a whole snapshot file made elsewhere (a cluster peer's), as the
+    /// snapshot at its own sequence: verified (header, lengths, payload checksum) first,
+    /// then written and renamed into place durably and atomically as [`write`] does,
+    /// then retention. Not validated as an archive: loading does that.
+    ///
+    /// [`write`]: SnapshotStore::write
+    ///
+    /// # Errors
+    /// The corruption variants for an image that does not verify (nothing written); I/O
+    /// errors.
+    pub fn install(&self, image: &[u8]) -> Result<WriteReport, SnapshotError> {
+        let (info, _) = crate::read::verify_bytes(image)?;
+        let sequence = info.sequence;
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let storage = self.storage.as_ref();
+        let path_err = |(path, source)| SnapshotError::Io { path, source };
+        let (created, file) = AtomicFile::create(
+            storage,
+            &self.dir,
+            &temp_file_name(sequence),
+            &file_name(sequence),
+        )
+        .map_err(path_err)?;
+        write_all_at(file.as_ref(), 0, &mut [IoSlice::new(image)])
+            .map_err(io_err(created.temp_path()))?;
+        let final_path = created.path().to_path_buf();
+        created.commit(file.as_ref()).map_err(path_err)?;
+        let (removed, removal_failures, oldest_retained_sequence) = self.retain(sequence)?;
+        Ok(WriteReport {
+            sequence,
+            path: final_path,
+            payload_bytes: info.payload_bytes,
+            file_bytes: info.file_bytes,
+            removed,
+            removal_failures,
+            oldest_retained_sequence,
+        })
+    }
+
     /// Deletes all but the newest `keep - 1` snapshots below `newest`.
     fn retain(
         &self,
@@ -348,6 +390,49 @@ fn list_dir_on(storage: &dyn Storage, dir: &Path) -> Result<Vec<SnapshotListing>
             })
         })
         .collect()
+}
+
+/// The bytes of the newest snapshot file in `dir` that verifies (header, lengths, payload
+/// checksum), with what verification established; `None` when there is none. A damaged
+/// file, or one that retention deleted while this looked, is passed over. Takes no lock:
+/// usable on a live store's directory (files are renamed into place whole).
+///
+/// # Errors
+/// I/O errors listing the directory or reading a file.
+pub fn read_newest_image(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<Option<(SnapshotInfo, Vec<u8>)>, SnapshotError> {
+    for (_, path) in snapshot_files(storage, dir)?.into_iter().rev() {
+        let bytes = match read_whole(storage, &path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        match crate::read::verify_bytes(&bytes) {
+            Ok((info, _)) => return Ok(Some((info, bytes))),
+            Err(e) if e.is_corruption() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// The newest sequence among the complete-snapshot names in `dir` (not verified).
+///
+/// # Errors
+/// I/O errors listing the directory.
+pub fn newest_sequence(storage: &dyn Storage, dir: &Path) -> Result<Option<u64>, SnapshotError> {
+    Ok(snapshot_files(storage, dir)?.last().map(|(s, _)| *s))
+}
+
+fn read_whole(storage: &dyn Storage, path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = storage.open(path, OpenMode::Read)?;
+    let len = usize::try_from(file.size()?).map_err(std::io::Error::other)?;
+    let mut bytes = vec![0u8; len];
+    let read = ledger_storage::read_full_at(file.as_ref(), &mut bytes, 0)?;
+    bytes.truncate(read);
+    Ok(bytes)
 }
 
 /// `(sequence, path)` of every complete-snapshot name in `dir`, ascending.

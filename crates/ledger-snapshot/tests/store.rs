@@ -418,3 +418,47 @@ proptest! {
         prop_assert_eq!(loaded.deserialize().expect("deserialize"), state);
     }
 }
+
+#[test]
+fn an_image_from_another_store_installs_at_its_sequence_and_a_damaged_one_is_refused() {
+    let from = tempfile::tempdir().expect("tempdir");
+    let to = tempfile::tempdir().expect("tempdir");
+    let source = open(from.path());
+    let state = small_state(7);
+    let written = source.write(90, &state).expect("write");
+    let image = fs::read(&written.path).expect("read image");
+
+    let target = open(to.path());
+    target.write(10, &small_state(1)).expect("older");
+    let mut damaged = image.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x40;
+    assert!(
+        target
+            .install(&damaged)
+            .expect_err("damaged")
+            .is_corruption()
+    );
+    assert_eq!(sequences(to.path()), [10]);
+
+    let report = target.install(&image).expect("install");
+    assert_eq!(report.sequence, 90);
+    assert_eq!(report.file_bytes, image.len() as u64);
+    assert_eq!(fs::read(&report.path).expect("installed"), image);
+    let loaded = load_state(&target);
+    assert_eq!(loaded, Some((90, state)));
+
+    // The newest image that verifies, by sequence; a damaged newer one is passed over.
+    let storage = ledger_storage::real();
+    let (info, bytes) = ledger_snapshot::read_newest_image(storage.as_ref(), to.path())
+        .expect("read")
+        .expect("an image");
+    assert_eq!((info.sequence, bytes), (90, image));
+    fs::write(to.path().join(file_name(95)), &damaged).expect("damaged newer");
+    let newest = ledger_snapshot::newest_sequence(storage.as_ref(), to.path()).expect("names");
+    assert_eq!(newest, Some(95));
+    let (info, _) = ledger_snapshot::read_newest_image(storage.as_ref(), to.path())
+        .expect("read")
+        .expect("an image");
+    assert_eq!(info.sequence, 90);
+}

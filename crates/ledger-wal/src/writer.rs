@@ -232,6 +232,9 @@ pub struct Wal {
     poisoned: bool,
     payload_buf: Vec<u8>,
     appended_bytes: u64,
+    /// The number of the last segment a [`Wal::reset`] deleted (0: none): the next
+    /// segment is numbered after it, so a position into the old log never names a new one.
+    numbered_after: u64,
 }
 
 impl Wal {
@@ -305,6 +308,7 @@ impl Wal {
             poisoned: false,
             payload_buf: Vec::new(),
             appended_bytes: 0,
+            numbered_after: 0,
         };
         // The names of the segments (the newest may have been created by a writer that
         // died before syncing the directory) and the removals above become durable before
@@ -857,7 +861,7 @@ impl Wal {
                     .map_err(io_err(segment_path(&self.dir, a.number)))?;
                 a.number + 1
             }
-            None => 1,
+            None => self.numbered_after + 1,
         };
         let salt = new_salt(number);
         let header = SegmentHeader {
@@ -969,6 +973,40 @@ impl Wal {
             .take_while(|s| s.number < segment)
             .count();
         self.remove_oldest(infos, removable)
+    }
+
+    /// Empties the log: deletes every segment, oldest first (a crash on the way leaves a
+    /// suffix of the log, never a hole), syncs the directory, and makes `next_seq` the
+    /// sequence of the next append, which goes into a new segment numbered after the
+    /// deleted ones. For a log replaced by a state from elsewhere (a replica's installed
+    /// snapshot). Returns the deleted segments.
+    ///
+    /// # Errors
+    /// I/O errors (the writer is poisoned; segments removed before the error stay removed).
+    pub fn reset(&mut self, next_seq: u64) -> Result<Vec<SegmentInfo>, WalError> {
+        if self.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        let infos = self.segments();
+        self.numbered_after = infos.last().map_or(self.numbered_after, |s| s.number);
+        self.active = None;
+        self.poisoned = true; // until every removal is done and synced
+        for info in &infos {
+            self.storage
+                .remove_file(&info.path)
+                .map_err(io_err(&info.path))?;
+            self.segments.remove(0);
+        }
+        sync_dir(self.storage.as_ref(), &self.dir)?;
+        self.poisoned = false;
+        self.next_seq = Some(next_seq);
+        self.durable = Durable {
+            next_seq: None,
+            segment: 0,
+            offset: 0,
+        };
+        self.unsynced = false;
+        Ok(infos)
     }
 
     /// Deletes the `removable` oldest of `infos` (this writer's segments), then syncs the

@@ -102,3 +102,41 @@ fn an_empty_directory_and_a_missing_one_are_empty_logs() {
     let v = ledger_wal::verify(&missing).unwrap();
     assert_eq!((v.frames, v.next_seq), (0, None));
 }
+
+#[test]
+fn a_reset_log_starts_over_at_any_sequence_in_a_segment_numbered_after_the_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig::default().with_segment_bytes_max(400);
+    let (mut wal, _) = Wal::open(dir.path(), cfg).unwrap();
+    for i in 0..6_u64 {
+        wal.append(1 + 3 * i, 3 + 3 * i, &payload(i, 100)).unwrap();
+    }
+    wal.sync().unwrap();
+    assert_eq!(wal.segments().len(), 3);
+
+    let removed = wal.reset(1_000).unwrap();
+    assert_eq!(
+        removed.iter().map(|s| s.number).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(segment_files(dir.path()).is_empty());
+    assert_eq!(wal.next_seq(), Some(1_000));
+    // Anything but the announced sequence is refused.
+    assert!(matches!(
+        wal.append(19, 19, b"old"),
+        Err(WalError::OutOfOrder {
+            expected: 1_000,
+            first_seq: 19
+        })
+    ));
+    wal.append(1_000, 1_001, b"new").unwrap();
+    wal.sync().unwrap();
+    assert_eq!(wal.segments()[0].number, 4);
+    drop(wal);
+
+    let (frames, _) = read_all(dir.path()).unwrap();
+    assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), [1_000]);
+    let (wal, report) = Wal::open(dir.path(), cfg).unwrap();
+    assert_eq!(report.next_seq, Some(1_002));
+    assert_eq!(wal.segments()[0].number, 4);
+}
