@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use openraft::{BasicNode, CommittedLeaderId, LogId, Membership};
+use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, SnapshotMeta, StoredMembership};
 
 /// The WAL frame kind of an entry header (an optional kind: see `docs/wal-format.md`).
 pub const ENTRY_HEADER_KIND: u8 = 0x81;
@@ -83,6 +83,79 @@ impl EntryHeader {
             log_id: LogId::new(CommittedLeaderId::new(term, node_id), index),
             body,
         })
+    }
+}
+
+/// What a Raft snapshot stands for: `meta` (the last log entry it covers, the membership
+/// as of it, its id) and the last transaction of the entries it covers (`covered_tx`, 0
+/// for none), where the log after it continues. The head of a `raft-snapshot` file and
+/// of a snapshot sent to a lagging node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotHead {
+    pub meta: SnapshotMeta<u64, BasicNode>,
+    pub covered_tx: u64,
+}
+
+impl SnapshotHead {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        encode_log_id(self.meta.last_log_id.as_ref(), out);
+        encode_log_id(self.meta.last_membership.log_id().as_ref(), out);
+        encode_membership(self.meta.last_membership.membership(), out);
+        let id = self.meta.snapshot_id.as_bytes();
+        out.extend_from_slice(&u32::try_from(id.len()).expect("short ids").to_le_bytes());
+        out.extend_from_slice(id);
+        out.extend_from_slice(&self.covered_tx.to_le_bytes());
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SnapshotHead, HeaderError> {
+        let mut r = Reader(bytes);
+        if r.u8()? != VERSION {
+            return Err(HeaderError("unknown version"));
+        }
+        let last_log_id = decode_log_id(&mut r)?;
+        let membership_log_id = decode_log_id(&mut r)?;
+        let membership = decode_membership(&mut r)?;
+        let len = r.count()?;
+        let id = std::str::from_utf8(r.take(len)?).map_err(|_| HeaderError("id not UTF-8"))?;
+        let covered_tx = r.u64()?;
+        if !r.0.is_empty() {
+            return Err(HeaderError("trailing bytes"));
+        }
+        Ok(SnapshotHead {
+            meta: SnapshotMeta {
+                last_log_id,
+                last_membership: StoredMembership::new(membership_log_id, membership),
+                snapshot_id: id.to_owned(),
+            },
+            covered_tx,
+        })
+    }
+}
+
+fn encode_log_id(log_id: Option<&LogId<u64>>, out: &mut Vec<u8>) {
+    match log_id {
+        None => out.push(0),
+        Some(id) => {
+            out.push(1);
+            out.extend_from_slice(&id.leader_id.term.to_le_bytes());
+            out.extend_from_slice(&id.leader_id.node_id.to_le_bytes());
+            out.extend_from_slice(&id.index.to_le_bytes());
+        }
+    }
+}
+
+fn decode_log_id(r: &mut Reader<'_>) -> Result<Option<LogId<u64>>, HeaderError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => {
+            let (term, node_id, index) = (r.u64()?, r.u64()?, r.u64()?);
+            Ok(Some(LogId::new(
+                CommittedLeaderId::new(term, node_id),
+                index,
+            )))
+        }
+        _ => Err(HeaderError("invalid log id tag")),
     }
 }
 
@@ -196,6 +269,29 @@ mod tests {
             log_id,
             body: HeaderBody::Membership(Membership::new(configs, nodes)),
         });
+    }
+
+    #[test]
+    fn a_snapshot_head_round_trips_and_a_truncated_one_is_refused() {
+        let nodes = BTreeMap::from([(1, BasicNode::new("a:1")), (3, BasicNode::new("b:3"))]);
+        let membership = Membership::new(vec![BTreeSet::from([1, 3])], nodes);
+        let head = SnapshotHead {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(4, 3), 900)),
+                last_membership: StoredMembership::new(
+                    Some(LogId::new(CommittedLeaderId::new(2, 1), 7)),
+                    membership,
+                ),
+                snapshot_id: "4-3-900-123456".into(),
+            },
+            covered_tx: 123_400,
+        };
+        let mut bytes = Vec::new();
+        head.encode(&mut bytes);
+        assert_eq!(SnapshotHead::decode(&bytes), Ok(head));
+        for cut in 0..bytes.len() {
+            assert!(SnapshotHead::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -22,4 +22,6 @@ pub use openraft;
 pub use types::{Entry, Frames, LogId, Membership, NodeId, Raft, TypeConfig, Vote};
 
 pub use crate::ledger::replica::EncodedFrame;
-pub use wire::{WireError, entry_from_wire, entry_header};
+pub use wire::{
+    WireError, entry_from_wire, entry_header, snapshot_meta_from_wire, snapshot_meta_to_wire,
+};

@@ -39,6 +39,13 @@ pub struct ClusterConfig {
     /// This node joins an existing cluster (the leader adds it): it never proposes an
     /// initial membership of its own.
     pub join: bool,
+    /// Build a Raft snapshot (from the engine's newest snapshot) after this many log
+    /// entries, then forget the entries it covers but the last `keep_entries_after_snapshot`:
+    /// a node that lags further, or joins, catches up from the snapshot. 0: never (the
+    /// whole log is kept and replayed to a lagging node).
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a Raft snapshot, for followers a little behind.
+    pub keep_entries_after_snapshot: u64,
 }
 
 impl ClusterConfig {
@@ -52,6 +59,8 @@ impl ClusterConfig {
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             log_cache_bytes: 64 << 20,
             join: false,
+            snapshot_every_entries: 8192,
+            keep_entries_after_snapshot: 1024,
         }
     }
 
@@ -62,7 +71,11 @@ impl ClusterConfig {
             heartbeat_interval: ms(self.heartbeat),
             election_timeout_min: ms(self.election_timeout.0),
             election_timeout_max: ms(self.election_timeout.1),
-            snapshot_policy: SnapshotPolicy::Never,
+            snapshot_policy: match self.snapshot_every_entries {
+                0 => SnapshotPolicy::Never,
+                n => SnapshotPolicy::LogsSinceLast(n),
+            },
+            max_in_snapshot_log_to_keep: self.keep_entries_after_snapshot,
             // An entry holds up to a ring of transactions (~1.7 MB of transfers at the
             // default 65,536): few per message keeps AppendEntries within the peers'
             // message limit (RAFT_MESSAGE_BYTES_MAX in the server).

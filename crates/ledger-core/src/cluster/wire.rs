@@ -1,7 +1,7 @@
 //! Entries on the wire between nodes: the WAL's own header frame payload and the records
 //! frames, so the network carries exactly what the log stores.
 
-use super::entry_format::{EntryHeader, HeaderBody, HeaderError};
+use super::entry_format::{EntryHeader, HeaderBody, HeaderError, SnapshotHead};
 use super::types::{Entry, Frames};
 use crate::ledger::replica::EncodedFrame;
 use openraft::EntryPayload;
@@ -81,4 +81,22 @@ pub fn entry_from_wire(header: &[u8], frames: Vec<EncodedFrame>) -> Result<Entry
         log_id: header.log_id,
         payload,
     })
+}
+
+/// A Raft snapshot's meta on the wire (the InstallSnapshot RPC).
+pub fn snapshot_meta_to_wire(meta: &openraft::SnapshotMeta<u64, openraft::BasicNode>) -> Vec<u8> {
+    let mut out = Vec::new();
+    SnapshotHead {
+        meta: meta.clone(),
+        covered_tx: 0,
+    }
+    .encode(&mut out);
+    out
+}
+
+/// The meta [`snapshot_meta_to_wire`] encoded.
+pub fn snapshot_meta_from_wire(
+    bytes: &[u8],
+) -> Result<openraft::SnapshotMeta<u64, openraft::BasicNode>, WireError> {
+    Ok(SnapshotHead::decode(bytes)?.meta)
 }
