@@ -32,6 +32,9 @@ fn ledger_config(dir: &std::path::Path) -> LedgerConfig {
 struct Cluster {
     router: Router,
     dirs: Vec<tempfile::TempDir>,
+    /// Raft snapshots every this many entries, keeping this many behind (None: the
+    /// defaults, which these short tests never reach).
+    snapshots: Option<(u64, u64)>,
 }
 
 impl Cluster {
@@ -41,6 +44,10 @@ impl Cluster {
 
     /// Starts nodes 1..=3 as the cluster; `dirs` more directories for nodes that join.
     async fn start_with(dirs: usize) -> Cluster {
+        Cluster::start_configured(dirs, None).await
+    }
+
+    async fn start_configured(dirs: usize, snapshots: Option<(u64, u64)>) -> Cluster {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -48,6 +55,7 @@ impl Cluster {
         let cluster = Cluster {
             router: Router::default(),
             dirs: (0..dirs).map(|_| tempfile::tempdir().unwrap()).collect(),
+            snapshots,
         };
         for id in IDS {
             cluster.start_node(id).await;
@@ -63,6 +71,10 @@ impl Cluster {
         let dir = self.dirs[(id - 1) as usize].path();
         let mut config = ClusterConfig::new(id, peers());
         config.join = join;
+        if let Some((every, keep)) = self.snapshots {
+            config.snapshot_every_entries = every;
+            config.keep_entries_after_snapshot = keep;
+        }
         let node = ClusterNode::start(
             ledger_config(dir),
             ledger_core::storage::real(),
@@ -402,6 +414,93 @@ async fn a_cluster_restarted_as_a_whole_takes_writes_again() {
         everywhere.windows(2).all(|w| w[0] == w[1]),
         "{everywhere:?}"
     );
+
+    for id in cluster.live() {
+        cluster.kill(id).await;
+    }
+}
+
+/// Where node `id`'s WAL starts: a node that caught up from a Raft snapshot holds no
+/// transaction before it.
+fn wal_first_tx(cluster: &Cluster, id: NodeId) -> Option<u64> {
+    let dir = ledger_config(cluster.dirs[(id - 1) as usize].path()).wal_dir();
+    ledger_wal::WalReader::open(dir).unwrap().first_seq()
+}
+
+/// The leader snapshots every few entries and forgets the log behind: a follower
+/// that was down meanwhile, and a node that joins, catch up from the snapshot (sent in
+/// chunks, installed, the node restarted from it), then from the log; both still do
+/// after a restart, and every node shows the same balances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_and_joining_nodes_catch_up_from_a_raft_snapshot() {
+    let cluster = Cluster::start_configured(4, Some((5, 2))).await;
+    let leader = cluster.leader(&IDS).await;
+    let lagging = IDS.into_iter().find(|&id| id != leader).unwrap();
+    cluster.kill(lagging).await;
+
+    let mut last = 0;
+    for round in 0..30_u64 {
+        let ops = (0..3)
+            .map(|i| deposit((round + i) % 20, 10 + i, 100 * round + i + 1))
+            .collect();
+        last = cluster
+            .on(leader, |l| net::replicate(l, ops).unwrap())
+            .await
+            .last()
+            .unwrap()
+            .tx_id;
+    }
+    let purged = eventually("the leader to forget entries behind a snapshot", || {
+        let status = cluster.node(leader).status();
+        status.purged_index.filter(|&p| p > 10)
+    })
+    .await;
+    assert!(cluster.node(leader).status().snapshot_index >= Some(purged));
+
+    // The follower comes back behind the purged log; the new node starts empty.
+    cluster.start_node(lagging).await;
+    cluster.start_node_with(4, true).await;
+    cluster
+        .node(leader)
+        .add_node(4, "node-4".into())
+        .await
+        .unwrap();
+    let everywhere = balances_everywhere(&cluster, last).await;
+    assert_eq!(everywhere.len(), 4);
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
+    for id in [lagging, 4] {
+        let first = wal_first_tx(&cluster, id);
+        assert!(
+            first.is_none_or(|f| f > 1),
+            "node {id}'s WAL starts at {first:?}"
+        );
+    }
+
+    // Both come back from their installed snapshot after a restart, and follow on.
+    for id in [lagging, 4] {
+        cluster.kill(id).await;
+        cluster.start_node_with(id, id == 4).await;
+    }
+    let after = cluster
+        .on(leader, |l| {
+            net::replicate(l, vec![transfer(1, 2, 3, 9_000)]).unwrap()[0]
+        })
+        .await;
+    assert!(after.is_committed());
+    let everywhere = balances_everywhere(&cluster, after.tx_id).await;
+    assert_eq!(everywhere.len(), 4);
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
+    for id in [lagging, 4] {
+        let ledger = cluster.node(id).ledger().unwrap();
+        let outcome = ledger.try_outcome(after.tx_id);
+        assert!(outcome.is_ok(), "node {id}: {outcome:?}");
+    }
 
     for id in cluster.live() {
         cluster.kill(id).await;

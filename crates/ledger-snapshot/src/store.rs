@@ -404,7 +404,7 @@ pub fn read_newest_image(
     dir: &Path,
 ) -> Result<Option<(SnapshotInfo, Vec<u8>)>, SnapshotError> {
     for (_, path) in snapshot_files(storage, dir)?.into_iter().rev() {
-        let bytes = match read_whole(storage, &path) {
+        let bytes = match ledger_storage::read_whole(storage, &path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io_err(&path)(e)),
@@ -424,15 +424,6 @@ pub fn read_newest_image(
 /// I/O errors listing the directory.
 pub fn newest_sequence(storage: &dyn Storage, dir: &Path) -> Result<Option<u64>, SnapshotError> {
     Ok(snapshot_files(storage, dir)?.last().map(|(s, _)| *s))
-}
-
-fn read_whole(storage: &dyn Storage, path: &Path) -> std::io::Result<Vec<u8>> {
-    let file = storage.open(path, OpenMode::Read)?;
-    let len = usize::try_from(file.size()?).map_err(std::io::Error::other)?;
-    let mut bytes = vec![0u8; len];
-    let read = ledger_storage::read_full_at(file.as_ref(), &mut bytes, 0)?;
-    bytes.truncate(read);
-    Ok(bytes)
 }
 
 /// `(sequence, path)` of every complete-snapshot name in `dir`, ascending.

@@ -44,3 +44,16 @@ pub fn read_full_at(file: &dyn StorageFile, buf: &mut [u8], offset: u64) -> io::
     }
     Ok(got)
 }
+
+/// The whole file at `path`, read through `storage`.
+///
+/// # Errors
+/// Opening or reading it (`NotFound` for a missing file).
+pub fn read_whole(storage: &dyn crate::Storage, path: &std::path::Path) -> io::Result<Vec<u8>> {
+    let file = storage.open(path, crate::OpenMode::Read)?;
+    let len = usize::try_from(file.size()?).map_err(io::Error::other)?;
+    let mut bytes = vec![0; len];
+    let read = read_full_at(file.as_ref(), &mut bytes, 0)?;
+    bytes.truncate(read);
+    Ok(bytes)
+}

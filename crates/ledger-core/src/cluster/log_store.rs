@@ -18,8 +18,10 @@ use ledger_wal::{FrameCursor, FrameKind, FramePosition, Wal, WalConfig, WalError
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, EntryPayload, LogState, RaftLogReader, StorageIOError};
 
-use super::entry_format::{ENTRY_HEADER_KIND, EntryHeader, HeaderBody};
-use super::types::{Entry, Frames, LogId, Membership, NodeId, StorageError, TypeConfig, Vote};
+use super::entry_format::{ENTRY_HEADER_KIND, EntryHeader, HeaderBody, SnapshotHead};
+use super::types::{
+    Entry, Frames, LogId, Membership, NodeId, StorageError, StoredMembership, TypeConfig, Vote,
+};
 use crate::ledger::replica::EncodedFrame;
 
 /// Where one records frame of an entry is.
@@ -57,6 +59,10 @@ struct Inner {
     /// Present entries, consecutive indexes.
     entries: VecDeque<Stored>,
     last_purged: Option<LogId>,
+    /// The membership and the last transaction as of `last_purged` (or of the Raft
+    /// snapshot the log continues).
+    purged_membership: StoredMembership,
+    purged_tx: u64,
     vote: Option<Vote>,
     cached_bytes: usize,
     cache_budget: usize,
@@ -75,6 +81,9 @@ pub(crate) struct LogStore {
 }
 
 const VOTE_FILE: &str = "raft-vote";
+/// After the WAL was reset to continue a Raft snapshot: that snapshot's head, naming the
+/// entry before the WAL's first one (which openraft must know as the last purged).
+const LOG_START_FILE: &str = "raft-log-start";
 const VOTE_BYTES: usize = 8 + 8 + 1 + 4;
 
 fn io_error(e: impl std::error::Error + 'static, write: bool) -> StorageError {
@@ -88,20 +97,23 @@ fn io_error(e: impl std::error::Error + 'static, write: bool) -> StorageError {
 
 impl LogStore {
     /// Opens (recovering a torn tail) the WAL in `wal_dir` and reads back its entries.
+    /// With `snapshot`, the node's Raft snapshot, the log continues it: entries it
+    /// replaced (a log that does not reach it, or disagrees with it) are dropped, as
+    /// [`install`](Self::install) does; this also finishes an installation a crash cut.
     pub fn open(
         storage: Arc<dyn Storage>,
         wal_dir: &Path,
         vote_dir: &Path,
         wal_config: WalConfig,
         cache_budget: usize,
+        snapshot: Option<&SnapshotHead>,
     ) -> Result<LogStore, OpenError> {
         let (mut wal, _report) = Wal::open_on(Arc::clone(&storage), wal_dir, wal_config)?;
-        if wal.next_seq().is_none() {
-            // A new log: its first entries (the initial membership, a blank) are header
-            // frames only, which need a sequence to stand at.
-            wal.start_at(1)?;
-        }
-        let (entries, cut_short) = read_entries(&storage, wal_dir)?;
+        let (entries, cut_short) = if wal.next_seq().is_some() {
+            read_entries(&storage, wal_dir)?
+        } else {
+            (VecDeque::new(), None)
+        };
         if let Some(header) = cut_short {
             // The last entry lost frames to a crash: it was never durable, so never
             // acknowledged. Its leftovers go too, or the entry written again (the leader
@@ -109,23 +121,91 @@ impl LogStore {
             wal.truncate(header)?;
         }
         let vote = read_vote(storage.as_ref(), vote_dir)?;
-        let durable_tx = last_tx(&entries);
-        let last_purged = None;
+        let mut inner = Inner {
+            storage,
+            wal_dir: wal_dir.to_path_buf(),
+            vote_dir: vote_dir.to_path_buf(),
+            wal,
+            uncached_below: entries.len(),
+            entries,
+            last_purged: None,
+            purged_membership: StoredMembership::default(),
+            purged_tx: 0,
+            vote,
+            cached_bytes: 0,
+            cache_budget,
+            header_buf: Vec::new(),
+            durable_tx: 0,
+        };
+        if let Some(start) = read_log_start(inner.storage.as_ref(), vote_dir)?
+            && inner
+                .first_index()
+                .is_none_or(|first| Some(first) == start.meta.last_log_id.map(|l| l.index + 1))
+        {
+            inner.purged_to(&start);
+        }
+        if let Some(head) = snapshot {
+            inner.continue_snapshot(head)?;
+        }
+        if inner.wal.next_seq().is_none() {
+            // A new log: its first entries (the initial membership, a blank) are header
+            // frames only, which need a sequence to stand at.
+            inner.wal.start_at(inner.purged_tx + 1)?;
+        }
+        inner.refresh_durable();
         Ok(LogStore {
-            inner: Arc::new(Mutex::new(Inner {
-                storage,
-                wal_dir: wal_dir.to_path_buf(),
-                vote_dir: vote_dir.to_path_buf(),
-                wal,
-                uncached_below: entries.len(),
-                entries,
-                last_purged,
-                vote,
-                cached_bytes: 0,
-                cache_budget,
-                header_buf: Vec::new(),
-                durable_tx,
-            })),
+            inner: Arc::new(Mutex::new(inner)),
+        })
+    }
+
+    /// Makes the log continue an installed Raft snapshot (see [`Inner::continue_snapshot`]).
+    pub fn install(&self, head: &SnapshotHead) -> Result<(), WalError> {
+        let mut inner = self.lock();
+        inner.continue_snapshot(head)?;
+        inner.refresh_durable();
+        Ok(())
+    }
+
+    /// What a Raft snapshot of the state after transaction `tx` stands for: the longest
+    /// prefix of the log up to `applied` whose transactions are all at or below `tx`.
+    /// `None` when that prefix is no longer than what is purged.
+    pub fn covered(&self, applied: LogId, tx: u64) -> Option<SnapshotHead> {
+        let inner = self.lock();
+        let mut last = None;
+        let mut membership = inner.purged_membership.clone();
+        let mut covered_tx = inner.purged_tx;
+        for e in inner
+            .entries
+            .iter()
+            .take_while(|e| e.log_id.index <= applied.index)
+        {
+            match &e.body {
+                Body::Normal { frames, .. } => {
+                    let Some(f) = frames.last() else { break };
+                    let last_tx = f.first_tx_id + u64::from(f.count) - 1;
+                    if last_tx > tx {
+                        break;
+                    }
+                    covered_tx = last_tx;
+                }
+                Body::Membership(m) => {
+                    membership = StoredMembership::new(Some(e.log_id), m.clone());
+                }
+                Body::Blank => {}
+            }
+            last = Some(e.log_id);
+        }
+        let last = last?;
+        Some(SnapshotHead {
+            meta: openraft::SnapshotMeta {
+                last_log_id: Some(last),
+                last_membership: membership,
+                snapshot_id: format!(
+                    "{}-{}-{}-{tx}",
+                    last.leader_id.term, last.leader_id.node_id, last.index
+                ),
+            },
+            covered_tx,
         })
     }
 
@@ -173,6 +253,19 @@ impl LogStore {
         }
     }
 
+    /// Waits (at most `limit`) until no one else holds this store (openraft's tasks
+    /// end a little after its shutdown): dropping it then frees the WAL directory.
+    pub async fn released(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while Arc::strong_count(&self.inner) > 1 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// The last transaction durable in this node's WAL.
     pub fn durable_tx(&self) -> u64 {
         self.lock().durable_tx
@@ -201,6 +294,54 @@ impl LogStore {
 }
 
 impl Inner {
+    /// Makes the log continue the Raft snapshot `head` names: kept when it holds the
+    /// snapshot's last entry or starts right after it; otherwise every entry goes (they
+    /// end before the snapshot, or disagree with it: uncommitted) and the WAL starts over
+    /// at the transaction after the snapshot's entries, where the next entry begins.
+    fn continue_snapshot(&mut self, head: &SnapshotHead) -> Result<(), WalError> {
+        let last = head
+            .meta
+            .last_log_id
+            .expect("a Raft snapshot names its last entry");
+        let holds_last = self.get(last.index).is_some_and(|e| e.log_id == last);
+        let follows = self.first_index() == Some(last.index + 1);
+        if !holds_last && !follows {
+            // Where the WAL will start, durably first: a crash before the reset leaves
+            // a log that does not start there, and the next open resets it again.
+            write_log_start(self.storage.as_ref(), &self.vote_dir, head).map_err(|e| {
+                WalError::Io {
+                    path: self.vote_dir.join(LOG_START_FILE),
+                    source: e,
+                }
+            })?;
+            let removed = self.wal.reset(head.covered_tx + 1)?;
+            tracing::info!(
+                snapshot = %last,
+                covered_tx = head.covered_tx,
+                segments = removed.len(),
+                "the log continues a Raft snapshot: its entries before it are dropped"
+            );
+            self.entries.clear();
+            self.cached_bytes = 0;
+            self.uncached_below = 0;
+        }
+        if !holds_last && self.last_purged.is_none_or(|p| p.index <= last.index) {
+            self.purged_to(head);
+        }
+        Ok(())
+    }
+
+    /// The log is known to continue the snapshot `head` names.
+    fn purged_to(&mut self, head: &SnapshotHead) {
+        self.last_purged = head.meta.last_log_id;
+        self.purged_membership = head.meta.last_membership.clone();
+        self.purged_tx = head.covered_tx;
+    }
+
+    fn refresh_durable(&mut self) {
+        self.durable_tx = last_tx(&self.entries).max(self.purged_tx);
+    }
+
     fn first_index(&self) -> Option<u64> {
         self.entries.front().map(|e| e.log_id.index)
     }
@@ -512,6 +653,45 @@ fn write_vote(storage: &dyn Storage, dir: &Path, vote: &Vote) -> Result<(), std:
     atomic.commit(file.as_ref()).map_err(|(_, e)| e)
 }
 
+fn read_log_start(
+    storage: &dyn Storage,
+    dir: &Path,
+) -> Result<Option<SnapshotHead>, std::io::Error> {
+    let path = dir.join(LOG_START_FILE);
+    let bytes = match ledger_storage::read_whole(storage, &path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let invalid = |why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {why}", path.display()),
+        )
+    };
+    let (body, crc) = bytes
+        .split_last_chunk::<4>()
+        .ok_or_else(|| invalid("truncated"))?;
+    if crc32c::crc32c(body).to_le_bytes() != *crc {
+        return Err(invalid("checksum mismatch"));
+    }
+    SnapshotHead::decode(body)
+        .map(Some)
+        .map_err(|e| invalid(&e.to_string()))
+}
+
+fn write_log_start(storage: &dyn Storage, dir: &Path, head: &SnapshotHead) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    head.encode(&mut bytes);
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let tmp = format!("{LOG_START_FILE}.tmp");
+    let (atomic, file) =
+        AtomicFile::create(storage, dir, &tmp, LOG_START_FILE).map_err(|(_, e)| e)?;
+    write_all_at(file.as_ref(), 0, &mut [std::io::IoSlice::new(&bytes)])?;
+    atomic.commit(file.as_ref()).map_err(|(_, e)| e)
+}
+
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
     let start = match range.start_bound() {
         Bound::Included(&s) => s,
@@ -592,7 +772,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .and_then(|()| inner.wal.sync().map(|_| ()));
         match written {
             Ok(()) => {
-                inner.durable_tx = last_tx(&inner.entries);
+                inner.refresh_durable();
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -632,7 +812,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
             .sum();
         inner.cached_bytes -= removed;
-        inner.durable_tx = last_tx(&inner.entries);
+        inner.refresh_durable();
         inner.uncached_below = inner.uncached_below.min(inner.entries.len());
         Ok(())
     }
@@ -646,20 +826,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .front()
             .is_some_and(|e| e.log_id.index <= log_id.index)
         {
-            if let Some(Stored {
-                body:
-                    Body::Normal {
-                        cached: Some(frames),
-                        ..
-                    },
-                ..
-            }) = inner.entries.pop_front()
-            {
-                inner.cached_bytes -= frames.bytes();
+            let Some(stored) = inner.entries.pop_front() else {
+                break;
+            };
+            match stored.body {
+                Body::Normal { frames, cached } => {
+                    if let Some(f) = frames.last() {
+                        inner.purged_tx = f.first_tx_id + u64::from(f.count) - 1;
+                    }
+                    if let Some(cached) = cached {
+                        inner.cached_bytes -= cached.bytes();
+                    }
+                }
+                Body::Membership(m) => {
+                    inner.purged_membership = StoredMembership::new(Some(stored.log_id), m);
+                }
+                Body::Blank => {}
             }
             inner.uncached_below = inner.uncached_below.saturating_sub(1);
         }
-        inner.last_purged = Some(log_id);
+        if inner.last_purged.is_none_or(|p| p.index < log_id.index) {
+            inner.last_purged = Some(log_id);
+        }
         Ok(())
     }
 }
@@ -697,6 +885,7 @@ mod tests {
             dir,
             WalConfig::default(),
             1 << 20,
+            None,
         )
     }
 
@@ -760,5 +949,81 @@ mod tests {
                 .unwrap_or_else(|e| panic!("cut after {frames_written}: reopened: {e}"));
             assert_eq!(entry_ids(&store), [(1, Some(3)), (2, Some(7))]);
         }
+    }
+    fn head(index: u64, covered_tx: u64) -> SnapshotHead {
+        SnapshotHead {
+            meta: openraft::SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: format!("{index}"),
+            },
+            covered_tx,
+        }
+    }
+
+    fn open_after(dir: &Path, snapshot: &SnapshotHead) -> LogStore {
+        LogStore::open(
+            ledger_storage::real(),
+            &dir.join("wal"),
+            dir,
+            WalConfig::default(),
+            1 << 20,
+            Some(snapshot),
+        )
+        .unwrap()
+    }
+
+    fn last_purged(store: &LogStore) -> Option<u64> {
+        store.lock().last_purged.map(|l| l.index)
+    }
+
+    /// A log that holds a snapshot's last entry is kept; one that does not reach it (or
+    /// disagrees with it) starts over after it, at the transaction after its entries,
+    /// and the next open keeps that.
+    #[test]
+    fn a_log_continues_its_raft_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).unwrap();
+        for e in [entry(1, 1, &[3]), entry(2, 4, &[4]), entry(3, 8, &[3])] {
+            store.lock().append_one(e).unwrap();
+        }
+        store.lock().wal.sync().unwrap();
+        drop(store);
+
+        let store = open_after(dir.path(), &head(2, 7));
+        assert_eq!(
+            entry_ids(&store),
+            [(1, Some(3)), (2, Some(7)), (3, Some(10))]
+        );
+        assert_eq!(last_purged(&store), None);
+        let covered = store
+            .covered(LogId::new(CommittedLeaderId::new(1, 1), 3), 9)
+            .unwrap();
+        assert_eq!(
+            (
+                covered.meta.last_log_id.map(|l| l.index),
+                covered.covered_tx
+            ),
+            (Some(2), 7)
+        );
+        drop(store);
+
+        // A snapshot beyond the log: it goes, the WAL continues at transaction 31.
+        let store = open_after(dir.path(), &head(9, 30));
+        assert!(entry_ids(&store).is_empty());
+        assert_eq!((last_purged(&store), store.durable_tx()), (Some(9), 30));
+        assert!(store.lock().append_one(entry(10, 20, &[2])).is_err());
+        store.lock().append_one(entry(10, 31, &[2])).unwrap();
+        store.lock().wal.sync().unwrap();
+        drop(store);
+
+        let store = open_after(dir.path(), &head(9, 30));
+        assert_eq!(entry_ids(&store), [(10, Some(32))]);
+        assert_eq!((last_purged(&store), store.durable_tx()), (Some(9), 32));
+        assert!(
+            store
+                .covered(LogId::new(CommittedLeaderId::new(1, 1), 10), 31)
+                .is_none()
+        );
     }
 }

@@ -11,6 +11,7 @@
 mod entry_format;
 mod log_store;
 mod node;
+mod raft_snapshot;
 mod state_machine;
 mod types;
 mod wire;

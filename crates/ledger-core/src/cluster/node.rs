@@ -13,7 +13,8 @@ use ledger_storage::Storage;
 use openraft::{BasicNode, ChangeMembers, RaftNetworkFactory, ServerState, SnapshotPolicy};
 
 use super::log_store::LogStore;
-use super::state_machine::{Shared, StateMachine};
+use super::raft_snapshot::RaftSnapshot;
+use super::state_machine::{Shared, Snapshots, StateMachine};
 use super::types::{Frames, NodeId, Raft};
 use crate::ledger::replica::{EncodedFrame, Propose, Watermark};
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
@@ -76,6 +77,9 @@ impl ClusterConfig {
                 n => SnapshotPolicy::LogsSinceLast(n),
             },
             max_in_snapshot_log_to_keep: self.keep_entries_after_snapshot,
+            // Sending a chunk of a snapshot (3 MiB) and installing the last one (a file
+            // written and synced, the log reset) on a loaded machine.
+            install_snapshot_timeout: 10_000,
             // An entry holds up to a ring of transactions (~1.7 MB of transfers at the
             // default 65,536): few per message keeps AppendEntries within the peers'
             // message limit (RAFT_MESSAGE_BYTES_MAX in the server).
@@ -144,6 +148,10 @@ pub struct NodeStatus {
     pub members: BTreeMap<NodeId, String>,
     /// On the leader: each node's last replicated entry index.
     pub matched: BTreeMap<NodeId, Option<u64>>,
+    /// The last entry the node's Raft snapshot covers, and the last entry forgotten
+    /// from its log (a node further behind catches up from the snapshot).
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
     /// Why the replicated log stopped, if it did.
     pub failure: Option<String>,
 }
@@ -256,12 +264,18 @@ where
         storage
             .create_dir_all(&self.ledger_config.wal_dir())
             .map_err(|e| ClusterError::Raft(format!("{}: {e}", data_dir.display())))?;
+        let raft_snapshot = RaftSnapshot::read(storage.as_ref(), data_dir)
+            .map_err(|e| ClusterError::Raft(format!("{}: {e}", data_dir.display())))?;
+        if let Some(snapshot) = &raft_snapshot {
+            self.install_image(snapshot)?;
+        }
         let log = LogStore::open(
             Arc::clone(storage),
             &self.ledger_config.wal_dir(),
             data_dir,
             crate::ledger::recovery::wal_config(&self.ledger_config),
             self.config.log_cache_bytes,
+            raft_snapshot.as_ref().map(|s| &s.head),
         )
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
         // A node comes back from a (re)start as a follower, never as the leader it was:
@@ -278,6 +292,14 @@ where
             Arc::clone(&replicated),
         )?;
         let last_tx_id = ledger.recovery_report().map_or(0, |r| r.last_tx_id);
+        if let Some(snapshot) = &raft_snapshot
+            && last_tx_id < snapshot.head.covered_tx
+        {
+            return Err(ClusterError::Raft(format!(
+                "the engine recovered to transaction {last_tx_id}, before its Raft snapshot's {}",
+                snapshot.head.covered_tx
+            )));
+        }
         let shared = Arc::new(Shared {
             id: self.config.node_id,
             ledger: Arc::new(ledger),
@@ -285,7 +307,13 @@ where
             leading_term: Mutex::new(None),
             raft: raft_cell,
         });
-        let state_machine = StateMachine::new(Arc::clone(&shared), log.clone(), last_tx_id);
+        let snapshots = Snapshots {
+            storage: Arc::clone(storage),
+            dir: data_dir.clone(),
+            current: Arc::new(Mutex::new(raft_snapshot.map(Arc::new))),
+        };
+        let state_machine =
+            StateMachine::new(Arc::clone(&shared), log.clone(), last_tx_id, snapshots);
         let raft = Raft::new(
             self.config.node_id,
             Arc::new(self.config.raft_config()?),
@@ -297,6 +325,28 @@ where
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let _ = shared.raft.set(raft.clone());
         Ok(Arc::new(Running { raft, shared, log }))
+    }
+
+    /// Puts the image of the node's Raft snapshot among the engine's snapshots, unless
+    /// one as new is there (an installation a restart or crash interrupted ends here).
+    fn install_image(&self, snapshot: &RaftSnapshot) -> Result<(), ClusterError> {
+        let dir = self.ledger_config.snapshot_dir();
+        let failed = |e: ledger_snapshot::SnapshotError| {
+            ClusterError::Raft(format!("installing the Raft snapshot's image: {e}"))
+        };
+        let newest =
+            ledger_snapshot::newest_sequence(self.storage.as_ref(), &dir).map_err(failed)?;
+        if newest.is_some_and(|n| n >= snapshot.image_tx) {
+            return Ok(());
+        }
+        let store = ledger_snapshot::SnapshotStore::open_on(
+            Arc::clone(&self.storage),
+            &dir,
+            ledger_snapshot::SnapshotConfig::default().with_keep(self.ledger_config.snapshots_kept),
+        )
+        .map_err(failed)?;
+        store.install(snapshot.image()).map_err(failed)?;
+        Ok(())
     }
 
     /// A fresh node proposes `peers` as the first membership; every node of a new
@@ -521,6 +571,8 @@ where
                 last_applied_index: None,
                 members: self.config.peers.clone(),
                 matched: BTreeMap::new(),
+                snapshot_index: None,
+                purged_index: None,
                 failure: None,
             };
         };
@@ -556,6 +608,8 @@ where
                 .as_ref()
                 .map(|r| r.iter().map(|(&id, l)| (id, l.map(|l| l.index))).collect())
                 .unwrap_or_default(),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
             failure: m.running_state.as_ref().err().map(|e| e.to_string()),
         }
     }
@@ -570,6 +624,13 @@ where
             let _ = running.raft.shutdown().await;
             let ledger = Arc::clone(&running.shared.ledger);
             let _ = tokio::task::spawn_blocking(move || ledger.stop()).await;
+            // Returns with the directory free for a new start in this process.
+            if !running.log.released(Duration::from_secs(10)).await {
+                tracing::warn!(
+                    node = self.config.node_id,
+                    "the log is still held after shutdown"
+                );
+            }
         }
     }
 }

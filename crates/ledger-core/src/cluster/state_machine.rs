@@ -3,8 +3,16 @@
 //! watermark, letting its own batches through the gate; any other is decoded and fed to
 //! the pipeline as replayed transactions. The leader's blank entry, once applied, means
 //! its whole log is applied: the node then takes submissions.
+//!
+//! Raft snapshots ([`raft_snapshot`](super::raft_snapshot)) are built from a snapshot the
+//! engine writes on the spot; installing one (a node that lags behind the purged log, or
+//! joins) makes the log continue it and restarts the node from it.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ledger_storage::Storage;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -13,6 +21,7 @@ use openraft::{
 };
 
 use super::log_store::{FrameRef, LogStore};
+use super::raft_snapshot::{RaftSnapshot, SnapshotFileError};
 use super::types::{
     Entry, Frames, LogId, NodeId, Raft, StorageError, StoredMembership, TypeConfig,
 };
@@ -90,6 +99,55 @@ pub(crate) struct StateMachine {
     applied: Option<LogId>,
     membership: StoredMembership,
     decoded: Decoded,
+    snapshots: Snapshots,
+}
+
+/// Where a node keeps its Raft snapshot, and the newest one.
+#[derive(Clone, Debug)]
+pub(crate) struct Snapshots {
+    pub storage: Arc<dyn Storage>,
+    /// The data directory, where `raft-snapshot` is.
+    pub dir: PathBuf,
+    pub current: Arc<Mutex<Option<Arc<RaftSnapshot>>>>,
+}
+
+impl Snapshots {
+    fn current(&self) -> Option<Arc<RaftSnapshot>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes `snapshot` the node's, durably, unless a newer one already is. Returns the
+    /// node's snapshot after.
+    fn replace(&self, snapshot: RaftSnapshot) -> Result<Arc<RaftSnapshot>, std::io::Error> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = current.as_ref()
+            && c.head.meta.last_log_id >= snapshot.head.meta.last_log_id
+        {
+            return Ok(Arc::clone(c));
+        }
+        snapshot.write(self.storage.as_ref(), &self.dir)?;
+        let snapshot = Arc::new(snapshot);
+        *current = Some(Arc::clone(&snapshot));
+        Ok(snapshot)
+    }
+}
+
+/// Why a Raft snapshot could not be built or installed.
+#[derive(Debug, thiserror::Error)]
+enum SnapshotError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    File(#[from] SnapshotFileError),
+    #[error("raft snapshot: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("raft snapshot: the log: {0}")]
+    Log(#[from] ledger_wal::WalError),
+    #[error("raft snapshot: {0}")]
+    Refused(String),
 }
 
 /// Why an entry could not be applied (the node stops its replicated log and restarts).
@@ -108,10 +166,25 @@ fn apply_error(log_id: LogId, e: &ApplyError) -> StorageError {
 impl StateMachine {
     /// The state machine of a ledger recovered from its snapshot up to `last_tx_id`: the
     /// entries wholly at or below it count as applied (a partly covered entry is applied
-    /// again; the records the snapshot has are skipped).
-    pub fn new(shared: Arc<Shared>, log: LogStore, last_tx_id: u64) -> StateMachine {
-        let mut applied = None;
-        let mut membership = StoredMembership::default();
+    /// again; the records the snapshot has are skipped), and so does the node's Raft
+    /// snapshot, which the engine's snapshot covers (the node installed its image).
+    pub fn new(
+        shared: Arc<Shared>,
+        log: LogStore,
+        last_tx_id: u64,
+        snapshots: Snapshots,
+    ) -> StateMachine {
+        let (mut applied, mut membership) = match snapshots.current() {
+            Some(s) => {
+                assert!(
+                    last_tx_id >= s.head.covered_tx,
+                    "the engine recovered to {last_tx_id}, before its Raft snapshot's {}",
+                    s.head.covered_tx
+                );
+                (s.head.meta.last_log_id, s.head.meta.last_membership.clone())
+            }
+            None => (None, StoredMembership::default()),
+        };
         let mut pending_membership = None;
         for (log_id, last_tx, m) in log.tx_marks() {
             if let Some(m) = m {
@@ -119,7 +192,7 @@ impl StateMachine {
             }
             match last_tx {
                 Some(last) if last <= last_tx_id => {
-                    applied = Some(log_id);
+                    applied = applied.max(Some(log_id));
                     if let Some((id, m)) = pending_membership.take() {
                         membership = StoredMembership::new(Some(id), m);
                     }
@@ -134,6 +207,7 @@ impl StateMachine {
             applied,
             membership,
             decoded: Decoded::default(),
+            snapshots,
         };
         if let Some(applied) = applied {
             // The entries the snapshot covers are not applied again: their frames go
@@ -198,7 +272,7 @@ impl StateMachine {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = NoSnapshots;
+    type SnapshotBuilder = Builder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         Ok((self.applied, self.membership.clone()))
@@ -231,43 +305,145 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        NoSnapshots
+        Builder {
+            shared: Arc::clone(&self.shared),
+            log: self.log.clone(),
+            applied: self.applied,
+            snapshots: self.snapshots.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(
         &mut self,
     ) -> Result<Box<std::io::Cursor<Vec<u8>>>, StorageError> {
-        Err(no_snapshots())
+        Ok(Box::new(std::io::Cursor::new(Vec::new())))
     }
 
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        _snapshot: Box<std::io::Cursor<Vec<u8>>>,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        snapshot: Box<std::io::Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        Err(no_snapshots())
+        let installed = self.install(meta, snapshot.into_inner()).map_err(|e| {
+            tracing::error!(node = self.shared.id, error = %e, "a Raft snapshot was not installed");
+            StorageError::from(StorageIOError::write_snapshot(
+                Some(meta.signature()),
+                AnyError::new(&e),
+            ))
+        })?;
+        self.applied = installed.head.meta.last_log_id;
+        self.membership = installed.head.meta.last_membership.clone();
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(None)
+        Ok(self.snapshots.current().map(|s| s.to_openraft()))
     }
 }
 
-/// Raft snapshots are not taken: the log is never purged (the snapshot policy is
-/// `Never`), so a lagging or new node catches up from the log alone.
-#[derive(Debug)]
-pub(crate) struct NoSnapshots;
-
-#[derive(Debug, thiserror::Error)]
-#[error("this build does not transfer Raft snapshots: nodes catch up from the log")]
-struct SnapshotsNotSupported;
-
-fn no_snapshots() -> StorageError {
-    StorageIOError::read_state_machine(AnyError::new(&SnapshotsNotSupported)).into()
+impl StateMachine {
+    /// Installs a snapshot from the leader: kept as the node's (durably, first), the log
+    /// made to continue it, then the node restarts from it (its engine still holds the
+    /// state before it): the watermark closes, which the node's watcher acts on. A crash
+    /// anywhere in between finishes the same at the next start.
+    fn install(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<RaftSnapshot>, SnapshotError> {
+        let snapshot = RaftSnapshot::decode(bytes)?;
+        if snapshot.head.meta.last_log_id != meta.last_log_id
+            || snapshot.head.meta.last_membership != meta.last_membership
+        {
+            return Err(SnapshotError::Refused(format!(
+                "its head names {:?}, the leader's meta {:?}",
+                snapshot.head.meta.last_log_id, meta.last_log_id
+            )));
+        }
+        let installed = self.snapshots.replace(snapshot)?;
+        self.log.install(&installed.head)?;
+        tracing::info!(
+            node = self.shared.id,
+            last_log_id = ?meta.last_log_id,
+            image_tx = installed.image_tx,
+            "installed a Raft snapshot: restarting from it"
+        );
+        self.shared.step_down();
+        Ok(installed)
+    }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {
+/// Builds Raft snapshots on a blocking thread: has the engine write a snapshot of what it
+/// shows now (all of it replicated), then names the log prefix it covers, up to what was
+/// applied when the build began.
+pub(crate) struct Builder {
+    shared: Arc<Shared>,
+    log: LogStore,
+    applied: Option<LogId>,
+    snapshots: Snapshots,
+}
+
+/// How long a build waits for the engine to show a transaction of the applied log (its
+/// pipeline trails the log by a batch or so) before it gives up.
+const BUILD_ATTEMPTS: u32 = 200;
+const BUILD_RETRY: Duration = Duration::from_millis(50);
+
+impl Builder {
+    fn build(&self) -> Result<Arc<RaftSnapshot>, SnapshotError> {
+        let current = self.snapshots.current();
+        let Some(applied) = self.applied else {
+            return current.ok_or_else(|| SnapshotError::Refused("nothing applied yet".into()));
+        };
+        for _ in 0..BUILD_ATTEMPTS {
+            let engine = self.shared.ledger.started()?;
+            let written = engine.write_snapshot_now()?;
+            let head = written
+                .as_ref()
+                .and_then(|(tx, _)| self.log.covered(applied, *tx));
+            if let (Some(head), Some((_, path))) = (head, written) {
+                if let Some(c) = &current
+                    && c.head.meta.last_log_id >= head.meta.last_log_id
+                {
+                    return Ok(Arc::clone(c));
+                }
+                let image = match ledger_storage::read_whole(self.snapshots.storage.as_ref(), &path)
+                {
+                    Ok(image) => image,
+                    // Retention removed it already: a newer one is there.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                return Ok(self.snapshots.replace(RaftSnapshot::new(head, &image)?)?);
+            }
+            if let Some(c) = current {
+                return Ok(c);
+            }
+            std::thread::sleep(BUILD_RETRY);
+        }
+        Err(SnapshotError::Refused(
+            "the engine never showed a transaction of the applied log".into(),
+        ))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        Err(no_snapshots())
+        let builder = Builder {
+            shared: Arc::clone(&self.shared),
+            log: self.log.clone(),
+            applied: self.applied,
+            snapshots: self.snapshots.clone(),
+        };
+        let built = tokio::task::spawn_blocking(move || builder.build())
+            .await
+            .map_err(|e| SnapshotError::Refused(e.to_string()))
+            .and_then(|r| r);
+        match built {
+            Ok(snapshot) => Ok(snapshot.to_openraft()),
+            Err(e) => {
+                tracing::error!(node = self.shared.id, error = %e, "a Raft snapshot was not built");
+                Err(StorageIOError::read_state_machine(AnyError::new(&e)).into())
+            }
+        }
     }
 }

@@ -206,6 +206,33 @@ impl Checkpointer {
     }
 }
 
+impl Checkpointer {
+    /// Writes a snapshot of the state as it is now, on the calling thread, from a copy
+    /// (readers and the pipeline go on meanwhile). Returns its sequence and file: the
+    /// newest one already on disk when it is at the same id. `None` before the first
+    /// transaction. For a cluster node's Raft snapshots.
+    #[cfg(feature = "cluster")]
+    pub fn write_copy_now(
+        &self,
+        visible: &std::sync::RwLock<Visible>,
+    ) -> Result<Option<(u64, std::path::PathBuf)>, SnapshotError> {
+        let copy = {
+            let visible = visible.read().unwrap_or_else(|e| e.into_inner());
+            SnapshotState::of(&visible)
+        };
+        let last = copy.last_tx_id;
+        if last == 0 {
+            return Ok(None);
+        }
+        let path = self.store.dir().join(ledger_snapshot::file_name(last));
+        if last != self.last_written.load(Ordering::Acquire) {
+            self.store.write(last, &copy)?;
+            self.last_written.fetch_max(last, Ordering::AcqRel);
+        }
+        Ok(Some((last, path)))
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

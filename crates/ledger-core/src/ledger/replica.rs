@@ -213,6 +213,15 @@ pub(crate) struct ReplicaHooks {
 }
 
 impl Engine {
+    /// Writes a snapshot of the visible state now (everything in it is replicated) and
+    /// returns its sequence and file; `None` before the first transaction. The image of
+    /// a Raft snapshot.
+    pub(crate) fn write_snapshot_now(
+        &self,
+    ) -> Result<Option<(TxId, std::path::PathBuf)>, LedgerError> {
+        Ok(self.checkpointer.write_copy_now(&self.visible)?)
+    }
+
     /// Lets clients submit (`true`: this node leads and has applied its whole log) or
     /// refuses them with [`LedgerError::NotLeader`].
     pub(crate) fn set_writable(&self, writable: bool) {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use ledger_core::cluster::openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use ledger_core::cluster::openraft::network::RPCOption;
 use ledger_core::cluster::openraft::raft::{
@@ -97,13 +97,16 @@ impl RaftNetwork<TypeConfig> for Link {
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-        Err(RPCError::Network(NetworkError::new(&LinkDown(
-            self.router.from,
-            self.to,
-        ))))
+        let raft = self.router.target(self.to)?;
+        let reply = raft
+            .install_snapshot(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)));
+        self.router.target(self.to)?;
+        reply
     }
 
     async fn vote(
