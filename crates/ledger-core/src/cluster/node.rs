@@ -50,14 +50,16 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// A node of `peers` with default timings: heartbeats every 100 ms, elections after
-    /// 500-1000 ms of silence (a 2-core machine under load still heartbeats in time).
+    /// A node of `peers` with default timings: heartbeats every 50 ms, elections after
+    /// 250-500 ms of silence. openraft makes a follower that knew a leader wait out that
+    /// leader's lease (the longest election timeout) too, so a leader's death is noticed
+    /// after 0.75-1 s.
     pub fn new(node_id: NodeId, peers: BTreeMap<NodeId, String>) -> ClusterConfig {
         ClusterConfig {
             node_id,
             peers,
-            heartbeat: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            heartbeat: Duration::from_millis(50),
+            election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
             log_cache_bytes: 64 << 20,
             join: false,
             snapshot_every_entries: 8192,
