@@ -22,7 +22,9 @@ pub type Stub = LedgerClient<InterceptedService<Channel, Auth>>;
 /// The most attempts one call makes, whatever its retry budget.
 pub const ATTEMPTS_MAX: u32 = 64;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Short: an election takes well under a second, and a client backing off longer than
+/// that only adds to the failover its callers see.
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// Channels kept at once: the endpoints plus the leaders servers named; past it the cache
 /// starts over (a server naming ever new addresses cannot grow it without bound).
 const CHANNELS_MAX: usize = 64;

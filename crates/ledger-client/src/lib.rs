@@ -40,7 +40,7 @@
 //! deduplicates. A write with `user_ref` 0 is retried only when the failure proves it did
 //! not execute (the first three rows).
 //!
-//! The backoff starts at 50 ms and doubles up to 1 s; the first redirect of a call is
+//! The backoff starts at 50 ms and doubles up to 250 ms; the first redirect of a call is
 //! followed at once, later ones wait like any retry (two nodes naming each other during
 //! an election do not spin). A call starts no new attempt that would begin after
 //! [`ConnectOptions::retry_budget`] (default 5 s) from its start, nor more than
