@@ -102,7 +102,38 @@ pub enum ClusterError {
     Ledger(#[from] LedgerError),
     #[error("the replicated log: {0}")]
     Raft(String),
+    /// The data directory is still locked (by this process's previous engine, which a
+    /// read in flight holds for a moment): trying again succeeds.
+    #[error("the data directory is still in use: {0}")]
+    Busy(String),
 }
+
+impl ClusterError {
+    fn from_open(e: super::log_store::OpenError) -> ClusterError {
+        match e {
+            super::log_store::OpenError::Wal(ledger_wal::WalError::Locked { .. }) => {
+                ClusterError::Busy(e.to_string())
+            }
+            e => ClusterError::Raft(e.to_string()),
+        }
+    }
+
+    fn is_busy(&self) -> bool {
+        match self {
+            ClusterError::Busy(_) => true,
+            ClusterError::Ledger(LedgerError::Wal(e)) => {
+                matches!(**e, ledger_wal::WalError::Locked { .. })
+            }
+            ClusterError::Ledger(LedgerError::Snapshot(e)) => {
+                matches!(**e, ledger_snapshot::SnapshotError::Locked { .. })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How long a restarting node waits for its directory to be let go of before it gives up.
+const REOPEN_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Why a membership change did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +235,8 @@ pub struct ClusterNode<N> {
     network: N,
     /// `None` while restarting and after shutdown.
     running: Mutex<Option<Arc<Running>>>,
+    /// Why the node stopped for good (a restart that failed), if it did.
+    failure: Mutex<Option<String>>,
     shut_down: std::sync::atomic::AtomicBool,
     runtime: tokio::runtime::Handle,
 }
@@ -242,6 +275,7 @@ where
             storage,
             network,
             running: Mutex::new(None),
+            failure: Mutex::new(None),
             shut_down: std::sync::atomic::AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
         });
@@ -279,7 +313,7 @@ where
             self.config.log_cache_bytes,
             raft_snapshot.as_ref().map(|s| &s.head),
         )
-        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        .map_err(ClusterError::from_open)?;
         // A node comes back from a (re)start as a follower, never as the leader it was:
         // it leads again only through a new term, whose blank entry makes it writable.
         log.forget_own_leadership(self.config.node_id);
@@ -438,15 +472,24 @@ where
         let _ = tokio::task::spawn_blocking(move || ledger.stop()).await;
         drop(old);
         // In-flight reads may still hold the old ledger (and its directory locks) for a
-        // while: retry until they let go, or until the node is shut down.
+        // while: retry until they let go, or until the node is shut down. Any other error
+        // would come back every time (a damaged log): the node stays down and says why.
+        let started = std::time::Instant::now();
         let running = loop {
             match self.open().await {
                 Ok(running) => break running,
-                Err(e) if !self.is_shut_down() => {
+                Err(e)
+                    if e.is_busy()
+                        && !self.is_shut_down()
+                        && started.elapsed() < REOPEN_PATIENCE =>
+                {
                     tracing::debug!(error = %e, "reopening after a lost leadership");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    return Err(e);
+                }
             }
         };
         if self.is_shut_down() {
@@ -575,7 +618,11 @@ where
                 matched: BTreeMap::new(),
                 snapshot_index: None,
                 purged_index: None,
-                failure: None,
+                failure: self
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
             };
         };
         let m = running.raft.metrics().borrow().clone();
