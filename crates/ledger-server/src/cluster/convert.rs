@@ -1,10 +1,15 @@
 //! The Raft RPC messages between openraft's types and `raft.proto`'s.
 
+use ledger_core::cluster::openraft::error::{InstallSnapshotError, SnapshotMismatch};
 use ledger_core::cluster::openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
-use ledger_core::cluster::openraft::{CommittedLeaderId, LogId, Vote};
-use ledger_core::cluster::{EncodedFrame, NodeId, TypeConfig, entry_from_wire, entry_header};
+use ledger_core::cluster::openraft::{CommittedLeaderId, LogId, SnapshotSegmentId, Vote};
+use ledger_core::cluster::{
+    EncodedFrame, NodeId, TypeConfig, entry_from_wire, entry_header, snapshot_meta_from_wire,
+    snapshot_meta_to_wire,
+};
 use tonic::Status;
 
 use crate::pb::cluster as pb;
@@ -163,6 +168,83 @@ pub fn vote_response_from(r: pb::VoteResponse) -> Result<VoteResponse<NodeId>, S
     })
 }
 
+/// A snapshot chunk, its data moved (up to `snapshot_max_chunk_size`, 3 MiB).
+pub fn install_request_to(r: InstallSnapshotRequest<TypeConfig>) -> pb::InstallSnapshotRequest {
+    pb::InstallSnapshotRequest {
+        vote: Some(vote_to(&r.vote)),
+        meta: snapshot_meta_to_wire(&r.meta),
+        offset: r.offset,
+        data: r.data,
+        done: r.done,
+    }
+}
+
+pub fn install_request_from(
+    r: pb::InstallSnapshotRequest,
+) -> Result<InstallSnapshotRequest<TypeConfig>, Status> {
+    let meta = snapshot_meta_from_wire(&r.meta)
+        .map_err(|e| Status::invalid_argument(format!("a snapshot's meta: {e}")))?;
+    Ok(InstallSnapshotRequest {
+        vote: vote_from(r.vote)?,
+        meta,
+        offset: r.offset,
+        data: r.data,
+        done: r.done,
+    })
+}
+
+fn segment_to(s: &SnapshotSegmentId) -> pb::SnapshotSegment {
+    pb::SnapshotSegment {
+        snapshot_id: s.id.clone(),
+        offset: s.offset,
+    }
+}
+
+fn segment_from(s: Option<pb::SnapshotSegment>) -> Result<SnapshotSegmentId, Status> {
+    let s = s.ok_or_else(|| Status::internal("a snapshot mismatch without its segments"))?;
+    Ok(SnapshotSegmentId {
+        id: s.snapshot_id,
+        offset: s.offset,
+    })
+}
+
+/// The answer to a chunk: this node's vote, or the chunk it expected instead.
+pub fn install_response_to(
+    r: &Result<InstallSnapshotResponse<NodeId>, InstallSnapshotError>,
+) -> pb::InstallSnapshotResponse {
+    use pb::install_snapshot_response::Result as R;
+    let result = match r {
+        Ok(r) => R::Vote(vote_to(&r.vote)),
+        Err(InstallSnapshotError::SnapshotMismatch(m)) => R::Mismatch(pb::SnapshotMismatch {
+            expect: Some(segment_to(&m.expect)),
+            got: Some(segment_to(&m.got)),
+        }),
+    };
+    pb::InstallSnapshotResponse {
+        result: Some(result),
+    }
+}
+
+pub fn install_response_from(
+    r: pb::InstallSnapshotResponse,
+) -> Result<Result<InstallSnapshotResponse<NodeId>, InstallSnapshotError>, Status> {
+    use pb::install_snapshot_response::Result as R;
+    Ok(match r.result {
+        Some(R::Vote(v)) => Ok(InstallSnapshotResponse {
+            vote: vote_from(Some(v))?,
+        }),
+        Some(R::Mismatch(m)) => Err(InstallSnapshotError::SnapshotMismatch(SnapshotMismatch {
+            expect: segment_from(m.expect)?,
+            got: segment_from(m.got)?,
+        })),
+        None => {
+            return Err(Status::internal(
+                "an InstallSnapshot answer without a result",
+            ));
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +301,76 @@ mod tests {
         assert_eq!(
             append_request_from(gap).unwrap_err().code(),
             tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn snapshot_chunks_and_their_answers_round_trip() {
+        use ledger_core::cluster::openraft::{
+            BasicNode, Membership, SnapshotMeta, StoredMembership,
+        };
+        let members = [(1, "a:1"), (2, "b:2"), (4, "d:4")]
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect::<std::collections::BTreeMap<NodeId, BasicNode>>();
+        let membership = Membership::new(vec![[1, 2, 4].into()], members);
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(5, 2), 90)),
+            last_membership: StoredMembership::new(
+                Some(LogId::new(CommittedLeaderId::new(4, 1), 60)),
+                membership,
+            ),
+            snapshot_id: "5-2-90-7".into(),
+        };
+        let request = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(5, 2),
+            meta: meta.clone(),
+            offset: 3 << 20,
+            data: vec![9; 1000],
+            done: true,
+        };
+        let back = install_request_from(install_request_to(request.clone())).unwrap();
+        assert_eq!(back, request);
+
+        // A chunk with an unreadable meta, or no vote, is refused.
+        let mut bad = install_request_to(request.clone());
+        bad.meta.truncate(3);
+        assert_eq!(
+            install_request_from(bad).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let mut bad = install_request_to(request);
+        bad.vote = None;
+        assert_eq!(
+            install_request_from(bad).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+
+        let took = Ok(InstallSnapshotResponse {
+            vote: Vote::new_committed(6, 3),
+        });
+        assert_eq!(
+            install_response_from(install_response_to(&took)).unwrap(),
+            took
+        );
+        let mismatch = Err(InstallSnapshotError::SnapshotMismatch(SnapshotMismatch {
+            expect: SnapshotSegmentId {
+                id: "5-2-90-7".into(),
+                offset: 0,
+            },
+            got: SnapshotSegmentId {
+                id: "5-2-90-7".into(),
+                offset: 3 << 20,
+            },
+        }));
+        assert_eq!(
+            install_response_from(install_response_to(&mismatch)).unwrap(),
+            mismatch
+        );
+        let empty = pb::InstallSnapshotResponse { result: None };
+        assert_eq!(
+            install_response_from(empty).unwrap_err().code(),
+            tonic::Code::Internal
         );
     }
 }

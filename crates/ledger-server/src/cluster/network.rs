@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ledger_core::cluster::openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use ledger_core::cluster::openraft::network::RPCOption;
 use ledger_core::cluster::openraft::raft::{
@@ -168,16 +168,27 @@ impl RaftNetwork<TypeConfig> for Peer {
         convert::append_response_from(reply.into_inner()).map_err(|s| self.error(&s))
     }
 
+    /// One chunk of a snapshot (openraft sends them in order, up to
+    /// `snapshot_max_chunk_size` each: within the Raft message limit). A chunk the peer
+    /// did not expect comes back as its `SnapshotMismatch`, and openraft starts over.
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Rpc<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-        // Raft snapshots are never taken (the log is never purged): nothing sends one.
-        Err(RPCError::Network(NetworkError::new(&PeerError {
-            target: self.target,
-            message: "snapshot transfer is not supported".into(),
-        })))
+        let mut client = self
+            .client()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let request = self.request(convert::install_request_to(rpc), &option);
+        let reply = client
+            .install_snapshot(request)
+            .await
+            .map_err(|s| self.error(&s))?;
+        convert::install_response_from(reply.into_inner())
+            .map_err(|s| self.error(&s))?
+            .map_err(|e| {
+                RPCError::RemoteError(RemoteError::new(self.target, RaftError::APIError(e)))
+            })
     }
 
     async fn vote(

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use ledger_core::cluster::openraft::error::RaftError;
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -49,5 +50,21 @@ impl pb::raft_server::Raft for RaftService {
         let rpc = convert::vote_request_from(request.into_inner())?;
         let reply = self.raft()?.vote(rpc).await.map_err(stopped)?;
         Ok(Response::new(convert::vote_response_to(&reply)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<pb::InstallSnapshotRequest>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        auth::require(&request, Role::Write)?;
+        let rpc = convert::install_request_from(request.into_inner())?;
+        // A chunk out of order is the sender's to handle (it starts over): an answer, not
+        // a failed call.
+        let reply = match self.raft()?.install_snapshot(rpc).await {
+            Ok(reply) => Ok(reply),
+            Err(RaftError::APIError(e)) => Err(e),
+            Err(e @ RaftError::Fatal(_)) => return Err(stopped(e)),
+        };
+        Ok(Response::new(convert::install_response_to(&reply)))
     }
 }
