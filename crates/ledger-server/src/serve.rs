@@ -84,6 +84,12 @@ pub async fn serve(
             tracing::info!(node_id = cluster.node_id, peers = ?cluster.peers, "starting as a cluster node");
             let mut cluster_config = ClusterConfig::new(cluster.node_id, cluster.peers);
             cluster_config.join = cluster.join;
+            if let Some(every) = cluster.snapshot_every_entries {
+                cluster_config.snapshot_every_entries = every;
+            }
+            if let Some(keep) = cluster.keep_entries_after_snapshot {
+                cluster_config.keep_entries_after_snapshot = keep;
+            }
             let node = ClusterNode::start(
                 config.clone(),
                 ledger_core::storage::real(),

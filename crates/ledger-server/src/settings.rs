@@ -106,18 +106,43 @@ pub struct Settings {
     /// it never forms a cluster of its own. --peers then lists the current members.
     #[arg(long, env = "LEDGER_JOIN", requires = "node_id")]
     pub join: Option<bool>,
+    /// Take a Raft snapshot (from the ledger's newest snapshot) every this many log
+    /// entries, and forget the entries it covers but the last --raft-keep-entries: a node
+    /// further behind, or joining, catches up from the snapshot. 0: never (the whole log
+    /// is kept and replayed to it) [default: 8192].
+    #[arg(
+        long,
+        env = "LEDGER_RAFT_SNAPSHOT_EVERY",
+        value_name = "ENTRIES",
+        requires = "node_id"
+    )]
+    pub raft_snapshot_every: Option<u64>,
+    /// Log entries kept behind a Raft snapshot, so a follower a little behind still
+    /// catches up from the log [default: 1024].
+    #[arg(
+        long,
+        env = "LEDGER_RAFT_KEEP_ENTRIES",
+        value_name = "N",
+        requires = "node_id"
+    )]
+    pub raft_keep_entries: Option<u64>,
     /// With TLS on, the CA certificate (PEM) the other nodes' certificates chain to
     /// [default: this node's own --tls-cert, for nodes sharing one certificate or CA].
     #[arg(long, env = "LEDGER_PEER_TLS_CA")]
     pub peer_tls_ca: Option<PathBuf>,
 }
 
-/// A cluster node's identity and peers, from `--node-id` and `--peers`.
+/// A cluster node's identity and peers, from `--node-id` and `--peers`, and its Raft
+/// snapshot policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSettings {
     pub node_id: u64,
     pub peers: BTreeMap<u64, String>,
     pub join: bool,
+    /// `--raft-snapshot-every`; `None`: `ClusterConfig`'s default.
+    pub snapshot_every_entries: Option<u64>,
+    /// `--raft-keep-entries`; `None`: `ClusterConfig`'s default.
+    pub keep_entries_after_snapshot: Option<u64>,
 }
 
 impl Settings {
@@ -174,6 +199,8 @@ impl Settings {
             node_id,
             peers,
             join,
+            raft_snapshot_every,
+            raft_keep_entries,
             peer_tls_ca
         )
     }
@@ -200,6 +227,8 @@ impl Settings {
             node_id,
             peers,
             join,
+            snapshot_every_entries: self.raft_snapshot_every,
+            keep_entries_after_snapshot: self.raft_keep_entries,
         }))
     }
 
@@ -319,6 +348,16 @@ mod tests {
         assert_eq!(cluster.node_id, 1);
         assert_eq!(cluster.peers.len(), 3);
         assert!(!cluster.join);
+        // Its Raft snapshot policy is the default, written out.
+        let d = ledger_core::cluster::ClusterConfig::new(1, BTreeMap::new());
+        assert_eq!(
+            cluster.snapshot_every_entries,
+            Some(d.snapshot_every_entries)
+        );
+        assert_eq!(
+            cluster.keep_entries_after_snapshot,
+            Some(d.keep_entries_after_snapshot)
+        );
     }
 
     #[test]
@@ -357,6 +396,24 @@ mod tests {
                 .unwrap_err()
                 .contains("node id")
         );
+        assert_eq!(cluster.snapshot_every_entries, None);
+        assert_eq!(cluster.keep_entries_after_snapshot, None);
+        let cluster = parse(&[
+            "--node-id",
+            "1",
+            "--peers",
+            "1=a:1",
+            "--raft-snapshot-every",
+            "0",
+            "--raft-keep-entries",
+            "16",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(cluster.snapshot_every_entries, Some(0));
+        assert_eq!(cluster.keep_entries_after_snapshot, Some(16));
+        // Only a cluster node has a Raft log.
+        assert!(parse(&["--raft-snapshot-every", "8"]).is_err());
     }
 
     #[test]
