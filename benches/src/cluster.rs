@@ -81,6 +81,8 @@ pub struct Node {
     process: Option<ServerProcess>,
     /// Status calls, straight to `listen`, never retried.
     status: Client,
+    /// Started with `--join true`: added to the running cluster, never forming one.
+    join: bool,
 }
 
 impl Node {
@@ -101,6 +103,8 @@ pub struct Cluster {
     peers: String,
     extra_args: Vec<String>,
     pub proxy: Option<Proxy>,
+    /// Where the nodes' directories are.
+    root: PathBuf,
 }
 
 /// A free port on `ip` (bound, then released: nothing else on this machine binds the
@@ -147,6 +151,7 @@ impl Cluster {
                     root,
                     process: None,
                     status: status_client(addr)?,
+                    join: false,
                 },
             );
         }
@@ -161,6 +166,7 @@ impl Cluster {
             peers,
             extra_args: options.extra_args.clone(),
             proxy,
+            root: root.to_path_buf(),
         };
         for id in cluster.ids() {
             cluster.spawn(id)?;
@@ -208,6 +214,55 @@ impl Cluster {
         vec![n.listen.to_string(), n.advertised.to_string()]
     }
 
+    /// Lays out node `id` (in `root/n<id>`, on `127.0.0.<id+1>`) and starts it with
+    /// `--join true` and the same settings as the others: it waits, a member of no
+    /// cluster, until [`Cluster::add_member`] adds it. Returns once it listens. The
+    /// others dial it directly, never through the proxy.
+    pub async fn start_joining(&mut self, id: u64) -> Result<(), String> {
+        if self.nodes.contains_key(&id) {
+            return Err(format!("node {id} is already laid out"));
+        }
+        let ip = node_ip(id);
+        let listen = SocketAddr::from((ip, free_port(ip)?));
+        let root = self.root.join(format!("n{id}"));
+        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        self.nodes.insert(
+            id,
+            Node {
+                id,
+                listen,
+                advertised: listen,
+                root,
+                process: None,
+                status: status_client(listen)?,
+                join: true,
+            },
+        );
+        self.spawn(id)?;
+        self.wait_listening(id).await
+    }
+
+    /// Adds node `id` (started with [`Cluster::start_joining`]) through the leader's
+    /// `AddNode`, which returns once the node caught up and votes; returns the voters
+    /// then. Waits up to [`PATIENCE`].
+    pub async fn add_member(&self, id: u64) -> Result<Vec<u64>, String> {
+        let client = Client::new(ConnectOptions {
+            timeout: PATIENCE,
+            retry_budget: PATIENCE,
+            ..ConnectOptions::new(self.direct_addrs())
+        })
+        .map_err(|e| e.to_string())?;
+        let added = client.add_node(pb::AddNodeRequest {
+            node_id: id,
+            address: self.node(id).advertised.to_string(),
+        });
+        let members = tokio::time::timeout(PATIENCE, added)
+            .await
+            .map_err(|_| format!("AddNode({id}) did not return within {PATIENCE:?}"))?
+            .map_err(|e| format!("AddNode({id}): {e}"))?;
+        Ok(members.members.iter().map(|m| m.node_id).collect())
+    }
+
     /// Starts node `id`'s process (not waiting for it).
     fn spawn(&mut self, id: u64) -> Result<(), String> {
         let node = self.nodes.get_mut(&id).ok_or("no such node")?;
@@ -224,6 +279,9 @@ impl Cluster {
             "--data-dir".into(),
             node.data_dir().into(),
         ];
+        if node.join {
+            args.extend(["--join".into(), "true".into()]);
+        }
         args.extend(NODE_ARGS.iter().map(Into::into));
         args.extend(self.extra_args.iter().map(Into::into));
         node.process = Some(ServerProcess::spawn_with(

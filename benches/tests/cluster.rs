@@ -1,8 +1,9 @@
 //! Real-process cluster tests, CI-sized: three `ledger-server` processes on loopback
 //! (the binary built with the same profile: `cargo build -p ledger-server`), their leader
-//! SIGKILLed under load, cut off by the proxy, a follower SIGKILLed; after each, every
-//! acknowledgement is read back on every node, balances compared, and at the end the
-//! nodes' WALs compared record by record. One test at a time: three clusters at once on
+//! SIGKILLed under load, cut off by the proxy, a follower SIGKILLed, a fourth node added
+//! that catches up from a Raft snapshot; after each, every acknowledgement is read back
+//! on every node, balances compared, and at the end the nodes' WALs compared record by
+//! record. One test at a time: three clusters at once on
 //! two cores would mostly test the scheduler.
 
 use std::sync::Mutex;
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use ledger_bench::cluster::scenario::{self, History};
 use ledger_bench::cluster::{Cluster, Options};
+use ledger_wal::WalReader;
 
 /// Serialises the tests of this file.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -113,4 +115,48 @@ fn the_whole_cluster_restarts_and_takes_writes_again() {
             Ok(())
         },
     );
+}
+
+#[test]
+fn a_new_node_joins_from_a_snapshot() {
+    let mut options = Options::new(3, false);
+    // A Raft snapshot every 8 entries, 2 kept behind it: the log a new node would need
+    // from the start is long gone. The engine's own snapshots (what a Raft snapshot is
+    // built from) come every 10 transactions.
+    options.extra_args = [
+        "--raft-snapshot-every",
+        "8",
+        "--raft-keep-entries",
+        "2",
+        "--snapshot-interval-tx",
+        "10",
+    ]
+    .map(String::from)
+    .to_vec();
+    run("join from a snapshot", options, async |cluster, history| {
+        let join = scenario::join_from_snapshot(cluster, history, 4, 4, 60).await?;
+        eprintln!("{join:?}");
+        let report = scenario::check_logs_joined(cluster, history, &[4]).await?;
+        eprintln!("logs: {report:?}");
+        // It came from a snapshot: its WAL starts after transaction 1 (and after
+        // every transaction written before it joined but those its log replayed).
+        let wal_dir = cluster.node(4).data_dir().join("wal");
+        let first_seq = WalReader::open(&wal_dir)
+            .map_err(|e| format!("{}: {e}", wal_dir.display()))?
+            .first_seq();
+        let range = report.ranges.get(&4).copied().flatten();
+        match range {
+            Some((first, last)) if first > 1 && last == join.tip_after => {
+                eprintln!(
+                    "node 4's WAL: transactions {first}..={last} (first segment from {first_seq:?})"
+                );
+                Ok(())
+            }
+            _ => Err(format!(
+                "node 4's WAL holds transactions {range:?} (first segment from {first_seq:?}): \
+                     not caught up from a snapshot to {}",
+                join.tip_after
+            )),
+        }
+    });
 }

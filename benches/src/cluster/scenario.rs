@@ -1,13 +1,16 @@
 //! The runs: a leader SIGKILLed under load ([`kill_leader_under_load`], timed), a leader
 //! cut off from both followers while a client keeps writing to it ([`isolate_leader`]),
-//! a follower SIGKILLed and restarted, the whole cluster stopped and started again; and
-//! the full check at the end of any of them ([`check_logs`]). What every run acknowledged
+//! a follower SIGKILLed and restarted, the whole cluster stopped and started again, a
+//! node added that catches up from a Raft snapshot ([`join_from_snapshot`]); and the
+//! full check at the end of any of them ([`check_logs`], [`check_logs_joined`]). What every run acknowledged
 //! accumulates in a [`History`] that the log comparison checks against.
 
 mod failover;
+mod join;
 mod partition;
 
 pub use failover::{Failover, kill_leader_under_load};
+pub use join::{Join, join_from_snapshot};
 pub use partition::{Partition, isolate_leader};
 
 use std::collections::HashSet;
@@ -152,6 +155,26 @@ pub async fn check_logs(
     history: &History,
     restart: bool,
 ) -> Result<wal::WalReport, String> {
+    check_logs_of(cluster, history, restart, &[]).await
+}
+
+/// [`check_logs`] for a cluster that nodes `joined` were added to, catching up from a
+/// snapshot: their WALs start later (where the snapshot ends, never restarted here) and
+/// end where the others' do.
+pub async fn check_logs_joined(
+    cluster: &mut Cluster,
+    history: &History,
+    joined: &[u64],
+) -> Result<wal::WalReport, String> {
+    check_logs_of(cluster, history, false, joined).await
+}
+
+async fn check_logs_of(
+    cluster: &mut Cluster,
+    history: &History,
+    restart: bool,
+    joined: &[u64],
+) -> Result<wal::WalReport, String> {
     let tip = cluster.wait_converged(PATIENCE).await?;
     let ids = cluster.running();
     let served = checks::same_balances(cluster, &ids, tip).await?;
@@ -161,22 +184,20 @@ pub async fn check_logs(
         .map(|&id| (id, cluster.node(id).data_dir().join("wal")))
         .collect();
     let report = tokio::task::block_in_place(|| wal::compare(&wals, &history.expect()))?;
-    let ranges: HashSet<_> = report.ranges.values().collect();
-    if ranges.len() != 1 {
+    let whole: HashSet<_> = report
+        .ranges
+        .iter()
+        .filter(|(id, _)| !joined.contains(id))
+        .map(|(_, range)| range)
+        .collect();
+    let ends: HashSet<_> = report.ranges.values().map(|r| r.map(|r| r.1)).collect();
+    if whole.len() != 1 || ends.len() != 1 {
         return Err(format!(
             "the converged nodes' logs end apart: {:?}",
             report.ranges
         ));
     }
-    if report
-        .ranges
-        .values()
-        .next()
-        .copied()
-        .flatten()
-        .map(|r| r.1)
-        != Some(tip)
-    {
+    if ends.iter().next().copied().flatten() != Some(tip) {
         return Err(format!(
             "the logs end at {:?}, the nodes showed {tip}",
             report.ranges
