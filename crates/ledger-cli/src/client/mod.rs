@@ -50,8 +50,8 @@ pub enum ClusterCommand {
     /// Asks every node named in --server for its own view (role, term, leader,
     /// computed / durable / replicated / applied indexes) and prints one line per node.
     Status(ClusterStatus),
-    /// Adds a node (started with --join) to the cluster: it catches up from the log,
-    /// then votes. Sent to the leader.
+    /// Adds a node (started with --join) to the cluster: it catches up (from the log, or
+    /// from a Raft snapshot), then votes. Sent to the leader.
     Add(ClusterAdd),
     /// Removes a node from the cluster. Sent to the leader.
     Remove(ClusterRemove),
