@@ -22,8 +22,12 @@ fn peers() -> BTreeMap<NodeId, String> {
 }
 
 fn ledger_config(dir: &std::path::Path) -> LedgerConfig {
+    ledger_config_sized(dir, 1_000)
+}
+
+fn ledger_config_sized(dir: &std::path::Path, max_accounts: u64) -> LedgerConfig {
     let mut config = LedgerConfig::in_dir(dir);
-    config.max_accounts = 1_000;
+    config.max_accounts = max_accounts;
     config.ring_size = 1 << 10;
     config.read_cache_bytes = 0;
     config
@@ -35,6 +39,7 @@ struct Cluster {
     /// Raft snapshots every this many entries, keeping this many behind (None: the
     /// defaults, which these short tests never reach).
     snapshots: Option<(u64, u64)>,
+    max_accounts: u64,
 }
 
 impl Cluster {
@@ -56,6 +61,8 @@ impl Cluster {
             router: Router::default(),
             dirs: (0..dirs).map(|_| tempfile::tempdir().unwrap()).collect(),
             snapshots,
+            // Snapshots of 250,000 accounts (4 MB) travel in two chunks.
+            max_accounts: if snapshots.is_some() { 250_000 } else { 1_000 },
         };
         for id in IDS {
             cluster.start_node(id).await;
@@ -76,7 +83,7 @@ impl Cluster {
             config.keep_entries_after_snapshot = keep;
         }
         let node = ClusterNode::start(
-            ledger_config(dir),
+            ledger_config_sized(dir, self.max_accounts),
             ledger_core::storage::real(),
             config,
             self.router.for_node(id),

@@ -450,7 +450,8 @@ where
             }
             tracing::warn!(
                 node = self.config.node_id,
-                "lost the leadership with batches in flight: restarting from the log"
+                "restarting in place from the snapshot and the log (deposed with batches in \
+                 flight, or a Raft snapshot installed)"
             );
             if let Err(e) = self.restart(running).await {
                 tracing::error!(node = self.config.node_id, error = %e, "restart failed");

@@ -202,7 +202,13 @@ impl<'a> RecordSource<'a> {
     fn not_retained(&self, tx_id: TxId) -> LedgerError {
         LedgerError::NotRetained {
             tx_id,
-            first_retained: self.path.index.first_seq().unwrap_or(0),
+            // Nothing indexed yet (a node restarted from an installed Raft snapshot):
+            // nothing up to this id is retained here.
+            first_retained: self
+                .path
+                .index
+                .first_seq()
+                .unwrap_or(tx_id.saturating_add(1)),
         }
     }
 }
