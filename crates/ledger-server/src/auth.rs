@@ -1,8 +1,13 @@
 //! Bearer-token authentication: a token file names read-only and read-write tokens; the
 //! interceptor marks each request with its caller's role, and each method requires one.
 //!
-//! Token file: one token per line, `read <token>` or `write <token>`; `#` starts a
-//! comment. Without a token file every caller may do everything.
+//! Token file: one token per line, `read <token>`, `write <token>` or `peer <token>`;
+//! `#` starts a comment. Without a token file every caller may do everything.
+//!
+//! `peer` tokens are for a cluster's nodes: once a file names one, only a peer token may
+//! send Raft messages (a write token holder cannot forge log entries or votes), and it
+//! may do everything else too. A file without one keeps the older rule: peers present a
+//! write token.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,11 +15,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Status};
 
-/// What a caller may do. `Write` includes `Read`.
+/// What a caller may do. `Write` includes `Read`; `Peer` (a cluster node) includes both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     Read,
     Write,
+    Peer,
 }
 
 /// The tokens the server accepts, or none (open).
@@ -54,9 +60,10 @@ impl Tokens {
             let role = match parts.next() {
                 Some("read") => Role::Read,
                 Some("write") => Role::Write,
+                Some("peer") => Role::Peer,
                 other => {
                     return Err(format!(
-                        "line {}: expected `read <token>` or `write <token>`, got {other:?}",
+                        "line {}: expected `read <token>`, `write <token>` or `peer <token>`, got {other:?}",
                         n + 1
                     ));
                 }
@@ -80,16 +87,27 @@ impl Tokens {
         })
     }
 
-    /// The token a cluster node presents to its peers: the first write token (in sort
-    /// order) of its own token file, which every node of a cluster shares. `None` when
-    /// open.
+    /// The token a cluster node presents to its peers: the first (in sort order) token
+    /// of the role [`peer_role`](Self::peer_role) names, from its own token file, which
+    /// every node of a cluster shares. `None` when open.
     pub fn peer_token(&self) -> Option<String> {
         let tokens = self.tokens.as_ref()?;
+        let role = self.peer_role();
         tokens
             .iter()
-            .filter(|(_, role)| **role == Role::Write)
+            .filter(|(_, r)| **r == role)
             .map(|(token, _)| token.clone())
             .min()
+    }
+
+    /// The role Raft messages need: `Peer` once the file names a peer token, else
+    /// `Write`.
+    pub fn peer_role(&self) -> Role {
+        let has_peer = self
+            .tokens
+            .as_ref()
+            .is_some_and(|t| t.values().any(|r| *r == Role::Peer));
+        if has_peer { Role::Peer } else { Role::Write }
     }
 
     /// The interceptor: UNAUTHENTICATED without a known bearer token; else the request
@@ -121,6 +139,9 @@ impl Tokens {
 pub(crate) fn require<T>(request: &Request<T>, needed: Role) -> Result<(), Status> {
     match request.extensions().get::<Role>() {
         Some(&role) if role >= needed => Ok(()),
+        Some(_) if needed == Role::Peer => Err(Status::permission_denied(
+            "only a cluster node's peer token may send Raft messages",
+        )),
         Some(_) => Err(Status::permission_denied(
             "this token is read-only: it cannot submit operations",
         )),
@@ -163,6 +184,13 @@ mod tests {
             tonic::Code::Unauthenticated
         );
         assert!(Tokens::parse("admin xxxxxxxxxxxxxxxx").is_err());
+        // Without a peer token, peers present the first write token; with one, only it.
+        assert_eq!(t.peer_role(), Role::Write);
+        assert_eq!(t.peer_token().as_deref(), Some("bbbbbbbbbbbbbbbb"));
+        let p = Tokens::parse("write bbbbbbbbbbbbbbbb\npeer pppppppppppppppp\n").unwrap();
+        assert_eq!(p.peer_role(), Role::Peer);
+        assert_eq!(p.peer_token().as_deref(), Some("pppppppppppppppp"));
+        assert_eq!(Tokens::open().peer_token(), None);
         assert!(Tokens::parse("read short").is_err());
         assert!(Tokens::parse("# nothing\n").is_err());
     }
@@ -183,5 +211,13 @@ mod tests {
             require(&read, Role::Write).unwrap_err().code(),
             tonic::Code::PermissionDenied
         );
+        let mut write = Request::new(());
+        write.extensions_mut().insert(Role::Write);
+        let denied = require(&write, Role::Peer).unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert!(denied.message().contains("peer token"), "{denied:?}");
+        let mut peer = Request::new(());
+        peer.extensions_mut().insert(Role::Peer);
+        assert!(require(&peer, Role::Peer).is_ok() && require(&peer, Role::Write).is_ok());
     }
 }

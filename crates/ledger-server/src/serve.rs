@@ -155,6 +155,7 @@ pub async fn serve(
         tonic::service::interceptor::InterceptedService::new(
             pb::cluster::raft_server::RaftServer::new(RaftService {
                 node: Arc::clone(node),
+                needed: tokens.peer_role(),
             })
             .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),

@@ -719,6 +719,80 @@ async fn tokens_separate_readers_from_writers() {
         .unwrap();
 }
 
+/// A token file that names a peer token keeps Raft's RPCs to it: a write token (a client
+/// of the ledger) cannot send a vote or log entries to a cluster node, the peer token can,
+/// and the node goes on taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_peer_token_may_send_raft_messages() {
+    use ledger_server::pb::cluster::raft_client::RaftClient;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "write writer-token-0123456789\npeer peer-token-0123456789abc\n",
+    )
+    .unwrap();
+    // A cluster of one: it leads at once, and never dials its (unused) address.
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--token-file",
+            tokens.to_str().unwrap(),
+            "--node-id",
+            "1",
+            "--peers",
+            "1=127.0.0.1:9",
+        ],
+    );
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer = |token: &'static str| {
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            Ok(r)
+        }
+    };
+    let vote = pb::cluster::VoteRequest {
+        vote: Some(pb::cluster::Vote {
+            term: 1,
+            node_id: 2,
+            committed: false,
+        }),
+        last_log_id: None,
+    };
+    let err = RaftClient::with_interceptor(channel.clone(), bearer("writer-token-0123456789"))
+        .vote(vote)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("peer token"), "{err:?}");
+    // The peer token is heard (the answer refuses a stale candidate: that is Raft's call).
+    RaftClient::with_interceptor(channel.clone(), bearer("peer-token-0123456789abc"))
+        .vote(vote)
+        .await
+        .unwrap();
+
+    let mut writer = LedgerClient::with_interceptor(channel, bearer("writer-token-0123456789"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let submitted = writer
+            .submit_and_wait(and_wait(wait_deposit(3, 7, 0), pb::WaitLevel::Committed))
+            .await;
+        match submitted {
+            Ok(_) => break,
+            // Until the node has elected itself.
+            Err(e) if e.code() == Code::Unavailable && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("a write on the one-node cluster: {e:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reflection_and_metrics() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! Raft's incoming RPCs: `roda.ledger.cluster.v1.Raft`, served beside the ledger API on
-//! the same port and behind the same tokens (a peer presents a write token).
+//! the same port and behind the same tokens (a peer presents a peer token, or a write
+//! token when the token file names no peer token: see [`crate::auth`]).
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use crate::pb::cluster as pb;
 #[derive(Debug, Clone)]
 pub(crate) struct RaftService {
     pub node: Arc<Node>,
+    /// What a caller must be to send Raft messages ([`crate::auth::Tokens::peer_role`]).
+    pub needed: Role,
 }
 
 impl RaftService {
@@ -36,7 +39,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        auth::require(&request, Role::Write)?;
+        auth::require(&request, self.needed)?;
         let rpc = convert::append_request_from(request.into_inner())?;
         let reply = self.raft()?.append_entries(rpc).await.map_err(stopped)?;
         Ok(Response::new(convert::append_response_to(&reply)))
@@ -46,7 +49,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        auth::require(&request, Role::Write)?;
+        auth::require(&request, self.needed)?;
         let rpc = convert::vote_request_from(request.into_inner())?;
         let reply = self.raft()?.vote(rpc).await.map_err(stopped)?;
         Ok(Response::new(convert::vote_response_to(&reply)))
@@ -56,7 +59,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
-        auth::require(&request, Role::Write)?;
+        auth::require(&request, self.needed)?;
         let rpc = convert::install_request_from(request.into_inner())?;
         // A chunk out of order is the sender's to handle (it starts over): an answer, not
         // a failed call.
