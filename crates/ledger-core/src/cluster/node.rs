@@ -237,8 +237,6 @@ pub struct ClusterNode<N> {
     running: Mutex<Option<Arc<Running>>>,
     /// Why the node stopped for good (a restart that failed), if it did.
     failure: Mutex<Option<String>>,
-    /// When a leader's AppendEntries (a heartbeat at least) last arrived.
-    heard_from_leader: Mutex<std::time::Instant>,
     shut_down: std::sync::atomic::AtomicBool,
     runtime: tokio::runtime::Handle,
 }
@@ -278,7 +276,6 @@ where
             network,
             running: Mutex::new(None),
             failure: Mutex::new(None),
-            heard_from_leader: Mutex::new(std::time::Instant::now()),
             shut_down: std::sync::atomic::AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
         });
@@ -518,55 +515,6 @@ where
     /// The Raft handle, for the network service to hand incoming RPCs to.
     pub fn raft(&self) -> Option<Raft> {
         self.running().map(|r| r.raft.clone())
-    }
-
-    /// Call on every AppendEntries from a leader (heartbeats included), with
-    /// [`after_vote`](Self::after_vote).
-    pub fn heard_from_leader(&self) {
-        *self
-            .heard_from_leader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
-    }
-
-    /// Call with each vote request this node answered. When it refused a candidate whose
-    /// log is shorter than its own, and it has heard from no leader for the shortest
-    /// election timeout either, it campaigns at once: the candidate cannot win, and the
-    /// node that can would otherwise wait for its own timer (openraft 0.9 has no
-    /// PreVote), adding most of a second to a failover whenever the first follower to
-    /// time out was an entry behind. A follower of a live leader hears heartbeats far
-    /// more often and never does this; campaigning is always safe in Raft.
-    pub fn after_vote(
-        &self,
-        request: &openraft::raft::VoteRequest<NodeId>,
-        answer: &openraft::raft::VoteResponse<NodeId>,
-    ) {
-        let silent = self
-            .heard_from_leader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .elapsed();
-        if answer.vote_granted
-            || request.last_log_id >= answer.last_log_id
-            || silent < self.config.election_timeout.0
-        {
-            return;
-        }
-        let Some(running) = self.running() else {
-            return;
-        };
-        if running.raft.metrics().borrow().state != ServerState::Follower {
-            return;
-        }
-        tracing::info!(
-            node = self.config.node_id,
-            candidate = ?request.vote,
-            "refused a candidate with a shorter log: campaigning at once"
-        );
-        let raft = running.raft.clone();
-        tokio::spawn(async move {
-            let _ = raft.trigger().elect().await;
-        });
     }
 
     /// This node's id.

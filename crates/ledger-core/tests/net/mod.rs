@@ -86,9 +86,6 @@ impl RaftNetwork<TypeConfig> for Link {
         _option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
         let raft = self.router.target(self.to)?;
-        if let Some(node) = self.router.nodes.lock().unwrap().get(&self.to) {
-            node.heard_from_leader();
-        }
         let reply = raft
             .append_entries(rpc)
             .await
@@ -119,13 +116,9 @@ impl RaftNetwork<TypeConfig> for Link {
     ) -> Rpc<VoteResponse<NodeId>> {
         let raft = self.router.target(self.to)?;
         let reply = raft
-            .vote(rpc.clone())
+            .vote(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)));
-        let node = self.router.nodes.lock().unwrap().get(&self.to).cloned();
-        if let (Some(node), Ok(answer)) = (node, &reply) {
-            node.after_vote(&rpc, answer);
-        }
         self.router.target(self.to)?;
         reply
     }

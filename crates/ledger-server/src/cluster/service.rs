@@ -41,7 +41,6 @@ impl pb::raft_server::Raft for RaftService {
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         auth::require(&request, self.needed)?;
         let rpc = convert::append_request_from(request.into_inner())?;
-        self.node.heard_from_leader();
         let reply = self.raft()?.append_entries(rpc).await.map_err(stopped)?;
         Ok(Response::new(convert::append_response_to(&reply)))
     }
@@ -52,8 +51,7 @@ impl pb::raft_server::Raft for RaftService {
     ) -> Result<Response<pb::VoteResponse>, Status> {
         auth::require(&request, self.needed)?;
         let rpc = convert::vote_request_from(request.into_inner())?;
-        let reply = self.raft()?.vote(rpc.clone()).await.map_err(stopped)?;
-        self.node.after_vote(&rpc, &reply);
+        let reply = self.raft()?.vote(rpc).await.map_err(stopped)?;
         Ok(Response::new(convert::vote_response_to(&reply)))
     }
 
