@@ -25,7 +25,7 @@ struct Args {
     /// Batches in flight.
     #[arg(long, default_value_t = 4)]
     clients: u64,
-    /// Keep Raft snapshots on (every 8192 entries): a follower that far behind gets one.
+    /// Keep Raft snapshots on (every 65,536 entries): a follower that far behind gets one.
     #[arg(long)]
     snapshots: bool,
     /// Where the data directories go.

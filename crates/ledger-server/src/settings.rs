@@ -106,10 +106,10 @@ pub struct Settings {
     /// it never forms a cluster of its own. --peers then lists the current members.
     #[arg(long, env = "LEDGER_JOIN", requires = "node_id")]
     pub join: Option<bool>,
-    /// Take a Raft snapshot (from the ledger's newest snapshot) every this many log
+    /// Take a Raft snapshot (of the ledger as it is then) every this many log
     /// entries, and forget the entries it covers but the last --raft-keep-entries: a node
     /// further behind, or joining, catches up from the snapshot. 0: never (the whole log
-    /// is kept and replayed to it) [default: 8192].
+    /// is kept and replayed to it) [default: 65536].
     #[arg(
         long,
         env = "LEDGER_RAFT_SNAPSHOT_EVERY",

@@ -40,7 +40,7 @@ pub struct ClusterConfig {
     /// This node joins an existing cluster (the leader adds it): it never proposes an
     /// initial membership of its own.
     pub join: bool,
-    /// Build a Raft snapshot (from the engine's newest snapshot) after this many log
+    /// Build a Raft snapshot (of the engine as it is then) after this many log
     /// entries, then forget the entries it covers but the last `keep_entries_after_snapshot`:
     /// a node that lags further, or joins, catches up from the snapshot. 0: never (the
     /// whole log is kept and replayed to a lagging node).
@@ -62,7 +62,7 @@ impl ClusterConfig {
             election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
             log_cache_bytes: 64 << 20,
             join: false,
-            snapshot_every_entries: 8192,
+            snapshot_every_entries: 65_536,
             keep_entries_after_snapshot: 1024,
         }
     }
@@ -346,7 +346,7 @@ where
         let snapshots = Snapshots {
             storage: Arc::clone(storage),
             dir: data_dir.clone(),
-            current: Arc::new(Mutex::new(raft_snapshot.map(Arc::new))),
+            current: Arc::new(Mutex::new(raft_snapshot.map(|s| s.head))),
         };
         let state_machine =
             StateMachine::new(Arc::clone(&shared), log.clone(), last_tx_id, snapshots);

@@ -116,11 +116,11 @@ impl RaftSnapshot {
         &self.bytes[self.image_at..]
     }
 
-    /// In openraft's terms (the data is a copy of the bytes).
-    pub fn to_openraft(&self) -> openraft::Snapshot<TypeConfig> {
+    /// In openraft's terms.
+    pub fn into_openraft(self) -> openraft::Snapshot<TypeConfig> {
         openraft::Snapshot {
-            meta: self.head.meta.clone(),
-            snapshot: Box::new(std::io::Cursor::new(self.bytes.clone())),
+            meta: self.head.meta,
+            snapshot: Box::new(std::io::Cursor::new(self.bytes)),
         }
     }
 

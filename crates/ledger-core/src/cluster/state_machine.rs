@@ -20,6 +20,7 @@ use openraft::{
     StorageIOError,
 };
 
+use super::entry_format::SnapshotHead;
 use super::log_store::{FrameRef, LogStore};
 use super::raft_snapshot::{RaftSnapshot, SnapshotFileError};
 use super::types::{
@@ -102,35 +103,55 @@ pub(crate) struct StateMachine {
     snapshots: Snapshots,
 }
 
-/// Where a node keeps its Raft snapshot, and the newest one.
+/// Where a node keeps its Raft snapshot, and the head of the newest one. Only the head
+/// stays in memory: the file (the engine's snapshot inside, 16 bytes per account) is read
+/// when a peer needs it.
 #[derive(Clone, Debug)]
 pub(crate) struct Snapshots {
     pub storage: Arc<dyn Storage>,
     /// The data directory, where `raft-snapshot` is.
     pub dir: PathBuf,
-    pub current: Arc<Mutex<Option<Arc<RaftSnapshot>>>>,
+    pub current: Arc<Mutex<Option<SnapshotHead>>>,
 }
 
 impl Snapshots {
-    fn current(&self) -> Option<Arc<RaftSnapshot>> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<SnapshotHead>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes `snapshot` the node's, durably, unless a newer one already is. Returns the
-    /// node's snapshot after.
-    fn replace(&self, snapshot: RaftSnapshot) -> Result<Arc<RaftSnapshot>, std::io::Error> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = current.as_ref()
-            && c.head.meta.last_log_id >= snapshot.head.meta.last_log_id
+    fn current(&self) -> Option<SnapshotHead> {
+        self.lock().clone()
+    }
+
+    /// Makes `snapshot` the node's, durably, unless one as new already is. Returns whether
+    /// it did.
+    fn replace(&self, snapshot: &RaftSnapshot) -> Result<bool, std::io::Error> {
+        let mut current = self.lock();
+        if current
+            .as_ref()
+            .is_some_and(|c| c.meta.last_log_id >= snapshot.head.meta.last_log_id)
         {
-            return Ok(Arc::clone(c));
+            return Ok(false);
         }
         snapshot.write(self.storage.as_ref(), &self.dir)?;
-        let snapshot = Arc::new(snapshot);
-        *current = Some(Arc::clone(&snapshot));
+        *current = Some(snapshot.head.clone());
+        Ok(true)
+    }
+
+    /// The node's snapshot, read from its file.
+    fn read(&self) -> Result<Option<RaftSnapshot>, SnapshotFileError> {
+        let current = self.lock();
+        if current.is_none() {
+            return Ok(None);
+        }
+        let snapshot = RaftSnapshot::read(self.storage.as_ref(), &self.dir)?;
+        if snapshot.as_ref().map(|s| &s.head) != current.as_ref() {
+            // Only a write whose commit failed after its rename leaves this: the node
+            // stops its log and restarts, taking the file as its snapshot.
+            return Err(SnapshotFileError::Layout(
+                "the raft-snapshot file is not the snapshot this node last made its own",
+            ));
+        }
         Ok(snapshot)
     }
 }
@@ -175,13 +196,13 @@ impl StateMachine {
         snapshots: Snapshots,
     ) -> StateMachine {
         let (mut applied, mut membership) = match snapshots.current() {
-            Some(s) => {
+            Some(head) => {
                 assert!(
-                    last_tx_id >= s.head.covered_tx,
+                    last_tx_id >= head.covered_tx,
                     "the engine recovered to {last_tx_id}, before its Raft snapshot's {}",
-                    s.head.covered_tx
+                    head.covered_tx
                 );
-                (s.head.meta.last_log_id, s.head.meta.last_membership.clone())
+                (head.meta.last_log_id, head.meta.last_membership)
             }
             None => (None, StoredMembership::default()),
         };
@@ -324,20 +345,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
         snapshot: Box<std::io::Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let installed = self.install(meta, snapshot.into_inner()).map_err(|e| {
+        self.install(meta, snapshot.into_inner()).map_err(|e| {
             tracing::error!(node = self.shared.id, error = %e, "a Raft snapshot was not installed");
             StorageError::from(StorageIOError::write_snapshot(
                 Some(meta.signature()),
                 AnyError::new(&e),
             ))
         })?;
-        self.applied = installed.head.meta.last_log_id;
-        self.membership = installed.head.meta.last_membership.clone();
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self.snapshots.current().map(|s| s.to_openraft()))
+        let snapshot = self.snapshots.read().map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(None, AnyError::new(&e)))
+        })?;
+        Ok(snapshot.map(|s| s.into_openraft()))
     }
 }
 
@@ -350,7 +374,7 @@ impl StateMachine {
         &mut self,
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
         bytes: Vec<u8>,
-    ) -> Result<Arc<RaftSnapshot>, SnapshotError> {
+    ) -> Result<(), SnapshotError> {
         let snapshot = RaftSnapshot::decode(bytes)?;
         if snapshot.head.meta.last_log_id != meta.last_log_id
             || snapshot.head.meta.last_membership != meta.last_membership
@@ -360,16 +384,16 @@ impl StateMachine {
                 snapshot.head.meta.last_log_id, meta.last_log_id
             )));
         }
-        let installed = self.snapshots.replace(snapshot)?;
-        self.log.install(&installed.head)?;
+        self.snapshots.replace(&snapshot)?;
+        self.log.install(&snapshot.head)?;
         tracing::info!(
             node = self.shared.id,
             last_log_id = ?meta.last_log_id,
-            image_tx = installed.image_tx,
+            image_tx = snapshot.image_tx,
             "installed a Raft snapshot: restarting from it"
         );
         self.shared.step_down();
-        Ok(installed)
+        Ok(())
     }
 }
 
@@ -389,10 +413,14 @@ const BUILD_ATTEMPTS: u32 = 200;
 const BUILD_RETRY: Duration = Duration::from_millis(50);
 
 impl Builder {
-    fn build(&self) -> Result<Arc<RaftSnapshot>, SnapshotError> {
+    /// The snapshot built, or the head of the current one when nothing newer could be
+    /// built.
+    fn build(&self) -> Result<Built, SnapshotError> {
         let current = self.snapshots.current();
         let Some(applied) = self.applied else {
-            return current.ok_or_else(|| SnapshotError::Refused("nothing applied yet".into()));
+            return current
+                .map(Built::Unchanged)
+                .ok_or_else(|| SnapshotError::Refused("nothing applied yet".into()));
         };
         for _ in 0..BUILD_ATTEMPTS {
             let engine = self.shared.ledger.started()?;
@@ -402,9 +430,9 @@ impl Builder {
                 .and_then(|(tx, _)| self.log.covered(applied, *tx));
             if let (Some(head), Some((_, path))) = (head, written) {
                 if let Some(c) = &current
-                    && c.head.meta.last_log_id >= head.meta.last_log_id
+                    && c.meta.last_log_id >= head.meta.last_log_id
                 {
-                    return Ok(Arc::clone(c));
+                    return Ok(Built::Unchanged(c.clone()));
                 }
                 let image = match ledger_storage::read_whole(self.snapshots.storage.as_ref(), &path)
                 {
@@ -413,10 +441,14 @@ impl Builder {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e.into()),
                 };
-                return Ok(self.snapshots.replace(RaftSnapshot::new(head, &image)?)?);
+                let snapshot = RaftSnapshot::new(head, &image)?;
+                return Ok(match self.snapshots.replace(&snapshot)? {
+                    true => Built::New(snapshot),
+                    false => Built::Unchanged(snapshot.head),
+                });
             }
             if let Some(c) = current {
-                return Ok(c);
+                return Ok(Built::Unchanged(c));
             }
             std::thread::sleep(BUILD_RETRY);
         }
@@ -424,6 +456,12 @@ impl Builder {
             "the engine never showed a transaction of the applied log".into(),
         ))
     }
+}
+
+/// What a build gave.
+enum Built {
+    New(RaftSnapshot),
+    Unchanged(SnapshotHead),
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
@@ -439,7 +477,13 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
             .map_err(|e| SnapshotError::Refused(e.to_string()))
             .and_then(|r| r);
         match built {
-            Ok(snapshot) => Ok(snapshot.to_openraft()),
+            Ok(Built::New(snapshot)) => Ok(snapshot.into_openraft()),
+            // openraft 0.9 takes only the meta of a built snapshot (and asks for the
+            // current one, data and all, when it sends it): no need to read the file.
+            Ok(Built::Unchanged(head)) => Ok(Snapshot {
+                meta: head.meta,
+                snapshot: Box::new(std::io::Cursor::new(Vec::new())),
+            }),
             Err(e) => {
                 tracing::error!(node = self.shared.id, error = %e, "a Raft snapshot was not built");
                 Err(StorageIOError::read_state_machine(AnyError::new(&e)).into())
