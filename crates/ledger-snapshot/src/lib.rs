@@ -66,7 +66,7 @@ pub use read::{
 };
 pub use store::{
     LOCK_FILE_NAME, LoadOutcome, SkippedSnapshot, SnapshotConfig, SnapshotListing, SnapshotStore,
-    WriteReport, list_dir, newest_sequence, read_newest_image,
+    WriteReport, list_dir, newest_sequence,
 };
 pub use writer::{PayloadWriter, SnapshotPayload, SnapshotSerializer};
 

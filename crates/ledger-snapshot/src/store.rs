@@ -207,34 +207,8 @@ impl SnapshotStore {
     where
         T: SnapshotPayload,
     {
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let storage = self.storage.as_ref();
-        let path_err = |(path, source)| SnapshotError::Io { path, source };
-        let (created, file) = AtomicFile::create(
-            storage,
-            &self.dir,
-            &temp_file_name(sequence),
-            &file_name(sequence),
-        )
-        .map_err(path_err)?;
-        // On an error `created` is dropped, which deletes the temporary file.
-        let (file, payload_bytes, file_bytes) =
-            write_temp(file, created.temp_path(), sequence, value)?;
-        let final_path = created.path().to_path_buf();
-        created.commit(file.as_ref()).map_err(path_err)?;
-
-        let (removed, removal_failures, oldest_retained_sequence) = self.retain(sequence)?;
-        Ok(WriteReport {
-            sequence,
-            path: final_path,
-            payload_bytes,
-            file_bytes,
-            removed,
-            removal_failures,
-            oldest_retained_sequence,
+        self.place(sequence, |file, temp_path| {
+            write_temp(file, temp_path, sequence, value)
         })
     }
 
@@ -250,30 +224,47 @@ impl SnapshotStore {
     /// errors.
     pub fn install(&self, image: &[u8]) -> Result<WriteReport, SnapshotError> {
         let (info, _) = crate::read::verify_bytes(image)?;
-        let sequence = info.sequence;
+        self.place(info.sequence, |file, temp_path| {
+            write_all_at(file.as_ref(), 0, &mut [IoSlice::new(image)])
+                .map_err(io_err(temp_path))?;
+            Ok((file, info.payload_bytes, info.file_bytes))
+        })
+    }
+
+    /// Creates `snapshot-<sequence>.snap.tmp`, has `fill` write it whole (returning the
+    /// file and its payload and file lengths), syncs and renames it into place, syncs the
+    /// directory, then applies retention. One write at a time.
+    fn place(
+        &self,
+        sequence: u64,
+        fill: impl FnOnce(
+            Box<dyn StorageFile>,
+            &Path,
+        ) -> Result<(Box<dyn StorageFile>, u64, u64), SnapshotError>,
+    ) -> Result<WriteReport, SnapshotError> {
         let _guard = self
             .write_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let storage = self.storage.as_ref();
         let path_err = |(path, source)| SnapshotError::Io { path, source };
         let (created, file) = AtomicFile::create(
-            storage,
+            self.storage.as_ref(),
             &self.dir,
             &temp_file_name(sequence),
             &file_name(sequence),
         )
         .map_err(path_err)?;
-        write_all_at(file.as_ref(), 0, &mut [IoSlice::new(image)])
-            .map_err(io_err(created.temp_path()))?;
+        // On an error `created` is dropped, which deletes the temporary file.
+        let (file, payload_bytes, file_bytes) = fill(file, created.temp_path())?;
         let final_path = created.path().to_path_buf();
         created.commit(file.as_ref()).map_err(path_err)?;
+
         let (removed, removal_failures, oldest_retained_sequence) = self.retain(sequence)?;
         Ok(WriteReport {
             sequence,
             path: final_path,
-            payload_bytes: info.payload_bytes,
-            file_bytes: info.file_bytes,
+            payload_bytes,
+            file_bytes,
             removed,
             removal_failures,
             oldest_retained_sequence,
@@ -390,32 +381,6 @@ fn list_dir_on(storage: &dyn Storage, dir: &Path) -> Result<Vec<SnapshotListing>
             })
         })
         .collect()
-}
-
-/// The bytes of the newest snapshot file in `dir` that verifies (header, lengths, payload
-/// checksum), with what verification established; `None` when there is none. A damaged
-/// file, or one that retention deleted while this looked, is passed over. Takes no lock:
-/// usable on a live store's directory (files are renamed into place whole).
-///
-/// # Errors
-/// I/O errors listing the directory or reading a file.
-pub fn read_newest_image(
-    storage: &dyn Storage,
-    dir: &Path,
-) -> Result<Option<(SnapshotInfo, Vec<u8>)>, SnapshotError> {
-    for (_, path) in snapshot_files(storage, dir)?.into_iter().rev() {
-        let bytes = match ledger_storage::read_whole(storage, &path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        match crate::read::verify_bytes(&bytes) {
-            Ok((info, _)) => return Ok(Some((info, bytes))),
-            Err(e) if e.is_corruption() => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(None)
 }
 
 /// The newest sequence among the complete-snapshot names in `dir` (not verified).

@@ -448,17 +448,9 @@ fn an_image_from_another_store_installs_at_its_sequence_and_a_damaged_one_is_ref
     let loaded = load_state(&target);
     assert_eq!(loaded, Some((90, state)));
 
-    // The newest image that verifies, by sequence; a damaged newer one is passed over.
-    let storage = ledger_storage::real();
-    let (info, bytes) = ledger_snapshot::read_newest_image(storage.as_ref(), to.path())
-        .expect("read")
-        .expect("an image");
-    assert_eq!((info.sequence, bytes), (90, image));
+    // The newest by name, whether it verifies or not (loading passes over a damaged one).
     fs::write(to.path().join(file_name(95)), &damaged).expect("damaged newer");
+    let storage = ledger_storage::real();
     let newest = ledger_snapshot::newest_sequence(storage.as_ref(), to.path()).expect("names");
     assert_eq!(newest, Some(95));
-    let (info, _) = ledger_snapshot::read_newest_image(storage.as_ref(), to.path())
-        .expect("read")
-        .expect("an image");
-    assert_eq!(info.sequence, 90);
 }
