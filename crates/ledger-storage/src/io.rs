@@ -57,3 +57,21 @@ pub fn read_whole(storage: &dyn crate::Storage, path: &std::path::Path) -> io::R
     bytes.truncate(read);
     Ok(bytes)
 }
+
+/// Writes `bytes` as `dir/name` durably and atomically: into `dir/name.tmp`, synced, then
+/// renamed over `name` and the directory synced ([`crate::AtomicFile`]). A crash leaves
+/// the old file or the new one, never a mix.
+///
+/// # Errors
+/// The failed step (the old file, if any, is left as it was).
+pub fn write_whole(
+    storage: &dyn crate::Storage,
+    dir: &std::path::Path,
+    name: &str,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let tmp = format!("{name}.tmp");
+    let (atomic, file) = crate::AtomicFile::create(storage, dir, &tmp, name).map_err(|(_, e)| e)?;
+    write_all_at(file.as_ref(), 0, &mut [IoSlice::new(bytes)])?;
+    atomic.commit(file.as_ref()).map_err(|(_, e)| e)
+}

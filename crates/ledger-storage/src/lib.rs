@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use atomic::{AtomicFile, PathError};
-pub use io::{read_full_at, read_whole, write_all_at};
+pub use io::{read_full_at, read_whole, write_all_at, write_whole};
 pub use mapped::Mapped;
 pub use names::NumberedName;
 pub use os::OsStorage;

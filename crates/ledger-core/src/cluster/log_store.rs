@@ -13,7 +13,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ledger_storage::{AtomicFile, OpenMode, Storage, read_full_at, write_all_at};
+use ledger_storage::{OpenMode, Storage, read_full_at};
 use ledger_wal::{FrameCursor, FrameKind, FramePosition, Wal, WalConfig, WalError, WalReader};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, EntryPayload, LogState, RaftLogReader, StorageIOError};
@@ -647,10 +647,7 @@ fn write_vote(storage: &dyn Storage, dir: &Path, vote: &Vote) -> Result<(), std:
     bytes.push(u8::from(vote.committed));
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    let tmp = format!("{VOTE_FILE}.tmp");
-    let (atomic, file) = AtomicFile::create(storage, dir, &tmp, VOTE_FILE).map_err(|(_, e)| e)?;
-    write_all_at(file.as_ref(), 0, &mut [std::io::IoSlice::new(&bytes)])?;
-    atomic.commit(file.as_ref()).map_err(|(_, e)| e)
+    ledger_storage::write_whole(storage, dir, VOTE_FILE, &bytes)
 }
 
 fn read_log_start(
@@ -685,11 +682,7 @@ fn write_log_start(storage: &dyn Storage, dir: &Path, head: &SnapshotHead) -> st
     head.encode(&mut bytes);
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    let tmp = format!("{LOG_START_FILE}.tmp");
-    let (atomic, file) =
-        AtomicFile::create(storage, dir, &tmp, LOG_START_FILE).map_err(|(_, e)| e)?;
-    write_all_at(file.as_ref(), 0, &mut [std::io::IoSlice::new(&bytes)])?;
-    atomic.commit(file.as_ref()).map_err(|(_, e)| e)
+    ledger_storage::write_whole(storage, dir, LOG_START_FILE, &bytes)
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
@@ -879,13 +872,17 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Result<LogStore, OpenError> {
+        open_continuing(dir, None)
+    }
+
+    fn open_continuing(dir: &Path, snapshot: Option<&SnapshotHead>) -> Result<LogStore, OpenError> {
         LogStore::open(
             ledger_storage::real(),
             &dir.join("wal"),
             dir,
             WalConfig::default(),
             1 << 20,
-            None,
+            snapshot,
         )
     }
 
@@ -962,15 +959,7 @@ mod tests {
     }
 
     fn open_after(dir: &Path, snapshot: &SnapshotHead) -> LogStore {
-        LogStore::open(
-            ledger_storage::real(),
-            &dir.join("wal"),
-            dir,
-            WalConfig::default(),
-            1 << 20,
-            Some(snapshot),
-        )
-        .unwrap()
+        open_continuing(dir, Some(snapshot)).unwrap()
     }
 
     fn last_purged(store: &LogStore) -> Option<u64> {

@@ -12,10 +12,9 @@
 //!
 //! The image carries its own checksums (`docs/snapshot-format.md`).
 
-use std::io::IoSlice;
 use std::path::Path;
 
-use ledger_storage::{AtomicFile, Storage, write_all_at};
+use ledger_storage::Storage;
 
 use super::entry_format::{HeaderError, SnapshotHead};
 use super::types::TypeConfig;
@@ -145,11 +144,7 @@ impl RaftSnapshot {
     /// # Errors
     /// I/O errors (the previous file, if any, is left as it was).
     pub fn write(&self, storage: &dyn Storage, dir: &Path) -> std::io::Result<()> {
-        let tmp = format!("{FILE_NAME}.tmp");
-        let (atomic, file) =
-            AtomicFile::create(storage, dir, &tmp, FILE_NAME).map_err(|(_, e)| e)?;
-        write_all_at(file.as_ref(), 0, &mut [IoSlice::new(&self.bytes)])?;
-        atomic.commit(file.as_ref()).map_err(|(_, e)| e)
+        ledger_storage::write_whole(storage, dir, FILE_NAME, &self.bytes)
     }
 }
 
