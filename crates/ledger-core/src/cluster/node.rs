@@ -684,3 +684,52 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_log(dir: &std::path::Path) -> Result<LogStore, super::super::log_store::OpenError> {
+        LogStore::open(
+            ledger_storage::real(),
+            &dir.join("wal"),
+            dir,
+            ledger_wal::WalConfig::default(),
+            1 << 20,
+            None,
+        )
+    }
+
+    /// A restart retries only what goes away by itself: a directory still locked by the
+    /// engine this process is letting go of. A damaged log stays an error.
+    #[test]
+    fn only_a_locked_directory_is_worth_retrying() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = open_log(dir.path()).unwrap();
+        let locked = ClusterError::from_open(open_log(dir.path()).unwrap_err());
+        assert!(matches!(locked, ClusterError::Busy(_)), "{locked:?}");
+        assert!(locked.is_busy());
+        drop(held);
+
+        let snapshots_locked = ClusterError::Ledger(LedgerError::Snapshot(Arc::new(
+            ledger_snapshot::SnapshotError::Locked {
+                path: dir.path().join("snapshots.lock"),
+            },
+        )));
+        assert!(snapshots_locked.is_busy());
+
+        // A WAL segment that is not one: refused at open, every time.
+        let segment = dir
+            .path()
+            .join("wal")
+            .join(ledger_wal::segment_file_name(1));
+        std::fs::write(
+            &segment,
+            b"not a segment header, nothing like it at all........",
+        )
+        .unwrap();
+        let damaged = ClusterError::from_open(open_log(dir.path()).unwrap_err());
+        assert!(!damaged.is_busy(), "{damaged:?}");
+        assert!(!ClusterError::Config("bad".into()).is_busy());
+    }
+}
