@@ -37,6 +37,21 @@ pub struct Ack {
     pub by: String,
 }
 
+impl Ack {
+    /// The answer `r` to `op` (sent with `user_ref`), just received from `by`.
+    pub fn of(r: &pb::SubmitAndWaitResponse, user_ref: u64, op: Op, by: String) -> Ack {
+        Ack {
+            tx_id: r.transaction_id,
+            user_ref,
+            op,
+            fail_reason: r.fail_reason,
+            original: r.original_transaction_id,
+            at: Instant::now(),
+            by,
+        }
+    }
+}
+
 /// How the clients reach the cluster.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -239,15 +254,7 @@ async fn client_loop(
         loop {
             match client.submit_and_wait(request.clone()).await {
                 Ok(r) => {
-                    let ack = Ack {
-                        tx_id: r.transaction_id,
-                        user_ref,
-                        op,
-                        fail_reason: r.fail_reason,
-                        original: r.original_transaction_id,
-                        at: Instant::now(),
-                        by: client.current_address(),
-                    };
+                    let ack = Ack::of(&r, user_ref, op, client.current_address());
                     shared
                         .acks
                         .lock()

@@ -52,15 +52,7 @@ async fn probe(
         .await
     {
         Ok(r) => {
-            let ack = Ack {
-                tx_id: r.transaction_id,
-                user_ref,
-                op,
-                fail_reason: r.fail_reason,
-                original: r.original_transaction_id,
-                at: Instant::now(),
-                by: addr.to_owned(),
-            };
+            let ack = Ack::of(&r, user_ref, op, addr.to_owned());
             history.acks.push(ack.clone());
             Ok(Some(ack))
         }
