@@ -706,15 +706,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError> {
         let inner = self.lock();
         let (start, end) = bounds(&range);
-        let mut out = Vec::new();
-        for stored in inner.entries.iter() {
-            let index = stored.log_id.index;
-            if index < start {
-                continue;
-            }
-            if end.is_some_and(|e| index >= e) {
-                break;
-            }
+        // Indexes are consecutive: the range is a slice of `entries`, found by arithmetic.
+        let Some(first) = inner.first_index() else {
+            return Ok(Vec::new());
+        };
+        let from = usize::try_from(start.saturating_sub(first)).unwrap_or(usize::MAX);
+        let to = end.map_or(inner.entries.len(), |e| {
+            usize::try_from(e.saturating_sub(first)).unwrap_or(usize::MAX)
+        });
+        let to = to.min(inner.entries.len());
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(to - from);
+        for stored in inner.entries.range(from..to) {
             out.push(inner.entry(stored).map_err(|e| io_error(e, false))?);
         }
         Ok(out)
@@ -1014,5 +1019,65 @@ mod tests {
                 .covered(LogId::new(CommittedLeaderId::new(1, 1), 10), 31)
                 .is_none()
         );
+    }
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// Ranges are answered by position (indexes are consecutive): every bound kind, a
+    /// range reaching before the first present entry or past the last, an empty one.
+    #[test]
+    fn a_range_of_entries_is_exactly_the_present_ones_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(
+            ledger_storage::real(),
+            &dir.path().join("wal"),
+            dir.path(),
+            WalConfig::default(),
+            1 << 20,
+            None,
+        )
+        .unwrap();
+        for index in 1..=6 {
+            store.lock().append_one(entry(index)).unwrap();
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            store
+                .purge(LogId::new(CommittedLeaderId::new(1, 1), 2))
+                .await
+                .unwrap();
+            let mut get = async |range: (Bound<u64>, Bound<u64>)| -> Vec<u64> {
+                store
+                    .try_get_log_entries(range)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.log_id.index)
+                    .collect()
+            };
+            use Bound::{Excluded, Included, Unbounded};
+            assert_eq!(get((Unbounded, Unbounded)).await, [3, 4, 5, 6]);
+            assert_eq!(get((Included(0), Excluded(100))).await, [3, 4, 5, 6]);
+            assert_eq!(get((Included(4), Included(4))).await, [4]);
+            assert_eq!(get((Excluded(3), Included(5))).await, [4, 5]);
+            assert_eq!(get((Included(5), Unbounded)).await, [5, 6]);
+            assert!(get((Unbounded, Excluded(3))).await.is_empty());
+            assert!(get((Included(7), Unbounded)).await.is_empty());
+            assert!(get((Included(5), Excluded(5))).await.is_empty());
+            assert!(get((Included(6), Excluded(4))).await.is_empty());
+        });
     }
 }

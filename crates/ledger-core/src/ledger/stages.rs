@@ -55,8 +55,15 @@ impl Stage<Slot> for TransactorStage {
         for slots in [head, tail] {
             for i in 0..slots.len() {
                 if let Some(ahead) = slots.get(i + PREFETCH_AHEAD) {
-                    self.transactor.prefetch(&ahead.op);
-                    self.links.prefetch_operation(&ahead.op);
+                    // A replayed slot's operation is a leftover: its entries name the
+                    // accounts it touches.
+                    if ahead.replayed {
+                        self.transactor.prefetch_entries(&ahead.entries);
+                        self.links.prefetch(&ahead.entries);
+                    } else {
+                        self.transactor.prefetch(&ahead.op);
+                        self.links.prefetch_operation(&ahead.op);
+                    }
                 }
                 let slot = &mut slots[i];
                 if slot.replayed {
