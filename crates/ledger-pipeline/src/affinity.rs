@@ -1,4 +1,5 @@
-//! Optional pinning of stage threads to cores (`sched_setaffinity`, Linux only).
+//! Optional pinning of stage threads to cores (`sched_setaffinity`, Linux only), and
+//! their niceness (`setpriority`, Unix).
 
 /// What happened to a stage's pinning request, reported by
 /// [`Pipeline::pinning`](crate::Pipeline::pinning).
@@ -27,9 +28,28 @@ pub(crate) fn pin_current_thread(core: usize) -> Pinning {
     imp::pin_current_thread(core)
 }
 
+/// Sets the calling thread's nice value (on Linux a thread has its own). Raising it needs
+/// no privilege; lowering it below the process's may be refused, and the thread then
+/// keeps the process's: a scheduling hint, never a reason to stop.
+pub(crate) fn set_current_thread_nice(nice: i32) -> std::io::Result<()> {
+    imp::set_current_thread_nice(nice)
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
     use super::Pinning;
+
+    pub(super) fn set_current_thread_nice(nice: i32) -> std::io::Result<()> {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let who = libc::id_t::try_from(tid).expect("thread ids are positive");
+        // SAFETY: PRIO_PROCESS with a thread id sets that thread's nice value (Linux).
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, who, nice) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
 
     pub(super) fn pin_current_thread(core: usize) -> Pinning {
         // CPU_SETSIZE is the number of cores a cpu_set_t describes.
@@ -79,6 +99,12 @@ mod imp {
 #[cfg(not(target_os = "linux"))]
 mod imp {
     use super::Pinning;
+
+    pub(super) fn set_current_thread_nice(_nice: i32) -> std::io::Result<()> {
+        Err(std::io::Error::other(
+            "per-thread niceness is implemented on Linux only",
+        ))
+    }
 
     pub(super) fn pin_current_thread(core: usize) -> Pinning {
         Pinning::Skipped {

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::affinity::{Pinning, pin_current_thread};
+use crate::affinity::{Pinning, pin_current_thread, set_current_thread_nice};
 use crate::batch::{Batch, Stage};
 use crate::error::{PipelineError, SharedStageError};
 use crate::ring::{CAPACITY_MAX, CLOSED, Control, Ring, SEQUENCE_MAX};
@@ -36,6 +36,10 @@ pub struct StageOptions {
     pub core: Option<usize>,
     /// The most slots handed to one `on_batch` call (capped at the ring capacity).
     pub batch_size_max: usize,
+    /// The stage thread's nice value (0: the process's). A positive one lets other
+    /// threads of the machine (say, the ones carrying network round trips) preempt this
+    /// stage when they wake up on a busy machine. Linux only; a refusal is ignored.
+    pub nice: i32,
 }
 
 impl Default for StageOptions {
@@ -43,6 +47,7 @@ impl Default for StageOptions {
         Self {
             core: None,
             batch_size_max: usize::MAX,
+            nice: 0,
         }
     }
 }
@@ -57,6 +62,12 @@ impl StageOptions {
     /// Bounds the batches handed to the stage.
     pub fn batch_size_max(mut self, n: usize) -> Self {
         self.batch_size_max = n;
+        self
+    }
+
+    /// Runs the stage thread at nice value `nice` (see [`StageOptions::nice`]).
+    pub fn nice(mut self, nice: i32) -> Self {
+        self.nice = nice;
         self
     }
 }
@@ -176,6 +187,10 @@ impl<T: Send + 'static> PipelineBuilder<T> {
                         Some(core) => pin_current_thread(core),
                         None => Pinning::NotRequested,
                     };
+                    if spec.options.nice != 0 {
+                        // A hint: the stage runs the same at the process's niceness.
+                        let _ = set_current_thread_nice(spec.options.nice);
+                    }
                     // The receiver lives until every stage reported.
                     let _ = tx.send((index, pin));
                     drop(tx);

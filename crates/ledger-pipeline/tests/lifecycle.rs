@@ -502,3 +502,41 @@ fn a_failure_racing_with_busy_producers_never_hangs_them() {
         assert!(pipeline.shutdown().is_err());
     }
 }
+
+/// The nice value a stage asks for is its thread's own: the stage sees it, the producer
+/// (another thread of the same process) keeps the process's.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stage_runs_at_the_nice_value_it_asks_for() {
+    fn own_nice() -> i32 {
+        // SAFETY: gettid has no preconditions; getpriority reads the thread's value.
+        unsafe {
+            let tid = libc::id_t::try_from(libc::gettid()).expect("positive");
+            libc::getpriority(libc::PRIO_PROCESS, tid)
+        }
+    }
+    let before = own_nice();
+    let seen = Arc::new(AtomicU64::new(u64::MAX));
+    let mut b = Pipeline::builder(8, || 0_u64);
+    b.add_stage_with(
+        "nice",
+        stage_fn({
+            let seen = Arc::clone(&seen);
+            move |_batch: &mut Batch<'_, u64>| {
+                seen.store(u64::try_from(own_nice()).expect("0..=19"), Ordering::SeqCst);
+                Ok(())
+            }
+        }),
+        // 19, the highest: raising one's nice value needs no privilege.
+        StageOptions::default().nice(19),
+    );
+    let pipeline = b.start().expect("start");
+    let seq = pipeline.producer().publish(|_, _| {}).expect("publish");
+    pipeline
+        .progress()
+        .wait(pipeline.progress().last_stage(), seq)
+        .expect("runs");
+    pipeline.shutdown().expect("shutdown");
+    assert_eq!(seen.load(Ordering::SeqCst), 19);
+    assert_eq!(own_nice(), before, "the caller's thread is untouched");
+}

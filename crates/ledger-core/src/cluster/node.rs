@@ -47,6 +47,11 @@ pub struct ClusterConfig {
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind a Raft snapshot, for followers a little behind.
     pub keep_entries_after_snapshot: u64,
+    /// The nice value of the engine's stage threads on this node (replaces
+    /// [`LedgerConfig::stage_nice`]). A replication round trip is several thread
+    /// wake-ups on each node; on a machine whose cores the stages keep busy, each one
+    /// would otherwise wait for a stage's time slice to end.
+    pub stage_nice: i32,
 }
 
 impl ClusterConfig {
@@ -64,6 +69,7 @@ impl ClusterConfig {
             join: false,
             snapshot_every_entries: 65_536,
             keep_entries_after_snapshot: 1024,
+            stage_nice: 10,
         }
     }
 
@@ -319,7 +325,11 @@ where
         log.forget_own_leadership(self.config.node_id);
         let raft_cell = Arc::new(OnceLock::new());
         let replicated = Watermark::new(0);
-        let mut ledger = Ledger::with_storage(self.ledger_config.clone(), Arc::clone(storage));
+        let ledger_config = LedgerConfig {
+            stage_nice: self.config.stage_nice,
+            ..self.ledger_config.clone()
+        };
+        let mut ledger = Ledger::with_storage(ledger_config, Arc::clone(storage));
         ledger.start_replica(
             Box::new(RaftProposer {
                 raft: Arc::clone(&raft_cell),

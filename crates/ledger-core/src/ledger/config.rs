@@ -62,6 +62,10 @@ pub struct LedgerConfig {
     pub dedup_window: Duration,
     /// Pin the stage threads to cores. Default: not pinned.
     pub pinning: StagePinning,
+    /// The stage threads' nice value (default 0: the process's). A cluster node raises
+    /// it: on a busy machine, the threads that carry its replication round trips then
+    /// preempt the stages when they wake up, instead of queueing behind them.
+    pub stage_nice: i32,
 }
 
 /// Optional core for each stage thread.
@@ -90,6 +94,7 @@ impl Default for LedgerConfig {
             wait_strategy: WaitStrategy::DEFAULT,
             dedup_window: Duration::from_secs(10),
             pinning: StagePinning::default(),
+            stage_nice: 0,
         }
     }
 }

@@ -753,7 +753,9 @@ impl Engine {
             .wait_strategy(config.wait_strategy)
             .initial_sequence(first_tx_id);
         let options = |core: Option<usize>, batch_max: usize| {
-            let options = StageOptions::default().batch_size_max(batch_max);
+            let options = StageOptions::default()
+                .batch_size_max(batch_max)
+                .nice(config.stage_nice);
             match core {
                 Some(core) => options.pinned(core),
                 None => options,
