@@ -31,9 +31,12 @@ fn compile_cluster(proto_dir: &std::path::Path) -> Result<(), Box<dyn std::error
     let proto = proto_dir.join("raft.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
     let fds = protox::compile([&proto], [proto_dir])?;
+    // Frames as `Bytes`: a follower's copy of the leader's records is a slice of the
+    // buffer it received them in, and the leader sends its own without copying.
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .bytes(".roda.ledger.cluster.v1.Frame.payload")
         .compile_fds(fds)?;
     Ok(())
 }

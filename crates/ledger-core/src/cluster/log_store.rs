@@ -478,7 +478,7 @@ impl Inner {
             frames.push(EncodedFrame {
                 first_tx_id: r.first_tx_id,
                 count: r.count,
-                payload: Arc::from(frame.payload),
+                payload: bytes::Bytes::copy_from_slice(frame.payload),
             });
         }
         Ok(Frames(frames.into()))
@@ -864,7 +864,7 @@ mod tests {
                     first_tx_id: next,
                     count,
                     // The log store keeps records frames as bytes: any payload will do.
-                    payload: Arc::from(vec![index as u8; 16]),
+                    payload: bytes::Bytes::from(vec![index as u8; 16]),
                 };
                 next += u64::from(count);
                 f

@@ -33,7 +33,7 @@ pub struct EncodedFrame {
     /// How many records (`>= 1`).
     pub count: u32,
     /// The records, as `docs/record-format.md` specifies.
-    pub payload: Arc<[u8]>,
+    pub payload: bytes::Bytes,
 }
 
 impl EncodedFrame {
@@ -178,7 +178,7 @@ impl Stage<Slot> for ProposeStage {
                 frames.push(EncodedFrame {
                     first_tx_id: *frame_first,
                     count,
-                    payload: Arc::from(self.buf.as_slice()),
+                    payload: bytes::Bytes::copy_from_slice(&self.buf),
                 });
                 encoder = None;
             }

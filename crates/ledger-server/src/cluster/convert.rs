@@ -65,7 +65,7 @@ pub fn append_request_to(r: &AppendEntriesRequest<TypeConfig>) -> pb::AppendEntr
                     .map(|f| pb::Frame {
                         first_tx_id: f.first_tx_id,
                         count: f.count,
-                        payload: f.payload.to_vec(),
+                        payload: f.payload.clone(),
                     })
                     .collect(),
                 _ => Vec::new(),
@@ -94,7 +94,7 @@ pub fn append_request_from(
                 .map(|f| EncodedFrame {
                     first_tx_id: f.first_tx_id,
                     count: f.count,
-                    payload: f.payload.into(),
+                    payload: f.payload,
                 })
                 .collect();
             entry_from_wire(&e.header, frames).map_err(|e| Status::invalid_argument(e.to_string()))
@@ -280,7 +280,7 @@ mod tests {
         let frame = |first_tx_id, count| EncodedFrame {
             first_tx_id,
             count,
-            payload: std::sync::Arc::from(vec![1u8, 2, 3]),
+            payload: vec![1u8, 2, 3].into(),
         };
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(3, 1), 9),
