@@ -1081,10 +1081,10 @@ mod reader_tests {
         });
     }
 
-    /// With no cache, entries are read back from the WAL (one segment opened per frame:
-    /// reading on with one cursor was tried and made catch-up no faster): every frame's bytes as they
+    /// With no cache, entries are read back from the WAL: every frame's bytes as they
     /// were appended, for any range, across segment boundaries, with the entry headers
-    /// and a blank entry between them skipped.
+    /// and a blank entry between them skipped. (A segment is opened per frame; reading
+    /// on with one cursor was tried and made a follower's catch-up no faster.)
     #[test]
     fn evicted_entries_read_back_from_the_wal_as_they_were_appended() {
         let dir = tempfile::tempdir().unwrap();
