@@ -1,5 +1,5 @@
 //! Optional pinning of stage threads to cores (`sched_setaffinity`, Linux only), and
-//! their niceness (`setpriority`, Unix).
+//! their niceness (`setpriority` on the thread id, Linux only).
 
 /// What happened to a stage's pinning request, reported by
 /// [`Pipeline::pinning`](crate::Pipeline::pinning).
