@@ -40,6 +40,9 @@ struct Cluster {
     /// defaults, which these short tests never reach).
     snapshots: Option<(u64, u64)>,
     max_accounts: u64,
+    /// WAL segments of 8 KiB and engine snapshots every 20 transactions, keeping the
+    /// last 20 for history: the log's retention has something to remove.
+    small_wal: bool,
 }
 
 impl Cluster {
@@ -53,6 +56,10 @@ impl Cluster {
     }
 
     async fn start_configured(dirs: usize, snapshots: Option<(u64, u64)>) -> Cluster {
+        Cluster::start_full(dirs, snapshots, false).await
+    }
+
+    async fn start_full(dirs: usize, snapshots: Option<(u64, u64)>, small_wal: bool) -> Cluster {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -63,6 +70,7 @@ impl Cluster {
             snapshots,
             // Snapshots of 250,000 accounts (4 MB) travel in two chunks.
             max_accounts: if snapshots.is_some() { 250_000 } else { 1_000 },
+            small_wal,
         };
         for id in IDS {
             cluster.start_node(id).await;
@@ -82,8 +90,15 @@ impl Cluster {
             config.snapshot_every_entries = every;
             config.keep_entries_after_snapshot = keep;
         }
+        let mut ledger_config = ledger_config_sized(dir, self.max_accounts);
+        if self.small_wal {
+            ledger_config.wal_segment_bytes = 8 << 10;
+            ledger_config.wal_frame_bytes = 4096;
+            ledger_config.snapshot_interval_tx = 20;
+            ledger_config.history_retention_tx = 20;
+        }
         let node = ClusterNode::start(
-            ledger_config_sized(dir, self.max_accounts),
+            ledger_config,
             ledger_core::storage::real(),
             config,
             self.router.for_node(id),
@@ -508,6 +523,65 @@ async fn lagging_and_joining_nodes_catch_up_from_a_raft_snapshot() {
         let outcome = ledger.try_outcome(after.tx_id);
         assert!(outcome.is_ok(), "node {id}: {outcome:?}");
     }
+
+    for id in cluster.live() {
+        cluster.kill(id).await;
+    }
+}
+
+/// WAL segments behind the Raft snapshot and the engine's needs are removed on every
+/// node as the cluster runs; a follower and then the leader restarted come back from
+/// what is left (the log starting inside an entry its log start names), and every node
+/// shows the same balances after more writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_wal_segments_go_and_nodes_restart_from_what_is_left() {
+    let cluster = Cluster::start_full(3, Some((5, 2)), true).await;
+    let leader = cluster.leader(&IDS).await;
+    let mut last = 0;
+    let mut round = 0_u64;
+    let mut write = async |cluster: &Cluster, leader: NodeId, rounds: u64| {
+        for _ in 0..rounds {
+            round += 1;
+            let ops = (0..3)
+                .map(|i| deposit((round + i) % 20, 10 + i, 100 * round + i + 1))
+                .collect();
+            last = cluster
+                .on(leader, |l| net::replicate(l, ops).unwrap())
+                .await
+                .last()
+                .unwrap()
+                .tx_id;
+        }
+        last
+    };
+    write(&cluster, leader, 150).await;
+    for id in IDS {
+        eventually("every node to remove old WAL segments", || {
+            wal_first_tx(&cluster, id).filter(|&first| first > 1)
+        })
+        .await;
+    }
+
+    let follower = IDS.into_iter().find(|&id| id != leader).unwrap();
+    cluster.kill(follower).await;
+    cluster.start_node(follower).await;
+    let last = write(&cluster, leader, 20).await;
+    let everywhere = balances_everywhere(&cluster, last).await;
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
+
+    cluster.kill(leader).await;
+    cluster.start_node(leader).await;
+    let leader = cluster.leader(&IDS).await;
+    let last = write(&cluster, leader, 20).await;
+    let everywhere = balances_everywhere(&cluster, last).await;
+    assert_eq!(everywhere.len(), 3);
+    assert!(
+        everywhere.windows(2).all(|w| w[0] == w[1]),
+        "{everywhere:?}"
+    );
 
     for id in cluster.live() {
         cluster.kill(id).await;

@@ -35,8 +35,11 @@ fn ledger_config(id: NodeId) -> LedgerConfig {
     config.max_accounts = ACCOUNTS + 1;
     config.ring_size = 1 << 10;
     config.read_cache_bytes = 0;
-    config.wal_segment_bytes = 16 << 10;
+    // Segments of 4 KiB, engine snapshots every 40 transactions and history kept for 40:
+    // the log's retention removes segments as the simulation runs, under its faults.
+    config.wal_segment_bytes = 4 << 10;
     config.snapshot_interval_tx = 40;
+    config.history_retention_tx = 40;
     config
 }
 

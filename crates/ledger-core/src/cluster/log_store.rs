@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ledger_storage::{OpenMode, Storage, read_full_at};
-use ledger_wal::{FrameCursor, FrameKind, FramePosition, Wal, WalConfig, WalError, WalReader};
+use ledger_wal::{
+    FrameCursor, FrameKind, FramePosition, SegmentInfo, Wal, WalConfig, WalError, WalReader,
+};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, EntryPayload, LogState, RaftLogReader, StorageIOError};
 
@@ -50,6 +52,17 @@ struct Stored {
     body: Body,
 }
 
+/// An entry Raft purged whose header frame may still be in the WAL: what the log start
+/// must name once the segments up to it are removed.
+#[derive(Clone, Debug)]
+struct Forgotten {
+    log_id: LogId,
+    header: FramePosition,
+    /// The membership and the last transaction as of this entry.
+    membership: Arc<StoredMembership>,
+    last_tx: u64,
+}
+
 #[derive(Debug)]
 struct Inner {
     storage: Arc<dyn Storage>,
@@ -72,6 +85,8 @@ struct Inner {
     /// The last transaction durable in this node's WAL (internal: not an
     /// acknowledgement in a cluster).
     durable_tx: u64,
+    /// Purged entries, oldest first, until the segments holding their headers go.
+    forgotten: VecDeque<Forgotten>,
 }
 
 /// The log store; clones share it (openraft's log reader is a clone).
@@ -109,10 +124,14 @@ impl LogStore {
         snapshot: Option<&SnapshotHead>,
     ) -> Result<LogStore, OpenError> {
         let (mut wal, _report) = Wal::open_on(Arc::clone(&storage), wal_dir, wal_config)?;
-        let (entries, cut_short) = if wal.next_seq().is_some() {
+        let ReadEntries {
+            entries,
+            cut_short,
+            leading_orphans,
+        } = if wal.next_seq().is_some() {
             read_entries(&storage, wal_dir)?
         } else {
-            (VecDeque::new(), None)
+            ReadEntries::default()
         };
         if let Some(header) = cut_short {
             // The last entry lost frames to a crash: it was never durable, so never
@@ -136,13 +155,22 @@ impl LogStore {
             cache_budget,
             header_buf: Vec::new(),
             durable_tx: 0,
+            forgotten: VecDeque::new(),
         };
-        if let Some(start) = read_log_start(inner.storage.as_ref(), vote_dir)?
-            && inner
-                .first_index()
-                .is_none_or(|first| Some(first) == start.meta.last_log_id.map(|l| l.index + 1))
+        let start = read_log_start(inner.storage.as_ref(), vote_dir)?
+            .filter(|start| inner.starts_within(start));
+        if let Some(at) = leading_orphans
+            && start.is_none()
         {
-            inner.purged_to(&start);
+            return Err(EntryReadError::Layout {
+                at,
+                why: "the log starts inside an entry and no raft-log-start names the entry before",
+            }
+            .into());
+        }
+        if let Some(start) = &start {
+            inner.drop_through(start);
+            inner.purged_to(start);
         }
         if let Some(head) = snapshot {
             inner.continue_snapshot(head)?;
@@ -266,6 +294,54 @@ impl LogStore {
         true
     }
 
+    /// Removes the WAL segments that hold only what Raft purged and nothing at or above
+    /// `floor_tx` (what the engine's newest snapshot and its history retention still
+    /// need), oldest first; returns them. Before any goes, `raft-log-start` names the
+    /// last entry whose header they hold, so the next open knows where the log starts:
+    /// the first segment kept may begin with the tail of that entry's frames. A crash
+    /// before the removal leaves a log-start the log does not begin after, which the
+    /// next open ignores (the log still holds every entry).
+    pub fn remove_segments_below(&self, floor_tx: u64) -> Result<Vec<SegmentInfo>, WalError> {
+        let mut inner = self.lock();
+        let limit = inner.entries.front().map_or(u64::MAX, |e| e.header.segment);
+        let segments = inner.wal.segments();
+        // The active segment (the last) always stays.
+        let removable = segments
+            .iter()
+            .take(segments.len().saturating_sub(1))
+            .take_while(|s| s.number < limit && s.next_seq <= floor_tx)
+            .count();
+        let Some(keep_from) = segments.get(removable).map(|s| s.number) else {
+            return Ok(Vec::new());
+        };
+        if removable == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(last) = inner
+            .forgotten
+            .iter()
+            .rposition(|f| f.header.segment < keep_from)
+        {
+            let f = &inner.forgotten[last];
+            let head = SnapshotHead {
+                meta: openraft::SnapshotMeta {
+                    last_log_id: Some(f.log_id),
+                    last_membership: (*f.membership).clone(),
+                    snapshot_id: format!("log-start-{}", f.log_id.index),
+                },
+                covered_tx: f.last_tx,
+            };
+            write_log_start(inner.storage.as_ref(), &inner.vote_dir, &head).map_err(|e| {
+                WalError::Io {
+                    path: inner.vote_dir.join(LOG_START_FILE),
+                    source: e,
+                }
+            })?;
+            inner.forgotten.drain(..=last);
+        }
+        inner.wal.remove_segments_before(keep_from)
+    }
+
     /// The last transaction durable in this node's WAL.
     pub fn durable_tx(&self) -> u64 {
         self.lock().durable_tx
@@ -322,6 +398,7 @@ impl Inner {
                 "the log continues a Raft snapshot: its entries before it are dropped"
             );
             self.entries.clear();
+            self.forgotten.clear();
             self.cached_bytes = 0;
             self.uncached_below = 0;
         }
@@ -329,6 +406,33 @@ impl Inner {
             self.purged_to(head);
         }
         Ok(())
+    }
+
+    /// Whether the log continues the entry `start` names: it holds that entry or
+    /// begins at or before the one after it (entries up to it being purged ones whose
+    /// segments outlived them).
+    fn starts_within(&self, start: &SnapshotHead) -> bool {
+        let Some(last) = start.meta.last_log_id else {
+            return false;
+        };
+        self.first_index()
+            .is_none_or(|first| first <= last.index + 1)
+            && self.get(last.index).is_none_or(|e| e.log_id == last)
+    }
+
+    /// Forgets the entries up to the one `start` names (at open: Raft purged them).
+    fn drop_through(&mut self, start: &SnapshotHead) {
+        let Some(last) = start.meta.last_log_id else {
+            return;
+        };
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.log_id.index <= last.index)
+        {
+            self.entries.pop_front();
+            self.uncached_below = self.uncached_below.saturating_sub(1);
+        }
     }
 
     /// The log is known to continue the snapshot `head` names.
@@ -499,15 +603,24 @@ fn last_tx(entries: &VecDeque<Stored>) -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads every entry of the WAL in `dir`, in order; and where the header of a last entry
-/// a crash cut short is (its frames are not all there).
-fn read_entries(
-    storage: &Arc<dyn Storage>,
-    dir: &Path,
-) -> Result<(VecDeque<Stored>, Option<FramePosition>), EntryReadError> {
+/// What [`read_entries`] found.
+#[derive(Default)]
+struct ReadEntries {
+    entries: VecDeque<Stored>,
+    /// Where the header of a last entry a crash cut short is (its frames are not all
+    /// there).
+    cut_short: Option<FramePosition>,
+    /// Where records frames before the first entry header start: the tail of an entry
+    /// whose header was in a segment retention removed.
+    leading_orphans: Option<FramePosition>,
+}
+
+/// Reads every entry of the WAL in `dir`, in order.
+fn read_entries(storage: &Arc<dyn Storage>, dir: &Path) -> Result<ReadEntries, EntryReadError> {
     let reader = WalReader::open_on(Arc::clone(storage), dir)?;
     let mut frames = reader.frames();
     let mut entries: VecDeque<Stored> = VecDeque::new();
+    let mut leading_orphans = None;
     // How many records frames the last normal entry still expects.
     let mut expecting = 0u32;
     while let Some(frame) = frames.next_frame()? {
@@ -553,6 +666,9 @@ fn read_entries(
                     body,
                 });
             }
+            FrameKind::Records if entries.is_empty() => {
+                leading_orphans.get_or_insert(position);
+            }
             FrameKind::Records => {
                 let Some(Stored {
                     body: Body::Normal { frames: refs, .. },
@@ -580,13 +696,17 @@ fn read_entries(
             FrameKind::Optional(_) => {} // durable marks
         }
     }
+    let mut cut_short = None;
     if expecting != 0 {
         // The entry's frames were cut off by a crash: the entry was never durable, so it
         // was never acknowledged. Forget it (the leader sends it again).
-        let cut_short = entries.pop_back().map(|e| e.header);
-        return Ok((entries, cut_short));
+        cut_short = entries.pop_back().map(|e| e.header);
     }
-    Ok((entries, None))
+    Ok(ReadEntries {
+        entries,
+        cut_short,
+        leading_orphans,
+    })
 }
 
 /// Why the log store could not open.
@@ -819,6 +939,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Forgets the entries; their WAL segments stay (the records are also the
         // read path's history, kept by the ledger's own retention).
         let mut inner = self.lock();
+        let mut membership = Arc::new(inner.purged_membership.clone());
         while inner
             .entries
             .front()
@@ -838,9 +959,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
                 Body::Membership(m) => {
                     inner.purged_membership = StoredMembership::new(Some(stored.log_id), m);
+                    membership = Arc::new(inner.purged_membership.clone());
                 }
                 Body::Blank => {}
             }
+            let last_tx = inner.purged_tx;
+            inner.forgotten.push_back(Forgotten {
+                log_id: stored.log_id,
+                header: stored.header,
+                membership: Arc::clone(&membership),
+                last_tx,
+            });
             inner.uncached_below = inner.uncached_below.saturating_sub(1);
         }
         if inner.last_purged.is_none_or(|p| p.index < log_id.index) {
@@ -1141,5 +1270,157 @@ mod reader_tests {
                 );
             }
         });
+    }
+
+    fn frames_entry(index: u64, first_tx: u64, bytes: usize) -> Entry {
+        let payload: Vec<u8> = (0..bytes).map(|i| (i as u64 * 7 + index) as u8).collect();
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Frames(
+                vec![EncodedFrame {
+                    first_tx_id: first_tx,
+                    count: 2,
+                    payload: payload.into(),
+                }]
+                .into(),
+            )),
+        }
+    }
+
+    fn log_start(index: u64, covered_tx: u64) -> SnapshotHead {
+        SnapshotHead {
+            meta: openraft::SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: format!("{index}"),
+            },
+            covered_tx,
+        }
+    }
+
+    fn small_segments(dir: &Path) -> Result<LogStore, OpenError> {
+        LogStore::open(
+            ledger_storage::real(),
+            &dir.join("wal"),
+            dir,
+            WalConfig::default().with_segment_bytes_max(16 << 10),
+            1 << 20,
+            None,
+        )
+    }
+
+    /// 30 entries of 5 KB (two transactions each) over segments of 16 KB.
+    fn thirty_entries(dir: &Path) -> LogStore {
+        let store = small_segments(dir).unwrap();
+        for index in 1..=30u64 {
+            store
+                .lock()
+                .append_one(frames_entry(index, 2 * index - 1, 5000))
+                .unwrap();
+        }
+        store.lock().wal.sync().unwrap();
+        store
+    }
+
+    fn first_and_purged(store: &LogStore) -> (Option<u64>, Option<u64>, u64) {
+        let inner = store.lock();
+        (
+            inner.first_index(),
+            inner.last_purged.map(|l| l.index),
+            inner.purged_tx,
+        )
+    }
+
+    /// Segments behind what Raft purged go, but none holding a transaction at or above
+    /// the floor, and never the one holding the first kept entry's header. The log
+    /// reopens where it was: the first kept segment starts inside a purged entry, which
+    /// the log start names, and appending goes on.
+    #[test]
+    fn segments_behind_the_purged_log_and_the_floor_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = thirty_entries(dir.path());
+        let segments = store.lock().wal.segments().len();
+        assert!(segments >= 8, "{segments} segments");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(store.purge(LogId::new(CommittedLeaderId::new(1, 1), 20)))
+            .unwrap();
+        // A floor at transaction 11 (entry 6) keeps the segments from the one holding it.
+        let removed = store.remove_segments_below(11).unwrap();
+        assert!(!removed.is_empty());
+        assert!(removed.iter().all(|s| s.next_seq <= 11));
+        // No floor: up to the segment holding entry 21's header.
+        let removed = store.remove_segments_below(u64::MAX).unwrap();
+        assert!(!removed.is_empty());
+        let first = store.lock().wal.segments()[0].first_seq;
+        assert!(
+            first <= 41,
+            "entry 21 (transactions 41-42) is kept: {first}"
+        );
+        assert_eq!(first_and_purged(&store), (Some(21), Some(20), 40));
+        drop(store);
+
+        let store = small_segments(dir.path()).unwrap();
+        let (first, purged, _) = first_and_purged(&store);
+        let purged = purged.expect("the log start is known");
+        assert_eq!(first, Some(purged + 1));
+        assert!(purged <= 20);
+        store.lock().append_one(frames_entry(31, 61, 5000)).unwrap();
+        store.lock().wal.sync().unwrap();
+        drop(store);
+        let store = small_segments(dir.path()).unwrap();
+        assert_eq!(
+            store.lock().entries.back().map(|e| e.log_id.index),
+            Some(31)
+        );
+    }
+
+    /// A crash after the log start is written and before (or while) the segments are
+    /// removed: the entries it names as purged are dropped at open, and what is left
+    /// reads as before.
+    #[test]
+    fn a_crash_between_naming_the_log_start_and_removing_segments_is_harmless() {
+        for removed_before_crash in [0, 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = thirty_entries(dir.path());
+            {
+                let inner = store.lock();
+                write_log_start(inner.storage.as_ref(), &inner.vote_dir, &log_start(12, 24))
+                    .unwrap();
+            }
+            if removed_before_crash > 0 {
+                let mut inner = store.lock();
+                let second = inner.wal.segments()[1].number;
+                inner.wal.remove_segments_before(second).unwrap();
+            }
+            drop(store);
+            let store = small_segments(dir.path()).unwrap();
+            assert_eq!(
+                first_and_purged(&store),
+                (Some(13), Some(12), 24),
+                "{removed_before_crash} removed"
+            );
+        }
+    }
+
+    /// A log whose first segment starts inside an entry, with no log start naming the
+    /// entry before the first header, is refused: its beginning is lost, not purged.
+    #[test]
+    fn a_log_starting_inside_an_entry_without_a_log_start_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = thirty_entries(dir.path());
+        {
+            let mut inner = store.lock();
+            let second = inner.wal.segments()[1].number;
+            inner.wal.remove_segments_before(second).unwrap();
+        }
+        drop(store);
+        let error = small_segments(dir.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("starts inside an entry"),
+            "{error}"
+        );
     }
 }

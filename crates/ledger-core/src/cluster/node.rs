@@ -215,6 +215,38 @@ struct Running {
     log: LogStore,
 }
 
+/// How often a node looks for WAL segments nothing needs any more.
+const RETAIN_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Running {
+    /// Removes the WAL segments that hold only entries Raft purged and records the
+    /// engine needs for neither its snapshots nor its history retention.
+    fn retain(&self) {
+        let Ok(engine) = self.shared.ledger.started() else {
+            return;
+        };
+        let Some(hooks) = &engine.replica else {
+            return;
+        };
+        let Some(floor) = hooks.wal_floor(self.log.durable_tx()) else {
+            return;
+        };
+        match self.log.remove_segments_below(floor) {
+            Ok(removed) => {
+                if let Some(newest) = removed.iter().map(|s| s.number).max() {
+                    hooks.removed_below(newest + 1);
+                    tracing::debug!(
+                        segments = removed.len(),
+                        below_tx = floor,
+                        "old WAL segments removed"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "old WAL segments could not be removed"),
+        }
+    }
+}
+
 /// Hands each batch's frames to Raft from the engine's propose stage (a plain thread).
 struct RaftProposer {
     raft: Arc<OnceLock<Raft>>,
@@ -428,6 +460,8 @@ where
     async fn watch(self: Arc<Self>) {
         while let Some(running) = self.running() {
             let mut metrics = running.raft.metrics();
+            let mut last_retained = std::time::Instant::now();
+            let mut purged_seen = None;
             // What happened before this subscription counts too.
             running.shared.try_lead(&metrics.borrow().clone());
             loop {
@@ -439,6 +473,12 @@ where
                 };
                 let m = metrics.borrow().clone();
                 running.shared.try_lead(&m);
+                // After Raft purges entries, and now and then for the engine's floors.
+                if m.purged != purged_seen || last_retained.elapsed() >= RETAIN_INTERVAL {
+                    running.retain();
+                    purged_seen = m.purged;
+                    last_retained = std::time::Instant::now();
+                }
                 // Deposed: a newer term, another leader, not leading any more, or the
                 // replicated log stopped (a failed append): batches in flight could wait
                 // forever otherwise.

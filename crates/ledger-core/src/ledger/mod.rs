@@ -815,6 +815,9 @@ impl Engine {
                 );
                 replica_hooks = Some(replica::ReplicaHooks {
                     index: Mutex::new(index_writer),
+                    retention_floor: Arc::clone(&retention_floor),
+                    history_keep_tx: config.history_retention_tx,
+                    keep_all: config.wal_keep_all,
                 });
                 drop(recent);
                 gate

@@ -210,6 +210,32 @@ pub(crate) struct ReplicaHooks {
     /// replicated log's store). The cache of recent frames stays empty: reads of a
     /// cluster node's transactions go through the index to the WAL.
     pub index: Mutex<super::reads::index::IndexWriter>,
+    /// WAL below this transaction is needed by none of the engine's snapshots (set by
+    /// its checkpointer): with `history_keep_tx` and `keep_all`, what the replicated
+    /// log's store may remove.
+    pub retention_floor: Arc<std::sync::atomic::AtomicU64>,
+    pub history_keep_tx: u64,
+    pub keep_all: bool,
+}
+
+impl ReplicaHooks {
+    /// The first transaction the engine still needs in the WAL, for a log whose last
+    /// durable one is `last_tx`; `None` to keep everything (`wal_keep_all`).
+    pub fn wal_floor(&self, last_tx: TxId) -> Option<TxId> {
+        if self.keep_all {
+            return None;
+        }
+        let history = (last_tx + 1).saturating_sub(self.history_keep_tx);
+        Some(self.retention_floor.load(Ordering::Acquire).min(history))
+    }
+
+    /// Segments below `segment` are gone: reads no longer look for frames there.
+    pub fn removed_below(&self, segment: u64) {
+        self.index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_below(segment);
+    }
 }
 
 impl Engine {
