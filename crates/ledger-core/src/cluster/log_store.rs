@@ -1000,7 +1000,7 @@ mod tests {
             })
             .collect();
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            log_id: id(index),
             payload: EntryPayload::Normal(Frames(frames.into())),
         }
     }
@@ -1010,14 +1010,33 @@ mod tests {
     }
 
     fn open_continuing(dir: &Path, snapshot: Option<&SnapshotHead>) -> Result<LogStore, OpenError> {
+        open_with(dir, WalConfig::default(), 1 << 20, snapshot)
+    }
+
+    fn open_with(
+        dir: &Path,
+        wal: WalConfig,
+        cache_budget: usize,
+        snapshot: Option<&SnapshotHead>,
+    ) -> Result<LogStore, OpenError> {
         LogStore::open(
             ledger_storage::real(),
             &dir.join("wal"),
             dir,
-            WalConfig::default(),
-            1 << 20,
+            wal,
+            cache_budget,
             snapshot,
         )
+    }
+
+    fn id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
     }
 
     /// What a crash leaves when it comes while an entry is being written: the frames
@@ -1084,7 +1103,7 @@ mod tests {
     fn head(index: u64, covered_tx: u64) -> SnapshotHead {
         SnapshotHead {
             meta: openraft::SnapshotMeta {
-                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+                last_log_id: Some(id(index)),
                 last_membership: StoredMembership::default(),
                 snapshot_id: format!("{index}"),
             },
@@ -1119,9 +1138,7 @@ mod tests {
             [(1, Some(3)), (2, Some(7)), (3, Some(10))]
         );
         assert_eq!(last_purged(&store), None);
-        let covered = store
-            .covered(LogId::new(CommittedLeaderId::new(1, 1), 3), 9)
-            .unwrap();
+        let covered = store.covered(id(3), 9).unwrap();
         assert_eq!(
             (
                 covered.meta.last_log_id.map(|l| l.index),
@@ -1143,22 +1160,12 @@ mod tests {
         let store = open_after(dir.path(), &head(9, 30));
         assert_eq!(entry_ids(&store), [(10, Some(32))]);
         assert_eq!((last_purged(&store), store.durable_tx()), (Some(9), 32));
-        assert!(
-            store
-                .covered(LogId::new(CommittedLeaderId::new(1, 1), 10), 31)
-                .is_none()
-        );
+        assert!(store.covered(id(10), 31).is_none());
     }
-}
 
-#[cfg(test)]
-mod reader_tests {
-    use super::*;
-    use openraft::CommittedLeaderId;
-
-    fn entry(index: u64) -> Entry {
+    fn blank(index: u64) -> Entry {
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            log_id: id(index),
             payload: EntryPayload::Blank,
         }
     }
@@ -1168,26 +1175,12 @@ mod reader_tests {
     #[test]
     fn a_range_of_entries_is_exactly_the_present_ones_in_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LogStore::open(
-            ledger_storage::real(),
-            &dir.path().join("wal"),
-            dir.path(),
-            WalConfig::default(),
-            1 << 20,
-            None,
-        )
-        .unwrap();
+        let mut store = open(dir.path()).unwrap();
         for index in 1..=6 {
-            store.lock().append_one(entry(index)).unwrap();
+            store.lock().append_one(blank(index)).unwrap();
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            store
-                .purge(LogId::new(CommittedLeaderId::new(1, 1), 2))
-                .await
-                .unwrap();
+        runtime().block_on(async {
+            store.purge(id(2)).await.unwrap();
             let mut get = async |range: (Bound<u64>, Bound<u64>)| -> Vec<u64> {
                 store
                     .try_get_log_entries(range)
@@ -1217,9 +1210,7 @@ mod reader_tests {
     #[test]
     fn evicted_entries_read_back_from_the_wal_as_they_were_appended() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LogStore::open(
-            ledger_storage::real(),
-            &dir.path().join("wal"),
+        let mut store = open_with(
             dir.path(),
             WalConfig::default().with_segment_bytes_max(64 << 10),
             0,
@@ -1230,7 +1221,7 @@ mod reader_tests {
         let mut next_tx = 1;
         for index in 1..=40u64 {
             let entry = if index % 7 == 0 {
-                entry(index)
+                blank(index)
             } else {
                 let frames: Vec<EncodedFrame> = (0..(index % 3 + 1))
                     .map(|f| {
@@ -1248,7 +1239,7 @@ mod reader_tests {
                     })
                     .collect();
                 Entry {
-                    log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                    log_id: id(index),
                     payload: EntryPayload::Normal(Frames(frames.into())),
                 }
             };
@@ -1257,10 +1248,7 @@ mod reader_tests {
         }
         store.lock().wal.sync().unwrap();
         assert!(store.lock().wal.segments().len() > 3, "spans segments");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        runtime().block_on(async {
             for (from, to) in [(1, 41), (5, 6), (13, 29), (39, 41)] {
                 let got = store.try_get_log_entries(from..to).await.unwrap();
                 assert_eq!(
@@ -1275,7 +1263,7 @@ mod reader_tests {
     fn frames_entry(index: u64, first_tx: u64, bytes: usize) -> Entry {
         let payload: Vec<u8> = (0..bytes).map(|i| (i as u64 * 7 + index) as u8).collect();
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            log_id: id(index),
             payload: EntryPayload::Normal(Frames(
                 vec![EncodedFrame {
                     first_tx_id: first_tx,
@@ -1287,21 +1275,8 @@ mod reader_tests {
         }
     }
 
-    fn log_start(index: u64, covered_tx: u64) -> SnapshotHead {
-        SnapshotHead {
-            meta: openraft::SnapshotMeta {
-                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
-                last_membership: StoredMembership::default(),
-                snapshot_id: format!("{index}"),
-            },
-            covered_tx,
-        }
-    }
-
     fn small_segments(dir: &Path) -> Result<LogStore, OpenError> {
-        LogStore::open(
-            ledger_storage::real(),
-            &dir.join("wal"),
+        open_with(
             dir,
             WalConfig::default().with_segment_bytes_max(16 << 10),
             1 << 20,
@@ -1341,12 +1316,7 @@ mod reader_tests {
         let mut store = thirty_entries(dir.path());
         let segments = store.lock().wal.segments().len();
         assert!(segments >= 8, "{segments} segments");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime
-            .block_on(store.purge(LogId::new(CommittedLeaderId::new(1, 1), 20)))
-            .unwrap();
+        runtime().block_on(store.purge(id(20))).unwrap();
         // A floor at transaction 11 (entry 6) keeps the segments from the one holding it.
         let removed = store.remove_segments_below(11).unwrap();
         assert!(!removed.is_empty());
@@ -1387,8 +1357,7 @@ mod reader_tests {
             let store = thirty_entries(dir.path());
             {
                 let inner = store.lock();
-                write_log_start(inner.storage.as_ref(), &inner.vote_dir, &log_start(12, 24))
-                    .unwrap();
+                write_log_start(inner.storage.as_ref(), &inner.vote_dir, &head(12, 24)).unwrap();
             }
             if removed_before_crash > 0 {
                 let mut inner = store.lock();
