@@ -113,6 +113,24 @@ impl Cluster {
         node
     }
 
+    /// Rounds `rounds` of three deposits each on `leader`, each replicated; the id of
+    /// the last transaction.
+    async fn deposit_rounds(&self, leader: NodeId, rounds: std::ops::Range<u64>) -> u64 {
+        let mut last = 0;
+        for round in rounds {
+            let ops = (0..3)
+                .map(|i| deposit((round + i) % 20, 10 + i, 100 * round + i + 1))
+                .collect();
+            last = self
+                .on(leader, |l| net::replicate(l, ops).unwrap())
+                .await
+                .last()
+                .unwrap()
+                .tx_id;
+        }
+        last
+    }
+
     async fn kill(&self, id: NodeId) {
         let node = self.router.nodes.lock().unwrap().remove(&id).unwrap();
         node.shutdown().await;
@@ -460,18 +478,7 @@ async fn lagging_and_joining_nodes_catch_up_from_a_raft_snapshot() {
     let lagging = IDS.into_iter().find(|&id| id != leader).unwrap();
     cluster.kill(lagging).await;
 
-    let mut last = 0;
-    for round in 0..30_u64 {
-        let ops = (0..3)
-            .map(|i| deposit((round + i) % 20, 10 + i, 100 * round + i + 1))
-            .collect();
-        last = cluster
-            .on(leader, |l| net::replicate(l, ops).unwrap())
-            .await
-            .last()
-            .unwrap()
-            .tx_id;
-    }
+    let last = cluster.deposit_rounds(leader, 0..30).await;
     let purged = eventually("the leader to forget entries behind a snapshot", || {
         let status = cluster.node(leader).status();
         status.purged_index.filter(|&p| p > 10)
@@ -537,24 +544,7 @@ async fn lagging_and_joining_nodes_catch_up_from_a_raft_snapshot() {
 async fn old_wal_segments_go_and_nodes_restart_from_what_is_left() {
     let cluster = Cluster::start_full(3, Some((5, 2)), true).await;
     let leader = cluster.leader(&IDS).await;
-    let mut last = 0;
-    let mut round = 0_u64;
-    let mut write = async |cluster: &Cluster, leader: NodeId, rounds: u64| {
-        for _ in 0..rounds {
-            round += 1;
-            let ops = (0..3)
-                .map(|i| deposit((round + i) % 20, 10 + i, 100 * round + i + 1))
-                .collect();
-            last = cluster
-                .on(leader, |l| net::replicate(l, ops).unwrap())
-                .await
-                .last()
-                .unwrap()
-                .tx_id;
-        }
-        last
-    };
-    write(&cluster, leader, 150).await;
+    cluster.deposit_rounds(leader, 1..151).await;
     for id in IDS {
         eventually("every node to remove old WAL segments", || {
             wal_first_tx(&cluster, id).filter(|&first| first > 1)
@@ -565,8 +555,9 @@ async fn old_wal_segments_go_and_nodes_restart_from_what_is_left() {
     let follower = IDS.into_iter().find(|&id| id != leader).unwrap();
     cluster.kill(follower).await;
     cluster.start_node(follower).await;
-    let last = write(&cluster, leader, 20).await;
+    let last = cluster.deposit_rounds(leader, 151..171).await;
     let everywhere = balances_everywhere(&cluster, last).await;
+    assert_eq!(everywhere.len(), 3);
     assert!(
         everywhere.windows(2).all(|w| w[0] == w[1]),
         "{everywhere:?}"
@@ -575,7 +566,7 @@ async fn old_wal_segments_go_and_nodes_restart_from_what_is_left() {
     cluster.kill(leader).await;
     cluster.start_node(leader).await;
     let leader = cluster.leader(&IDS).await;
-    let last = write(&cluster, leader, 20).await;
+    let last = cluster.deposit_rounds(leader, 171..191).await;
     let everywhere = balances_everywhere(&cluster, last).await;
     assert_eq!(everywhere.len(), 3);
     assert!(
@@ -583,6 +574,42 @@ async fn old_wal_segments_go_and_nodes_restart_from_what_is_left() {
         "{everywhere:?}"
     );
 
+    for id in cluster.live() {
+        cluster.kill(id).await;
+    }
+}
+
+/// The nice values of this process's threads named `name` (Linux: `/proc`).
+#[cfg(target_os = "linux")]
+fn nice_of_threads(name: &str) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        // After the command's closing parenthesis: field 3 (state) onwards; nice is 19.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        nice.push(fields[16].parse().unwrap());
+    }
+    nice
+}
+
+/// A cluster node's stage threads run at its `stage_nice` (10 by default), so the
+/// threads carrying its replication round trips preempt them on a busy machine.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_stage_threads_run_at_its_nice_value() {
+    let cluster = Cluster::start().await;
+    cluster.leader(&IDS).await;
+    // Every test here runs cluster nodes only: each transactor thread in the process is
+    // a node's, this cluster's three at least.
+    let nice = nice_of_threads("pipeline-transa");
+    assert!(nice.len() >= 3, "{nice:?}");
+    assert!(nice.iter().all(|&n| n == 10), "{nice:?}");
     for id in cluster.live() {
         cluster.kill(id).await;
     }

@@ -225,8 +225,11 @@ impl ReplicaHooks {
         if self.keep_all {
             return None;
         }
-        let history = (last_tx + 1).saturating_sub(self.history_keep_tx);
-        Some(self.retention_floor.load(Ordering::Acquire).min(history))
+        Some(super::stages::wal_floor(
+            self.retention_floor.load(Ordering::Acquire),
+            last_tx,
+            self.history_keep_tx,
+        ))
     }
 
     /// Segments below `segment` are gone: reads no longer look for frames there.

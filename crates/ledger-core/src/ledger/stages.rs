@@ -34,6 +34,14 @@ pub(crate) fn frame_is_full(payload_bytes: usize, frame_bytes: usize) -> bool {
     payload_bytes + FRAME_HEADER_BYTES + FRAME_CUT_SLACK >= frame_bytes
 }
 
+/// The first transaction a ledger still needs in its WAL: none below `snapshot_floor`
+/// (what its snapshots need, from the checkpointer) and the last `history_keep_tx` up to
+/// `last_tx` (history reads). The single node's WAL stage and a cluster node's log store
+/// remove segments below it.
+pub(crate) fn wal_floor(snapshot_floor: u64, last_tx: u64, history_keep_tx: u64) -> u64 {
+    snapshot_floor.min((last_tx + 1).saturating_sub(history_keep_tx))
+}
+
 /// How many slots ahead the snapshot stage prefetches what it touches (balances, links):
 /// it does less work per slot than the transactor, so it runs further ahead.
 const APPLY_PREFETCH_AHEAD: usize = 16;
@@ -186,11 +194,11 @@ impl Stage<Slot> for WalStage {
         );
         m.wal_frames.fetch_add(frames, Ordering::Relaxed);
         m.wal_syncs.fetch_add(1, Ordering::Relaxed);
-        let history_floor = (last + 1).saturating_sub(self.history_keep_tx);
-        let floor = self
-            .retention_floor
-            .load(Ordering::Acquire)
-            .min(history_floor);
+        let floor = wal_floor(
+            self.retention_floor.load(Ordering::Acquire),
+            last,
+            self.history_keep_tx,
+        );
         if floor > self.retained_from && !self.keep_all {
             let removed = self.wal.remove_segments_below(floor)?;
             if let Some(newest) = removed.iter().map(|s| s.number).max() {
