@@ -126,6 +126,16 @@ impl ClusterError {
         }
     }
 
+    /// Installing a Raft snapshot's image failed: busy while the engine this process is
+    /// letting go of still holds the snapshot directory (a restart retries), else an error.
+    fn from_image(e: ledger_snapshot::SnapshotError) -> ClusterError {
+        let message = format!("installing the Raft snapshot's image: {e}");
+        match e {
+            ledger_snapshot::SnapshotError::Locked { .. } => ClusterError::Busy(message),
+            _ => ClusterError::Raft(message),
+        }
+    }
+
     fn is_busy(&self) -> bool {
         match self {
             ClusterError::Busy(_) => true,
@@ -411,9 +421,7 @@ where
     /// one as new is there (an installation a restart or crash interrupted ends here).
     fn install_image(&self, snapshot: &RaftSnapshot) -> Result<(), ClusterError> {
         let dir = self.ledger_config.snapshot_dir();
-        let failed = |e: ledger_snapshot::SnapshotError| {
-            ClusterError::Raft(format!("installing the Raft snapshot's image: {e}"))
-        };
+        let failed = ClusterError::from_image;
         let newest =
             ledger_snapshot::newest_sequence(self.storage.as_ref(), &dir).map_err(failed)?;
         if newest.is_some_and(|n| n >= snapshot.image_tx) {
@@ -769,6 +777,21 @@ mod tests {
             },
         )));
         assert!(snapshots_locked.is_busy());
+
+        // The snapshot directory still held while a restart installs a Raft snapshot's
+        // image into it (the cluster simulator's seed 57 found it left the node down).
+        let snapshots = dir.path().join("snapshots");
+        let open_store = || {
+            ledger_snapshot::SnapshotStore::open_on(
+                ledger_storage::real(),
+                &snapshots,
+                ledger_snapshot::SnapshotConfig::default(),
+            )
+        };
+        let held_store = open_store().unwrap();
+        let image_locked = ClusterError::from_image(open_store().unwrap_err());
+        assert!(image_locked.is_busy(), "{image_locked:?}");
+        drop(held_store);
 
         // A WAL segment that is not one: refused at open, every time.
         let segment = dir
