@@ -180,6 +180,16 @@ enum ApplyError {
     Record(#[from] crate::record::RecordError),
 }
 
+/// Runs `f`, which may wait for the pipeline, without stalling the other tasks on this
+/// async worker (openraft runs the state machine as a task). A current-thread runtime
+/// has no other worker to hand them to: there `f` runs as is.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn apply_error(log_id: LogId, e: &ApplyError) -> StorageError {
     StorageIOError::apply(log_id, AnyError::new(e)).into()
 }
@@ -275,7 +285,9 @@ impl StateMachine {
                 self.decoded
                     .decode_frame(&f.payload, f.first_tx_id, f.count, 0)?;
             }
-            engine.publish_replayed(&shared.replicated, &self.decoded)?;
+            // The ring may be full until the stages catch up: wait off the async worker.
+            let decoded = &self.decoded;
+            blocking(|| engine.publish_replayed(&shared.replicated, decoded))?;
         }
         if let Some(refs) = self.log.frame_refs(log_id.index) {
             self.index(refs);
