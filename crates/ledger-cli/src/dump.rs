@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::Args;
 use ledger_core::record::DecodedRecord;
-use ledger_core::transaction::{Entry, EntryKind, FailReason, Outcome};
+use ledger_core::transaction::{Effect, Entry, EntryKind, FailReason, Outcome};
 use ledger_wal::{FrameKind, SegmentEnd, WalReader};
 use serde::Serialize;
 use serde::ser::Serializer;
@@ -107,6 +107,12 @@ pub struct TxRow<'a> {
     entries: &'a [Entry],
     /// One per entry: the previous transaction of the entry's account (0: none).
     links: &'a [u64],
+    /// What else the transaction changed (an account's configuration); omitted if none.
+    #[serde(
+        serialize_with = "effects",
+        skip_serializing_if = "<[Effect]>::is_empty"
+    )]
+    effects: &'a [Effect],
 }
 
 impl<'a> TxRow<'a> {
@@ -128,6 +134,7 @@ impl<'a> TxRow<'a> {
             },
             entries: record.entries,
             links: record.prev_tx_ids,
+            effects: record.effects,
         }
     }
 }
@@ -153,6 +160,29 @@ fn entries<S: Serializer>(entries: &&[Entry], serializer: S) -> Result<S::Ok, S:
     }))
 }
 
+/// One effect as `{"configured": account, "currency", "flags", "overdraft_limit",
+/// "max_balance"}`.
+#[derive(Debug, Serialize)]
+struct ConfiguredRow {
+    configured: u64,
+    currency: u32,
+    flags: u32,
+    overdraft_limit: u64,
+    max_balance: Option<i64>,
+}
+
+fn effects<S: Serializer>(effects: &&[Effect], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(effects.iter().map(|effect| match *effect {
+        Effect::Configured { account, config } => ConfiguredRow {
+            configured: account,
+            currency: config.currency,
+            flags: config.flags,
+            overdraft_limit: config.overdraft_limit,
+            max_balance: config.max_balance,
+        },
+    }))
+}
+
 /// A stable, script-friendly name for each fail reason (its `Display` is prose).
 fn reason_name(reason: FailReason) -> &'static str {
     match reason {
@@ -164,6 +194,10 @@ fn reason_name(reason: FailReason) -> &'static str {
         FailReason::AccountLimitExceeded => "account_limit_exceeded",
         FailReason::Duplicate { .. } => "duplicate",
         FailReason::BalanceOverflow => "balance_overflow",
+        FailReason::AccountFrozen => "account_frozen",
+        FailReason::CurrencyMismatch => "currency_mismatch",
+        FailReason::MaxBalanceExceeded => "max_balance_exceeded",
+        FailReason::CurrencyFixed => "currency_fixed",
         FailReason::UserDefined(_) => "user_defined",
         // A reason added after this build: its wire code is still printed.
         _ => "other",

@@ -79,10 +79,9 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
         None => (Balances::new(limit), 0, "scratch".to_owned()),
         Some(choice) => {
             let loaded = snapshot::choose(data.snapshot_dir()?, choice)?;
-            let state = loaded.archived();
             let balances = Balances::from_snapshot(
-                state.balances.iter().map(|b| b.to_native()),
-                state.latest.iter().map(|l| l.to_native()),
+                loaded.balances().iter().map(|b| b.to_native()),
+                loaded.latest().iter().map(|l| l.to_native()),
                 limit,
             );
             (

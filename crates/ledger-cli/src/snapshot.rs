@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use ledger_core::ledger::{STATE_FORMAT, SnapshotState};
-use ledger_snapshot::{Loaded, file_name, list_dir, open_file};
+use ledger_core::ledger::{LoadedSnapshot, open_snapshot};
+use ledger_snapshot::{file_name, list_dir};
 use serde::Serialize;
 
 use crate::data_dir::DataDir;
@@ -131,12 +131,12 @@ fn verify(dir: &Path, args: &VerifyArgs) -> CliResult {
     for (seq, path) in &paths {
         let status = load(path).and_then(|loaded| {
             check_zero_sum(&loaded)?;
-            let state = loaded.archived();
             Ok(format!(
-                "ok: {} accounts, {} dedup entries, last transaction {}",
-                state.balances.len(),
-                state.dedup.len(),
-                state.last_tx_id.to_native()
+                "ok: {} accounts ({} configured), {} dedup entries, last transaction {}",
+                loaded.balances().len(),
+                loaded.accounts().len(),
+                loaded.dedup().len(),
+                loaded.last_tx_id()
             ))
         });
         match status {
@@ -160,11 +160,11 @@ fn verify(dir: &Path, args: &VerifyArgs) -> CliResult {
     first_failure.map_or(Ok(()), Err)
 }
 
-/// The engine's invariant, checked on the stored state: balances sum to zero.
-fn check_zero_sum(loaded: &Loaded<SnapshotState>) -> CliResult {
+/// The engine's invariants, checked on the stored state: balances sum to zero, in all
+/// currencies together and in each (the restore a recovery would do).
+fn check_zero_sum(loaded: &LoadedSnapshot) -> CliResult {
     let sum: i128 = loaded
-        .archived()
-        .balances
+        .balances()
         .iter()
         .map(|b| i128::from(b.to_native()))
         .sum();
@@ -174,6 +174,14 @@ fn check_zero_sum(loaded: &Loaded<SnapshotState>) -> CliResult {
             loaded.path().display()
         )));
     }
+    let max_accounts = loaded.balances().len().max(1) as u64;
+    let config = ledger_core::transactor::TransactorConfig {
+        max_accounts,
+        ..Default::default()
+    };
+    loaded
+        .restore(config)
+        .map_err(|e| CliError::verification(format!("{}: {e}", loaded.path().display())))?;
     Ok(())
 }
 
@@ -183,7 +191,9 @@ struct DumpHeader<'a> {
     sequence: u64,
     last_tx_id: u64,
     now_ns: u64,
+    format: u32,
     accounts: usize,
+    configured_accounts: usize,
     dedup_entries: usize,
 }
 
@@ -191,6 +201,22 @@ struct DumpHeader<'a> {
 pub struct BalanceRow {
     pub account: u64,
     pub balance: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct AccountRow {
+    configured: u64,
+    currency: u32,
+    flags: u32,
+    overdraft_limit: u64,
+    max_balance: Option<i64>,
+    moved: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SystemBalanceRow {
+    currency: u32,
+    system_balance: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -202,17 +228,36 @@ struct DedupRow {
 
 fn dump(dir: &Path, args: &DumpArgs) -> CliResult {
     let loaded = choose(dir, args.sequence)?;
-    let state = loaded.archived();
     let mut sink = Sink::stdout();
+    let accounts = loaded.accounts();
     sink.json(&DumpHeader {
         file: &loaded.path().display().to_string(),
         sequence: loaded.sequence(),
-        last_tx_id: state.last_tx_id.to_native(),
-        now_ns: state.now_ns.to_native(),
-        accounts: state.balances.len(),
-        dedup_entries: state.dedup.len(),
+        format: loaded.format(),
+        last_tx_id: loaded.last_tx_id(),
+        now_ns: loaded.now_ns(),
+        accounts: loaded.balances().len(),
+        configured_accounts: accounts.len(),
+        dedup_entries: loaded.dedup().len(),
     })?;
-    for (account, balance) in state.balances.iter().enumerate() {
+    for (account, state) in &accounts {
+        let c = &state.config;
+        sink.json(&AccountRow {
+            configured: *account,
+            currency: c.currency,
+            flags: c.flags,
+            overdraft_limit: c.overdraft_limit,
+            max_balance: c.max_balance,
+            moved: state.moved,
+        })?;
+    }
+    for (currency, system_balance) in loaded.system_balances() {
+        sink.json(&SystemBalanceRow {
+            currency,
+            system_balance,
+        })?;
+    }
+    for (account, balance) in loaded.balances().iter().enumerate() {
         let balance = balance.to_native();
         if balance != 0 || args.all {
             sink.json(&BalanceRow {
@@ -222,7 +267,7 @@ fn dump(dir: &Path, args: &DumpArgs) -> CliResult {
         }
     }
     if args.dedup {
-        for entry in state.dedup.iter() {
+        for entry in loaded.dedup().iter() {
             sink.json(&DedupRow {
                 user_ref: entry.user_ref.to_native(),
                 tx_id: entry.tx_id.to_native(),
@@ -245,31 +290,19 @@ fn existing(dir: &Path, seq: u64) -> Result<PathBuf, CliError> {
 }
 
 /// Opens a snapshot as the engine's state: every check of the snapshot format, the archive
-/// validated as `SnapshotState`, and the state's own format and sequence.
-pub fn load(path: &Path) -> Result<Loaded<SnapshotState>, CliError> {
-    let loaded = open_file::<SnapshotState>(path)?;
-    let state = loaded.archived();
-    if state.format.to_native() != STATE_FORMAT {
-        return Err(CliError::verification(format!(
-            "{}: state format {} (this build reads {STATE_FORMAT})",
-            path.display(),
-            state.format.to_native()
-        )));
-    }
-    if state.last_tx_id.to_native() != loaded.sequence() {
-        return Err(CliError::verification(format!(
-            "{}: the file is at sequence {} but its state is after transaction {}",
-            path.display(),
-            loaded.sequence(),
-            state.last_tx_id.to_native()
-        )));
-    }
+/// validated as the payload type its header names, and the state's own format and
+/// sequence.
+pub fn load(path: &Path) -> Result<LoadedSnapshot, CliError> {
+    let loaded = open_snapshot(path)?;
+    loaded
+        .check()
+        .map_err(|e| CliError::verification(format!("{}: {e}", path.display())))?;
     Ok(loaded)
 }
 
 /// The snapshot the user chose; `latest` is the newest that loads (as the engine's
 /// recovery picks it), without opening the store (which would take its lock and write).
-pub fn choose(dir: &Path, choice: SnapshotChoice) -> Result<Loaded<SnapshotState>, CliError> {
+pub fn choose(dir: &Path, choice: SnapshotChoice) -> Result<LoadedSnapshot, CliError> {
     match choice {
         SnapshotChoice::Sequence(seq) => load(&existing(dir, seq)?),
         SnapshotChoice::Latest => {
@@ -295,8 +328,8 @@ pub fn choose(dir: &Path, choice: SnapshotChoice) -> Result<Loaded<SnapshotState
 
 /// Compares a replayed balance table with a snapshot's; `None` when equal (an account
 /// missing from the shorter table is zero).
-pub fn first_difference(replayed: &[i64], snapshot: &Loaded<SnapshotState>) -> Option<String> {
-    let stored = &snapshot.archived().balances;
+pub fn first_difference(replayed: &[i64], snapshot: &LoadedSnapshot) -> Option<String> {
+    let stored = snapshot.balances();
     let len = replayed.len().max(stored.len());
     (0..len).find_map(|account| {
         let ours = replayed.get(account).copied().unwrap_or(0);

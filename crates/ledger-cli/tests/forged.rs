@@ -57,6 +57,7 @@ fn forge_with(
                 outcome: Outcome::Committed,
                 entries,
                 prev_tx_ids: &links,
+                effects: &[],
             },
         );
         wal.append(id, id, &buf).unwrap();
@@ -206,6 +207,7 @@ fn deposits(dir: &std::path::Path, count: u64, per_frame: u64) {
                     outcome: Outcome::Committed,
                     entries: &entries,
                     prev_tx_ids: &links,
+                    effects: &[],
                 },
             );
         }
@@ -232,7 +234,9 @@ fn snapshots_after(dir: &std::path::Path, seqs: &[u64]) {
 fn write_snapshots(dir: &std::path::Path, states: impl IntoIterator<Item = SnapshotState>) {
     let store = SnapshotStore::open(dir.join("snapshots"), SnapshotConfig::default()).unwrap();
     for state in states {
-        store.write(state.last_tx_id, &state).unwrap();
+        store
+            .write_format(state.last_tx_id, STATE_FORMAT, &state)
+            .unwrap();
     }
 }
 
@@ -250,6 +254,8 @@ fn state_after(seq: u64, latest: Vec<u64>) -> SnapshotState {
         balances,
         dedup: Vec::new(),
         latest,
+        accounts: Vec::new(),
+        system_balances: Vec::new(),
     }
 }
 

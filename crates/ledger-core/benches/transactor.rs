@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ledger_core::transaction::{Entry, Operation};
+use ledger_core::transaction::{Effect, Entry, Operation};
 use ledger_core::transactor::{Transactor, TransactorConfig};
 
 /// Operations per measured iteration.
@@ -78,7 +78,7 @@ fn funded(accounts: u64) -> (Transactor, u64) {
             amount,
             user_ref: 0,
         };
-        transactor.execute(tx_id, 0, &deposit, &mut entries);
+        transactor.execute(tx_id, 0, &deposit, &mut entries, &mut Vec::new());
         entries.clear();
     }
     (transactor, tx_id)
@@ -96,6 +96,8 @@ struct Run {
     transactor: Transactor,
     tx_id: u64,
     entries: Vec<Entry>,
+    /// Stays empty: transfers change nothing but balances.
+    effects: Vec<Effect>,
     /// The bench measures committed work: a rejection would be a cheaper path.
     rejected: u64,
 }
@@ -107,6 +109,7 @@ impl Run {
             transactor,
             tx_id,
             entries: Vec::with_capacity(2 * BATCH),
+            effects: Vec::new(),
             rejected: 0,
         }
     }
@@ -122,9 +125,9 @@ impl Run {
                 self.transactor.prefetch(ahead);
             }
             self.tx_id += 1;
-            let outcome = self
-                .transactor
-                .execute(self.tx_id, 0, op, &mut self.entries);
+            let outcome =
+                self.transactor
+                    .execute(self.tx_id, 0, op, &mut self.entries, &mut self.effects);
             self.rejected += u64::from(!outcome.is_committed());
         }
     }
@@ -199,6 +202,7 @@ fn bench_dedup(c: &mut Criterion) {
         mut transactor,
         mut tx_id,
         mut entries,
+        mut effects,
         mut rejected,
     } = Run::new(accounts);
     let mut at = 0;
@@ -219,7 +223,7 @@ fn bench_dedup(c: &mut Criterion) {
                 };
                 rejected += u64::from(
                     !transactor
-                        .execute(tx_id, now_ns, &op, &mut entries)
+                        .execute(tx_id, now_ns, &op, &mut entries, &mut effects)
                         .is_committed(),
                 );
             }

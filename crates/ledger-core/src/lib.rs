@@ -2,6 +2,7 @@
 //!
 //! - [`transaction`]: operations, steps, entries, outcomes and fail reasons.
 //! - [`transactor`]: the pure executor that owns the live balances.
+//! - [`accounts`]: configured accounts (currency, rules) beside the balances.
 //! - [`dedup`]: idempotency by `user_ref` within a time window.
 //!
 //! ```
@@ -9,13 +10,17 @@
 //! use ledger_core::transactor::{Transactor, TransactorConfig};
 //!
 //! let mut transactor = Transactor::new(TransactorConfig::default()).unwrap();
-//! let mut entries = Vec::new();
+//! let (mut entries, mut effects) = (Vec::new(), Vec::new());
 //! let deposit = Operation::Deposit { account: 1, amount: 1000, user_ref: 0 };
-//! assert_eq!(transactor.execute(1, 0, &deposit, &mut entries), Outcome::Committed);
+//! assert_eq!(
+//!     transactor.execute(1, 0, &deposit, &mut entries, &mut effects),
+//!     Outcome::Committed
+//! );
 //! assert_eq!(transactor.balance(1), Some(1000));
 //! assert_eq!(transactor.balance_sum(), 0);
 //! ```
 
+pub mod accounts;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod dedup;

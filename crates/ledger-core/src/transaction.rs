@@ -45,6 +45,13 @@ pub enum Operation {
     },
     /// Several steps executed atomically: all or nothing.
     Composite(Box<CompositeOperation>),
+    /// Sets `account`'s currency, rules and parent (see [`AccountConfig`]); effective from
+    /// this transaction on. Logged, replayed and snapshotted like any other transaction.
+    ConfigureAccount {
+        account: AccountId,
+        config: AccountConfig,
+        user_ref: u64,
+    },
 }
 
 impl Operation {
@@ -66,6 +73,7 @@ impl Operation {
                     f(*account_id);
                 }
             }
+            Operation::ConfigureAccount { account, .. } => f(*account),
         }
     }
 
@@ -74,7 +82,8 @@ impl Operation {
         match self {
             Operation::Deposit { user_ref, .. }
             | Operation::Withdrawal { user_ref, .. }
-            | Operation::Transfer { user_ref, .. } => *user_ref,
+            | Operation::Transfer { user_ref, .. }
+            | Operation::ConfigureAccount { user_ref, .. } => *user_ref,
             Operation::Composite(composite) => composite.user_ref,
         }
     }
@@ -103,6 +112,70 @@ pub enum Step {
     Credit { account_id: AccountId, amount: u64 },
     /// Funds arrive in `account_id` (its balance goes up).
     Debit { account_id: AccountId, amount: u64 },
+}
+
+/// An account's currency and rules. An account never configured has
+/// [`AccountConfig::default`]: currency 0, no negative balance, no maximum (exactly the
+/// rules of a ledger without configured accounts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AccountConfig {
+    /// A currency (or asset, or ledger) code. Money moves only between accounts of one
+    /// currency; fixed once money has moved.
+    pub currency: u32,
+    /// Bit set of `AccountConfig::FROZEN` and friends; unknown bits are rejected.
+    pub flags: u32,
+    /// With [`CREDITS_MUST_NOT_EXCEED_DEBITS`](Self::CREDITS_MUST_NOT_EXCEED_DEBITS): how
+    /// far below zero the balance may go (an overdraft or credit line). At most
+    /// [`AMOUNT_MAX`]; must be 0 without the flag.
+    pub overdraft_limit: u64,
+    /// The highest balance the account may reach; `None`: no bound.
+    pub max_balance: Option<i64>,
+}
+
+impl AccountConfig {
+    /// No money moves in or out of the account; reads still work.
+    pub const FROZEN: u32 = 0x1;
+    /// Credits (money out) may not exceed debits (money in) by more than the overdraft
+    /// limit: the balance stays at or above `-overdraft_limit`. The rule of every account
+    /// never configured; without it a configured account has no lower bound (an account
+    /// that issues money, like the system account).
+    pub const CREDITS_MUST_NOT_EXCEED_DEBITS: u32 = 0x2;
+    /// Every flag bit this version understands.
+    pub const FLAGS_KNOWN: u32 = Self::FROZEN | Self::CREDITS_MUST_NOT_EXCEED_DEBITS;
+
+    /// Whether `flag` is set.
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// The lowest balance the rules allow; `None`: no bound.
+    pub fn min_balance(&self) -> Option<i64> {
+        // overdraft_limit <= AMOUNT_MAX = i64::MAX, checked when configured.
+        self.has(Self::CREDITS_MUST_NOT_EXCEED_DEBITS)
+            .then(|| -(self.overdraft_limit.min(AMOUNT_MAX) as i64))
+    }
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        AccountConfig {
+            currency: 0,
+            flags: Self::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            overdraft_limit: 0,
+            max_balance: None,
+        }
+    }
+}
+
+/// What a committed transaction changed besides balances: stored in its record beside
+/// the entries, so that recovery and replicas apply it without re-running any rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// `account` has `config` from this transaction on.
+    Configured {
+        account: AccountId,
+        config: AccountConfig,
+    },
 }
 
 /// Which side of a movement an entry records.
@@ -163,6 +236,15 @@ pub enum FailReason {
     },
     /// A balance would leave the `i64` range (8).
     BalanceOverflow,
+    /// An account the operation moves money in or out of is frozen (9).
+    AccountFrozen,
+    /// The accounts of one transaction are in different currencies (10).
+    CurrencyMismatch,
+    /// A balance would rise above its account's `max_balance` (11).
+    MaxBalanceExceeded,
+    /// A configuration would change the currency of an account that holds money or has
+    /// moved money since it was configured (12).
+    CurrencyFixed,
     /// A reason defined by user logic, code 128-255.
     UserDefined(UserFailCode),
 }
@@ -179,12 +261,16 @@ impl FailReason {
             FailReason::AccountLimitExceeded => 6,
             FailReason::Duplicate { .. } => 7,
             FailReason::BalanceOverflow => 8,
+            FailReason::AccountFrozen => 9,
+            FailReason::CurrencyMismatch => 10,
+            FailReason::MaxBalanceExceeded => 11,
+            FailReason::CurrencyFixed => 12,
             FailReason::UserDefined(code) => code.get(),
         }
     }
 
     /// Rebuilds a reason from its code; `duplicate_of` is used for code 7 only.
-    /// Returns `None` for 0 and for unassigned standard codes (9-127).
+    /// Returns `None` for 0 and for unassigned standard codes (13-127).
     pub fn from_code(code: u8, duplicate_of: TxId) -> Option<FailReason> {
         Some(match code {
             1 => FailReason::InsufficientFunds,
@@ -197,6 +283,10 @@ impl FailReason {
                 original_tx_id: duplicate_of,
             },
             8 => FailReason::BalanceOverflow,
+            9 => FailReason::AccountFrozen,
+            10 => FailReason::CurrencyMismatch,
+            11 => FailReason::MaxBalanceExceeded,
+            12 => FailReason::CurrencyFixed,
             _ => FailReason::UserDefined(UserFailCode::new(code)?),
         })
     }
@@ -217,6 +307,12 @@ impl fmt::Display for FailReason {
                 write!(f, "duplicate of transaction {original_tx_id}")
             }
             FailReason::BalanceOverflow => f.write_str("balance would overflow"),
+            FailReason::AccountFrozen => f.write_str("account is frozen"),
+            FailReason::CurrencyMismatch => f.write_str("accounts are in different currencies"),
+            FailReason::MaxBalanceExceeded => f.write_str("balance would exceed its maximum"),
+            FailReason::CurrencyFixed => {
+                f.write_str("the account's currency is fixed once money has moved")
+            }
             FailReason::UserDefined(code) => write!(f, "user-defined reason {}", code.get()),
         }
     }

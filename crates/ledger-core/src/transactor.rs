@@ -6,10 +6,11 @@ use std::alloc::{self, Layout};
 
 use thiserror::Error;
 
+use crate::accounts::{AccountState, Accounts};
 use crate::dedup::DedupWindow;
 use crate::transaction::{
-    AMOUNT_MAX, AccountId, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind, FailReason,
-    Operation, Outcome, SYSTEM_ACCOUNT, Step, TxId,
+    AMOUNT_MAX, AccountConfig, AccountId, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry,
+    EntryKind, FailReason, Operation, Outcome, SYSTEM_ACCOUNT, Step, TxId,
 };
 
 /// The largest `max_accounts` accepted: 2^32 accounts, a 32 GiB balance table.
@@ -62,8 +63,10 @@ pub enum ReplayError {
     },
     #[error("transaction {tx_id}: entries do not sum to zero")]
     NotZeroSum { tx_id: TxId },
-    #[error("transaction {tx_id}: a rejected transaction has entries")]
+    #[error("transaction {tx_id}: a rejected transaction has entries or effects")]
     RejectedWithEntries { tx_id: TxId },
+    #[error("transaction {tx_id}: the system account's balance in currency {currency} overflows")]
+    SystemOverflow { tx_id: TxId, currency: u32 },
     #[error("transaction {tx_id} does not follow {last_tx_id}")]
     NotIncreasing { tx_id: TxId, last_tx_id: TxId },
     #[error(
@@ -95,6 +98,13 @@ pub enum RestoreError {
     },
     #[error("the saved balances sum to {sum}, not zero")]
     NotZeroSum { sum: i128 },
+    #[error("the saved balances of currency {currency} sum to {sum}, not zero")]
+    CurrencyNotZeroSum { currency: u32, sum: i128 },
+    #[error("the saved configuration of account {account_id} is not valid here: {reason}")]
+    BadAccount {
+        account_id: AccountId,
+        reason: &'static str,
+    },
     #[error("the saved dedup window is not in commit order at transaction {tx_id}")]
     DedupOutOfOrder { tx_id: TxId },
     #[error("the saved state has format {format}, which this version does not read")]
@@ -116,6 +126,10 @@ pub struct SavedState<'a, D> {
     pub now_ns: u64,
     /// The live dedup entries `(user_ref, tx_id, timestamp_ns)` in commit order.
     pub dedup: D,
+    /// The configured accounts.
+    pub accounts: &'a [(AccountId, AccountState)],
+    /// The system account's balance per currency, currencies other than 0.
+    pub system_balances: &'a [(u32, i64)],
 }
 
 /// The executor: sole owner and writer of the live balances.
@@ -128,6 +142,8 @@ pub struct Transactor {
     last_tx_id: TxId,
     /// Balances before each applied composite step, to roll a rejected composite back.
     undo: Vec<(usize, i64)>,
+    /// Accounts with a currency or rules of their own.
+    accounts: Accounts,
 }
 
 impl Transactor {
@@ -139,6 +155,7 @@ impl Transactor {
             now_ns: 0,
             last_tx_id: 0,
             undo: Vec::with_capacity(COMPOSITE_STEPS_MAX),
+            accounts: Accounts::default(),
         })
     }
 
@@ -184,20 +201,57 @@ impl Transactor {
             transactor.dedup.insert(user_ref, tx_id, timestamp_ns);
         }
         transactor.dedup.expire(transactor.now_ns);
+        transactor.restore_accounts(saved.accounts, saved.system_balances)?;
         Ok(transactor)
+    }
+
+    fn restore_accounts(
+        &mut self,
+        accounts: &[(AccountId, AccountState)],
+        system: &[(u32, i64)],
+    ) -> Result<(), RestoreError> {
+        for &(account_id, state) in accounts {
+            let bad = |reason| RestoreError::BadAccount { account_id, reason };
+            if account_id == SYSTEM_ACCOUNT {
+                return Err(bad("the system account cannot be configured"));
+            }
+            if self.account_index(account_id).is_err() {
+                return Err(bad("the id is at or above max_accounts"));
+            }
+            check_config(&state.config).map_err(|_| bad("its rules are malformed"))?;
+            if self.accounts.get(account_id).is_some() {
+                return Err(bad("it is saved twice"));
+            }
+            self.accounts.restore(account_id, state);
+        }
+        for &(currency, balance) in system {
+            if currency == 0 {
+                return Err(RestoreError::BadAccount {
+                    account_id: SYSTEM_ACCOUNT,
+                    reason: "a separate balance in currency 0",
+                });
+            }
+            self.accounts.restore_system(currency, balance);
+        }
+        match self.accounts.unbalanced_currency(&self.balances) {
+            Some((currency, sum)) => Err(RestoreError::CurrencyNotZeroSum { currency, sum }),
+            None => Ok(()),
+        }
     }
 
     /// Executes `operation` as transaction `tx_id`, stamped `timestamp_ns` by the sequencer.
     ///
-    /// On commit, its entries are appended to `entries`; on rejection nothing changes and
-    /// nothing is appended. Transaction ids must strictly increase (they come from the
-    /// sequencer, never from a user).
+    /// On commit, its entries are appended to `entries` and what else it changed (an
+    /// account's configuration) to `effects`; on rejection nothing changes and nothing is
+    /// appended. Transaction ids must strictly increase (they come from the sequencer,
+    /// never from a user).
     pub fn execute(
         &mut self,
         tx_id: TxId,
         timestamp_ns: u64,
         operation: &Operation,
         entries: &mut Vec<Entry>,
+        effects: &mut Vec<Effect>,
     ) -> Outcome {
         self.advance(tx_id, timestamp_ns);
         let user_ref = operation.user_ref();
@@ -206,20 +260,34 @@ impl Transactor {
                 account, amount, ..
             } => self
                 .check_single(*account, *amount, user_ref)
-                .and_then(|()| self.deposit(*account, *amount, entries)),
+                .and_then(|()| match self.plain(SYSTEM_ACCOUNT, *account) {
+                    true => self.deposit(*account, *amount, entries),
+                    false => self.ruled_move(SYSTEM_ACCOUNT, *account, *amount, entries),
+                }),
             Operation::Withdrawal {
                 account, amount, ..
             } => self
                 .check_single(*account, *amount, user_ref)
-                .and_then(|()| self.withdraw(*account, *amount, entries)),
+                .and_then(|()| match self.plain(*account, SYSTEM_ACCOUNT) {
+                    true => self.withdraw(*account, *amount, entries),
+                    false => self.ruled_move(*account, SYSTEM_ACCOUNT, *amount, entries),
+                }),
             Operation::Transfer {
                 from, to, amount, ..
             } => self
                 .check_transfer(*from, *to, *amount, user_ref)
-                .and_then(|()| self.transfer(*from, *to, *amount, entries)),
+                .and_then(|()| match self.plain(*from, *to) {
+                    true => self.transfer(*from, *to, *amount, entries),
+                    false => self.ruled_move(*from, *to, *amount, entries),
+                }),
             Operation::Composite(composite) => self
                 .check_composite(composite)
                 .and_then(|()| self.composite(composite, entries)),
+            Operation::ConfigureAccount {
+                account, config, ..
+            } => self
+                .check_configure(*account, config, user_ref)
+                .and_then(|()| self.configure(*account, *config, effects)),
         };
         match result {
             Ok(()) => {
@@ -262,9 +330,9 @@ impl Transactor {
         }
     }
 
-    /// Re-applies a stored transaction during recovery: its entries, not its operation.
-    /// Checks every entry against the balance it records. After an error the transactor
-    /// is in an unspecified state and must be discarded.
+    /// Re-applies a stored transaction during recovery: its entries and effects, not its
+    /// operation. Checks every entry against the balance it records. After an error the
+    /// transactor is in an unspecified state and must be discarded.
     pub fn replay(
         &mut self,
         tx_id: TxId,
@@ -272,6 +340,7 @@ impl Transactor {
         user_ref: u64,
         outcome: Outcome,
         entries: &[Entry],
+        effects: &[Effect],
     ) -> Result<(), ReplayError> {
         if tx_id <= self.last_tx_id {
             return Err(ReplayError::NotIncreasing {
@@ -281,18 +350,42 @@ impl Transactor {
         }
         self.advance(tx_id, timestamp_ns);
         match outcome {
-            Outcome::Rejected(_) if !entries.is_empty() => {
+            Outcome::Rejected(_) if !entries.is_empty() || !effects.is_empty() => {
                 Err(ReplayError::RejectedWithEntries { tx_id })
             }
             Outcome::Rejected(_) => Ok(()),
             Outcome::Committed => {
+                for effect in effects {
+                    self.replay_effect(tx_id, effect)?;
+                }
                 apply_entries(&mut self.balances, tx_id, entries)?;
+                self.accounts
+                    .settle(entries)
+                    .map_err(|o| ReplayError::SystemOverflow {
+                        tx_id,
+                        currency: o.currency,
+                    })?;
                 if user_ref != 0 {
                     self.dedup.insert(user_ref, tx_id, self.now_ns);
                 }
                 Ok(())
             }
         }
+    }
+
+    fn replay_effect(&mut self, tx_id: TxId, effect: &Effect) -> Result<(), ReplayError> {
+        match *effect {
+            Effect::Configured { account, config } => {
+                if account == SYSTEM_ACCOUNT || self.account_index(account).is_err() {
+                    return Err(ReplayError::AccountOutOfRange {
+                        tx_id,
+                        account_id: account,
+                    });
+                }
+                self.accounts.configure(account, config);
+            }
+        }
+        Ok(())
     }
 
     /// The balance of `account`, or `None` if the id is at or above `max_accounts`.
@@ -324,6 +417,25 @@ impl Transactor {
     /// The idempotency window.
     pub fn dedup(&self) -> &DedupWindow {
         &self.dedup
+    }
+
+    /// The configured accounts and the system account's balance per currency.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// `account`'s configuration (the default rules if it was never configured), or
+    /// `None` if the id is at or above `max_accounts`.
+    pub fn account_config(&self, account: AccountId) -> Option<AccountConfig> {
+        self.balance(account)?;
+        Some(self.accounts.config(account))
+    }
+
+    /// The system account's balance in `currency`: minus everything deposited in that
+    /// currency plus everything withdrawn.
+    pub fn system_balance(&self, currency: u32) -> i128 {
+        self.accounts
+            .system_balance(currency, self.balances[SYSTEM_ACCOUNT as usize])
     }
 
     fn advance(&mut self, tx_id: TxId, timestamp_ns: u64) {
@@ -407,6 +519,168 @@ impl Transactor {
         self.check_duplicate(composite.user_ref)
     }
 
+    fn check_configure(
+        &self,
+        account: AccountId,
+        config: &AccountConfig,
+        user_ref: u64,
+    ) -> Result<(), FailReason> {
+        if account == SYSTEM_ACCOUNT {
+            return Err(FailReason::InvalidOperation);
+        }
+        self.account_index(account)?;
+        check_config(config)?;
+        self.check_duplicate(user_ref)
+    }
+
+    /// Sets `account`'s configuration. Its currency may change only while it holds
+    /// nothing and has moved nothing since it was last configured.
+    fn configure(
+        &mut self,
+        account: AccountId,
+        config: AccountConfig,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), FailReason> {
+        let index = self.account_index(account)?;
+        let current = self.accounts.get(account);
+        if config.currency != current.map_or(0, |s| s.config.currency)
+            && (self.balances[index] != 0 || current.is_some_and(|s| s.moved))
+        {
+            return Err(FailReason::CurrencyFixed);
+        }
+        self.accounts.configure(account, config);
+        effects.push(Effect::Configured { account, config });
+        Ok(())
+    }
+
+    /// Neither account is configured: the default rules apply, on the fast path.
+    #[inline]
+    fn plain(&self, from: AccountId, to: AccountId) -> bool {
+        self.accounts.is_empty()
+            || (self.accounts.get(from).is_none() && self.accounts.get(to).is_none())
+    }
+
+    /// A deposit, withdrawal or transfer that touches a configured account: the same
+    /// movement as a two-step composite under every account's rules.
+    fn ruled_move(
+        &mut self,
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+        entries: &mut Vec<Entry>,
+    ) -> Result<(), FailReason> {
+        if from == to {
+            return Ok(()); // Moving funds to the same account changes nothing.
+        }
+        let steps = [
+            Step::Credit {
+                account_id: from,
+                amount,
+            },
+            Step::Debit {
+                account_id: to,
+                amount,
+            },
+        ];
+        self.ruled(&steps, Unconfigured::NoDecreaseBelowZero, entries)
+    }
+
+    /// Applies `steps` under the rules of every account they touch, in this order:
+    /// frozen accounts (any step on one), one currency (every account but the system
+    /// account), then the steps (no balance may leave the `i64` range), then each
+    /// account's bounds on its net change (a decrease may not end below its minimum, an
+    /// increase above its maximum), then the system account's balance in the currency.
+    /// Any failure rolls every step back.
+    fn ruled(
+        &mut self,
+        steps: &[Step],
+        unconfigured: Unconfigured,
+        entries: &mut Vec<Entry>,
+    ) -> Result<(), FailReason> {
+        let accounts = steps.iter().map(|s| step_parts(s).0);
+        let configs = || {
+            accounts
+                .clone()
+                .filter(|&a| a != SYSTEM_ACCOUNT)
+                .map(|a| self.accounts.config(a))
+        };
+        if configs().any(|c| c.has(AccountConfig::FROZEN)) {
+            return Err(FailReason::AccountFrozen);
+        }
+        let mut currencies = configs().map(|c| c.currency);
+        if let Some(first) = currencies.next()
+            && currencies.any(|c| c != first)
+        {
+            return Err(FailReason::CurrencyMismatch);
+        }
+        let entries_before = entries.len();
+        self.undo.clear();
+        let result = self.apply_ruled(steps, unconfigured, entries, entries_before);
+        if result.is_err() {
+            for &(index, before) in self.undo.iter().rev() {
+                self.balances[index] = before;
+            }
+            entries.truncate(entries_before);
+        }
+        result
+    }
+
+    fn apply_ruled(
+        &mut self,
+        steps: &[Step],
+        unconfigured: Unconfigured,
+        entries: &mut Vec<Entry>,
+        entries_before: usize,
+    ) -> Result<(), FailReason> {
+        for step in steps {
+            self.apply_step(step, entries)?;
+        }
+        for (i, &(index, before)) in self.undo.iter().enumerate() {
+            let first_touch = !self.undo[..i].iter().any(|&(j, _)| j == index);
+            if index == SYSTEM_ACCOUNT as usize || !first_touch {
+                continue;
+            }
+            let after = self.balances[index];
+            let config = self.accounts.get(index as AccountId).map(|s| s.config);
+            let below = match (config, unconfigured) {
+                (Some(c), _) => after < before && c.min_balance().is_some_and(|m| after < m),
+                (None, Unconfigured::NoDecreaseBelowZero) => after < before && after < 0,
+                (None, Unconfigured::NotNegative) => after < 0,
+                (None, Unconfigured::Unchecked) => false,
+            };
+            if below {
+                return Err(FailReason::InsufficientFunds);
+            }
+            if config.is_some_and(|c| after > before && c.max_balance.is_some_and(|m| after > m)) {
+                return Err(FailReason::MaxBalanceExceeded);
+            }
+        }
+        self.accounts
+            .settle(&entries[entries_before..])
+            .map_err(|_| FailReason::BalanceOverflow)
+    }
+
+    /// Applies one step, noting the balance before it for a rollback.
+    fn apply_step(&mut self, step: &Step, entries: &mut Vec<Entry>) -> Result<(), FailReason> {
+        let (account_id, amount, kind) = step_parts(step);
+        let index = self.account_index(account_id)?;
+        let before = self.balances[index];
+        let after = match kind {
+            EntryKind::Credit => before.checked_sub(amount as i64),
+            EntryKind::Debit => before.checked_add(amount as i64),
+        }
+        .ok_or(FailReason::BalanceOverflow)?;
+        self.undo.push((index, before));
+        self.balances[index] = after;
+        entries.push(Entry {
+            account_id,
+            amount,
+            kind,
+            balance_after: after,
+        });
+        Ok(())
+    }
+
     fn deposit(
         &mut self,
         account: AccountId,
@@ -486,6 +760,18 @@ impl Transactor {
         composite: &CompositeOperation,
         entries: &mut Vec<Entry>,
     ) -> Result<(), FailReason> {
+        let configured = !self.accounts.is_empty()
+            && composite
+                .steps
+                .iter()
+                .any(|s| self.accounts.get(step_parts(s).0).is_some());
+        if configured {
+            let unconfigured = match composite.flags & CompositeOperation::CHECK_NEGATIVE_BALANCE {
+                0 => Unconfigured::Unchecked,
+                _ => Unconfigured::NotNegative,
+            };
+            return self.ruled(&composite.steps, unconfigured, entries);
+        }
         let entries_before = entries.len();
         self.undo.clear();
         let result = self.apply_steps(composite, entries);
@@ -504,25 +790,7 @@ impl Transactor {
         entries: &mut Vec<Entry>,
     ) -> Result<(), FailReason> {
         for step in &composite.steps {
-            let (account_id, amount, kind) = match *step {
-                Step::Credit { account_id, amount } => (account_id, amount, EntryKind::Credit),
-                Step::Debit { account_id, amount } => (account_id, amount, EntryKind::Debit),
-            };
-            let index = self.account_index(account_id)?;
-            let before = self.balances[index];
-            let after = match kind {
-                EntryKind::Credit => before.checked_sub(amount as i64),
-                EntryKind::Debit => before.checked_add(amount as i64),
-            }
-            .ok_or(FailReason::BalanceOverflow)?;
-            self.undo.push((index, before));
-            self.balances[index] = after;
-            entries.push(Entry {
-                account_id,
-                amount,
-                kind,
-                balance_after: after,
-            });
+            self.apply_step(step, entries)?;
         }
         if composite.flags & CompositeOperation::CHECK_NEGATIVE_BALANCE != 0 {
             let overdrawn = self
@@ -630,6 +898,38 @@ pub fn prefetch_read<V>(value: &V) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
+}
+
+/// What the rules ask of an account that was never configured, on the ruled path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unconfigured {
+    /// A deposit, withdrawal or transfer: a decrease may not end below zero.
+    NoDecreaseBelowZero,
+    /// A composite with `CHECK_NEGATIVE_BALANCE`: it may not end below zero.
+    NotNegative,
+    /// A composite without it: no bound.
+    Unchecked,
+}
+
+fn step_parts(step: &Step) -> (AccountId, u64, EntryKind) {
+    match *step {
+        Step::Credit { account_id, amount } => (account_id, amount, EntryKind::Credit),
+        Step::Debit { account_id, amount } => (account_id, amount, EntryKind::Debit),
+    }
+}
+
+/// An account configuration is well formed: known flags, an overdraft limit only with
+/// the rule it loosens and within an amount's range, a maximum not below the minimum.
+fn check_config(config: &AccountConfig) -> Result<(), FailReason> {
+    let bounded = config.has(AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS);
+    let malformed = config.flags & !AccountConfig::FLAGS_KNOWN != 0
+        || config.overdraft_limit > AMOUNT_MAX
+        || (!bounded && config.overdraft_limit != 0)
+        || matches!((config.min_balance(), config.max_balance), (Some(min), Some(max)) if max < min);
+    if malformed {
+        return Err(FailReason::InvalidOperation);
+    }
+    Ok(())
 }
 
 fn check_amount(amount: u64) -> Result<(), FailReason> {

@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError};
 use ledger_core::record::FrameDecoder;
 use ledger_core::transaction::{
-    CompositeOperation, Entry, EntryKind, Operation, Outcome, Step, WaitLevel,
+    AccountConfig, CompositeOperation, Effect, Entry, EntryKind, Operation, Outcome, Step,
+    WaitLevel,
 };
 use ledger_core::transactor::{Transactor, TransactorConfig};
 use ledger_wal::{FrameKind, WalReader};
@@ -65,7 +66,19 @@ fn random_op(rng: &mut Rng) -> Operation {
             0
         }
     };
-    match rng.below(10) {
+    match rng.below(11) {
+        // Now and then an account takes a currency (0 or 1), an overdraft limit and a
+        // maximum, so that crashes land among configured accounts too.
+        10 => Operation::ConfigureAccount {
+            account: account(rng),
+            config: AccountConfig {
+                currency: rng.below(2) as u32,
+                overdraft_limit: rng.below(3) * 100,
+                max_balance: (rng.below(2) == 0).then_some(50_000),
+                ..AccountConfig::default()
+            },
+            user_ref: user_ref(rng),
+        },
         0..=2 => Operation::Deposit {
             account: account(rng),
             amount: 1 + rng.below(1_000),
@@ -170,8 +183,11 @@ fn limit_file_size(bytes: u64) {
     }
 }
 
+/// One record read back: id, outcome, entries, timestamp, user_ref, effects.
+type WalRecord = (u64, Outcome, Vec<Entry>, u64, u64, Vec<Effect>);
+
 /// Every record in the WAL, in order, checked contiguous from 1.
-fn read_wal(dir: &Path) -> Vec<(u64, Outcome, Vec<Entry>, u64, u64)> {
+fn read_wal(dir: &Path) -> Vec<WalRecord> {
     let reader = WalReader::open(dir.join("wal")).unwrap();
     let mut frames = reader.frames();
     let mut records = Vec::new();
@@ -193,6 +209,7 @@ fn read_wal(dir: &Path) -> Vec<(u64, Outcome, Vec<Entry>, u64, u64)> {
                 r.entries.to_vec(),
                 r.timestamp_ns,
                 r.user_ref,
+                r.effects.to_vec(),
             ));
         }
     }
@@ -219,14 +236,14 @@ fn check_recovered(dir: &Path, reported: &BTreeMap<u64, String>) {
         ..TransactorConfig::default()
     })
     .unwrap();
-    for (tx, outcome, entries, ts, user_ref) in &records {
+    for (tx, outcome, entries, ts, user_ref, effects) in &records {
         if outcome.is_committed() {
             assert_eq!(entries.iter().map(Entry::delta).sum::<i128>(), 0, "tx {tx}");
             assert!(entries.iter().all(|e| e.amount > 0));
             assert!(entries.iter().any(|e| e.kind == EntryKind::Credit) || entries.is_empty());
         }
         replayed
-            .replay(*tx, *ts, *user_ref, *outcome, entries)
+            .replay(*tx, *ts, *user_ref, *outcome, entries, effects)
             .unwrap();
     }
     let accounts: Vec<u64> = (0..ACCOUNTS).collect();
@@ -240,6 +257,25 @@ fn check_recovered(dir: &Path, reported: &BTreeMap<u64, String>) {
         balances.balances,
         replayed.balances(),
         "balances equal a full replay"
+    );
+    // So do the accounts' configurations, and the system account's share per currency.
+    for account in 0..ACCOUNTS {
+        let info = ledger.get_account(account).unwrap();
+        let stored = replayed.accounts().get(account);
+        assert_eq!(info.configured, stored.is_some(), "account {account}");
+        assert_eq!(
+            info.config,
+            replayed.account_config(account).unwrap(),
+            "account {account}"
+        );
+    }
+    assert_eq!(
+        ledger.get_system_balance(1).unwrap().balance,
+        replayed.system_balance(1)
+    );
+    assert_eq!(
+        replayed.accounts().unbalanced_currency(replayed.balances()),
+        None
     );
     // And it takes new work.
     let result = ledger.submit_and_wait(

@@ -1,12 +1,14 @@
 //! Property tests: random, often hostile, operation sequences against the state machine and
 //! against a small reference model written independently (i128 arithmetic, a hash map of
-//! balances), in the spirit of TigerBeetle's auditor.
+//! balances), in the spirit of TigerBeetle's auditor. Accounts are configured now and then
+//! (currencies, overdraft limits, maximum balances, frozen), so every rule meets every
+//! operation.
 
 use std::collections::HashMap;
 
 use ledger_core::transaction::{
-    AMOUNT_MAX, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, FailReason, Operation, Outcome,
-    Step,
+    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry, FailReason,
+    Operation, Outcome, Step,
 };
 use ledger_core::transactor::{Transactor, TransactorConfig};
 use proptest::prelude::*;
@@ -87,8 +89,36 @@ fn composite() -> impl Strategy<Value = Operation> {
     })
 }
 
+/// Mostly well-formed configurations in a few currencies, sometimes malformed ones.
+fn account_config() -> impl Strategy<Value = AccountConfig> {
+    let flags = prop_oneof![
+        2 => Just(AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS),
+        2 => Just(0u32),
+        1 => Just(AccountConfig::FROZEN | AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS),
+        1 => Just(AccountConfig::FROZEN),
+        1 => any::<u32>(),
+    ];
+    let overdraft = prop_oneof![3 => Just(0u64), 2 => 1..500u64, 1 => Just(AMOUNT_MAX), 1 => Just(AMOUNT_MAX + 1)];
+    let max_balance = prop_oneof![
+        3 => Just(None),
+        2 => (0..2_000i64).prop_map(Some),
+        1 => (-500..0i64).prop_map(Some),
+        1 => Just(Some(i64::MIN)),
+    ];
+    (0..3u32, flags, overdraft, max_balance).prop_map(
+        |(currency, flags, overdraft_limit, max_balance)| AccountConfig {
+            currency,
+            flags,
+            overdraft_limit,
+            max_balance,
+        },
+    )
+}
+
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
+        2 => (account(), account_config(), user_ref())
+            .prop_map(|(account, config, user_ref)| Operation::ConfigureAccount { account, config, user_ref }),
         3 => (account(), amount(), user_ref())
             .prop_map(|(account, amount, user_ref)| Operation::Deposit { account, amount, user_ref }),
         2 => (account(), amount(), user_ref())
@@ -117,11 +147,108 @@ struct Model {
     balances: HashMap<u64, i128>,
     seen: HashMap<u64, (u64, u64)>,
     now_ns: u64,
+    /// Configured accounts: configuration, and whether money moved since.
+    configs: HashMap<u64, (AccountConfig, bool)>,
+    /// The system account's balance per currency.
+    system: HashMap<u32, i128>,
 }
 
 impl Model {
     fn balance(&self, account: u64) -> i128 {
         self.balances.get(&account).copied().unwrap_or(0)
+    }
+
+    fn currency(&self, account: u64) -> u32 {
+        self.configs.get(&account).map_or(0, |(c, _)| c.currency)
+    }
+
+    /// The system account's balance in `currency`.
+    fn system_balance(&self, currency: u32) -> i128 {
+        self.system.get(&currency).copied().unwrap_or(0)
+    }
+
+    fn configure(&mut self, account: u64, config: AccountConfig) -> Outcome {
+        let (current, moved) = self
+            .configs
+            .get(&account)
+            .map_or((0, false), |(c, m)| (c.currency, *m));
+        if config.currency != current && (self.balance(account) != 0 || moved) {
+            return Outcome::Rejected(FailReason::CurrencyFixed);
+        }
+        let moved = moved && config.currency == current;
+        self.configs.insert(account, (config, moved));
+        Outcome::Committed
+    }
+
+    /// A movement touching a configured account: frozen, currency, overflow, each
+    /// account's bounds on its net change in first-touch order, then the system
+    /// account's balance in the currency.
+    fn ruled(&mut self, op: &Operation, legs: &[(u64, i128)]) -> Result<(), FailReason> {
+        let others: Vec<u64> = legs.iter().map(|&(a, _)| a).filter(|&a| a != 0).collect();
+        let frozen = |a: &u64| {
+            self.configs
+                .get(a)
+                .is_some_and(|(c, _)| c.flags & AccountConfig::FROZEN != 0)
+        };
+        if others.iter().any(frozen) {
+            return Err(FailReason::AccountFrozen);
+        }
+        let currency = others.first().map_or(0, |&a| self.currency(a));
+        if others.iter().any(|&a| self.currency(a) != currency) {
+            return Err(FailReason::CurrencyMismatch);
+        }
+        let mut next = self.balances.clone();
+        for &(account, delta) in legs {
+            let balance = next.entry(account).or_insert(0);
+            *balance += delta;
+            if *balance > i64::MAX as i128 || *balance < i64::MIN as i128 {
+                return Err(FailReason::BalanceOverflow);
+            }
+        }
+        let mut seen = Vec::new();
+        for &a in &others {
+            if seen.contains(&a) {
+                continue;
+            }
+            seen.push(a);
+            let (before, after) = (self.balance(a), next[&a]);
+            match self.configs.get(&a) {
+                Some((c, _)) => {
+                    let min = (c.flags & AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS != 0)
+                        .then(|| -(c.overdraft_limit as i128));
+                    if after < before && min.is_some_and(|m| after < m) {
+                        return Err(FailReason::InsufficientFunds);
+                    }
+                    if after > before && c.max_balance.is_some_and(|m| after > m as i128) {
+                        return Err(FailReason::MaxBalanceExceeded);
+                    }
+                }
+                None => {
+                    let below = match op {
+                        Operation::Composite(c) => {
+                            c.flags & CompositeOperation::CHECK_NEGATIVE_BALANCE != 0 && after < 0
+                        }
+                        _ => after < before && after < 0,
+                    };
+                    if below {
+                        return Err(FailReason::InsufficientFunds);
+                    }
+                }
+            }
+        }
+        let system_delta: i128 = legs.iter().filter(|&&(a, _)| a == 0).map(|&(_, d)| d).sum();
+        let system_after = self.system_balance(currency) + system_delta;
+        if currency != 0 && (system_after > i64::MAX as i128 || system_after < i64::MIN as i128) {
+            return Err(FailReason::BalanceOverflow);
+        }
+        self.system.insert(currency, system_after);
+        self.balances = next;
+        for a in others {
+            if let Some((_, moved)) = self.configs.get_mut(&a) {
+                *moved = true;
+            }
+        }
+        Ok(())
     }
 
     fn execute(&mut self, tx_id: u64, timestamp_ns: u64, op: &Operation) -> Outcome {
@@ -139,6 +266,33 @@ impl Model {
                 original_tx_id: original,
             });
         }
+        let outcome = self.execute_checked(op, &legs);
+        if outcome.is_committed() && user_ref != 0 {
+            self.seen.insert(user_ref, (tx_id, self.now_ns));
+        }
+        outcome
+    }
+
+    /// An operation past the shape and duplicate checks.
+    fn execute_checked(&mut self, op: &Operation, legs: &[(u64, i128)]) -> Outcome {
+        if let Operation::ConfigureAccount {
+            account, config, ..
+        } = *op
+        {
+            return self.configure(account, config);
+        }
+        let configured = match *op {
+            Operation::Transfer { from, to, .. } => {
+                self.configs.contains_key(&from) || self.configs.contains_key(&to)
+            }
+            _ => legs.iter().any(|(a, _)| self.configs.contains_key(a)),
+        };
+        if configured {
+            return match self.ruled(op, legs) {
+                Ok(()) => Outcome::Committed,
+                Err(reason) => Outcome::Rejected(reason),
+            };
+        }
         // Funds checks for the simple operations.
         let insufficient = match *op {
             Operation::Withdrawal {
@@ -154,7 +308,7 @@ impl Model {
         }
         // Apply leg by leg; every intermediate balance must fit an i64.
         let mut next = self.balances.clone();
-        for &(account, delta) in &legs {
+        for &(account, delta) in legs {
             let balance = next.entry(account).or_insert(0);
             *balance += delta;
             if *balance > i64::MAX as i128 || *balance < i64::MIN as i128 {
@@ -168,9 +322,6 @@ impl Model {
             }
         }
         self.balances = next;
-        if user_ref != 0 {
-            self.seen.insert(user_ref, (tx_id, self.now_ns));
-        }
         Outcome::Committed
     }
 
@@ -241,12 +392,36 @@ impl Model {
                 }
                 Ok(legs)
             }
+            Operation::ConfigureAccount {
+                account,
+                ref config,
+                ..
+            } => {
+                if account == 0 {
+                    return Err(FailReason::InvalidOperation);
+                }
+                in_range(account)?;
+                let bounded = config.flags & AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS != 0;
+                let min = if bounded {
+                    -(config.overdraft_limit as i128)
+                } else {
+                    i128::MIN
+                };
+                if config.flags & !3 != 0
+                    || config.overdraft_limit > AMOUNT_MAX
+                    || (!bounded && config.overdraft_limit != 0)
+                    || config.max_balance.is_some_and(|m| (m as i128) < min)
+                {
+                    return Err(FailReason::InvalidOperation);
+                }
+                Ok(Vec::new())
+            }
         }
     }
 }
 
 /// One executed transaction as the WAL will hold it.
-type Record = (u64, u64, u64, Outcome, Vec<Entry>);
+type Record = (u64, u64, u64, Outcome, Vec<Entry>, Vec<Effect>);
 
 fn run(ops: &[(i64, Operation)]) -> (Transactor, Vec<Record>) {
     let mut transactor = Transactor::new(config()).unwrap();
@@ -254,9 +429,9 @@ fn run(ops: &[(i64, Operation)]) -> (Transactor, Vec<Record>) {
     let mut now: i64 = 1_000_000;
     for (tx_id, (step, op)) in (1u64..).zip(ops) {
         now = (now + step).max(0);
-        let mut entries = Vec::new();
-        let outcome = transactor.execute(tx_id, now as u64, op, &mut entries);
-        records.push((tx_id, now as u64, op.user_ref(), outcome, entries));
+        let (mut entries, mut effects) = (Vec::new(), Vec::new());
+        let outcome = transactor.execute(tx_id, now as u64, op, &mut entries, &mut effects);
+        records.push((tx_id, now as u64, op.user_ref(), outcome, entries, effects));
     }
     (transactor, records)
 }
@@ -269,22 +444,31 @@ proptest! {
         let mut transactor = Transactor::new(config()).unwrap();
         let mut model = Model::default();
         let mut now: i64 = 1_000_000;
-        let mut entries = Vec::new();
+        let (mut entries, mut effects) = (Vec::new(), Vec::new());
         for (tx_id, (step, op)) in (1u64..).zip(&ops) {
             now = (now + step).max(0);
             let before = transactor.balances().to_vec();
+            let accounts_before = transactor.accounts().sorted();
             let window_before = transactor.dedup().len();
             entries.clear();
-            let outcome = transactor.execute(tx_id, now as u64, op, &mut entries);
+            effects.clear();
+            let outcome = transactor.execute(tx_id, now as u64, op, &mut entries, &mut effects);
             prop_assert_eq!(outcome, model.execute(tx_id, now as u64, op), "tx {} {:?}", tx_id, op);
             prop_assert_eq!(transactor.balance_sum(), 0);
+            prop_assert_eq!(transactor.accounts().unbalanced_currency(transactor.balances()), None);
             for account in 0..MAX_ACCOUNTS {
                 prop_assert_eq!(transactor.balance(account).unwrap() as i128, model.balance(account));
+                let config = model.configs.get(&account).map(|(c, _)| *c).unwrap_or_default();
+                prop_assert_eq!(transactor.account_config(account), Some(config));
+            }
+            for currency in 1..3 {
+                prop_assert_eq!(transactor.system_balance(currency), model.system_balance(currency));
             }
             match outcome {
                 Outcome::Rejected(_) => {
-                    prop_assert!(entries.is_empty());
+                    prop_assert!(entries.is_empty() && effects.is_empty());
                     prop_assert_eq!(transactor.balances(), &before[..]);
+                    prop_assert_eq!(transactor.accounts().sorted(), accounts_before);
                     prop_assert!(transactor.dedup().len() <= window_before);
                 }
                 Outcome::Committed => {
@@ -306,10 +490,15 @@ proptest! {
     fn replaying_entries_reproduces_the_state(ops in timed_operations()) {
         let (live, records) = run(&ops);
         let mut replica = Transactor::new(config()).unwrap();
-        for (tx_id, timestamp_ns, user_ref, outcome, entries) in &records {
-            replica.replay(*tx_id, *timestamp_ns, *user_ref, *outcome, entries).unwrap();
+        for (tx_id, timestamp_ns, user_ref, outcome, entries, effects) in &records {
+            replica.replay(*tx_id, *timestamp_ns, *user_ref, *outcome, entries, effects).unwrap();
         }
         prop_assert_eq!(replica.balances(), live.balances());
+        prop_assert_eq!(replica.accounts().sorted(), live.accounts().sorted());
+        prop_assert_eq!(
+            replica.accounts().system_balances().collect::<Vec<_>>(),
+            live.accounts().system_balances().collect::<Vec<_>>()
+        );
         prop_assert_eq!(replica.last_tx_id(), live.last_tx_id());
         prop_assert_eq!(
             replica.dedup().entries().collect::<Vec<_>>(),

@@ -1,15 +1,17 @@
-//! The WAL record codec (format version 1, docs/record-format.md): round trips, the
-//! compatibility fixture, the size figure, and every way a payload can be refused.
+//! The WAL record codec (format version 2, and version 1 read back; docs/record-format.md):
+//! round trips, the two compatibility fixtures, the size figure, and every way a payload
+//! can be refused.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
 
 use ledger_core::record::{
-    ACCOUNT_ID_LIMIT, DecodedRecord, EncodeError, FrameDecoder, FrameEncoder, RECORD_ENTRIES_MAX,
-    RECORD_FORMAT_VERSION, RecordError, RecordHead, RecordRef,
+    ACCOUNT_ID_LIMIT, DecodedRecord, EncodeError, FrameDecoder, FrameEncoder, RECORD_EFFECTS_MAX,
+    RECORD_ENTRIES_MAX, RECORD_FORMAT_V1, RECORD_FORMAT_VERSION, RecordError, RecordHead,
+    RecordRef,
 };
 use ledger_core::transaction::{
-    AMOUNT_MAX, Entry, EntryKind, FailReason, Outcome, TxId, UserFailCode,
+    AMOUNT_MAX, AccountConfig, Effect, Entry, EntryKind, FailReason, Outcome, TxId, UserFailCode,
 };
 use proptest::prelude::*;
 
@@ -25,6 +27,7 @@ struct Rec {
     entries: Vec<Entry>,
     /// One back-link per entry (0: none).
     prev: Vec<TxId>,
+    effects: Vec<Effect>,
 }
 
 impl Rec {
@@ -35,6 +38,7 @@ impl Rec {
             outcome: self.outcome,
             entries: &self.entries,
             prev_tx_ids: &self.prev,
+            effects: &self.effects,
         }
     }
 
@@ -45,7 +49,12 @@ impl Rec {
             outcome: record.outcome,
             entries: record.entries.to_vec(),
             prev: record.prev_tx_ids.to_vec(),
+            effects: record.effects.to_vec(),
         }
+    }
+
+    fn with_effects(self, effects: Vec<Effect>) -> Rec {
+        Rec { effects, ..self }
     }
 }
 
@@ -81,6 +90,7 @@ fn linked(timestamp_ns: u64, user_ref: u64, entries: Vec<Entry>, prev: Vec<TxId>
         outcome: Outcome::Committed,
         entries,
         prev,
+        effects: Vec::new(),
     }
 }
 
@@ -91,6 +101,7 @@ fn rejected(timestamp_ns: u64, user_ref: u64, reason: FailReason) -> Rec {
         outcome: Outcome::Rejected(reason),
         entries: Vec::new(),
         prev: Vec::new(),
+        effects: Vec::new(),
     }
 }
 
@@ -170,6 +181,7 @@ fn decode_shared(
                     } else {
                         Vec::new()
                     },
+                    effects: decoder.effects().to_vec(),
                 },
             )),
             Ok(None) => return (out, Ok(())),
@@ -226,6 +238,11 @@ fn frame(body: &[u8]) -> Vec<u8> {
     [&[RECORD_FORMAT_VERSION, 0x00][..], body].concat()
 }
 
+/// [`frame`] in format version 1.
+fn frame_v1(body: &[u8]) -> Vec<u8> {
+    [&[RECORD_FORMAT_V1, 0x00][..], body].concat()
+}
+
 fn varint(mut value: u64) -> Vec<u8> {
     let mut out = Vec::new();
     while value >= 0x80 {
@@ -262,6 +279,41 @@ struct RecGen {
     outcome: OutcomeGen,
     /// Resolved against the record's id: each entry's back-link is in `0..tx_id`.
     link_seed: u64,
+    /// Kept only for a committed record.
+    effects: Vec<Effect>,
+}
+
+fn account_config() -> impl Strategy<Value = AccountConfig> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        prop_oneof![Just(0u64), Just(AMOUNT_MAX), 0..=AMOUNT_MAX],
+        prop_oneof![
+            Just(None),
+            any::<i64>().prop_map(Some),
+            Just(Some(i64::MIN))
+        ],
+    )
+        .prop_map(
+            |(currency, flags, overdraft_limit, max_balance)| AccountConfig {
+                currency,
+                flags,
+                overdraft_limit,
+                max_balance,
+            },
+        )
+}
+
+fn effect() -> impl Strategy<Value = Effect> {
+    (1..ACCOUNT_ID_LIMIT, account_config())
+        .prop_map(|(account, config)| Effect::Configured { account, config })
+}
+
+fn effects() -> impl Strategy<Value = Vec<Effect>> {
+    prop_oneof![
+        6 => Just(Vec::new()),
+        2 => prop::collection::vec(effect(), 1..4),
+    ]
 }
 
 fn account() -> impl Strategy<Value = u64> {
@@ -322,6 +374,10 @@ fn fail_reason() -> impl Strategy<Value = FailReason> {
         Just(FailReason::InvalidOperation),
         Just(FailReason::AccountLimitExceeded),
         Just(FailReason::BalanceOverflow),
+        Just(FailReason::AccountFrozen),
+        Just(FailReason::CurrencyMismatch),
+        Just(FailReason::MaxBalanceExceeded),
+        Just(FailReason::CurrencyFixed),
         (128..=255u8).prop_map(|c| FailReason::UserDefined(UserFailCode::new(c).unwrap())),
     ]
 }
@@ -340,12 +396,15 @@ fn record_gen() -> impl Strategy<Value = RecGen> {
         1 => any::<u64>().prop_map(OutcomeGen::Duplicate),
     ];
     let link_seed = prop_oneof![Just(0u64), any::<u64>()];
-    (delta, user_ref, outcome, link_seed).prop_map(|(delta, user_ref, outcome, link_seed)| RecGen {
-        delta,
-        user_ref,
-        outcome,
-        link_seed,
-    })
+    (delta, user_ref, outcome, link_seed, effects()).prop_map(
+        |(delta, user_ref, outcome, link_seed, effects)| RecGen {
+            delta,
+            user_ref,
+            outcome,
+            link_seed,
+            effects,
+        },
+    )
 }
 
 fn first_seq() -> impl Strategy<Value = u64> {
@@ -386,7 +445,8 @@ fn frame_gen() -> impl Strategy<Value = (TxId, Vec<Rec>)> {
                                     _ => g.link_seed.rotate_left(7 * k) % tx_id,
                                 })
                                 .collect();
-                            return linked(timestamp, g.user_ref, entries, prev);
+                            return linked(timestamp, g.user_ref, entries, prev)
+                                .with_effects(g.effects);
                         }
                         OutcomeGen::Rejected(reason) => reason,
                         OutcomeGen::Duplicate(_) if tx_id == 0 => FailReason::InsufficientFunds,
@@ -613,6 +673,7 @@ fn the_encoder_appends_to_the_buffer_and_picks_the_shape() {
             outcome: Outcome::Committed,
             entries: &pair,
             prev_tx_ids: &[0, 0],
+            effects: &[],
         },
     );
     assert_eq!(buf[6] & 0b11, 1, "Pair");
@@ -626,6 +687,7 @@ fn the_encoder_appends_to_the_buffer_and_picks_the_shape() {
                 outcome: Outcome::Committed,
                 entries,
                 prev_tx_ids: &[1, 0],
+                effects: &[],
             },
         );
         assert_eq!(buf[at] & 0b11, 2, "List");
@@ -673,18 +735,66 @@ fn fixture_records() -> Vec<Rec> {
     ]
 }
 
-fn fixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/record-v1.bin")
+fn fixture_path(version: u8) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/record-v{version}.bin"))
+}
+
+/// Version 2's fixture: a ledger with configured accounts (docs/record-format.md,
+/// "Hex example, version 2"). Ids 1-5 from `base_ts`.
+fn fixture_v2_records() -> Vec<Rec> {
+    let t = FIXTURE_BASE_NS;
+    let usd_with_overdraft = AccountConfig {
+        currency: 840,
+        flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
+        overdraft_limit: 500,
+        max_balance: None,
+    };
+    let capped_frozen = AccountConfig {
+        currency: 840,
+        flags: AccountConfig::FROZEN | AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
+        overdraft_limit: 0,
+        max_balance: Some(1000),
+    };
+    vec![
+        // 1: configure account 1: currency 840, overdraft limit 500.
+        committed(t, 0, Vec::new()).with_effects(vec![Effect::Configured {
+            account: 1,
+            config: usd_with_overdraft,
+        }]),
+        // 2: configure account 2, user_ref 5: currency 840, frozen, at most 1000.
+        committed(t + 100, 5, Vec::new()).with_effects(vec![Effect::Configured {
+            account: 2,
+            config: capped_frozen,
+        }]),
+        // 3: withdraw 300 from account 1: it goes to -300, within its overdraft.
+        committed(t + 100, 0, vec![credit(1, 300, -300), debit(0, 300, 300)]),
+        // 4: transfer 10 from 1 to the frozen account 2: refused.
+        rejected(t + 100, 0, FailReason::AccountFrozen),
+        // 5: transfer 10 from 1 to account 3 (currency 0): refused.
+        rejected(t + 200, 0, FailReason::CurrencyMismatch),
+    ]
 }
 
 /// `RECORD_FIXTURE_WRITE=1 cargo test -p ledger-core --test record_format fixture` writes
-/// the fixture from today's encoder (only for a new format version: version 1's bytes
-/// never change). Otherwise the committed file is compared, never rewritten.
+/// version 2's fixture from today's encoder (only while the format is new). Otherwise
+/// the committed file is compared, never rewritten. Version 1's never changes.
 #[test]
-fn the_fixture_is_what_the_encoder_writes_and_the_decoder_reads() {
+fn the_fixtures_are_what_the_encoder_writes_and_the_decoder_reads() {
+    // Version 1: read as it always was. Today's encoder writes the same records with
+    // the same bytes but for the version.
     let records = fixture_records();
+    let v1 = std::fs::read(fixture_path(1)).unwrap();
+    let (decoded, end) = decode(&v1, FIXTURE_FIRST_SEQ, records.len() as u32);
+    assert_eq!(end, Ok(()));
+    let want: Vec<(TxId, Rec)> = (FIXTURE_FIRST_SEQ..).zip(records.clone()).collect();
+    assert_eq!(decoded, want);
+    let today = encode(FIXTURE_FIRST_SEQ, &records);
+    assert_eq!((today[0], v1[0]), (RECORD_FORMAT_VERSION, RECORD_FORMAT_V1));
+    assert_eq!(hex(&today[1..]), hex(&v1[1..]));
+
+    let records = fixture_v2_records();
     let payload = encode(FIXTURE_FIRST_SEQ, &records);
-    let path = fixture_path();
+    let path = fixture_path(2);
     if std::env::var_os("RECORD_FIXTURE_WRITE").is_some() {
         std::fs::write(&path, &payload).unwrap();
         eprintln!("wrote {} ({} bytes)", path.display(), payload.len());
@@ -700,23 +810,33 @@ fn the_fixture_is_what_the_encoder_writes_and_the_decoder_reads() {
         hex(&fixture),
         "today's encoder differs from the fixture"
     );
-
     let (decoded, end) = decode(&fixture, FIXTURE_FIRST_SEQ, records.len() as u32);
     assert_eq!(end, Ok(()));
     let want: Vec<(TxId, Rec)> = (FIXTURE_FIRST_SEQ..).zip(records).collect();
     assert_eq!(decoded, want);
 }
 
-/// The annotated hex dump in docs/record-format.md is the fixture, byte for byte, and its
-/// offset column is right.
+/// The annotated hex dumps in docs/record-format.md are the fixtures, byte for byte, and
+/// their offset columns are right.
 #[test]
-fn the_documented_hex_example_is_the_fixture() {
+fn the_documented_hex_examples_are_the_fixtures() {
     let doc_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/record-format.md");
     let doc = std::fs::read_to_string(&doc_path).unwrap();
-    let section = doc
-        .split("## Hex example")
-        .nth(1)
-        .expect("a Hex example section");
+    for (heading, version) in [
+        ("## Hex example, version 1\n", 1),
+        ("## Hex example, version 2\n", 2),
+    ] {
+        let section = doc.split(heading).nth(1).expect(heading);
+        assert_eq!(
+            hex(&documented_bytes(section)),
+            hex(&std::fs::read(fixture_path(version)).unwrap()),
+            "{heading}"
+        );
+    }
+}
+
+/// The bytes of the first `text` block of a doc section, checking its offset column.
+fn documented_bytes(section: &str) -> Vec<u8> {
     let block = section
         .split("```text\n")
         .nth(1)
@@ -736,7 +856,7 @@ fn the_documented_hex_example_is_the_fixture() {
         }
         assert!(bytes.len() > before, "no bytes in {line:?}");
     }
-    assert_eq!(hex(&bytes), hex(&std::fs::read(fixture_path()).unwrap()));
+    bytes
 }
 
 // ---------------------------------------------------------------------------------------
@@ -765,6 +885,7 @@ fn a_plain_transfer_takes_at_most_23_bytes() {
                 outcome: Outcome::Committed,
                 entries,
                 prev_tx_ids: &[0, 0],
+                effects: &[],
             },
         );
         let header = buf.len();
@@ -776,6 +897,7 @@ fn a_plain_transfer_takes_at_most_23_bytes() {
                 outcome: Outcome::Committed,
                 entries,
                 prev_tx_ids: &prev,
+                effects: &[],
             },
         );
         assert_eq!(buf.len() - header, want);
@@ -790,7 +912,7 @@ fn a_plain_transfer_takes_at_most_23_bytes() {
 
 #[test]
 fn unknown_version() {
-    for version in [0u8, 2, 0xff] {
+    for version in [0u8, 3, 0xff] {
         assert_eq!(
             FrameDecoder::new(&[version, 0], 1, 0).unwrap_err(),
             RecordError::UnknownVersion { version }
@@ -906,7 +1028,7 @@ fn varint_overlong() {
 
 #[test]
 fn reserved_bits() {
-    for bit in 4..8 {
+    for bit in 5..8 {
         let tag = 0x03 | 1 << bit;
         assert_eq!(
             decode_error(&frame(&[0x03, tag]), 2),
@@ -917,6 +1039,27 @@ fn reserved_bits() {
             }
         );
     }
+    // Version 1 has no effects bit.
+    for bit in 4..8 {
+        let tag = 0x03 | 1 << bit;
+        assert_eq!(
+            decode(&frame_v1(&[0x03, tag]), 1, 2).1,
+            Err(RecordError::ReservedBits {
+                tx_id: 2,
+                offset: 3,
+                tag
+            })
+        );
+    }
+    // A rejection has no effects.
+    assert_eq!(
+        decode_error(&frame(&[0x10, 0x01]), 1),
+        RecordError::ReservedBits {
+            tx_id: 1,
+            offset: 2,
+            tag: 0x10
+        }
+    );
 }
 
 #[test]
@@ -959,7 +1102,7 @@ fn timestamp_overflow() {
 
 #[test]
 fn invalid_fail_code() {
-    for code in [0u8, 9, 100, 127] {
+    for code in [0u8, 13, 100, 127] {
         assert_eq!(
             decode_error(&frame(&[0x00, code]), 1),
             RecordError::InvalidFailCode {
@@ -969,7 +1112,18 @@ fn invalid_fail_code() {
             }
         );
     }
-    for code in (1..=8u8).filter(|&c| c != 7).chain(128..=255) {
+    // Codes 9-12 came with version 2.
+    for code in 9..=12u8 {
+        assert_eq!(
+            decode(&frame_v1(&[0x00, code]), 1, 1).1,
+            Err(RecordError::InvalidFailCode {
+                tx_id: 1,
+                offset: 3,
+                code
+            })
+        );
+    }
+    for code in (1..=12u8).filter(|&c| c != 7).chain(128..=255) {
         let (decoded, end) = decode(&frame(&[0x00, code]), 1, 1);
         assert_eq!(end, Ok(()), "code {code}");
         let Outcome::Rejected(reason) = decoded[0].1.outcome else {
@@ -1310,4 +1464,169 @@ fn push_panics_on_a_record_the_format_cannot_hold() {
     let mut buf = Vec::new();
     FrameEncoder::new(&mut buf, 1, 0)
         .push(&mut buf, committed(0, 0, vec![debit(1, 0, 0)]).as_ref());
+}
+
+// ---------------------------------------------------------------------------------------
+// Effects (version 2)
+
+fn configured(account: u64) -> Effect {
+    Effect::Configured {
+        account,
+        config: AccountConfig {
+            currency: u32::MAX,
+            flags: u32::MAX,
+            overdraft_limit: AMOUNT_MAX,
+            max_balance: Some(i64::MIN),
+        },
+    }
+}
+
+#[test]
+fn the_largest_effects_block_round_trips() {
+    let effects: Vec<Effect> = (1..=RECORD_EFFECTS_MAX as u64).map(configured).collect();
+    let records = vec![committed(5, 0, Vec::new()).with_effects(effects)];
+    let payload = encode(1, &records);
+    let (decoded, end) = decode(&payload, 1, 1);
+    assert_eq!(end, Ok(()));
+    assert_eq!(decoded[0].1, records[0]);
+    let too_many = (0..=RECORD_EFFECTS_MAX as u64)
+        .map(|a| configured(a + 1))
+        .collect();
+    assert_eq!(
+        try_push(1, 5, &committed(5, 0, Vec::new()).with_effects(too_many)).0,
+        Err(EncodeError::TooManyEffects {
+            tx_id: 1,
+            count: 256
+        })
+    );
+}
+
+#[test]
+fn a_bad_effects_block_is_refused() {
+    // Empty (committed) with effects: count, kind 01, account, currency, flags, overdraft,
+    // presence.
+    let with = |block: &[u8]| frame(&[&[0x13][..], block].concat());
+    let good = [0x01, 0x01, 0x05, 0x00, 0x02, 0x00, 0x00];
+    assert_eq!(decode(&with(&good), 1, 1).1, Ok(()));
+    let cases: [(&[u8], RecordError); 8] = [
+        (
+            &[0x00],
+            RecordError::BadEffectCount {
+                tx_id: 1,
+                offset: 3,
+                count: 0,
+            },
+        ),
+        (
+            &[0x80, 0x02],
+            RecordError::BadEffectCount {
+                tx_id: 1,
+                offset: 3,
+                count: 256,
+            },
+        ),
+        (
+            &[0x01, 0x02],
+            RecordError::UnknownEffect {
+                tx_id: 1,
+                offset: 4,
+                kind: 2,
+            },
+        ),
+        (
+            &[0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00],
+            RecordError::InvalidEffect {
+                tx_id: 1,
+                offset: 5,
+                reason: "the system account cannot be configured",
+            },
+        ),
+        (
+            &[
+                0x01, 0x01, 0x05, 0x80, 0x80, 0x80, 0x80, 0x10, 0x00, 0x00, 0x00,
+            ],
+            RecordError::InvalidEffect {
+                tx_id: 1,
+                offset: 5,
+                reason: "currency",
+            },
+        ),
+        (
+            &[
+                0x01, 0x01, 0x05, 0x00, 0x80, 0x80, 0x80, 0x80, 0x10, 0x00, 0x00,
+            ],
+            RecordError::InvalidEffect {
+                tx_id: 1,
+                offset: 5,
+                reason: "flags",
+            },
+        ),
+        (
+            &[
+                0x01, 0x01, 0x05, 0x00, 0x00, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+                0x01, 0x00,
+            ],
+            RecordError::InvalidEffect {
+                tx_id: 1,
+                offset: 5,
+                reason: "overdraft limit above i64::MAX",
+            },
+        ),
+        (
+            &[0x01, 0x01, 0x05, 0x00, 0x00, 0x00, 0x02],
+            RecordError::InvalidEffect {
+                tx_id: 1,
+                offset: 5,
+                reason: "presence byte",
+            },
+        ),
+    ];
+    for (block, error) in cases {
+        assert_eq!(decode_error(&with(block), 1), error, "{block:02x?}");
+    }
+}
+
+#[test]
+fn the_encoder_refuses_effects_the_format_cannot_hold() {
+    let rejected_with =
+        rejected(5, 0, FailReason::InvalidOperation).with_effects(vec![configured(3)]);
+    assert_eq!(
+        try_push(1, 5, &rejected_with).0,
+        Err(EncodeError::RejectedWithEffects {
+            tx_id: 1,
+            effects: 1
+        })
+    );
+    for (account, config, reason) in [
+        (
+            0,
+            AccountConfig::default(),
+            "the account is the system account or not below 2^63",
+        ),
+        (
+            ACCOUNT_ID_LIMIT,
+            AccountConfig::default(),
+            "the account is the system account or not below 2^63",
+        ),
+        (
+            1,
+            AccountConfig {
+                overdraft_limit: AMOUNT_MAX + 1,
+                ..AccountConfig::default()
+            },
+            "the overdraft limit is above i64::MAX",
+        ),
+    ] {
+        let record =
+            committed(5, 0, Vec::new()).with_effects(vec![Effect::Configured { account, config }]);
+        // try_push checks that nothing was written.
+        assert_eq!(
+            try_push(1, 5, &record).0,
+            Err(EncodeError::InvalidEffect {
+                tx_id: 1,
+                index: 0,
+                reason
+            })
+        );
+    }
 }

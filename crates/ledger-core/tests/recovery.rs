@@ -4,8 +4,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError};
-use ledger_core::transaction::{Operation, SubmitResult, WaitLevel};
+use ledger_core::ledger::{AccountInfo, Ledger, LedgerConfig, LedgerError};
+use ledger_core::transaction::{AccountConfig, Operation, SubmitResult, WaitLevel};
 use proptest::prelude::*;
 
 const ACCOUNTS: u64 = 64;
@@ -30,6 +30,17 @@ fn all_balances(ledger: &Ledger) -> Vec<i64> {
     ledger
         .get_balances(&(0..ACCOUNTS).collect::<Vec<_>>())
         .balances
+}
+
+/// Every account's configuration and the system account's balance per currency.
+fn all_accounts(ledger: &Ledger) -> (Vec<AccountInfo>, Vec<i128>) {
+    let accounts = (0..ACCOUNTS)
+        .map(|a| ledger.get_account(a).unwrap())
+        .collect();
+    let system = (0..2)
+        .map(|c| ledger.get_system_balance(c).unwrap().balance)
+        .collect();
+    (accounts, system)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -76,14 +87,30 @@ fn op_strategy() -> impl Strategy<Value = Operation> {
                 user_ref
             }
         ),
-        (account.clone(), account, amount, user_ref).prop_map(|(from, to, amount, user_ref)| {
-            Operation::Transfer {
-                from,
-                to,
-                amount,
+        (account.clone(), account.clone(), amount, user_ref.clone()).prop_map(
+            |(from, to, amount, user_ref)| {
+                Operation::Transfer {
+                    from,
+                    to,
+                    amount,
+                    user_ref,
+                }
+            }
+        ),
+        // Configured accounts: a currency, an overdraft limit, a maximum, frozen.
+        (account, 0..2u32, 0..3u64, any::<bool>(), user_ref).prop_map(
+            |(account, currency, limit, frozen, user_ref)| Operation::ConfigureAccount {
+                account,
+                config: AccountConfig {
+                    currency,
+                    flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS
+                        | if frozen { AccountConfig::FROZEN } else { 0 },
+                    overdraft_limit: limit * 500,
+                    max_balance: (limit == 2).then_some(3_000),
+                },
                 user_ref,
             }
-        }),
+        ),
     ]
 }
 
@@ -102,12 +129,12 @@ proptest! {
         let live = dir.path().join("live");
         let mut cfg = config(&live);
         cfg.snapshot_interval_tx = snapshot_every;
-        let before = {
+        let (before, accounts_before) = {
             let ledger = start(cfg.clone());
             for chunk in ops.chunks(batch) {
                 ledger.submit_batch_and_wait(chunk.to_vec(), WaitLevel::Snapshotted);
             }
-            all_balances(&ledger)
+            (all_balances(&ledger), all_accounts(&ledger))
         };
         prop_assert_eq!(before.iter().sum::<i64>(), 0);
         let full = dir.path().join("full");
@@ -127,6 +154,8 @@ proptest! {
         );
         prop_assert_eq!(&all_balances(&from_snapshot), &before);
         prop_assert_eq!(&all_balances(&full_replay), &before);
+        prop_assert_eq!(&all_accounts(&from_snapshot), &accounts_before);
+        prop_assert_eq!(&all_accounts(&full_replay), &accounts_before);
 
         let probes: Vec<Operation> = ops.iter().rev().take(20).cloned().collect();
         let a: Vec<SubmitResult> =

@@ -1,8 +1,8 @@
 //! Every rule and every fail reason of the state machine, through the public API.
 
 use ledger_core::transaction::{
-    AMOUNT_MAX, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind, FailReason, Operation,
-    Outcome, Step, UserFailCode,
+    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry, EntryKind,
+    FailReason, Operation, Outcome, Step, UserFailCode,
 };
 use ledger_core::transactor::{
     ACCOUNTS_MAX_LIMIT, ConfigError, ReplayError, Transactor, TransactorConfig,
@@ -16,6 +16,7 @@ struct Harness {
     next_tx_id: u64,
     now_ns: u64,
     entries: Vec<Entry>,
+    effects: Vec<Effect>,
 }
 
 impl Harness {
@@ -32,17 +33,30 @@ impl Harness {
             next_tx_id: 1,
             now_ns: 1_000 * SECOND,
             entries: Vec::new(),
+            effects: Vec::new(),
         }
     }
 
     /// Executes at the current time; returns the outcome and this transaction's entries.
     fn run(&mut self, operation: Operation) -> (Outcome, Vec<Entry>) {
         self.entries.clear();
+        self.effects.clear();
         let tx_id = self.next_tx_id;
         self.next_tx_id += 1;
-        let outcome = self
-            .transactor
-            .execute(tx_id, self.now_ns, &operation, &mut self.entries);
+        let outcome = self.transactor.execute(
+            tx_id,
+            self.now_ns,
+            &operation,
+            &mut self.entries,
+            &mut self.effects,
+        );
+        assert_eq!(
+            self.transactor
+                .accounts()
+                .unbalanced_currency(self.transactor.balances()),
+            None,
+            "zero-sum per currency after tx {tx_id}"
+        );
         assert_eq!(
             self.transactor.balance_sum(),
             0,
@@ -57,9 +71,12 @@ impl Harness {
 
     fn rejects(&mut self, operation: Operation, reason: FailReason) {
         let before = self.transactor.balances().to_vec();
+        let accounts_before = self.transactor.accounts().sorted();
         let (outcome, entries) = self.run(operation);
         assert_eq!(outcome, Outcome::Rejected(reason));
         assert!(entries.is_empty(), "a rejection appends no entries");
+        assert!(self.effects.is_empty(), "a rejection has no effects");
+        assert_eq!(self.transactor.accounts().sorted(), accounts_before);
         assert_eq!(
             self.transactor.balances(),
             &before[..],
@@ -509,6 +526,10 @@ fn fail_reason_codes_are_stable() {
         (FailReason::AccountLimitExceeded, 6),
         (FailReason::Duplicate { original_tx_id: 9 }, 7),
         (FailReason::BalanceOverflow, 8),
+        (FailReason::AccountFrozen, 9),
+        (FailReason::CurrencyMismatch, 10),
+        (FailReason::MaxBalanceExceeded, 11),
+        (FailReason::CurrencyFixed, 12),
     ];
     for (reason, code) in standard {
         assert_eq!(reason.code(), code);
@@ -522,7 +543,7 @@ fn fail_reason_codes_are_stable() {
         );
         assert_eq!(reason.code(), code);
     }
-    for code in (0..1).chain(9..128u8) {
+    for code in (0..1).chain(13..128u8) {
         assert_eq!(
             FailReason::from_code(code, 0),
             None,
@@ -580,7 +601,14 @@ fn replaying_entries_reproduces_the_balances_and_the_window() {
     for op in ops {
         let tx_id = h.next_tx_id;
         let (outcome, entries) = h.run(op.clone());
-        log.push((tx_id, h.now_ns, op.user_ref(), outcome, entries));
+        log.push((
+            tx_id,
+            h.now_ns,
+            op.user_ref(),
+            outcome,
+            entries,
+            h.effects.clone(),
+        ));
         h.now_ns += SECOND;
     }
     let mut replica = Transactor::new(TransactorConfig {
@@ -588,9 +616,9 @@ fn replaying_entries_reproduces_the_balances_and_the_window() {
         dedup_window_ns: 10 * SECOND,
     })
     .unwrap();
-    for (tx_id, timestamp_ns, user_ref, outcome, entries) in &log {
+    for (tx_id, timestamp_ns, user_ref, outcome, entries, effects) in &log {
         replica
-            .replay(*tx_id, *timestamp_ns, *user_ref, *outcome, entries)
+            .replay(*tx_id, *timestamp_ns, *user_ref, *outcome, entries, effects)
             .unwrap();
     }
     assert_eq!(replica.balances(), h.transactor.balances());
@@ -600,9 +628,9 @@ fn replaying_entries_reproduces_the_balances_and_the_window() {
         h.transactor.dedup().entries().collect::<Vec<_>>()
     );
     // The rebuilt window still rejects the duplicate.
-    let mut entries = Vec::new();
+    let (mut entries, mut effects) = (Vec::new(), Vec::new());
     assert_eq!(
-        replica.execute(99, h.now_ns, &deposit(1, 1, 1), &mut entries),
+        replica.execute(99, h.now_ns, &deposit(1, 1, 1), &mut entries, &mut effects),
         Outcome::Rejected(FailReason::Duplicate { original_tx_id: 1 })
     );
 }
@@ -617,7 +645,7 @@ fn replay_refuses_entries_that_do_not_add_up() {
     let mut wrong_balance = good;
     wrong_balance[1].balance_after = 11;
     assert_eq!(
-        fresh().replay(1, 0, 0, Outcome::Committed, &wrong_balance),
+        fresh().replay(1, 0, 0, Outcome::Committed, &wrong_balance, &[]),
         Err(ReplayError::BalanceMismatch {
             tx_id: 1,
             account_id: 1,
@@ -627,12 +655,12 @@ fn replay_refuses_entries_that_do_not_add_up() {
     );
     let unbalanced = [entry(1, 10, EntryKind::Debit, 10)];
     assert_eq!(
-        fresh().replay(1, 0, 0, Outcome::Committed, &unbalanced),
+        fresh().replay(1, 0, 0, Outcome::Committed, &unbalanced, &[]),
         Err(ReplayError::NotZeroSum { tx_id: 1 })
     );
     let out_of_range = [entry(u64::MAX, 10, EntryKind::Debit, 10)];
     assert_eq!(
-        fresh().replay(1, 0, 0, Outcome::Committed, &out_of_range),
+        fresh().replay(1, 0, 0, Outcome::Committed, &out_of_range, &[]),
         Err(ReplayError::AccountOutOfRange {
             tx_id: 1,
             account_id: u64::MAX
@@ -640,15 +668,15 @@ fn replay_refuses_entries_that_do_not_add_up() {
     );
     let rejected = Outcome::Rejected(FailReason::InsufficientFunds);
     assert_eq!(
-        fresh().replay(1, 0, 0, rejected, &good),
+        fresh().replay(1, 0, 0, rejected, &good, &[]),
         Err(ReplayError::RejectedWithEntries { tx_id: 1 })
     );
     let mut transactor = fresh();
     transactor
-        .replay(5, 0, 0, Outcome::Committed, &good)
+        .replay(5, 0, 0, Outcome::Committed, &good, &[])
         .unwrap();
     assert_eq!(
-        transactor.replay(5, 0, 0, rejected, &[]),
+        transactor.replay(5, 0, 0, rejected, &[], &[]),
         Err(ReplayError::NotIncreasing {
             tx_id: 5,
             last_tx_id: 5
@@ -680,10 +708,10 @@ fn every_transaction_ages_the_window_live_and_in_replay() {
     ];
     let start = h.now_ns - 10 * SECOND;
     replica
-        .replay(1, start, 1, Outcome::Committed, &deposit_entries)
+        .replay(1, start, 1, Outcome::Committed, &deposit_entries, &[])
         .unwrap();
     let rejected = Outcome::Rejected(FailReason::InvalidOperation);
-    replica.replay(2, h.now_ns, 2, rejected, &[]).unwrap();
+    replica.replay(2, h.now_ns, 2, rejected, &[], &[]).unwrap();
     assert!(replica.dedup().is_empty());
 }
 
@@ -704,4 +732,326 @@ fn prefetch_is_only_a_hint_for_any_operation() {
     assert_eq!(h.balance(1), 10);
     h.transactor.prefetch(&transfer(1, 2, 5));
     assert_eq!(h.outcome(transfer(1, 2, 5)), Outcome::Committed);
+}
+
+// ---- Configured accounts: currencies, limits, frozen ----
+
+fn configure(account: u64, config: AccountConfig) -> Operation {
+    Operation::ConfigureAccount {
+        account,
+        config,
+        user_ref: 0,
+    }
+}
+
+/// Currency `currency` under the default rules (no negative balance).
+fn in_currency(currency: u32) -> AccountConfig {
+    AccountConfig {
+        currency,
+        ..AccountConfig::default()
+    }
+}
+
+impl Harness {
+    fn configure(&mut self, account: u64, config: AccountConfig) {
+        assert_eq!(self.outcome(configure(account, config)), Outcome::Committed);
+        assert_eq!(self.effects, [Effect::Configured { account, config }]);
+        assert!(self.entries.is_empty(), "a configuration moves no money");
+    }
+}
+
+#[test]
+fn an_unconfigured_account_has_the_default_rules() {
+    let h = Harness::new();
+    let config = h.transactor.account_config(7).unwrap();
+    assert_eq!(config, AccountConfig::default());
+    assert_eq!(config.currency, 0);
+    assert_eq!(config.min_balance(), Some(0));
+    assert_eq!(config.max_balance, None);
+    assert_eq!(
+        h.transactor.account_config(100),
+        None,
+        "beyond max_accounts"
+    );
+    assert!(h.transactor.accounts().is_empty());
+}
+
+#[test]
+fn a_configuration_is_checked_before_it_is_taken() {
+    let mut h = Harness::new();
+    let bad = [
+        (0, AccountConfig::default()),
+        (
+            1,
+            AccountConfig {
+                flags: 0x80,
+                ..AccountConfig::default()
+            },
+        ),
+        (
+            1,
+            AccountConfig {
+                overdraft_limit: AMOUNT_MAX + 1,
+                ..AccountConfig::default()
+            },
+        ),
+        (
+            1,
+            AccountConfig {
+                flags: 0,
+                overdraft_limit: 5,
+                ..AccountConfig::default()
+            },
+        ),
+        (
+            1,
+            AccountConfig {
+                overdraft_limit: 10,
+                max_balance: Some(-11),
+                ..AccountConfig::default()
+            },
+        ),
+    ];
+    for (account, config) in bad {
+        h.rejects(configure(account, config), FailReason::InvalidOperation);
+    }
+    h.rejects(
+        configure(100, AccountConfig::default()),
+        FailReason::AccountLimitExceeded,
+    );
+    assert!(h.transactor.accounts().is_empty());
+}
+
+#[test]
+fn money_moves_only_within_one_currency() {
+    let mut h = Harness::new();
+    h.configure(1, in_currency(840));
+    h.configure(2, in_currency(840));
+    h.configure(3, in_currency(978));
+    h.deposit(1, 100);
+    h.deposit(3, 50);
+    assert_eq!(h.outcome(transfer(1, 2, 30)), Outcome::Committed);
+    h.rejects(transfer(1, 3, 10), FailReason::CurrencyMismatch);
+    // An unconfigured account is in currency 0.
+    h.rejects(transfer(1, 4, 10), FailReason::CurrencyMismatch);
+    h.rejects(
+        composite(vec![credit(1, 10), debit(2, 5), debit(3, 5)], 0),
+        FailReason::CurrencyMismatch,
+    );
+    // The system account is the counterpart in every currency, each kept apart.
+    assert_eq!(h.transactor.system_balance(840), -100);
+    assert_eq!(h.transactor.system_balance(978), -50);
+    assert_eq!(h.transactor.system_balance(0), 0);
+    h.deposit(5, 7);
+    assert_eq!(h.transactor.system_balance(0), -7);
+    assert_eq!(h.outcome(withdrawal(2, 30)), Outcome::Committed);
+    assert_eq!(h.transactor.system_balance(840), -70);
+    assert_eq!(
+        h.transactor.balance(0),
+        Some(-127),
+        "all currencies together"
+    );
+}
+
+#[test]
+fn a_currency_is_fixed_once_money_has_moved() {
+    let mut h = Harness::new();
+    h.deposit(1, 10);
+    h.rejects(configure(1, in_currency(5)), FailReason::CurrencyFixed);
+    // Rules may change at any time: only the currency is fixed.
+    h.configure(
+        1,
+        AccountConfig {
+            overdraft_limit: 10,
+            ..AccountConfig::default()
+        },
+    );
+    h.configure(2, in_currency(5));
+    h.configure(2, in_currency(6)); // nothing moved yet
+    h.deposit(2, 10);
+    assert_eq!(h.outcome(withdrawal(2, 10)), Outcome::Committed);
+    assert_eq!(h.balance(2), 0);
+    // Empty again, but money moved in currency 6 since it was configured.
+    h.rejects(configure(2, in_currency(7)), FailReason::CurrencyFixed);
+    h.configure(
+        2,
+        AccountConfig {
+            max_balance: Some(5),
+            ..in_currency(6)
+        },
+    );
+}
+
+#[test]
+fn an_overdraft_limit_lets_a_balance_go_that_far_below_zero() {
+    let mut h = Harness::new();
+    h.configure(
+        1,
+        AccountConfig {
+            overdraft_limit: 100,
+            ..AccountConfig::default()
+        },
+    );
+    h.deposit(2, 500);
+    assert_eq!(h.outcome(transfer(1, 2, 60)), Outcome::Committed);
+    assert_eq!(h.outcome(withdrawal(1, 40)), Outcome::Committed);
+    assert_eq!(h.balance(1), -100);
+    h.rejects(transfer(1, 2, 1), FailReason::InsufficientFunds);
+    // Money in is always welcome below the bound.
+    assert_eq!(h.outcome(transfer(2, 1, 10)), Outcome::Committed);
+    // Lowering the limit below the balance: it may only go up from here.
+    h.configure(1, AccountConfig::default());
+    h.rejects(transfer(1, 2, 1), FailReason::InsufficientFunds);
+    h.deposit(1, 1);
+    assert_eq!(h.balance(1), -89);
+}
+
+#[test]
+fn without_the_debit_rule_an_account_has_no_lower_bound() {
+    let mut h = Harness::new();
+    h.configure(
+        1,
+        AccountConfig {
+            flags: 0,
+            ..AccountConfig::default()
+        },
+    );
+    assert_eq!(h.outcome(transfer(1, 2, 1_000)), Outcome::Committed);
+    assert_eq!(h.balance(1), -1_000);
+    // Still no wrap: the i64 range is the bound.
+    h.rejects(transfer(1, 2, AMOUNT_MAX), FailReason::BalanceOverflow);
+}
+
+#[test]
+fn a_maximum_balance_bounds_what_comes_in() {
+    let mut h = Harness::new();
+    h.configure(
+        1,
+        AccountConfig {
+            max_balance: Some(100),
+            ..AccountConfig::default()
+        },
+    );
+    h.deposit(1, 100);
+    h.rejects(deposit(1, 1, 0), FailReason::MaxBalanceExceeded);
+    h.deposit(2, 50);
+    h.rejects(transfer(2, 1, 1), FailReason::MaxBalanceExceeded);
+    assert_eq!(h.outcome(transfer(1, 2, 30)), Outcome::Committed);
+    assert_eq!(h.outcome(transfer(2, 1, 30)), Outcome::Committed);
+    assert_eq!(h.balance(1), 100);
+}
+
+#[test]
+fn a_frozen_account_moves_nothing_but_is_still_read() {
+    let mut h = Harness::new();
+    h.deposit(1, 100);
+    h.deposit(2, 100);
+    h.configure(
+        1,
+        AccountConfig {
+            flags: AccountConfig::FROZEN | AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            ..AccountConfig::default()
+        },
+    );
+    h.rejects(deposit(1, 1, 0), FailReason::AccountFrozen);
+    h.rejects(withdrawal(1, 1), FailReason::AccountFrozen);
+    h.rejects(transfer(1, 2, 1), FailReason::AccountFrozen);
+    h.rejects(transfer(2, 1, 1), FailReason::AccountFrozen);
+    h.rejects(
+        composite(vec![credit(2, 1), debit(1, 1)], 0),
+        FailReason::AccountFrozen,
+    );
+    assert_eq!(h.balance(1), 100);
+    h.configure(1, AccountConfig::default());
+    assert_eq!(h.outcome(transfer(1, 2, 100)), Outcome::Committed);
+}
+
+#[test]
+fn a_composite_obeys_every_configured_account_on_its_net_change() {
+    let mut h = Harness::new();
+    h.configure(
+        1,
+        AccountConfig {
+            overdraft_limit: 10,
+            ..in_currency(3)
+        },
+    );
+    h.configure(
+        2,
+        AccountConfig {
+            max_balance: Some(15),
+            ..in_currency(3)
+        },
+    );
+    // Account 1 dips to -20 within the composite but ends at -5: allowed.
+    let dip = composite(
+        vec![credit(1, 20), debit(2, 20), credit(2, 15), debit(1, 15)],
+        0,
+    );
+    assert_eq!(h.outcome(dip), Outcome::Committed);
+    assert_eq!((h.balance(1), h.balance(2)), (-5, 5));
+    h.rejects(
+        composite(vec![credit(1, 6), debit(2, 6)], 0),
+        FailReason::InsufficientFunds,
+    );
+    h.rejects(
+        composite(vec![credit(0, 11), debit(2, 11)], 0),
+        FailReason::MaxBalanceExceeded,
+    );
+    // The system account's share lands in currency 3.
+    assert_eq!(
+        h.outcome(composite(vec![credit(0, 10), debit(2, 10)], 0)),
+        Outcome::Committed
+    );
+    assert_eq!(h.transactor.system_balance(3), -10);
+}
+
+#[test]
+fn replaying_configurations_reproduces_the_accounts() {
+    let mut h = Harness::new();
+    let mut log = Vec::new();
+    let ops = [
+        configure(1, in_currency(9)),
+        deposit(1, 100, 0),
+        configure(2, in_currency(9)),
+        transfer(1, 2, 40),
+        configure(3, in_currency(4)),
+        configure(3, in_currency(5)),
+    ];
+    for op in ops {
+        let tx_id = h.next_tx_id;
+        let (outcome, entries) = h.run(op);
+        log.push((tx_id, outcome, entries, h.effects.clone()));
+    }
+    let mut replica = Transactor::new(TransactorConfig {
+        max_accounts: 100,
+        dedup_window_ns: SECOND,
+    })
+    .unwrap();
+    for (tx_id, outcome, entries, effects) in &log {
+        replica
+            .replay(*tx_id, 0, 0, *outcome, entries, effects)
+            .unwrap();
+    }
+    assert_eq!(
+        replica.accounts().sorted(),
+        h.transactor.accounts().sorted()
+    );
+    assert_eq!(replica.system_balance(9), -100);
+    // A rejected record with effects is damage.
+    let config = Effect::Configured {
+        account: 4,
+        config: AccountConfig::default(),
+    };
+    assert_eq!(
+        replica.replay(
+            99,
+            0,
+            0,
+            Outcome::Rejected(FailReason::InvalidOperation),
+            &[],
+            &[config]
+        ),
+        Err(ReplayError::RejectedWithEntries { tx_id: 99 })
+    );
 }

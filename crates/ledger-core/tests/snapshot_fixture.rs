@@ -1,22 +1,26 @@
-//! The engine's snapshot payload (`SnapshotState`, format 1) inside a snapshot file, as a
-//! golden fixture: today's writer must produce these bytes, today's reader must load
-//! them, and the engine must recover from them (docs/snapshot-format.md, "The ledger's
+//! The engine's snapshot payloads inside a snapshot file, as golden fixtures: format 1
+//! (`SnapshotStateV1`, before accounts could be configured) and format 2
+//! (`SnapshotState`). Today's writer must produce these bytes, today's reader must load
+//! them, and the engine must recover from both (docs/snapshot-format.md, "The ledger's
 //! payload").
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ledger_core::ledger::{DedupEntry, Ledger, LedgerConfig, STATE_FORMAT, SnapshotState};
-use ledger_core::transaction::{FailReason, Operation, Outcome, WaitLevel};
+use ledger_core::ledger::{
+    CurrencyBalance, DedupEntry, Ledger, LedgerConfig, STATE_FORMAT, STATE_FORMAT_V1, SavedAccount,
+    SnapshotState, SnapshotStateV1, open_snapshot,
+};
+use ledger_core::transaction::{AccountConfig, FailReason, Operation, Outcome, WaitLevel};
 use ledger_snapshot::{SnapshotConfig, SnapshotStore, open_file};
 
 const SEQUENCE: u64 = 41;
 /// 2026-01-01T00:00:00Z in nanoseconds.
 const NOW_NS: u64 = 1_767_225_600_000_000_000;
 
-fn fixture_state() -> SnapshotState {
-    SnapshotState {
-        format: STATE_FORMAT,
+fn fixture_state() -> SnapshotStateV1 {
+    SnapshotStateV1 {
+        format: STATE_FORMAT_V1,
         last_tx_id: SEQUENCE,
         now_ns: NOW_NS,
         // Account 0 is the system account: the counterpart of every deposit.
@@ -37,22 +41,55 @@ fn fixture_state() -> SnapshotState {
     }
 }
 
-fn fixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snapshot-state-v1.snap")
+/// Format 2: the same ledger, with account 3 configured in currency 978 (its deposits
+/// of 200 are the system account's share in that currency) and account 1 with an
+/// overdraft limit.
+fn fixture_state_v2() -> SnapshotState {
+    let v1 = fixture_state();
+    SnapshotState {
+        format: STATE_FORMAT,
+        last_tx_id: v1.last_tx_id,
+        now_ns: v1.now_ns,
+        balances: v1.balances,
+        dedup: v1.dedup,
+        latest: v1.latest,
+        accounts: vec![
+            SavedAccount {
+                account_id: 1,
+                currency: 0,
+                flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
+                overdraft_limit: 250,
+                max_balance: None,
+                moved: true,
+            },
+            SavedAccount {
+                account_id: 3,
+                currency: 978,
+                flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
+                overdraft_limit: 0,
+                max_balance: Some(5_000),
+                moved: true,
+            },
+        ],
+        system_balances: vec![CurrencyBalance {
+            currency: 978,
+            balance: -200,
+        }],
+    }
 }
 
-/// `SNAPSHOT_FIXTURE_WRITE=1 cargo test -p ledger-core --test snapshot_fixture` writes the
-/// fixture from today's writer (only for a new payload format: format 1's bytes never
-/// change). Otherwise the committed file is compared, never rewritten.
-#[test]
-fn the_fixture_is_what_the_engine_writes_and_reads() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SnapshotStore::open(dir.path(), SnapshotConfig::default()).unwrap();
-    let written = store.write(SEQUENCE, &fixture_state()).unwrap();
-    let bytes = std::fs::read(&written.path).unwrap();
-    let path = fixture_path();
+fn fixture_path(format: u32) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/snapshot-state-v{format}.snap"))
+}
+
+/// Compares `bytes` with the committed fixture `format` (writing it first under
+/// `SNAPSHOT_FIXTURE_WRITE=1`, only for a new payload format: a released format's bytes
+/// never change); returns the fixture.
+fn check_fixture(format: u32, bytes: &[u8]) -> Vec<u8> {
+    let path = fixture_path(format);
     if std::env::var_os("SNAPSHOT_FIXTURE_WRITE").is_some() {
-        std::fs::write(&path, &bytes).unwrap();
+        std::fs::write(&path, bytes).unwrap();
         eprintln!("wrote {} ({} bytes)", path.display(), bytes.len());
     }
     let fixture = std::fs::read(&path).unwrap_or_else(|e| {
@@ -63,28 +100,65 @@ fn the_fixture_is_what_the_engine_writes_and_reads() {
     });
     assert!(
         bytes == fixture,
-        "today's snapshot writer differs from the fixture"
+        "today's snapshot writer differs from fixture {format}"
     );
+    fixture
+}
 
-    // The committed file is named by its sequence: load it under that name.
+/// `SNAPSHOT_FIXTURE_WRITE=1 cargo test -p ledger-core --test snapshot_fixture` writes the
+/// fixtures from today's writer. Otherwise the committed files are compared, never
+/// rewritten.
+#[test]
+fn the_fixtures_are_what_the_engine_writes_and_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), SnapshotConfig::default()).unwrap();
+    // Format 1 files have payload format 0 in their header.
+    let written = store.write(SEQUENCE, &fixture_state()).unwrap();
+    let v1 = check_fixture(1, &std::fs::read(&written.path).unwrap());
+    let written = store
+        .write_format(SEQUENCE, STATE_FORMAT, &fixture_state_v2())
+        .unwrap();
+    let v2 = check_fixture(2, &std::fs::read(&written.path).unwrap());
+
+    // The committed files are named by their sequence: load them under that name.
     let named = dir.path().join("named");
     std::fs::create_dir_all(&named).unwrap();
     let copy = named.join(ledger_snapshot::file_name(SEQUENCE));
-    std::fs::write(&copy, &fixture).unwrap();
-    let loaded = open_file::<SnapshotState>(&copy).unwrap();
+    std::fs::write(&copy, &v1).unwrap();
+    let loaded = open_file::<SnapshotStateV1>(&copy).unwrap();
     assert_eq!(loaded.sequence(), SEQUENCE);
     assert_eq!(loaded.deserialize().unwrap(), fixture_state());
+    let either = open_snapshot(&copy).unwrap();
+    assert_eq!(
+        (either.format(), either.accounts().len()),
+        (STATE_FORMAT_V1, 0)
+    );
+
+    std::fs::write(&copy, &v2).unwrap();
+    let loaded = open_file::<SnapshotState>(&copy).unwrap();
+    assert_eq!(loaded.deserialize().unwrap(), fixture_state_v2());
+    let either = open_snapshot(&copy).unwrap();
+    assert_eq!(either.format(), STATE_FORMAT);
+    assert_eq!(either.system_balances(), [(978, -200)]);
+    assert_eq!(
+        either
+            .accounts()
+            .iter()
+            .map(|(id, s)| (*id, s.config.currency))
+            .collect::<Vec<_>>(),
+        [(1, 0), (3, 978)]
+    );
 }
 
-/// A data directory holding the fixture and a WAL that starts right after it.
-fn data_dir_from_fixture(root: &Path) -> PathBuf {
+/// A data directory holding fixture `format` and a WAL that starts right after it.
+fn data_dir_from_fixture(root: &Path, format: u32) -> PathBuf {
     let data = root.join("data");
     let snapshots = data.join("snapshots");
     let wal = data.join("wal");
     std::fs::create_dir_all(&snapshots).unwrap();
     std::fs::create_dir_all(&wal).unwrap();
     std::fs::copy(
-        fixture_path(),
+        fixture_path(format),
         snapshots.join(ledger_snapshot::file_name(SEQUENCE)),
     )
     .unwrap();
@@ -96,17 +170,24 @@ fn data_dir_from_fixture(root: &Path) -> PathBuf {
     data
 }
 
-#[test]
-fn the_engine_recovers_from_the_fixture() {
-    let root = tempfile::tempdir().unwrap();
+/// A ledger recovered from fixture `format`.
+fn recovered(root: &Path, format: u32) -> Ledger {
     let config = LedgerConfig {
         max_accounts: 4,
         // The fixture's idempotency entries are from 2026-01-01: keep them in the window.
         dedup_window: Duration::from_secs(100 * 365 * 24 * 3600),
-        ..LedgerConfig::in_dir(data_dir_from_fixture(root.path()))
+        ..LedgerConfig::in_dir(data_dir_from_fixture(root, format))
     };
     let mut ledger = Ledger::new(config);
     ledger.start().unwrap();
+    ledger
+}
+
+/// A ledger upgraded from format 1 starts from its snapshot, with no account configured.
+#[test]
+fn the_engine_recovers_from_the_format_1_fixture() {
+    let root = tempfile::tempdir().unwrap();
+    let ledger = recovered(root.path(), 1);
     let report = ledger.recovery_report().unwrap();
     assert_eq!(
         report.snapshot.as_ref().map(|(_, seq)| *seq),
@@ -141,5 +222,41 @@ fn the_engine_recovers_from_the_fixture() {
     );
     assert!(fresh.is_committed());
     assert_eq!(ledger.get_balance(2).balance, 305);
+    ledger.stop().unwrap();
+}
+
+#[test]
+fn the_engine_recovers_accounts_from_the_format_2_fixture() {
+    let root = tempfile::tempdir().unwrap();
+    let ledger = recovered(root.path(), 2);
+    let report = ledger.recovery_report().unwrap();
+    assert_eq!((report.replayed, report.last_tx_id), (0, SEQUENCE));
+    let three = ledger.get_account(3).unwrap();
+    assert!(three.configured && three.moved);
+    assert_eq!(
+        (
+            three.config.currency,
+            three.config.max_balance,
+            three.balance
+        ),
+        (978, Some(5_000), 200)
+    );
+    assert_eq!(ledger.get_system_balance(978).unwrap().balance, -200);
+    assert_eq!(ledger.get_system_balance(0).unwrap().balance, -1300);
+    // The rules came back too: account 1 may go 250 below zero, in currency 0 only.
+    let transfer = |from, to, amount| Operation::Transfer {
+        from,
+        to,
+        amount,
+        user_ref: 0,
+    };
+    let across = ledger.submit_and_wait(transfer(1, 3, 1), WaitLevel::Committed);
+    assert_eq!(
+        across.outcome(),
+        Outcome::Rejected(FailReason::CurrencyMismatch)
+    );
+    let overdraft = ledger.submit_and_wait(transfer(1, 2, 1_250), WaitLevel::Committed);
+    assert!(overdraft.is_committed());
+    assert_eq!(ledger.get_balance(1).balance, -250);
     ledger.stop().unwrap();
 }

@@ -29,11 +29,11 @@ const HEADER_BYTES_U32: u32 = 64;
 /// Bytes of the header covered by the header checksum (everything before it).
 const HEADER_CRC_COVERED_BYTES: usize = HEADER_BYTES - 4;
 
-/// Reserved bytes between the payload checksum and the header checksum.
-const RESERVED_BYTES: usize = 24;
+/// Reserved bytes between the payload format and the header checksum.
+const RESERVED_BYTES: usize = 20;
 
 const _: () = assert!(HEADER_BYTES_U32 as usize == HEADER_BYTES);
-const _: () = assert!(HEADER_BYTES == 8 + 4 + 4 + 8 + 8 + 4 + RESERVED_BYTES + 4);
+const _: () = assert!(HEADER_BYTES == 8 + 4 + 4 + 8 + 8 + 4 + 4 + RESERVED_BYTES + 4);
 const _: () = assert!(HEADER_BYTES.is_multiple_of(PAYLOAD_ALIGN));
 const _: () = assert!(PAYLOAD_ALIGN.is_power_of_two());
 
@@ -74,6 +74,9 @@ pub struct Header {
     pub payload_bytes: u64,
     /// crc32c (Castagnoli) of the payload bytes.
     pub payload_crc32c: u32,
+    /// The caller's number for the payload's type and version (0 in files written before
+    /// the field existed, when these bytes were reserved and zero).
+    pub payload_format: u32,
 }
 
 impl Header {
@@ -97,6 +100,7 @@ impl Header {
         cursor.put(&self.sequence.to_le_bytes());
         cursor.put(&self.payload_bytes.to_le_bytes());
         cursor.put(&self.payload_crc32c.to_le_bytes());
+        cursor.put(&self.payload_format.to_le_bytes());
         cursor.put(&[0u8; RESERVED_BYTES]);
         let covered_end = cursor.pos;
         debug_assert_eq!(covered_end, HEADER_CRC_COVERED_BYTES);
@@ -143,6 +147,7 @@ impl Header {
         let sequence = u64::from_le_bytes(r.take());
         let payload_bytes = u64::from_le_bytes(r.take());
         let payload_crc32c = u32::from_le_bytes(r.take());
+        let payload_format = u32::from_le_bytes(r.take());
         let reserved: [u8; RESERVED_BYTES] = r.take();
         let stored_crc = u32::from_le_bytes(r.take());
         debug_assert!(r.rest.is_empty());
@@ -171,6 +176,7 @@ impl Header {
             sequence,
             payload_bytes,
             payload_crc32c,
+            payload_format,
         };
         if header.file_bytes().is_none() {
             return Err(SnapshotError::BadHeader {
@@ -242,6 +248,7 @@ mod tests {
             sequence: 0x0102_0304_0506_0708,
             payload_bytes: 1234,
             payload_crc32c: 0xdead_beef,
+            payload_format: 7,
         };
         let bytes = header.encode();
         assert_eq!(bytes.get(..8), Some(&MAGIC[..]));

@@ -62,7 +62,8 @@ pub use format::{
     parse_file_name,
 };
 pub use read::{
-    Loaded, SnapshotInfo, open_file, open_file_on, verify_bytes, verify_file, verify_file_on,
+    Loaded, SnapshotInfo, open_file, open_file_format_on, open_file_on, verify_bytes, verify_file,
+    verify_file_on,
 };
 pub use store::{
     LOCK_FILE_NAME, LoadOutcome, SkippedSnapshot, SnapshotConfig, SnapshotListing, SnapshotStore,

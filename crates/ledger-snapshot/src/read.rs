@@ -24,6 +24,9 @@ pub struct SnapshotInfo {
     pub file_bytes: u64,
     /// crc32c of the payload (verified).
     pub payload_crc32c: u32,
+    /// The writer's number for the payload's type and version (0: files written before
+    /// the header had the field, or by [`SnapshotStore::write`](crate::SnapshotStore::write)).
+    pub payload_format: u32,
 }
 
 /// A snapshot file mapped into memory with its header and payload checksum verified.
@@ -124,6 +127,7 @@ fn verify_image(path: &Path, image: &[u8]) -> Result<SnapshotInfo, SnapshotError
         payload_bytes: header.payload_bytes,
         file_bytes: actual_len,
         payload_crc32c: header.payload_crc32c,
+        payload_format: header.payload_format,
     })
 }
 
@@ -171,6 +175,15 @@ where
     T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
 {
     let verified = map_and_verify(storage, path)?;
+    validate(path, verified)
+}
+
+/// Validates a verified file's payload as an archive of `T`.
+fn validate<T>(path: &Path, verified: Verified) -> Result<Loaded<T>, SnapshotError>
+where
+    T: Archive,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+{
     if let Err(source) = rkyv::access::<T::Archived, rancor::Error>(verified.payload()) {
         return Err(SnapshotError::InvalidArchive {
             path: path.to_path_buf(),
@@ -182,6 +195,24 @@ where
         verified,
         _payload: PhantomData,
     })
+}
+
+/// [`open_file_on`] for a file whose header names `payload_format`: `Ok(None)` (nothing
+/// validated) when it names another one, for a reader that knows several payload types.
+pub fn open_file_format_on<T>(
+    storage: &dyn Storage,
+    path: &Path,
+    payload_format: u32,
+) -> Result<Option<Loaded<T>>, SnapshotError>
+where
+    T: Archive,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+{
+    let verified = map_and_verify(storage, path)?;
+    if verified.info.payload_format != payload_format {
+        return Ok(None);
+    }
+    validate(path, verified).map(Some)
 }
 
 /// A verified, validated snapshot, memory-mapped.

@@ -16,7 +16,7 @@ use crate::error::{SnapshotError, io_err};
 use crate::format::{
     HEADER_BYTES, Header, file_name, is_temp_file_name, parse_file_name, temp_file_name,
 };
-use crate::read::{Loaded, SnapshotInfo, open_file_on, verify_file_on};
+use crate::read::{Loaded, SnapshotInfo, open_file_format_on, verify_file_on};
 use crate::writer::{PayloadWriter, SnapshotPayload};
 
 /// Name of the lock file that keeps two stores out of one directory.
@@ -207,8 +207,23 @@ impl SnapshotStore {
     where
         T: SnapshotPayload,
     {
+        self.write_format(sequence, 0, value)
+    }
+
+    /// [`write`](Self::write) that records `payload_format` in the header: the caller's
+    /// number for the payload's type and version, which readers of several types
+    /// ([`load_latest_format`](Self::load_latest_format)) choose by.
+    pub fn write_format<T>(
+        &self,
+        sequence: u64,
+        payload_format: u32,
+        value: &T,
+    ) -> Result<WriteReport, SnapshotError>
+    where
+        T: SnapshotPayload,
+    {
         self.place(sequence, |file, temp_path| {
-            write_temp(file, temp_path, sequence, value)
+            write_temp(file, temp_path, sequence, payload_format, value)
         })
     }
 
@@ -326,12 +341,27 @@ impl SnapshotStore {
         T: Archive,
         T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
     {
+        self.load_latest_format(0)
+    }
+
+    /// [`load_latest`](Self::load_latest) among the snapshots whose header names
+    /// `payload_format` (see [`write_format`](Self::write_format)); files of other formats
+    /// are passed over, not reported as damaged.
+    pub fn load_latest_format<T>(
+        &self,
+        payload_format: u32,
+    ) -> Result<LoadOutcome<T>, SnapshotError>
+    where
+        T: Archive,
+        T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+    {
         let mut files = snapshot_files(self.storage.as_ref(), &self.dir)?;
         files.reverse();
         let mut skipped = Vec::new();
         for (sequence, path) in files {
-            match open_file_on::<T>(self.storage.as_ref(), &path) {
-                Ok(loaded) => {
+            match open_file_format_on::<T>(self.storage.as_ref(), &path, payload_format) {
+                Ok(None) => {}
+                Ok(Some(loaded)) => {
                     return Ok(LoadOutcome {
                         loaded: Some(loaded),
                         skipped,
@@ -409,6 +439,7 @@ fn write_temp<T>(
     file: Box<dyn StorageFile>,
     path: &Path,
     sequence: u64,
+    payload_format: u32,
     value: &T,
 ) -> Result<(Box<dyn StorageFile>, u64, u64), SnapshotError>
 where
@@ -437,6 +468,7 @@ where
         sequence,
         payload_bytes,
         payload_crc32c,
+        payload_format,
     };
     let Some(file_bytes) = header.file_bytes() else {
         return Err(SnapshotError::TooLarge {

@@ -56,6 +56,32 @@ fn write_then_load_round_trips_zero_copy() {
     assert_eq!(loaded.deserialize().expect("deserialize"), state);
 }
 
+/// A reader of several payload types picks files by the header's payload format: files
+/// of another format are passed over, not reported as damaged.
+#[test]
+fn payload_formats_are_kept_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store.write(10, &small_state(10)).expect("format 0");
+    store
+        .write_format(20, 7, &small_state(20))
+        .expect("format 7");
+    assert_eq!(
+        verify_file(dir.path().join(file_name(20)))
+            .expect("verify")
+            .payload_format,
+        7
+    );
+    let seven = store.load_latest_format::<State>(7).expect("load 7");
+    assert!(seven.skipped.is_empty());
+    assert_eq!(seven.loaded.expect("format 7").sequence(), 20);
+    let zero = store.load_latest::<State>().expect("load 0");
+    assert!(zero.skipped.is_empty(), "{:?}", zero.skipped);
+    assert_eq!(zero.loaded.expect("format 0").sequence(), 10);
+    let none = store.load_latest_format::<State>(8).expect("load 8");
+    assert!(none.loaded.is_none() && none.skipped.is_empty());
+}
+
 #[test]
 fn large_payload_streams_across_chunks() {
     // 8 MB of balances (many write-through pieces) followed by many small writes that

@@ -182,8 +182,12 @@ mod tests {
             balances: vec![0; 4],
             dedup: Vec::new(),
             latest: vec![0; 4],
+            accounts: Vec::new(),
+            system_balances: Vec::new(),
         };
-        let report = store.write(tx, &state).unwrap();
+        let report = store
+            .write_format(tx, crate::ledger::STATE_FORMAT, &state)
+            .unwrap();
         std::fs::read(report.path).unwrap()
     }
 

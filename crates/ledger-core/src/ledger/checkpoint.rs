@@ -1,4 +1,4 @@
-//! Snapshots: the payload, and the background thread that writes them.
+//! Snapshots: the background thread that writes them (the payload is in `saved`).
 //!
 //! The snapshot stage copies its state (balances, dedup window, last id and time) at a
 //! batch boundary, which is a consistent point, and hands the copy to this thread; the
@@ -15,84 +15,8 @@ use std::time::{Duration, Instant};
 use ledger_snapshot::{SnapshotError, SnapshotStore, WriteReport};
 
 use super::metrics::Metrics;
+use super::saved::{STATE_FORMAT, SnapshotState};
 use super::visible::Visible;
-
-/// The payload format of a ledger snapshot (inside the snapshot file format).
-pub const STATE_FORMAT: u32 = 1;
-
-/// The largest `max_accounts` a snapshot can hold: the payload is an rkyv archive with
-/// 32-bit relative pointers (2 GiB), and each account takes 16 bytes (balance and the
-/// head of its history chain); 256 MiB stay for the dedup window (about 11M live
-/// `user_ref`s).
-pub const ACCOUNTS_MAX: u64 = (1 << 27) - (1 << 24);
-
-/// One live dedup entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct DedupEntry {
-    pub user_ref: u64,
-    pub tx_id: u64,
-    pub timestamp_ns: u64,
-}
-
-/// What a snapshot file holds: the state right after transaction `last_tx_id`.
-///
-/// Public so that offline tools (`ledger-cli`) read snapshots with the engine's own type:
-/// `ledger_snapshot::open_file::<SnapshotState>` validates the archive as this type.
-/// Balances are indexed by account id (`balances[a]`), `max_accounts` long.
-#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct SnapshotState {
-    pub format: u32,
-    pub last_tx_id: u64,
-    pub now_ns: u64,
-    pub balances: Vec<i64>,
-    /// In commit order.
-    pub dedup: Vec<DedupEntry>,
-    /// Per account, the last transaction that touched it (0: none).
-    pub latest: Vec<u64>,
-}
-
-impl SnapshotState {
-    pub(crate) fn of(visible: &Visible) -> SnapshotState {
-        let mut state = SnapshotState::empty();
-        state.copy_from(visible);
-        state
-    }
-
-    fn empty() -> SnapshotState {
-        SnapshotState {
-            format: STATE_FORMAT,
-            last_tx_id: 0,
-            now_ns: 0,
-            balances: Vec::new(),
-            dedup: Vec::new(),
-            latest: Vec::new(),
-        }
-    }
-
-    /// Overwrites this state with `visible`, reusing the vectors' memory: a reused copy
-    /// costs a `memcpy`, a fresh one also a page fault per 4 KiB.
-    pub(crate) fn copy_from(&mut self, visible: &Visible) {
-        let transactor = &visible.state;
-        self.latest.clear();
-        self.latest.extend_from_slice(visible.links.as_slice());
-        self.format = STATE_FORMAT;
-        self.last_tx_id = transactor.last_tx_id();
-        self.now_ns = transactor.now_ns();
-        self.balances.clear();
-        self.balances.extend_from_slice(transactor.balances());
-        self.dedup.clear();
-        self.dedup.extend(
-            transactor
-                .dedup()
-                .entries()
-                .map(|(user_ref, tx_id, timestamp_ns)| DedupEntry {
-                    user_ref,
-                    tx_id,
-                    timestamp_ns,
-                }),
-        );
-    }
-}
 
 /// Takes copies from the snapshot stage and writes them on its own thread.
 pub(crate) struct Checkpointer {
@@ -200,7 +124,9 @@ impl Checkpointer {
         if last == 0 || last == self.last_written.load(Ordering::Acquire) {
             return Ok(None);
         }
-        let report = self.store.write(last, &SnapshotState::of(state))?;
+        let report = self
+            .store
+            .write_format(last, STATE_FORMAT, &SnapshotState::of(state))?;
         self.last_written.store(report.sequence, Ordering::Release);
         Ok(Some(report))
     }
@@ -226,7 +152,7 @@ impl Checkpointer {
         }
         let path = self.store.dir().join(ledger_snapshot::file_name(last));
         if last != self.last_written.load(Ordering::Acquire) {
-            self.store.write(last, &copy)?;
+            self.store.write_format(last, STATE_FORMAT, &copy)?;
             self.last_written.fetch_max(last, Ordering::AcqRel);
         }
         Ok(Some((last, path)))
@@ -251,7 +177,10 @@ impl Worker {
     fn run(self, receiver: Receiver<SnapshotState>) {
         while let Ok(state) = receiver.recv() {
             let started = std::time::Instant::now();
-            match self.store.write(state.last_tx_id, &state) {
+            match self
+                .store
+                .write_format(state.last_tx_id, STATE_FORMAT, &state)
+            {
                 Ok(report) => {
                     self.last_written.store(report.sequence, Ordering::Release);
                     // Every kept snapshot can replay from its own sequence + 1.

@@ -33,6 +33,7 @@
 //! println!("{} -> {:?}", result.tx_id, result.fail_reason);
 //! ```
 
+mod account_reads;
 mod checkpoint;
 mod config;
 mod error;
@@ -45,6 +46,7 @@ mod reads;
 pub(crate) mod recovery;
 #[cfg(feature = "cluster")]
 pub(crate) mod replica;
+mod saved;
 mod slot;
 mod stages;
 mod visible;
@@ -59,7 +61,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ledger_pipeline::{Pipeline, PipelineError, Producer, Progress, StageId, StageOptions};
 
-pub use checkpoint::{ACCOUNTS_MAX, DedupEntry, STATE_FORMAT, SnapshotState};
+pub use account_reads::{AccountInfo, SystemBalance};
 pub use config::{LedgerConfig, StagePinning, WaitStrategy};
 pub use error::{FailureKind, LedgerError, SharedError};
 pub use history::{
@@ -69,6 +71,10 @@ pub use history::{
 pub use metrics::LedgerMetrics;
 pub use queries::{TransactionStatus, TransactionStatusInfo};
 pub use recovery::RecoveryReport;
+pub use saved::{
+    ACCOUNTS_MAX, CurrencyBalance, DedupEntry, LoadedSnapshot, STATE_FORMAT, STATE_FORMAT_V1,
+    SavedAccount, SnapshotState, SnapshotStateV1, open_snapshot,
+};
 
 use checkpoint::Checkpointer;
 use metrics::Metrics;
@@ -94,7 +100,8 @@ const OUTCOME_CELLS_MAX: usize = 1 << 22;
 /// An account's balance as of one point of the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Balance {
-    /// In minor units; negative only for the system account.
+    /// In minor units; negative for the system account, and for an account whose
+    /// rules allow it (an overdraft limit, or no lower bound).
     pub balance: i64,
     /// The balance includes exactly the transactions up to this id (the snapshot index
     /// when it was read).

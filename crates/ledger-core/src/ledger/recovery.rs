@@ -12,15 +12,15 @@ use ledger_wal::{
     FrameKind, FramePosition, TruncatedTail, Wal, WalConfig, WalReader, segment_file_name,
 };
 
-use super::checkpoint::{STATE_FORMAT, SnapshotState};
 use super::config::LedgerConfig;
 use super::error::LedgerError;
 use super::links::AccountLinks;
 use super::reads::index::IndexWriter;
-use super::visible::Visible;
+use super::saved::load_newest;
+use super::visible::{StoredRecord, Visible};
 use crate::record::FrameDecoder;
-use crate::transaction::{Entry, Outcome, TxId};
-use crate::transactor::{RestoreError, SavedState, Transactor, TransactorConfig};
+use crate::transaction::{Effect, Entry, Outcome, TxId};
+use crate::transactor::{Transactor, TransactorConfig};
 
 /// What [`Ledger::start`](super::Ledger::start) found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,17 +86,12 @@ pub(crate) fn recover(
         );
     }
 
-    let outcome = store.load_latest::<SnapshotState>()?;
-    let skipped_snapshots: Vec<(PathBuf, String)> = outcome
-        .skipped
-        .iter()
-        .map(|s| (s.path.clone(), s.error.to_string()))
-        .collect();
+    let (loaded, skipped_snapshots) = load_newest(&store)?;
     for (path, error) in &skipped_snapshots {
         tracing::warn!(snapshot = %path.display(), %error, "passed over a damaged snapshot");
     }
     let max_accounts = usize::try_from(transactor_config.max_accounts).unwrap_or(usize::MAX);
-    let (mut visible, snapshot) = match &outcome.loaded {
+    let (mut visible, snapshot) = match &loaded {
         None => (
             Visible {
                 state: Transactor::new(transactor_config)?,
@@ -106,18 +101,15 @@ pub(crate) fn recover(
         ),
         Some(loaded) => {
             let path = loaded.path().to_path_buf();
-            let archived = loaded.archived();
             let transactor =
-                restore(archived, transactor_config, loaded.sequence()).map_err(|source| {
-                    LedgerError::Restore {
+                loaded
+                    .restore(transactor_config)
+                    .map_err(|source| LedgerError::Restore {
                         snapshot: path.clone(),
                         source: Arc::new(source),
-                    }
-                })?;
-            let links = AccountLinks::restore(
-                max_accounts,
-                archived.latest.iter().map(|id| id.to_native()),
-            );
+                    })?;
+            let links =
+                AccountLinks::restore(max_accounts, loaded.latest().iter().map(|l| l.to_native()));
             (
                 Visible {
                     state: transactor,
@@ -127,7 +119,7 @@ pub(crate) fn recover(
             )
         }
     };
-    drop(outcome);
+    drop(loaded);
 
     let snapshot_tx_id = visible.state.last_tx_id();
     let replayed = match &wal {
@@ -156,41 +148,6 @@ pub(crate) fn recover(
     })
 }
 
-fn restore(
-    archived: &<SnapshotState as rkyv::Archive>::Archived,
-    config: TransactorConfig,
-    sequence: u64,
-) -> Result<Transactor, RestoreError> {
-    let last_tx_id = archived.last_tx_id.to_native();
-    if archived.format.to_native() != STATE_FORMAT {
-        return Err(RestoreError::UnknownFormat {
-            format: archived.format.to_native(),
-        });
-    }
-    if last_tx_id != sequence {
-        return Err(RestoreError::SequenceMismatch {
-            file_tx_id: sequence,
-            state_tx_id: last_tx_id,
-        });
-    }
-    let balances: Vec<i64> = archived.balances.iter().map(|b| b.to_native()).collect();
-    Transactor::restore(
-        config,
-        SavedState {
-            balances: &balances,
-            last_tx_id,
-            now_ns: archived.now_ns.to_native(),
-            dedup: archived.dedup.iter().map(|e| {
-                (
-                    e.user_ref.to_native(),
-                    e.tx_id.to_native(),
-                    e.timestamp_ns.to_native(),
-                )
-            }),
-        },
-    )
-}
-
 /// How many records ahead replay prefetches balances. Replay does less work per record
 /// than execution, so it runs further ahead than the transactor stage: 16 and 32 gave
 /// 15M tx/s against 5M without prefetch and 10-12M at 8 (1M accounts, 31M transfers).
@@ -205,6 +162,8 @@ pub(crate) struct Stored {
     pub user_ref: u64,
     pub outcome: Outcome,
     pub entries: Range<usize>,
+    /// A range of [`Decoded::effects`].
+    pub effects: Range<usize>,
 }
 
 /// The records of one or more frames, decoded into buffers that are reused from frame to
@@ -214,6 +173,7 @@ pub(crate) struct Decoded {
     pub records: Vec<Stored>,
     pub entries: Vec<Entry>,
     pub prev_tx_ids: Vec<TxId>,
+    pub effects: Vec<Effect>,
 }
 
 impl Decoded {
@@ -221,6 +181,19 @@ impl Decoded {
         self.records.clear();
         self.entries.clear();
         self.prev_tx_ids.clear();
+        self.effects.clear();
+    }
+
+    /// Record `record`'s entries, back-links and effects.
+    pub fn record(&self, record: &Stored) -> StoredRecord<'_> {
+        StoredRecord {
+            timestamp_ns: record.timestamp_ns,
+            user_ref: record.user_ref,
+            outcome: record.outcome,
+            entries: &self.entries[record.entries.clone()],
+            prev_tx_ids: &self.prev_tx_ids[record.entries.clone()],
+            effects: &self.effects[record.effects.clone()],
+        }
     }
 
     /// Appends the records of one frame's payload whose ids are above `after`.
@@ -239,12 +212,15 @@ impl Decoded {
             let start = self.entries.len();
             self.entries.extend_from_slice(record.entries);
             self.prev_tx_ids.extend_from_slice(record.prev_tx_ids);
+            let effects_start = self.effects.len();
+            self.effects.extend_from_slice(record.effects);
             self.records.push(Stored {
                 tx_id: record.tx_id,
                 timestamp_ns: record.timestamp_ns,
                 user_ref: record.user_ref,
                 outcome: record.outcome,
                 entries: start..self.entries.len(),
+                effects: effects_start..self.effects.len(),
             });
         }
         Ok(())
@@ -304,24 +280,13 @@ fn replay_wal(
         decoded
             .decode_frame(frame.payload, frame.first_seq, frame.record_count, after)
             .map_err(corrupt)?;
-        let Decoded {
-            records,
-            entries,
-            prev_tx_ids,
-        } = &decoded;
+        let records = &decoded.records;
         for (i, record) in records.iter().enumerate() {
             if let Some(ahead) = records.get(i + REPLAY_PREFETCH_AHEAD) {
-                visible.prefetch(&entries[ahead.entries.clone()]);
+                visible.prefetch(&decoded.entries[ahead.entries.clone()]);
             }
             visible
-                .apply_stored(
-                    record.tx_id,
-                    record.timestamp_ns,
-                    record.user_ref,
-                    record.outcome,
-                    &entries[record.entries.clone()],
-                    &prev_tx_ids[record.entries.clone()],
-                )
+                .apply_stored(record.tx_id, decoded.record(record))
                 .map_err(|source| LedgerError::ReplayMismatch {
                     segment: segment.clone(),
                     offset,

@@ -21,7 +21,7 @@ use super::error::LedgerError;
 use super::recovery::Decoded;
 use super::slot::Slot;
 use super::stages::frame_is_full;
-use crate::record::{FrameEncoder, RecordRef};
+use crate::record::FrameEncoder;
 use crate::transaction::TxId;
 
 /// One WAL frame's worth of records, encoded by the leader: what the replicated log
@@ -163,16 +163,7 @@ impl Stage<Slot> for ProposeStage {
                     seq,
                 )
             });
-            enc.push(
-                &mut self.buf,
-                RecordRef {
-                    timestamp_ns: slot.timestamp_ns,
-                    user_ref: slot.user_ref,
-                    outcome: slot.outcome,
-                    entries: &slot.entries,
-                    prev_tx_ids: &slot.prev,
-                },
-            );
+            enc.push(&mut self.buf, slot.record());
             if frame_is_full(self.buf.len(), self.frame_bytes) || seq == last {
                 let count = u32::try_from(seq - *frame_first + 1).expect("frame of < 2^32 records");
                 frames.push(EncodedFrame {
@@ -306,4 +297,7 @@ fn fill_replayed(slot: &mut Slot, decoded: &Decoded, record: &super::recovery::S
     slot.prev.clear();
     slot.prev
         .extend_from_slice(&decoded.prev_tx_ids[record.entries.clone()]);
+    slot.effects.clear();
+    slot.effects
+        .extend_from_slice(&decoded.effects[record.effects.clone()]);
 }

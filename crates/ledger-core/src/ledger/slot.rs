@@ -1,6 +1,7 @@
 //! What one ring slot carries from the sequencer to the last stage.
 
-use crate::transaction::{Entry, Operation, Outcome, TxId};
+use crate::record::RecordRef;
+use crate::transaction::{Effect, Entry, Operation, Outcome, TxId};
 
 /// Entries a slot holds without growing: a deposit, withdrawal or transfer has two.
 /// Composites grow the slot's vector once; the capacity is kept for every later use of the
@@ -28,9 +29,24 @@ pub(crate) struct Slot {
     /// Per entry, the account's previous transaction (the history back-link; empty for a
     /// rejected transaction), written by the transactor stage.
     pub prev: Vec<TxId>,
+    /// What the transaction changed besides balances (an account's configuration);
+    /// empty for almost every transaction, so it allocates only when used.
+    pub effects: Vec<Effect>,
 }
 
 impl Slot {
+    /// The transaction's result as the WAL stores it.
+    pub fn record(&self) -> RecordRef<'_> {
+        RecordRef {
+            timestamp_ns: self.timestamp_ns,
+            user_ref: self.user_ref,
+            outcome: self.outcome,
+            entries: &self.entries,
+            prev_tx_ids: &self.prev,
+            effects: &self.effects,
+        }
+    }
+
     pub fn new() -> Slot {
         Slot {
             op: Operation::Deposit {
@@ -44,6 +60,7 @@ impl Slot {
             outcome: Outcome::Committed,
             entries: Vec::with_capacity(ENTRIES_PREALLOCATED),
             prev: Vec::with_capacity(ENTRIES_PREALLOCATED),
+            effects: Vec::new(),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::reads::index::IndexWriter;
 use super::reads::recent::RecentWriter;
 use super::slot::Slot;
 use super::visible::Visible;
-use crate::record::{DecodeMark, FrameEncoder, RecordRef};
+use crate::record::{DecodeMark, FrameEncoder};
 use crate::transactor::{Transactor, check_links};
 
 /// How many operations ahead the transactor asks the CPU to load balances (see
@@ -78,11 +78,13 @@ impl Stage<Slot> for TransactorStage {
                     self.replay(seq, slot)?;
                 } else {
                     slot.entries.clear();
+                    slot.effects.clear();
                     slot.outcome = self.transactor.execute(
                         seq,
                         slot.timestamp_ns,
                         &slot.op,
                         &mut slot.entries,
+                        &mut slot.effects,
                     );
                     if slot.outcome.is_committed() {
                         self.links.link(seq, &slot.entries, &mut slot.prev);
@@ -110,6 +112,7 @@ impl TransactorStage {
             slot.user_ref,
             slot.outcome,
             &slot.entries,
+            &slot.effects,
         )?;
         self.links.apply(seq, &slot.entries);
         Ok(())
@@ -155,16 +158,7 @@ impl Stage<Slot> for WalStage {
             if keep_recent && (seq - frame_first).is_multiple_of(MARK_STRIDE) {
                 self.marks.push(enc.mark(&self.buf));
             }
-            enc.push(
-                &mut self.buf,
-                RecordRef {
-                    timestamp_ns: slot.timestamp_ns,
-                    user_ref: slot.user_ref,
-                    outcome: slot.outcome,
-                    entries: &slot.entries,
-                    prev_tx_ids: &slot.prev,
-                },
-            );
+            enc.push(&mut self.buf, slot.record());
             if frame_is_full(self.buf.len(), self.frame_bytes) || seq == last {
                 let position = self.wal.append(frame_first, seq, &self.buf)?;
                 self.index.note(position, frame_first);
@@ -240,6 +234,7 @@ impl Stage<Slot> for SnapshotStage {
                     slot.user_ref,
                     slot.outcome,
                     &slot.entries,
+                    &slot.effects,
                 )?;
                 seq += 1;
             }

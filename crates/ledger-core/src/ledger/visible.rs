@@ -1,8 +1,19 @@
 //! What balance and history reads see: the state as of the snapshot index.
 
 use super::links::AccountLinks;
-use crate::transaction::{Entry, Outcome, TxId};
+use crate::transaction::{Effect, Entry, Outcome, TxId};
 use crate::transactor::{ReplayError, Transactor, check_links};
+
+/// One record read back from the WAL, borrowed from the decoded buffers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StoredRecord<'a> {
+    pub timestamp_ns: u64,
+    pub user_ref: u64,
+    pub outcome: Outcome,
+    pub entries: &'a [Entry],
+    pub prev_tx_ids: &'a [TxId],
+    pub effects: &'a [Effect],
+}
 
 /// The readers' state, written by the snapshot stage a batch at a time under a write
 /// lock and read under the read lock: every read is one consistent cut.
@@ -24,9 +35,10 @@ impl Visible {
         user_ref: u64,
         outcome: Outcome,
         entries: &[Entry],
+        effects: &[Effect],
     ) -> Result<(), ReplayError> {
         self.state
-            .replay(tx_id, timestamp_ns, user_ref, outcome, entries)?;
+            .replay(tx_id, timestamp_ns, user_ref, outcome, entries, effects)?;
         self.links.apply(tx_id, entries);
         Ok(())
     }
@@ -37,14 +49,22 @@ impl Visible {
     pub fn apply_stored(
         &mut self,
         tx_id: TxId,
-        timestamp_ns: u64,
-        user_ref: u64,
-        outcome: Outcome,
-        entries: &[Entry],
-        prev_tx_ids: &[TxId],
+        record: StoredRecord<'_>,
     ) -> Result<(), ReplayError> {
-        check_links(self.links.as_slice(), tx_id, entries, prev_tx_ids)?;
-        self.apply(tx_id, timestamp_ns, user_ref, outcome, entries)
+        check_links(
+            self.links.as_slice(),
+            tx_id,
+            record.entries,
+            record.prev_tx_ids,
+        )?;
+        self.apply(
+            tx_id,
+            record.timestamp_ns,
+            record.user_ref,
+            record.outcome,
+            record.entries,
+            record.effects,
+        )
     }
 
     /// A hint: `entries` will be applied soon.

@@ -3,10 +3,14 @@
 use super::error::RecordError;
 use super::varint::{self, VarintFault};
 use super::{
-    ACCOUNT_ID_LIMIT, FAIL_CODE_DUPLICATE, RECORD_ENTRIES_MAX, RECORD_FORMAT_VERSION, SHAPE_EMPTY,
-    SHAPE_LIST, SHAPE_MASK, SHAPE_PAIR, SHAPE_REJECTED, TAG_RESERVED, TAG_TIMESTAMP, TAG_USER_REF,
+    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, EFFECT_CONFIGURED, FAIL_CODE_DUPLICATE, FAIL_CODE_MAX_V1,
+    RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX, RECORD_FORMAT_V1, RECORD_FORMAT_VERSION, SHAPE_EMPTY,
+    SHAPE_LIST, SHAPE_MASK, SHAPE_PAIR, SHAPE_REJECTED, TAG_EFFECTS, TAG_RESERVED, TAG_RESERVED_V1,
+    TAG_TIMESTAMP, TAG_USER_REF,
 };
-use crate::transaction::{AMOUNT_MAX, Entry, EntryKind, FailReason, Outcome, TxId};
+use crate::transaction::{
+    AMOUNT_MAX, AccountConfig, Effect, Entry, EntryKind, FailReason, Outcome, SYSTEM_ACCOUNT, TxId,
+};
 
 /// The fewest bytes a List entry takes (four one-byte varints): bounds what an entry
 /// count can make the decoder reserve.
@@ -23,6 +27,8 @@ pub struct DecodedRecord<'a> {
     pub entries: &'a [Entry],
     /// One per entry: the previous transaction of the entry's account (0: none).
     pub prev_tx_ids: &'a [TxId],
+    /// What the transaction changed besides balances (version 2); usually empty.
+    pub effects: &'a [Effect],
 }
 
 /// One decoded record without its entries: what [`FrameDecoder::next_record_into`]
@@ -72,6 +78,12 @@ pub struct FrameDecoder<'p> {
     previous_ns: u64,
     entries: Vec<Entry>,
     prev_tx_ids: Vec<TxId>,
+    /// The effects of the record last read.
+    effects: Vec<Effect>,
+    /// Tag bits the payload's version leaves reserved.
+    reserved: u8,
+    /// The highest fail code the payload's version assigns.
+    fail_code_max: u8,
     failed: Option<RecordError>,
 }
 
@@ -93,6 +105,9 @@ impl<'p> FrameDecoder<'p> {
             previous_ns: 0,
             entries: Vec::new(),
             prev_tx_ids: Vec::new(),
+            effects: Vec::new(),
+            reserved: TAG_RESERVED,
+            fail_code_max: u8::MAX,
             failed: None,
         };
         decoder.start(payload, first_seq, record_count)?;
@@ -116,6 +131,9 @@ impl<'p> FrameDecoder<'p> {
             previous_ns: 0,
             entries: self.entries,
             prev_tx_ids: self.prev_tx_ids,
+            effects: self.effects,
+            reserved: TAG_RESERVED,
+            fail_code_max: u8::MAX,
             failed: None,
         };
         decoder.start(payload, first_seq, record_count)?;
@@ -135,8 +153,16 @@ impl<'p> FrameDecoder<'p> {
                 offset: 0,
             });
         };
-        if version != RECORD_FORMAT_VERSION {
-            return Err(RecordError::UnknownVersion { version });
+        match version {
+            RECORD_FORMAT_V1 => {
+                self.reserved = TAG_RESERVED_V1;
+                self.fail_code_max = FAIL_CODE_MAX_V1;
+            }
+            RECORD_FORMAT_VERSION => {
+                self.reserved = TAG_RESERVED;
+                self.fail_code_max = u8::MAX;
+            }
+            _ => return Err(RecordError::UnknownVersion { version }),
         }
         self.payload = payload;
         self.pos = 1;
@@ -181,6 +207,7 @@ impl<'p> FrameDecoder<'p> {
                     outcome,
                     entries: if with_entries { &self.entries } else { &[] },
                     prev_tx_ids: if with_entries { &self.prev_tx_ids } else { &[] },
+                    effects: &self.effects,
                 }))
             }
             Err(error) => Err(self.fail(error)),
@@ -282,6 +309,13 @@ impl<'p> FrameDecoder<'p> {
         self.previous_ns = timestamp_ns;
     }
 
+    /// The effects of the record the last `next_record*` call returned (empty if it had
+    /// none): `next_record_into` returns only the record's head.
+    #[inline]
+    pub fn effects(&self) -> &[Effect] {
+        &self.effects
+    }
+
     /// How many records are left to read.
     pub fn remaining(&self) -> u32 {
         self.remaining
@@ -332,7 +366,9 @@ impl<'p> FrameDecoder<'p> {
     fn record(&mut self, tx_id: TxId) -> Result<(u64, u64, Body), RecordError> {
         let tag_offset = self.pos;
         let tag = self.byte(tx_id)?;
-        if tag & TAG_RESERVED != 0 {
+        if tag & self.reserved != 0
+            || (tag & TAG_EFFECTS != 0 && tag & SHAPE_MASK == SHAPE_REJECTED)
+        {
             return Err(RecordError::ReservedBits {
                 tx_id,
                 offset: tag_offset,
@@ -370,7 +406,73 @@ impl<'p> FrameDecoder<'p> {
                 Body::Empty
             }
         };
+        self.effects.clear();
+        if tag & TAG_EFFECTS != 0 {
+            self.effects_block(tx_id)?;
+        }
         Ok((timestamp_ns, user_ref, body))
+    }
+
+    /// The effects block after a committed record's body (version 2).
+    #[cold]
+    fn effects_block(&mut self, tx_id: TxId) -> Result<(), RecordError> {
+        let offset = self.pos;
+        let count = self.varint(tx_id)?;
+        if count == 0 || count > RECORD_EFFECTS_MAX as u64 {
+            return Err(RecordError::BadEffectCount {
+                tx_id,
+                offset,
+                count,
+            });
+        }
+        for _ in 0..count {
+            let offset = self.pos;
+            let effect = match self.byte(tx_id)? {
+                EFFECT_CONFIGURED => self.configured(tx_id)?,
+                kind => {
+                    return Err(RecordError::UnknownEffect {
+                        tx_id,
+                        offset,
+                        kind,
+                    });
+                }
+            };
+            self.effects.push(effect);
+        }
+        Ok(())
+    }
+
+    fn configured(&mut self, tx_id: TxId) -> Result<Effect, RecordError> {
+        let offset = self.pos;
+        let invalid = |reason| RecordError::InvalidEffect {
+            tx_id,
+            offset,
+            reason,
+        };
+        let account = self.account(tx_id)?;
+        if account == SYSTEM_ACCOUNT {
+            return Err(invalid("the system account cannot be configured"));
+        }
+        let currency = u32::try_from(self.varint(tx_id)?).map_err(|_| invalid("currency"))?;
+        let flags = u32::try_from(self.varint(tx_id)?).map_err(|_| invalid("flags"))?;
+        let overdraft_limit = self.varint(tx_id)?;
+        if overdraft_limit > AMOUNT_MAX {
+            return Err(invalid("overdraft limit above i64::MAX"));
+        }
+        let max_balance = match self.byte(tx_id)? {
+            0 => None,
+            CONFIGURED_HAS_MAX => Some(varint::unzigzag(self.varint(tx_id)?)),
+            _ => return Err(invalid("presence byte")),
+        };
+        Ok(Effect::Configured {
+            account,
+            config: AccountConfig {
+                currency,
+                flags,
+                overdraft_limit,
+                max_balance,
+            },
+        })
     }
 
     fn fail_reason(&mut self, tx_id: TxId) -> Result<FailReason, RecordError> {
@@ -390,11 +492,13 @@ impl<'p> FrameDecoder<'p> {
                 original_tx_id: tx_id - distance,
             });
         }
-        FailReason::from_code(code, 0).ok_or(RecordError::InvalidFailCode {
-            tx_id,
-            offset,
-            code,
-        })
+        FailReason::from_code(code, 0)
+            .filter(|_| code <= self.fail_code_max || code >= crate::transaction::UserFailCode::MIN)
+            .ok_or(RecordError::InvalidFailCode {
+                tx_id,
+                offset,
+                code,
+            })
     }
 
     #[inline(always)]

@@ -4,10 +4,13 @@ use super::DecodeMark;
 use super::error::EncodeError;
 use super::varint::{self, VARINT_BYTES_MAX};
 use super::{
-    ACCOUNT_ID_LIMIT, FAIL_CODE_DUPLICATE, RECORD_ENTRIES_MAX, RECORD_FORMAT_VERSION, RecordRef,
-    SHAPE_EMPTY, SHAPE_LIST, SHAPE_PAIR, SHAPE_REJECTED, TAG_TIMESTAMP, TAG_USER_REF,
+    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, EFFECT_CONFIGURED, FAIL_CODE_DUPLICATE,
+    RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX, RECORD_FORMAT_VERSION, RecordRef, SHAPE_EMPTY,
+    SHAPE_LIST, SHAPE_PAIR, SHAPE_REJECTED, TAG_EFFECTS, TAG_TIMESTAMP, TAG_USER_REF,
 };
-use crate::transaction::{AMOUNT_MAX, Entry, EntryKind, FailReason, Outcome, TxId};
+use crate::transaction::{
+    AMOUNT_MAX, Effect, Entry, EntryKind, FailReason, Outcome, SYSTEM_ACCOUNT, TxId,
+};
 
 /// Tag, timestamp delta and `user_ref`: the most a record's head takes.
 const HEAD_BYTES_MAX: usize = 1 + 2 * VARINT_BYTES_MAX;
@@ -17,6 +20,8 @@ const REJECTED_BODY_MAX: usize = 1 + VARINT_BYTES_MAX;
 const PAIR_BODY_MAX: usize = 7 * VARINT_BYTES_MAX;
 /// A List entry: account and kind, amount, balance, back-link.
 const LIST_ENTRY_MAX: usize = 4 * VARINT_BYTES_MAX;
+/// One effect: its kind and presence bytes, and at most five varints.
+const EFFECT_MAX: usize = 2 + 5 * VARINT_BYTES_MAX;
 
 /// Writes one records payload (docs/record-format.md) into a caller's buffer.
 ///
@@ -101,11 +106,18 @@ impl FrameEncoder {
             self.next_tx_id(),
             record.entries.len()
         );
+        debug_assert!(
+            record.outcome.is_committed() || record.effects.is_empty(),
+            "transaction {}: a rejection with {} effects",
+            self.next_tx_id(),
+            record.effects.len()
+        );
         let committed = record.outcome.is_committed();
         let record = RecordRef {
             timestamp_ns: record.timestamp_ns.max(self.previous_ns),
             entries: if committed { record.entries } else { &[] },
             prev_tx_ids: if committed { record.prev_tx_ids } else { &[] },
+            effects: if committed { record.effects } else { &[] },
             ..record
         };
         if let Err(error) = self.try_push(buf, record) {
@@ -153,6 +165,16 @@ impl FrameEncoder {
                 links: record.prev_tx_ids.len(),
             });
         }
+        let effects = match record.outcome {
+            Outcome::Rejected(_) if !record.effects.is_empty() => {
+                return Err(EncodeError::RejectedWithEffects {
+                    tx_id,
+                    effects: record.effects.len(),
+                });
+            }
+            _ => check_effects(tx_id, record.effects)?,
+        };
+        let effects_tag = if effects != 0 { TAG_EFFECTS } else { 0 };
         let back = |index: usize| match record.prev_tx_ids.get(index) {
             Some(&prev) if prev != 0 => tx_id - prev,
             _ => 0,
@@ -189,7 +211,7 @@ impl FrameEncoder {
             Outcome::Committed => match record.entries {
                 [] => {
                     buf.reserve(HEAD_BYTES_MAX);
-                    put_head(buf, SHAPE_EMPTY, delta, user_ref);
+                    put_head(buf, SHAPE_EMPTY | effects_tag, delta, user_ref);
                 }
                 [credit, debit]
                     if credit.kind == EntryKind::Credit
@@ -199,7 +221,7 @@ impl FrameEncoder {
                     check_entry(tx_id, 0, credit)?;
                     check_entry(tx_id, 1, debit)?;
                     buf.reserve(HEAD_BYTES_MAX + PAIR_BODY_MAX);
-                    put_head(buf, SHAPE_PAIR, delta, user_ref);
+                    put_head(buf, SHAPE_PAIR | effects_tag, delta, user_ref);
                     varint::put(buf, credit.account_id);
                     varint::put(buf, debit.account_id);
                     varint::put(buf, credit.amount);
@@ -220,7 +242,7 @@ impl FrameEncoder {
                         check_entry(tx_id, index, entry)?;
                     }
                     buf.reserve(HEAD_BYTES_MAX + 3 + LIST_ENTRY_MAX * entries.len());
-                    put_head(buf, SHAPE_LIST, delta, user_ref);
+                    put_head(buf, SHAPE_LIST | effects_tag, delta, user_ref);
                     varint::put(buf, entries.len() as u64);
                     for (index, entry) in entries.iter().enumerate() {
                         varint::put(buf, entry.account_id << 1 | entry.kind as u64);
@@ -231,13 +253,72 @@ impl FrameEncoder {
                 }
             },
         }
+        if effects != 0 {
+            put_effects(buf, record.effects);
+        }
         self.previous_ns = record.timestamp_ns;
         self.records += 1;
         Ok(())
     }
 }
 
-/// Tag byte, then the timestamp delta and `user_ref` when they are not zero.
+/// Checks that the format can hold `effects` (before anything is written); returns
+/// their count.
+fn check_effects(tx_id: TxId, effects: &[Effect]) -> Result<usize, EncodeError> {
+    if effects.len() > RECORD_EFFECTS_MAX {
+        return Err(EncodeError::TooManyEffects {
+            tx_id,
+            count: effects.len(),
+        });
+    }
+    for (index, effect) in effects.iter().enumerate() {
+        let invalid = |reason| EncodeError::InvalidEffect {
+            tx_id,
+            index,
+            reason,
+        };
+        match effect {
+            Effect::Configured { account, config } => {
+                if *account == SYSTEM_ACCOUNT || *account >= ACCOUNT_ID_LIMIT {
+                    return Err(invalid(
+                        "the account is the system account or not below 2^63",
+                    ));
+                }
+                if config.overdraft_limit > AMOUNT_MAX {
+                    return Err(invalid("the overdraft limit is above i64::MAX"));
+                }
+            }
+        }
+    }
+    Ok(effects.len())
+}
+
+/// The effects block: count, then each effect (docs/record-format.md, "Effects").
+fn put_effects(buf: &mut Vec<u8>, effects: &[Effect]) {
+    buf.reserve(VARINT_BYTES_MAX + EFFECT_MAX * effects.len());
+    varint::put(buf, effects.len() as u64);
+    for effect in effects {
+        match effect {
+            Effect::Configured { account, config } => {
+                buf.push(EFFECT_CONFIGURED);
+                varint::put(buf, *account);
+                varint::put(buf, u64::from(config.currency));
+                varint::put(buf, u64::from(config.flags));
+                varint::put(buf, config.overdraft_limit);
+                match config.max_balance {
+                    Some(max) => {
+                        buf.push(CONFIGURED_HAS_MAX);
+                        varint::put(buf, varint::zigzag(max));
+                    }
+                    None => buf.push(0),
+                }
+            }
+        }
+    }
+}
+
+/// Tag byte (`shape` and the effects bit), then the timestamp delta and `user_ref` when
+/// they are not zero.
 #[inline(always)]
 fn put_head(buf: &mut Vec<u8>, shape: u8, delta: u64, user_ref: u64) {
     let tag = shape

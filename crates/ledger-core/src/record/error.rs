@@ -11,7 +11,7 @@ use crate::transaction::TxId;
 #[non_exhaustive]
 pub enum RecordError {
     /// Byte 0 is not a record format version this build reads.
-    #[error("record format version {version} is unknown (this build reads version 1)")]
+    #[error("record format version {version} is unknown (this build reads versions 1 and 2)")]
     UnknownVersion { version: u8 },
     /// `first_seq + record_count` does not fit a u64.
     #[error(
@@ -88,6 +88,27 @@ pub enum RecordError {
         distance: u64,
     },
     /// Bytes after the last record.
+    #[error("transaction {tx_id}: effect count {count} at offset {offset} is not in 1..=255")]
+    BadEffectCount {
+        tx_id: TxId,
+        offset: usize,
+        count: u64,
+    },
+
+    #[error("transaction {tx_id}: effect kind {kind} at offset {offset} is unknown")]
+    UnknownEffect {
+        tx_id: TxId,
+        offset: usize,
+        kind: u8,
+    },
+
+    #[error("transaction {tx_id}: the effect at offset {offset} is not valid: {reason}")]
+    InvalidEffect {
+        tx_id: TxId,
+        offset: usize,
+        reason: &'static str,
+    },
+
     #[error("{bytes} bytes at offset {offset} follow the frame's last record")]
     TrailingBytes { offset: usize, bytes: usize },
 }
@@ -107,6 +128,19 @@ pub enum EncodeError {
     /// A rejected transaction with entries.
     #[error("transaction {tx_id}: rejected, yet {entries} entries")]
     RejectedWithEntries { tx_id: TxId, entries: usize },
+
+    #[error("transaction {tx_id}: rejected, yet {effects} effects")]
+    RejectedWithEffects { tx_id: TxId, effects: usize },
+
+    #[error("transaction {tx_id}: {count} effects, at most 255 fit a record")]
+    TooManyEffects { tx_id: TxId, count: usize },
+
+    #[error("transaction {tx_id}: effect {index} cannot be stored: {reason}")]
+    InvalidEffect {
+        tx_id: TxId,
+        index: usize,
+        reason: &'static str,
+    },
     /// A Duplicate whose original is not older than the transaction itself.
     #[error("transaction {tx_id}: duplicate of {original_tx_id}, which is not older")]
     InvalidDuplicate { tx_id: TxId, original_tx_id: TxId },

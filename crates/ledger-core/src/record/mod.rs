@@ -1,4 +1,4 @@
-//! The WAL record codec (record format version 1): what a WAL frame's payload holds.
+//! The WAL record codec (record format version 2; version 1 is read too): what a WAL frame's payload holds.
 //!
 //! `ledger-wal` stores opaque payloads; a records frame's header carries `first_seq` and
 //! `record_count`. Its payload holds the results of transactions `first_seq ..
@@ -14,7 +14,8 @@
 //!   ([`RecordError`]) names the transaction id and the byte offset within the payload.
 //!
 //! `docs/record-format.md` at the repository root describes the layout byte by byte;
-//! `tests/record_format.rs` checks its hex example against `tests/fixtures/record-v1.bin`.
+//! `tests/record_format.rs` checks its hex examples against `tests/fixtures/record-v1.bin`
+//! and `tests/fixtures/record-v2.bin`.
 //!
 //! ```
 //! use ledger_core::record::{FrameDecoder, FrameEncoder, RecordRef};
@@ -34,6 +35,7 @@
 //!     outcome: Outcome::Committed,
 //!     entries: &deposit,
 //!     prev_tx_ids: &[4, 0],
+//!     effects: &[],
 //! });
 //! encoder.push(&mut buf, RecordRef {
 //!     timestamp_ns: 1_000,
@@ -41,6 +43,7 @@
 //!     outcome: Outcome::Rejected(FailReason::InsufficientFunds),
 //!     entries: &[],
 //!     prev_tx_ids: &[],
+//!     effects: &[],
 //! });
 //! assert_eq!(encoder.records(), 2);
 //!
@@ -65,10 +68,17 @@ pub use decode::{DecodeMark, DecodedRecord, FrameDecoder, RecordHead};
 pub use encode::FrameEncoder;
 pub use error::{EncodeError, RecordError};
 
-use crate::transaction::{Entry, Outcome, TxId};
+use crate::transaction::{Effect, Entry, Outcome, TxId};
 
-/// The record format version, byte 0 of every records payload.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+/// The record format version this build writes, byte 0 of every records payload.
+/// Version 1 payloads (no effects, fail codes up to 8) stay readable.
+pub const RECORD_FORMAT_VERSION: u8 = 2;
+
+/// The first record format: what ledgers wrote before accounts could be configured.
+pub const RECORD_FORMAT_V1: u8 = 1;
+
+/// The most effects one record can hold.
+pub const RECORD_EFFECTS_MAX: usize = 255;
 
 /// The most entries one record can hold (a List record's count is at most this).
 pub const RECORD_ENTRIES_MAX: usize = 65_535;
@@ -90,6 +100,8 @@ pub struct RecordRef<'a> {
     /// One per entry: the previous transaction that touched the entry's account (0: none),
     /// so that an account's history is a chain through the log.
     pub prev_tx_ids: &'a [TxId],
+    /// What a committed transaction changed besides balances; empty for a rejection.
+    pub effects: &'a [Effect],
 }
 
 // Tag byte layout (docs/record-format.md, "Tag byte").
@@ -100,7 +112,18 @@ const SHAPE_LIST: u8 = 2;
 const SHAPE_EMPTY: u8 = 3;
 const TAG_TIMESTAMP: u8 = 0b0000_0100;
 const TAG_USER_REF: u8 = 0b0000_1000;
-const TAG_RESERVED: u8 = 0b1111_0000;
+/// Version 2: an effects block follows the body.
+const TAG_EFFECTS: u8 = 0b0001_0000;
+const TAG_RESERVED: u8 = 0b1110_0000;
+const TAG_RESERVED_V1: u8 = 0b1111_0000;
+
+/// Effect kinds (version 2): the byte that starts each effect.
+const EFFECT_CONFIGURED: u8 = 1;
+/// A Configured effect's presence byte: a max_balance follows.
+const CONFIGURED_HAS_MAX: u8 = 0b0000_0001;
+
+/// The highest fail code version 1 payloads may hold (codes 9-12 came with version 2).
+const FAIL_CODE_MAX_V1: u8 = 8;
 
 /// `FailReason::Duplicate`'s code: followed by the distance back to the original.
 const FAIL_CODE_DUPLICATE: u8 = 7;

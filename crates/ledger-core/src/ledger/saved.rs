@@ -1,0 +1,373 @@
+//! What a snapshot holds (the payload types of each format) and reading it back: the
+//! newest usable snapshot of either format, for recovery and the offline tools.
+
+use std::path::{Path, PathBuf};
+
+use ledger_snapshot::{Loaded, SnapshotError, SnapshotStore};
+use ledger_storage::Storage;
+use rkyv::rend::{i64_le, u64_le};
+use rkyv::vec::ArchivedVec;
+
+use super::visible::Visible;
+use crate::accounts::AccountState;
+use crate::transaction::AccountConfig;
+use crate::transactor::{RestoreError, SavedState, Transactor, TransactorConfig};
+
+/// The payload format of a ledger snapshot (inside the snapshot file format): the
+/// payload's `format` field and the file header's `payload_format`. Format 1
+/// ([`SnapshotStateV1`], header `payload_format` 0) is still read.
+pub const STATE_FORMAT: u32 = 2;
+
+/// The first payload format, before accounts could be configured.
+pub const STATE_FORMAT_V1: u32 = 1;
+
+/// The largest `max_accounts` a snapshot can hold: the payload is an rkyv archive with
+/// 32-bit relative pointers (2 GiB), and each account takes 16 bytes (balance and the
+/// head of its history chain); 256 MiB stay for the dedup window (about 11M live
+/// `user_ref`s).
+pub const ACCOUNTS_MAX: u64 = (1 << 27) - (1 << 24);
+
+/// One live dedup entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct DedupEntry {
+    pub user_ref: u64,
+    pub tx_id: u64,
+    pub timestamp_ns: u64,
+}
+
+/// One configured account (see [`AccountConfig`](crate::transaction::AccountConfig)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SavedAccount {
+    pub account_id: u64,
+    pub currency: u32,
+    pub flags: u32,
+    pub overdraft_limit: u64,
+    pub max_balance: Option<i64>,
+    /// Money moved since it was configured: its currency is fixed.
+    pub moved: bool,
+}
+
+impl SavedAccount {
+    fn of(account_id: u64, state: &AccountState) -> SavedAccount {
+        let c = &state.config;
+        SavedAccount {
+            account_id,
+            currency: c.currency,
+            flags: c.flags,
+            overdraft_limit: c.overdraft_limit,
+            max_balance: c.max_balance,
+            moved: state.moved,
+        }
+    }
+
+    /// The account's id and state.
+    pub fn state(&self) -> (u64, AccountState) {
+        let config = AccountConfig {
+            currency: self.currency,
+            flags: self.flags,
+            overdraft_limit: self.overdraft_limit,
+            max_balance: self.max_balance,
+        };
+        (
+            self.account_id,
+            AccountState {
+                config,
+                moved: self.moved,
+            },
+        )
+    }
+}
+
+/// The system account's balance in one currency other than 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct CurrencyBalance {
+    pub currency: u32,
+    pub balance: i64,
+}
+
+/// What a snapshot file holds: the state right after transaction `last_tx_id`.
+///
+/// Public so that offline tools (`ledger-cli`) read snapshots with the engine's own type:
+/// `ledger_snapshot::open_file::<SnapshotState>` validates the archive as this type.
+/// Balances are indexed by account id (`balances[a]`), `max_accounts` long.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SnapshotState {
+    pub format: u32,
+    pub last_tx_id: u64,
+    pub now_ns: u64,
+    pub balances: Vec<i64>,
+    /// In commit order.
+    pub dedup: Vec<DedupEntry>,
+    /// Per account, the last transaction that touched it (0: none).
+    pub latest: Vec<u64>,
+    /// The configured accounts, by id.
+    pub accounts: Vec<SavedAccount>,
+    /// The system account's non-zero balances in currencies other than 0, by currency.
+    pub system_balances: Vec<CurrencyBalance>,
+}
+
+/// The payload of format 1 (files whose header says `payload_format` 0): a ledger before
+/// accounts could be configured. Read, never written.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SnapshotStateV1 {
+    pub format: u32,
+    pub last_tx_id: u64,
+    pub now_ns: u64,
+    pub balances: Vec<i64>,
+    /// In commit order.
+    pub dedup: Vec<DedupEntry>,
+    /// Per account, the last transaction that touched it (0: none).
+    pub latest: Vec<u64>,
+}
+
+impl SnapshotState {
+    pub(crate) fn of(visible: &Visible) -> SnapshotState {
+        let mut state = SnapshotState::empty();
+        state.copy_from(visible);
+        state
+    }
+
+    pub(crate) fn empty() -> SnapshotState {
+        SnapshotState {
+            format: STATE_FORMAT,
+            last_tx_id: 0,
+            now_ns: 0,
+            balances: Vec::new(),
+            dedup: Vec::new(),
+            latest: Vec::new(),
+            accounts: Vec::new(),
+            system_balances: Vec::new(),
+        }
+    }
+
+    /// Overwrites this state with `visible`, reusing the vectors' memory: a reused copy
+    /// costs a `memcpy`, a fresh one also a page fault per 4 KiB.
+    pub(crate) fn copy_from(&mut self, visible: &Visible) {
+        let transactor = &visible.state;
+        self.latest.clear();
+        self.latest.extend_from_slice(visible.links.as_slice());
+        self.format = STATE_FORMAT;
+        self.last_tx_id = transactor.last_tx_id();
+        self.now_ns = transactor.now_ns();
+        self.balances.clear();
+        self.balances.extend_from_slice(transactor.balances());
+        self.dedup.clear();
+        self.dedup.extend(
+            transactor
+                .dedup()
+                .entries()
+                .map(|(user_ref, tx_id, timestamp_ns)| DedupEntry {
+                    user_ref,
+                    tx_id,
+                    timestamp_ns,
+                }),
+        );
+        let accounts = transactor.accounts();
+        self.accounts.clear();
+        self.accounts.extend(
+            accounts
+                .sorted()
+                .iter()
+                .map(|(id, state)| SavedAccount::of(*id, state)),
+        );
+        self.system_balances.clear();
+        self.system_balances.extend(
+            accounts
+                .system_balances()
+                .map(|(currency, balance)| CurrencyBalance { currency, balance }),
+        );
+    }
+}
+
+/// A snapshot file, verified and validated as the payload type its header names, read in
+/// place (memory-mapped).
+#[derive(Debug)]
+pub enum LoadedSnapshot {
+    Current(Loaded<SnapshotState>),
+    V1(Loaded<SnapshotStateV1>),
+}
+
+/// A damaged snapshot recovery passed over: its file and why.
+pub(crate) type PassedOver = (PathBuf, String);
+
+/// Finds the newest snapshot that verifies, whichever payload format it has (a ledger
+/// upgraded from format 1 has both kinds until the old ones are retired).
+pub(crate) fn load_newest(
+    store: &SnapshotStore,
+) -> Result<(Option<LoadedSnapshot>, Vec<PassedOver>), SnapshotError> {
+    let current = store.load_latest_format::<SnapshotState>(STATE_FORMAT)?;
+    let v1 = store.load_latest_format::<SnapshotStateV1>(0)?;
+    let mut skipped: Vec<PassedOver> = Vec::new();
+    for s in current.skipped.iter().chain(&v1.skipped) {
+        if !skipped.iter().any(|(p, _)| *p == s.path) {
+            skipped.push((s.path.clone(), s.error.to_string()));
+        }
+    }
+    let loaded = match (current.loaded, v1.loaded) {
+        (Some(c), Some(old)) if old.sequence() > c.sequence() => Some(LoadedSnapshot::V1(old)),
+        (Some(c), _) => Some(LoadedSnapshot::Current(c)),
+        (None, old) => old.map(LoadedSnapshot::V1),
+    };
+    Ok((loaded, skipped))
+}
+
+impl LoadedSnapshot {
+    pub fn sequence(&self) -> u64 {
+        match self {
+            LoadedSnapshot::Current(l) => l.sequence(),
+            LoadedSnapshot::V1(l) => l.sequence(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            LoadedSnapshot::Current(l) => l.path(),
+            LoadedSnapshot::V1(l) => l.path(),
+        }
+    }
+
+    /// The payload format ([`STATE_FORMAT`] or [`STATE_FORMAT_V1`]).
+    pub fn format(&self) -> u32 {
+        match self {
+            LoadedSnapshot::Current(_) => STATE_FORMAT,
+            LoadedSnapshot::V1(_) => STATE_FORMAT_V1,
+        }
+    }
+
+    /// The last transaction the state includes, as the payload says.
+    pub fn last_tx_id(&self) -> u64 {
+        match self {
+            LoadedSnapshot::Current(l) => l.archived().last_tx_id.to_native(),
+            LoadedSnapshot::V1(l) => l.archived().last_tx_id.to_native(),
+        }
+    }
+
+    /// The latest sequencer time the state saw.
+    pub fn now_ns(&self) -> u64 {
+        match self {
+            LoadedSnapshot::Current(l) => l.archived().now_ns.to_native(),
+            LoadedSnapshot::V1(l) => l.archived().now_ns.to_native(),
+        }
+    }
+
+    /// Balances by account id, in place.
+    pub fn balances(&self) -> &ArchivedVec<i64_le> {
+        match self {
+            LoadedSnapshot::Current(l) => &l.archived().balances,
+            LoadedSnapshot::V1(l) => &l.archived().balances,
+        }
+    }
+
+    /// Each account's last transaction (0: none), in place.
+    pub fn latest(&self) -> &ArchivedVec<u64_le> {
+        match self {
+            LoadedSnapshot::Current(l) => &l.archived().latest,
+            LoadedSnapshot::V1(l) => &l.archived().latest,
+        }
+    }
+
+    /// The live dedup entries in commit order, in place.
+    pub fn dedup(&self) -> &ArchivedVec<ArchivedDedupEntry> {
+        match self {
+            LoadedSnapshot::Current(l) => &l.archived().dedup,
+            LoadedSnapshot::V1(l) => &l.archived().dedup,
+        }
+    }
+
+    /// The configured accounts, by id (none in format 1).
+    pub fn accounts(&self) -> Vec<(u64, AccountState)> {
+        match self {
+            LoadedSnapshot::Current(l) => l
+                .archived()
+                .accounts
+                .iter()
+                .map(|a| archived_account(a).state())
+                .collect(),
+            LoadedSnapshot::V1(_) => Vec::new(),
+        }
+    }
+
+    /// The system account's balance per currency other than 0 (none in format 1).
+    pub fn system_balances(&self) -> Vec<(u32, i64)> {
+        match self {
+            LoadedSnapshot::Current(l) => l
+                .archived()
+                .system_balances
+                .iter()
+                .map(|b| (b.currency.to_native(), b.balance.to_native()))
+                .collect(),
+            LoadedSnapshot::V1(_) => Vec::new(),
+        }
+    }
+
+    /// Checks the payload's own format and sequence against the file's.
+    pub fn check(&self) -> Result<(), RestoreError> {
+        let (format, expected) = match self {
+            LoadedSnapshot::Current(l) => (l.archived().format.to_native(), STATE_FORMAT),
+            LoadedSnapshot::V1(l) => (l.archived().format.to_native(), STATE_FORMAT_V1),
+        };
+        if format != expected {
+            return Err(RestoreError::UnknownFormat { format });
+        }
+        if self.last_tx_id() != self.sequence() {
+            return Err(RestoreError::SequenceMismatch {
+                file_tx_id: self.sequence(),
+                state_tx_id: self.last_tx_id(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A transactor continuing from this snapshot, its state checked.
+    pub fn restore(&self, config: TransactorConfig) -> Result<Transactor, RestoreError> {
+        self.check()?;
+        let balances: Vec<i64> = self.balances().iter().map(|b| b.to_native()).collect();
+        Transactor::restore(
+            config,
+            SavedState {
+                balances: &balances,
+                last_tx_id: self.last_tx_id(),
+                now_ns: self.now_ns(),
+                dedup: self.dedup().iter().map(|e| {
+                    (
+                        e.user_ref.to_native(),
+                        e.tx_id.to_native(),
+                        e.timestamp_ns.to_native(),
+                    )
+                }),
+                accounts: &self.accounts(),
+                system_balances: &self.system_balances(),
+            },
+        )
+    }
+}
+
+fn archived_account(a: &ArchivedSavedAccount) -> SavedAccount {
+    SavedAccount {
+        account_id: a.account_id.to_native(),
+        currency: a.currency.to_native(),
+        flags: a.flags.to_native(),
+        overdraft_limit: a.overdraft_limit.to_native(),
+        max_balance: a.max_balance.as_ref().map(|m| m.to_native()),
+        moved: a.moved,
+    }
+}
+
+/// Opens one snapshot file as the payload type its header names (format 2, or format 1
+/// from before accounts could be configured), checked as recovery checks it.
+pub fn open_snapshot(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
+    open_snapshot_on(&ledger_storage::OsStorage, path)
+}
+
+fn open_snapshot_on(storage: &dyn Storage, path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
+    if let Some(l) = ledger_snapshot::open_file_format_on(storage, path, STATE_FORMAT)? {
+        return Ok(LoadedSnapshot::Current(l));
+    }
+    if let Some(l) = ledger_snapshot::open_file_format_on(storage, path, 0)? {
+        return Ok(LoadedSnapshot::V1(l));
+    }
+    Err(SnapshotError::BadHeader {
+        path: path.to_path_buf(),
+        reason: "the header names a payload format this build does not read",
+    })
+}
