@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{cli, copy, snapshots, written};
-use ledger_core::ledger::SnapshotState;
+use ledger_core::ledger::{STATE_FORMAT, SnapshotState};
 use ledger_snapshot::{SnapshotConfig, SnapshotStore, open_file};
 
 /// Parses `account,balance` CSV (with its header) into a map.
@@ -229,7 +229,7 @@ fn a_snapshot_that_disagrees_with_the_wal_is_reported() {
         SnapshotConfig::default().with_keep(std::num::NonZeroUsize::new(100).unwrap()),
     )
     .unwrap();
-    store.write(seq, &state).unwrap();
+    store.write_format(seq, STATE_FORMAT, &state).unwrap();
     drop(store);
 
     let run = cli(data.path(), &["replay"]);
