@@ -61,6 +61,10 @@ rpcs! {
     add_node(AddNodeRequest) -> MembershipResponse;
     /// `RemoveNode`, on the leader. Idempotent: removing a non-member changes nothing.
     remove_node(RemoveNodeRequest) -> MembershipResponse;
+    /// `GetAccount`: an account's currency, rules and balance.
+    get_account(GetAccountRequest) -> GetAccountResponse;
+    /// `GetSystemBalance`: the system account's balance in one currency.
+    get_system_balance(GetSystemBalanceRequest) -> GetSystemBalanceResponse;
 }
 
 macro_rules! reads {
@@ -84,7 +88,9 @@ reads!(
     GetBalanceAtRequest,
     GetClusterStatusRequest,
     AddNodeRequest,
-    RemoveNodeRequest
+    RemoveNodeRequest,
+    GetAccountRequest,
+    GetSystemBalanceRequest
 );
 
 /// The `user_ref` of either oneof of operations (two generated types of the same shape);
@@ -98,6 +104,7 @@ macro_rules! user_ref {
             Some(Operation::Transfer(o)) => o.user_ref,
             Some(Operation::Composite(o)) => o.user_ref,
             Some(Operation::Named(o)) => o.user_ref,
+            Some(Operation::ConfigureAccount(o)) => o.user_ref,
             _ => 0,
         }
     }};

@@ -3,10 +3,10 @@
 //! (funds, duplicates, zero sum) are the ledger's and come back as a `fail_reason`.
 
 use ledger_core::ledger::{
-    HistoryEntry, LinkKind, Transaction, TransactionStatus, TransactionStatusInfo,
+    AccountInfo, HistoryEntry, LinkKind, Transaction, TransactionStatus, TransactionStatusInfo,
 };
 use ledger_core::transaction::{
-    AMOUNT_MAX, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind, FailReason, Operation,
+    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind, FailReason, Operation,
     Outcome, SYSTEM_ACCOUNT, Step, SubmitResult, WaitLevel,
 };
 use tonic::Status;
@@ -21,6 +21,7 @@ pub enum WireOperation {
     Transfer(pb::Transfer),
     Composite(pb::Composite),
     Named(pb::Named),
+    ConfigureAccount(pb::ConfigureAccount),
 }
 
 impl From<pb::submit_operation_request::Operation> for WireOperation {
@@ -32,6 +33,7 @@ impl From<pb::submit_operation_request::Operation> for WireOperation {
             O::Transfer(t) => WireOperation::Transfer(t),
             O::Composite(c) => WireOperation::Composite(c),
             O::Named(n) => WireOperation::Named(n),
+            O::ConfigureAccount(c) => WireOperation::ConfigureAccount(c),
         }
     }
 }
@@ -45,6 +47,7 @@ impl From<pb::submit_and_wait_request::Operation> for WireOperation {
             O::Transfer(t) => WireOperation::Transfer(t),
             O::Composite(c) => WireOperation::Composite(c),
             O::Named(n) => WireOperation::Named(n),
+            O::ConfigureAccount(c) => WireOperation::ConfigureAccount(c),
         }
     }
 }
@@ -147,6 +150,11 @@ pub fn operation(op: Option<WireOperation>, max_accounts: u64) -> Result<Operati
                 user_ref: c.user_ref,
             }))
         }
+        WireOperation::ConfigureAccount(c) => Operation::ConfigureAccount {
+            account: not_system("account", account("account", c.account)?)?,
+            config: account_config(&c)?,
+            user_ref: c.user_ref,
+        },
         WireOperation::Named(n) => {
             return Err(Status::unimplemented(format!(
                 "named operations have no registry yet (asked for {:?})",
@@ -154,6 +162,59 @@ pub fn operation(op: Option<WireOperation>, max_accounts: u64) -> Result<Operati
             )));
         }
     })
+}
+
+/// The rules of a `ConfigureAccount`, their shape checked: known flags, an overdraft limit
+/// within an amount's range and only with the rule it loosens, a maximum not below the
+/// minimum. (The ledger checks the same and rejects with InvalidOperation; here the
+/// caller learns which field is wrong.)
+fn account_config(c: &pb::ConfigureAccount) -> Result<AccountConfig, Status> {
+    let config = AccountConfig {
+        currency: c.currency,
+        flags: c.flags,
+        overdraft_limit: c.overdraft_limit,
+        max_balance: c.max_balance,
+    };
+    if c.flags & !AccountConfig::FLAGS_KNOWN != 0 {
+        return Err(Status::invalid_argument(format!(
+            "unknown account flags {:#x}",
+            c.flags & !AccountConfig::FLAGS_KNOWN
+        )));
+    }
+    if c.overdraft_limit > AMOUNT_MAX {
+        return Err(Status::invalid_argument(format!(
+            "overdraft_limit {} is above {AMOUNT_MAX}",
+            c.overdraft_limit
+        )));
+    }
+    if c.overdraft_limit != 0 && !config.has(AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS) {
+        return Err(Status::invalid_argument(
+            "an overdraft_limit needs flag 0x2 (CREDITS_MUST_NOT_EXCEED_DEBITS)",
+        ));
+    }
+    if let (Some(min), Some(max)) = (config.min_balance(), config.max_balance)
+        && max < min
+    {
+        return Err(Status::invalid_argument(format!(
+            "max_balance {max} is below the lowest balance the rules allow ({min})"
+        )));
+    }
+    Ok(config)
+}
+
+/// An account's configuration and balance on the wire.
+pub fn account(info: &AccountInfo) -> pb::GetAccountResponse {
+    pb::GetAccountResponse {
+        account_id: info.account,
+        configured: info.configured,
+        currency: info.config.currency,
+        flags: info.config.flags,
+        overdraft_limit: info.config.overdraft_limit,
+        max_balance: info.config.max_balance,
+        moved: info.moved,
+        balance: info.balance,
+        last_snapshot_tx_id: info.last_snapshot_tx_id,
+    }
 }
 
 /// The wire wait level; an unknown number is INVALID_ARGUMENT.

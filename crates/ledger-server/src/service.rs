@@ -352,6 +352,41 @@ impl pb::ledger_server::Ledger for LedgerService {
         }))
     }
 
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::GetAccountResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let req = request.into_inner();
+        let at = ReadAt::new(req.min_tx_id, req.linearizable);
+        let account = req.account_id;
+        let info = self.read_balances(at, |l| l.get_account(account)).await?;
+        Ok(Response::new(convert::account(&info)))
+    }
+
+    async fn get_system_balance(
+        &self,
+        request: Request<pb::GetSystemBalanceRequest>,
+    ) -> Result<Response<pb::GetSystemBalanceResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let req = request.into_inner();
+        let at = ReadAt::new(req.min_tx_id, req.linearizable);
+        let b = self
+            .read_balances(at, |l| l.get_system_balance(req.currency))
+            .await?;
+        let balance = i64::try_from(b.balance).map_err(|_| {
+            Status::out_of_range(format!(
+                "the system account's balance in currency {} is {}, beyond an int64",
+                b.currency, b.balance
+            ))
+        })?;
+        Ok(Response::new(pb::GetSystemBalanceResponse {
+            currency: b.currency,
+            balance,
+            last_snapshot_tx_id: b.last_snapshot_tx_id,
+        }))
+    }
+
     async fn get_balances(
         &self,
         request: Request<pb::GetBalancesRequest>,

@@ -1411,3 +1411,122 @@ async fn undecodable_requests_are_invalid_argument_and_the_server_keeps_serving(
         .await
         .unwrap();
 }
+
+fn configure(
+    account: u64,
+    currency: u32,
+    flags: u32,
+    overdraft_limit: u64,
+    max_balance: Option<i64>,
+) -> pb::submit_and_wait_request::Operation {
+    pb::submit_and_wait_request::Operation::ConfigureAccount(pb::ConfigureAccount {
+        account,
+        currency,
+        flags,
+        overdraft_limit,
+        max_balance,
+        user_ref: 0,
+    })
+}
+
+/// The money model over the wire: accounts configured with a currency and rules, the
+/// new fail codes, GetAccount and GetSystemBalance, malformed configurations refused
+/// with INVALID_ARGUMENT, and all of it back after a kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_accounts_over_grpc_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    let committed = pb::WaitLevel::Committed;
+    let mut run = async |op| {
+        c.submit_and_wait(and_wait(op, committed))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    // Account 1: currency 840, 100 of overdraft. Account 2: currency 840, at most 500.
+    assert_eq!(run(configure(1, 840, 0x2, 100, None)).await.fail_reason, 0);
+    assert_eq!(run(configure(2, 840, 0x2, 0, Some(500))).await.fail_reason, 0);
+    assert_eq!(run(transfer(1, 2, 100)).await.fail_reason, 0);
+    assert_eq!(run(transfer(1, 2, 1)).await.fail_reason, 1, "beyond the overdraft");
+    assert_eq!(run(transfer(1, 3, 1)).await.fail_reason, 10, "currency mismatch");
+    assert_eq!(run(wait_deposit(2, 401, 0)).await.fail_reason, 11, "max balance");
+    assert_eq!(run(configure(2, 978, 0x2, 0, None)).await.fail_reason, 12, "currency fixed");
+    assert_eq!(run(configure(3, 0, 0x3, 0, None)).await.fail_reason, 0);
+    assert_eq!(run(wait_deposit(3, 5, 0)).await.fail_reason, 9, "frozen");
+    assert_eq!(run(wait_deposit(2, 50, 0)).await.fail_reason, 0);
+
+    // Malformed configurations never reach the ledger.
+    for (op, what) in [
+        (configure(0, 1, 0x2, 0, None), "system account"),
+        (configure(5, 1, 0x80, 0, None), "account flags"),
+        (configure(5, 1, 0x0, 10, None), "overdraft_limit needs flag"),
+        (configure(5, 1, 0x2, 10, Some(-11)), "below the lowest"),
+        (configure(5, 1, 0x2, u64::MAX, None), "overdraft_limit"),
+    ] {
+        let status = c.submit_and_wait(and_wait(op, committed)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}");
+        assert!(status.message().contains(what), "{what}: {}", status.message());
+    }
+
+    let check = |mut c: LedgerClient<Channel>| async move {
+        let one = c
+            .get_account(pb::GetAccountRequest {
+                account_id: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(one.configured && one.moved);
+        assert_eq!(
+            (one.currency, one.flags, one.overdraft_limit, one.max_balance, one.balance),
+            (840, 0x2, 100, None, -100)
+        );
+        let two = c
+            .get_account(pb::GetAccountRequest {
+                account_id: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((two.max_balance, two.balance), (Some(500), 150));
+        let plain = c
+            .get_account(pb::GetAccountRequest {
+                account_id: 7,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!plain.configured);
+        assert_eq!((plain.currency, plain.flags, plain.max_balance), (0, 0x2, None));
+        let system = c
+            .get_system_balance(pb::GetSystemBalanceRequest {
+                currency: 840,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(system.balance, -50);
+        let out_of_range = c
+            .get_account(pb::GetAccountRequest {
+                account_id: 1_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(out_of_range.code(), Code::InvalidArgument);
+    };
+    check(server.client().await).await;
+    let killed = server.signal(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed),
+        Some(libc::SIGKILL)
+    );
+    let server = Server::start(&data, &[]);
+    check(server.client().await).await;
+}

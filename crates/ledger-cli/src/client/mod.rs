@@ -29,6 +29,12 @@ pub enum ClientCommand {
     Transfer(Transfer),
     /// Several credit/debit steps applied atomically (from flags or a JSON file).
     Composite(Composite),
+    /// Set an account's currency and rules (overdraft limit, maximum balance, frozen).
+    Configure(Configure),
+    /// An account's currency, rules and balance.
+    Account(Account),
+    /// The system account's balance in one currency.
+    SystemBalance(SystemBalance),
     /// Balances as of the server's snapshot index (or right after a past transaction).
     Balance(Balance),
     /// Where transactions are in the pipeline, and how they ended.
@@ -140,6 +146,46 @@ pub struct Transfer {
     amount: u64,
     #[command(flatten)]
     submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct Configure {
+    /// The account to configure (not the system account 0).
+    account: u64,
+    /// Its currency code; fixed once money has moved.
+    #[arg(long, default_value_t = 0)]
+    currency: u32,
+    /// How far below zero its balance may go.
+    #[arg(long, default_value_t = 0, conflicts_with = "no_lower_bound")]
+    overdraft_limit: u64,
+    /// No lower bound at all (an account that issues money).
+    #[arg(long)]
+    no_lower_bound: bool,
+    /// The highest balance it may reach.
+    #[arg(long, allow_negative_numbers = true)]
+    max_balance: Option<i64>,
+    /// No money in or out; reads still work.
+    #[arg(long)]
+    frozen: bool,
+    #[command(flatten)]
+    submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct Account {
+    /// The account.
+    account: u64,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Args, Debug)]
+pub struct SystemBalance {
+    /// The currency code.
+    #[arg(long, default_value_t = 0)]
+    currency: u32,
+    #[command(flatten)]
+    connect: Connect,
 }
 
 #[derive(Args, Debug)]
@@ -268,6 +314,42 @@ async fn execute(command: ClientCommand) -> CliResult {
                 composite.user_ref = c.submit.user_ref;
             }
             submit(Operation::Composite(composite), &c.submit).await
+        }
+        ClientCommand::Configure(c) => {
+            let flags = u32::from(c.frozen) * FLAG_FROZEN
+                | u32::from(!c.no_lower_bound) * FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS;
+            let op = Operation::ConfigureAccount(pb::ConfigureAccount {
+                account: c.account,
+                currency: c.currency,
+                flags,
+                overdraft_limit: c.overdraft_limit,
+                max_balance: c.max_balance,
+                user_ref: c.submit.user_ref,
+            });
+            submit(op, &c.submit).await
+        }
+        ClientCommand::Account(c) => account(c).await,
+        ClientCommand::SystemBalance(c) => {
+            let client = connect(&c.connect)?;
+            let b = client
+                .get_system_balance(pb::GetSystemBalanceRequest {
+                    currency: c.currency,
+                    ..Default::default()
+                })
+                .await?;
+            if c.connect.json {
+                println!(
+                    "{}",
+                    json!({ "currency": b.currency, "balance": b.balance,
+                            "last_snapshot_tx_id": b.last_snapshot_tx_id })
+                );
+            } else {
+                println!(
+                    "system account, currency {}  {}  (as of transaction {})",
+                    b.currency, b.balance, b.last_snapshot_tx_id
+                );
+            }
+            Ok(())
         }
         ClientCommand::Balance(c) => balance(c).await,
         ClientCommand::Status(c) => {
@@ -650,6 +732,57 @@ async fn balance(c: Balance) -> CliResult {
     Ok(())
 }
 
+/// `AccountConfig::FROZEN` and `CREDITS_MUST_NOT_EXCEED_DEBITS` on the wire.
+const FLAG_FROZEN: u32 = 0x1;
+const FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS: u32 = 0x2;
+
+async fn account(c: Account) -> CliResult {
+    let client = connect(&c.connect)?;
+    let a = client
+        .get_account(pb::GetAccountRequest {
+            account_id: c.account,
+            ..Default::default()
+        })
+        .await?;
+    let lower_bound = (a.flags & FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS != 0)
+        .then(|| -i128::from(a.overdraft_limit));
+    if c.connect.json {
+        println!(
+            "{}",
+            json!({
+                "account_id": a.account_id,
+                "configured": a.configured,
+                "currency": a.currency,
+                "flags": a.flags,
+                "frozen": a.flags & FLAG_FROZEN != 0,
+                "overdraft_limit": a.overdraft_limit,
+                "min_balance": lower_bound.map(|m| m.to_string()),
+                "max_balance": a.max_balance,
+                "moved": a.moved,
+                "balance": a.balance,
+                "last_snapshot_tx_id": a.last_snapshot_tx_id,
+            })
+        );
+    } else {
+        let bound = |b: Option<String>| b.unwrap_or_else(|| "none".to_owned());
+        println!(
+            "account {}  balance {}  currency {}{}{}",
+            a.account_id,
+            a.balance,
+            a.currency,
+            if a.flags & FLAG_FROZEN != 0 { "  FROZEN" } else { "" },
+            if a.configured { "" } else { "  (never configured: default rules)" },
+        );
+        println!(
+            "lowest balance {}  highest balance {}",
+            bound(lower_bound.map(|m| m.to_string())),
+            bound(a.max_balance.map(|m| m.to_string()))
+        );
+        println!("(as of transaction {})", a.last_snapshot_tx_id);
+    }
+    Ok(())
+}
+
 /// The same operation for `SubmitOperation` (its oneof is a separate generated type).
 fn unwaited(op: Operation) -> pb::submit_operation_request::Operation {
     use pb::submit_operation_request::Operation as Unwaited;
@@ -659,6 +792,7 @@ fn unwaited(op: Operation) -> pb::submit_operation_request::Operation {
         Operation::Transfer(t) => Unwaited::Transfer(t),
         Operation::Composite(c) => Unwaited::Composite(c),
         Operation::Named(n) => Unwaited::Named(n),
+        Operation::ConfigureAccount(c) => Unwaited::ConfigureAccount(c),
     }
 }
 
