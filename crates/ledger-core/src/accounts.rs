@@ -19,6 +19,9 @@ pub struct AccountState {
     pub moved: bool,
 }
 
+// What a configured account costs in the map (docs/money-model.md, "Memory").
+const _: () = assert!(size_of::<(AccountId, AccountState)>() == 48);
+
 /// A per-currency system balance would leave the `i64` range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SystemOverflow {
