@@ -1,7 +1,7 @@
 //! Deterministic operation streams: the same seed gives the same operations, so two runs
 //! (or two builds) execute the same work.
 
-use ledger_core::transaction::{CompositeOperation, Operation, Step};
+use ledger_core::transaction::{AccountConfig, CompositeOperation, Operation, Step};
 
 /// What each operation of a run does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -12,7 +12,19 @@ pub enum Workload {
     Deposit,
     /// A three-leg composite: a transfer plus a fee of 1 to a fee account.
     Composite,
+    /// [`Transfer`](Workload::Transfer) between configured accounts: every account has
+    /// currency 1, a credit limit and a maximum balance ([`LIMITED_ACCOUNT`]), so each
+    /// transfer runs the ruled path (currency, bounds, the system account's share).
+    Limited,
 }
+
+/// How every account of the [`Workload::Limited`] run is configured.
+pub const LIMITED_ACCOUNT: AccountConfig = AccountConfig {
+    currency: 1,
+    flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
+    overdraft_limit: 1_000,
+    max_balance: Some(i64::MAX - 1),
+};
 
 /// The account every composite's fee goes to.
 pub const FEE_ACCOUNT: u64 = 1;
@@ -84,7 +96,7 @@ impl Generator {
                 amount,
                 user_ref: 0,
             },
-            Workload::Transfer => {
+            Workload::Transfer | Workload::Limited => {
                 let from = self.account();
                 let mut to = self.account();
                 if to == from {
@@ -127,6 +139,23 @@ impl Generator {
         ops.clear();
         ops.extend((0..n).map(|_| self.next_op()));
     }
+}
+
+/// What runs before a `workload` run: the accounts' configuration (for
+/// [`Workload::Limited`]), then [`funding`].
+pub fn preparation(workload: Workload, accounts: u64) -> impl Iterator<Item = Operation> {
+    let configured = if workload == Workload::Limited {
+        accounts
+    } else {
+        0
+    };
+    (1..=configured)
+        .map(|account| Operation::ConfigureAccount {
+            account,
+            config: LIMITED_ACCOUNT,
+            user_ref: 0,
+        })
+        .chain(funding(accounts))
 }
 
 /// The deposits that fund accounts `1..=accounts` with [`funding_per_account`] each.

@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use ledger_bench::latency::{self, Tracker};
 use ledger_bench::process;
-use ledger_bench::workload::{Generator, Rng, Workload, funding};
+use ledger_bench::workload::{Generator, Rng, Workload, preparation};
 use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, PipelineIndex, WaitStrategy};
 use ledger_core::transaction::{Operation, WaitLevel};
 
@@ -202,7 +202,7 @@ fn run(args: &Args) -> Result<(), String> {
         ..config.clone()
     });
     ledger.start().map_err(|e| format!("start: {e}"))?;
-    fund(&ledger, args.accounts)?;
+    fund(&ledger, args.workload, args.accounts)?;
 
     let metrics_before = ledger.metrics();
     let index_before = ledger.pipeline_index();
@@ -364,11 +364,11 @@ fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Funds every account ([`funding`]), durably, and checks it worked.
-fn fund(ledger: &Ledger, accounts: u64) -> Result<(), String> {
+/// Configures and funds every account ([`preparation`]), durably, and checks it worked.
+fn fund(ledger: &Ledger, workload: Workload, accounts: u64) -> Result<(), String> {
     let t = Instant::now();
     let mut ops: Vec<Operation> = Vec::with_capacity(2048);
-    let mut deposits = funding(accounts).peekable();
+    let mut deposits = preparation(workload, accounts).peekable();
     let mut last = 0;
     while deposits.peek().is_some() {
         ops.clear();

@@ -189,6 +189,66 @@ fn every_client_command_against_a_real_server() {
     let o = server.cli(&["deposit", "5", "1", "--wait", "none"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).ends_with(" submitted\n"), "{}", stdout(&o));
+
+    // Configured accounts: a currency, a credit line, a maximum; then reads.
+    let cfg = json(
+        &server,
+        &[
+            "configure",
+            "9",
+            "--currency",
+            "840",
+            "--overdraft-limit",
+            "50",
+            "--max-balance",
+            "500",
+        ],
+    );
+    assert_eq!(cfg["fail_reason"], 0);
+    let cross = server.cli(&["transfer", "9", "1", "10"]);
+    assert_eq!(cross.status.code(), Some(1));
+    assert!(stdout(&cross).contains("(code 10)"), "{}", stdout(&cross));
+    let dep = json(&server, &["deposit", "9", "20", "--wait", "snapshot"]);
+    assert_eq!(dep["fail_reason"], 0);
+    let a = json(&server, &["account", "9"]);
+    assert_eq!(
+        (
+            &a["currency"],
+            &a["min_balance"],
+            &a["max_balance"],
+            &a["balance"]
+        ),
+        (
+            &serde_json::json!(840),
+            &serde_json::json!("-50"),
+            &serde_json::json!(500),
+            &serde_json::json!(20)
+        )
+    );
+    assert_eq!(
+        (&a["configured"], &a["moved"], &a["frozen"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(true),
+            &serde_json::json!(false)
+        )
+    );
+    let sys = json(&server, &["system-balance", "--currency", "840"]);
+    assert_eq!(sys["balance"], -20);
+    let o = server.cli(&["account", "9"]);
+    assert!(stdout(&o).contains("currency 840"), "{}", stdout(&o));
+    let frozen = json(
+        &server,
+        &["configure", "9", "--currency", "840", "--frozen"],
+    );
+    assert_eq!(frozen["fail_reason"], 0);
+    let o = server.cli(&["withdraw", "9", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("account is frozen (code 9)"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ledger_core::transaction::{Effect, Entry, Operation};
+use ledger_core::transaction::{AccountConfig, Effect, Entry, Operation};
 use ledger_core::transactor::{Transactor, TransactorConfig};
 
 /// Operations per measured iteration.
@@ -60,8 +60,10 @@ fn transfers(accounts: u64, shape: Shape) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
-/// A transactor whose every account holds enough to never be rejected during the bench.
-fn funded(accounts: u64) -> (Transactor, u64) {
+/// A transactor whose every account holds enough to never be rejected during the bench;
+/// each first configured with `config`, if any (a currency must be set before money
+/// moves).
+fn funded(accounts: u64, config: Option<AccountConfig>) -> (Transactor, u64) {
     let mut transactor = Transactor::new(TransactorConfig {
         max_accounts: accounts,
         ..TransactorConfig::default()
@@ -69,6 +71,16 @@ fn funded(accounts: u64) -> (Transactor, u64) {
     .unwrap();
     let mut entries = Vec::new();
     let mut tx_id = 0;
+    for account in (1..accounts).filter(|_| config.is_some()) {
+        tx_id += 1;
+        let configure = Operation::ConfigureAccount {
+            account,
+            config: config.unwrap_or_default(),
+            user_ref: 0,
+        };
+        let outcome = transactor.execute(tx_id, 0, &configure, &mut entries, &mut Vec::new());
+        assert!(outcome.is_committed());
+    }
     for account in 1..accounts {
         tx_id += 1;
         // 2^32 each keeps the system account (-accounts * 2^32) far from i64::MIN.
@@ -104,7 +116,11 @@ struct Run {
 
 impl Run {
     fn new(accounts: u64) -> Run {
-        let (transactor, tx_id) = funded(accounts);
+        Run::configured(accounts, None)
+    }
+
+    fn configured(accounts: u64, config: Option<AccountConfig>) -> Run {
+        let (transactor, tx_id) = funded(accounts, config);
         Run {
             transactor,
             tx_id,
@@ -234,11 +250,43 @@ fn bench_dedup(c: &mut Criterion) {
     assert_eq!(rejected, 0, "every measured operation committed");
 }
 
+/// Transfers between configured accounts (a currency, a credit limit, a maximum: the
+/// ruled path) beside the same transfers between unconfigured ones.
+fn bench_limited(c: &mut Criterion) {
+    let accounts = 1_000_000;
+    let mut group = c.benchmark_group("execute/limited_1000000_accounts");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let ops: Vec<Operation> = transfers(accounts, Shape::Uniform)
+        .into_iter()
+        .map(|(from, to, amount)| Operation::Transfer {
+            from,
+            to,
+            amount,
+            user_ref: 0,
+        })
+        .collect();
+    let limited = AccountConfig {
+        currency: 1,
+        overdraft_limit: 1_000,
+        max_balance: Some(i64::MAX - 1),
+        ..AccountConfig::default()
+    };
+    for (name, config) in [("plain", None), ("limited", Some(limited))] {
+        let mut run = Run::configured(accounts, config);
+        let mut at = 0;
+        group.bench_function(BenchmarkId::new("transfer_prefetched", name), |b| {
+            b.iter(|| run.execute::<true>(next_batch(&ops, &mut at)))
+        });
+        assert_eq!(run.rejected, 0, "every measured operation committed");
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_execute, bench_dedup
+    targets = bench_execute, bench_dedup, bench_limited
 }
 criterion_main!(benches);

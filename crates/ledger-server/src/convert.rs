@@ -6,8 +6,8 @@ use ledger_core::ledger::{
     AccountInfo, HistoryEntry, LinkKind, Transaction, TransactionStatus, TransactionStatusInfo,
 };
 use ledger_core::transaction::{
-    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind, FailReason, Operation,
-    Outcome, SYSTEM_ACCOUNT, Step, SubmitResult, WaitLevel,
+    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind,
+    FailReason, Operation, Outcome, SYSTEM_ACCOUNT, Step, SubmitResult, WaitLevel,
 };
 use tonic::Status;
 

@@ -1447,12 +1447,31 @@ async fn configured_accounts_over_grpc_survive_kill_9() {
     };
     // Account 1: currency 840, 100 of overdraft. Account 2: currency 840, at most 500.
     assert_eq!(run(configure(1, 840, 0x2, 100, None)).await.fail_reason, 0);
-    assert_eq!(run(configure(2, 840, 0x2, 0, Some(500))).await.fail_reason, 0);
+    assert_eq!(
+        run(configure(2, 840, 0x2, 0, Some(500))).await.fail_reason,
+        0
+    );
     assert_eq!(run(transfer(1, 2, 100)).await.fail_reason, 0);
-    assert_eq!(run(transfer(1, 2, 1)).await.fail_reason, 1, "beyond the overdraft");
-    assert_eq!(run(transfer(1, 3, 1)).await.fail_reason, 10, "currency mismatch");
-    assert_eq!(run(wait_deposit(2, 401, 0)).await.fail_reason, 11, "max balance");
-    assert_eq!(run(configure(2, 978, 0x2, 0, None)).await.fail_reason, 12, "currency fixed");
+    assert_eq!(
+        run(transfer(1, 2, 1)).await.fail_reason,
+        1,
+        "beyond the overdraft"
+    );
+    assert_eq!(
+        run(transfer(1, 3, 1)).await.fail_reason,
+        10,
+        "currency mismatch"
+    );
+    assert_eq!(
+        run(wait_deposit(2, 401, 0)).await.fail_reason,
+        11,
+        "max balance"
+    );
+    assert_eq!(
+        run(configure(2, 978, 0x2, 0, None)).await.fail_reason,
+        12,
+        "currency fixed"
+    );
     assert_eq!(run(configure(3, 0, 0x3, 0, None)).await.fail_reason, 0);
     assert_eq!(run(wait_deposit(3, 5, 0)).await.fail_reason, 9, "frozen");
     assert_eq!(run(wait_deposit(2, 50, 0)).await.fail_reason, 0);
@@ -1465,9 +1484,16 @@ async fn configured_accounts_over_grpc_survive_kill_9() {
         (configure(5, 1, 0x2, 10, Some(-11)), "below the lowest"),
         (configure(5, 1, 0x2, u64::MAX, None), "overdraft_limit"),
     ] {
-        let status = c.submit_and_wait(and_wait(op, committed)).await.unwrap_err();
+        let status = c
+            .submit_and_wait(and_wait(op, committed))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{what}");
-        assert!(status.message().contains(what), "{what}: {}", status.message());
+        assert!(
+            status.message().contains(what),
+            "{what}: {}",
+            status.message()
+        );
     }
 
     let check = |mut c: LedgerClient<Channel>| async move {
@@ -1481,7 +1507,13 @@ async fn configured_accounts_over_grpc_survive_kill_9() {
             .into_inner();
         assert!(one.configured && one.moved);
         assert_eq!(
-            (one.currency, one.flags, one.overdraft_limit, one.max_balance, one.balance),
+            (
+                one.currency,
+                one.flags,
+                one.overdraft_limit,
+                one.max_balance,
+                one.balance
+            ),
             (840, 0x2, 100, None, -100)
         );
         let two = c
@@ -1502,7 +1534,10 @@ async fn configured_accounts_over_grpc_survive_kill_9() {
             .unwrap()
             .into_inner();
         assert!(!plain.configured);
-        assert_eq!((plain.currency, plain.flags, plain.max_balance), (0, 0x2, None));
+        assert_eq!(
+            (plain.currency, plain.flags, plain.max_balance),
+            (0, 0x2, None)
+        );
         let system = c
             .get_system_balance(pb::GetSystemBalanceRequest {
                 currency: 840,

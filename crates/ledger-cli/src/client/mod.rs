@@ -316,8 +316,13 @@ async fn execute(command: ClientCommand) -> CliResult {
             submit(Operation::Composite(composite), &c.submit).await
         }
         ClientCommand::Configure(c) => {
-            let flags = u32::from(c.frozen) * FLAG_FROZEN
-                | u32::from(!c.no_lower_bound) * FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS;
+            let mut flags = 0;
+            if c.frozen {
+                flags |= FLAG_FROZEN;
+            }
+            if !c.no_lower_bound {
+                flags |= FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS;
+            }
             let op = Operation::ConfigureAccount(pb::ConfigureAccount {
                 account: c.account,
                 currency: c.currency,
@@ -770,8 +775,16 @@ async fn account(c: Account) -> CliResult {
             a.account_id,
             a.balance,
             a.currency,
-            if a.flags & FLAG_FROZEN != 0 { "  FROZEN" } else { "" },
-            if a.configured { "" } else { "  (never configured: default rules)" },
+            if a.flags & FLAG_FROZEN != 0 {
+                "  FROZEN"
+            } else {
+                ""
+            },
+            if a.configured {
+                ""
+            } else {
+                "  (never configured: default rules)"
+            },
         );
         println!(
             "lowest balance {}  highest balance {}",
