@@ -16,6 +16,9 @@ pub enum Workload {
     /// currency 1, a credit limit and a maximum balance ([`LIMITED_ACCOUNT`]), so each
     /// transfer runs the ruled path (currency, bounds, the system account's share).
     Limited,
+    /// Two-phase transfers: a hold of 1-100 between two random accounts, then its post
+    /// (of all of it) in a later batch; each counts as one operation.
+    HoldPost,
 }
 
 /// How every account of the [`Workload::Limited`] run is configured.
@@ -70,6 +73,11 @@ pub struct Generator {
     workload: Workload,
     accounts: u64,
     rng: Rng,
+    /// Holds placed and not yet posted ([`Workload::HoldPost`]), oldest first.
+    unposted: std::collections::VecDeque<u64>,
+    /// Indexes of the holds in the last [`fill`](Generator::fill), whose ids
+    /// [`placed`](Generator::placed) learns.
+    last_holds: Vec<usize>,
 }
 
 impl Generator {
@@ -80,7 +88,32 @@ impl Generator {
             workload,
             accounts,
             rng: Rng::new(seed),
+            unposted: std::collections::VecDeque::new(),
+            last_holds: Vec::new(),
         }
+    }
+
+    /// The ids the ledger gave the last [`fill`](Generator::fill)'s operations, in order:
+    /// its holds are posted by later operations.
+    pub fn placed(&mut self, ids: &[u64]) {
+        for &i in &self.last_holds {
+            self.unposted.push_back(ids[i]);
+        }
+        self.last_holds.clear();
+    }
+
+    /// Whether the ids of each batch must be handed back ([`placed`](Generator::placed)).
+    pub fn needs_ids(&self) -> bool {
+        self.workload == Workload::HoldPost
+    }
+
+    fn transfer_pair(&mut self) -> (u64, u64) {
+        let from = self.account();
+        let mut to = self.account();
+        if to == from {
+            to = if from == self.accounts { 1 } else { from + 1 };
+        }
+        (from, to)
     }
 
     fn account(&mut self) -> u64 {
@@ -97,11 +130,7 @@ impl Generator {
                 user_ref: 0,
             },
             Workload::Transfer | Workload::Limited => {
-                let from = self.account();
-                let mut to = self.account();
-                if to == from {
-                    to = if from == self.accounts { 1 } else { from + 1 };
-                }
+                let (from, to) = self.transfer_pair();
                 Operation::Transfer {
                     from,
                     to,
@@ -109,6 +138,23 @@ impl Generator {
                     user_ref: 0,
                 }
             }
+            Workload::HoldPost => match self.unposted.pop_front() {
+                Some(hold_id) => Operation::PostHold {
+                    hold_id,
+                    amount: 0,
+                    user_ref: 0,
+                },
+                None => {
+                    let (from, to) = self.transfer_pair();
+                    Operation::Hold {
+                        from,
+                        to,
+                        amount,
+                        timeout_ns: 0,
+                        user_ref: 0,
+                    }
+                }
+            },
             Workload::Composite => {
                 let from = self.account();
                 let to = self.account();
@@ -137,7 +183,14 @@ impl Generator {
     /// Fills `ops` (cleared first) with the next `n` operations.
     pub fn fill(&mut self, ops: &mut Vec<Operation>, n: usize) {
         ops.clear();
-        ops.extend((0..n).map(|_| self.next_op()));
+        self.last_holds.clear();
+        for i in 0..n {
+            let op = self.next_op();
+            if matches!(op, Operation::Hold { .. }) {
+                self.last_holds.push(i);
+            }
+            ops.push(op);
+        }
     }
 }
 
@@ -171,6 +224,30 @@ pub fn funding(accounts: u64) -> impl Iterator<Item = Operation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hold_post_posts_each_hold_once_in_a_later_batch() {
+        let mut g = Generator::new(Workload::HoldPost, 100, 3);
+        let mut ops = Vec::new();
+        g.fill(&mut ops, 3);
+        assert!(ops.iter().all(|op| matches!(op, Operation::Hold { .. })));
+        g.placed(&[10, 11, 12]);
+        g.fill(&mut ops, 4);
+        let posted: Vec<u64> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Operation::PostHold {
+                    hold_id, amount: 0, ..
+                } => Some(*hold_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(posted, [10, 11, 12]);
+        assert!(matches!(ops[3], Operation::Hold { .. }));
+        g.placed(&[20, 21, 22, 23]);
+        g.fill(&mut ops, 2);
+        assert!(matches!(ops[0], Operation::PostHold { hold_id: 23, .. }));
+    }
 
     #[test]
     fn the_same_seed_gives_the_same_operations() {

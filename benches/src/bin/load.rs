@@ -506,16 +506,23 @@ fn produce(
                     .try_submit_batch_and_wait(std::mem::take(&mut ops), level.wait_level())
                     .map_err(fail)?
             };
+            if generator.needs_ids() {
+                let ids: Vec<u64> = results.iter().map(|r| r.tx_id).collect();
+                generator.placed(&ids);
+            }
             latency::record(&mut sync_hist, due.elapsed(), results.len() as u64);
         } else {
             let last = if n == 1 {
-                ledger
+                let id = ledger
                     .try_submit(ops.pop().expect("one operation"))
-                    .map_err(fail)?
+                    .map_err(fail)?;
+                generator.placed(&[id]);
+                id
             } else {
                 let ids = ledger
                     .try_submit_batch(std::mem::take(&mut ops))
                     .map_err(fail)?;
+                generator.placed(&ids);
                 *ids.last().expect("a non-empty batch")
             };
             tracker.submitted(last, due, n as u64);

@@ -160,27 +160,38 @@ fn entries<S: Serializer>(entries: &&[Entry], serializer: S) -> Result<S::Ok, S:
     }))
 }
 
-/// One effect as `{"configured": account, "currency", "flags", "overdraft_limit",
-/// "max_balance"}`.
-#[derive(Debug, Serialize)]
-struct ConfiguredRow {
-    configured: u64,
-    currency: u32,
-    flags: u32,
-    overdraft_limit: u64,
-    max_balance: Option<i64>,
+/// One effect as a JSON object named by its kind: `{"configured": account, "currency",
+/// "flags", "overdraft_limit", "max_balance"}`, `{"hold_opened": {"from", "to", "amount",
+/// "expires_at_ns"}}` (the hold's id is the transaction's), `{"hold_posted": hold_id,
+/// "amount"}`, `{"hold_voided": hold_id}`, `{"hold_expired": hold_id}`.
+fn effect_json(effect: &Effect) -> serde_json::Value {
+    use serde_json::json;
+    match *effect {
+        Effect::Configured { account, config } => json!({
+            "configured": account,
+            "currency": config.currency,
+            "flags": config.flags,
+            "overdraft_limit": config.overdraft_limit,
+            "max_balance": config.max_balance,
+        }),
+        Effect::HoldOpened {
+            from,
+            to,
+            amount,
+            expires_at_ns,
+        } => json!({
+            "hold_opened": { "from": from, "to": to, "amount": amount, "expires_at_ns": expires_at_ns }
+        }),
+        Effect::HoldPosted { hold_id, amount } => {
+            json!({ "hold_posted": hold_id, "amount": amount })
+        }
+        Effect::HoldVoided { hold_id } => json!({ "hold_voided": hold_id }),
+        Effect::HoldExpired { hold_id } => json!({ "hold_expired": hold_id }),
+    }
 }
 
 fn effects<S: Serializer>(effects: &&[Effect], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(effects.iter().map(|effect| match *effect {
-        Effect::Configured { account, config } => ConfiguredRow {
-            configured: account,
-            currency: config.currency,
-            flags: config.flags,
-            overdraft_limit: config.overdraft_limit,
-            max_balance: config.max_balance,
-        },
-    }))
+    serializer.collect_seq(effects.iter().map(effect_json))
 }
 
 /// A stable, script-friendly name for each fail reason (its `Display` is prose).
@@ -198,6 +209,10 @@ fn reason_name(reason: FailReason) -> &'static str {
         FailReason::CurrencyMismatch => "currency_mismatch",
         FailReason::MaxBalanceExceeded => "max_balance_exceeded",
         FailReason::CurrencyFixed => "currency_fixed",
+        FailReason::HoldNotFound => "hold_not_found",
+        FailReason::HoldClosed => "hold_closed",
+        FailReason::HoldExceeded => "hold_exceeded",
+        FailReason::HoldExpired => "hold_expired",
         FailReason::UserDefined(_) => "user_defined",
         // A reason added after this build: its wire code is still printed.
         _ => "other",

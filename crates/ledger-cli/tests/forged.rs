@@ -256,6 +256,7 @@ fn state_after(seq: u64, latest: Vec<u64>) -> SnapshotState {
         latest,
         accounts: Vec::new(),
         system_balances: Vec::new(),
+        holds: Vec::new(),
     }
 }
 

@@ -65,6 +65,10 @@ rpcs! {
     get_account(GetAccountRequest) -> GetAccountResponse;
     /// `GetSystemBalance`: the system account's balance in one currency.
     get_system_balance(GetSystemBalanceRequest) -> GetSystemBalanceResponse;
+    /// `GetHold`: one hold by id.
+    get_hold(GetHoldRequest) -> GetHoldResponse;
+    /// `GetOpenHolds`: one page of an account's open holds.
+    get_open_holds(GetOpenHoldsRequest) -> GetOpenHoldsResponse;
 }
 
 macro_rules! reads {
@@ -90,7 +94,9 @@ reads!(
     AddNodeRequest,
     RemoveNodeRequest,
     GetAccountRequest,
-    GetSystemBalanceRequest
+    GetSystemBalanceRequest,
+    GetHoldRequest,
+    GetOpenHoldsRequest
 );
 
 /// The `user_ref` of either oneof of operations (two generated types of the same shape);
@@ -105,6 +111,9 @@ macro_rules! user_ref {
             Some(Operation::Composite(o)) => o.user_ref,
             Some(Operation::Named(o)) => o.user_ref,
             Some(Operation::ConfigureAccount(o)) => o.user_ref,
+            Some(Operation::Hold(o)) => o.user_ref,
+            Some(Operation::PostHold(o)) => o.user_ref,
+            Some(Operation::VoidHold(o)) => o.user_ref,
             _ => 0,
         }
     }};

@@ -79,6 +79,13 @@ impl Accounts {
         state.config = config;
     }
 
+    /// Money moved on `account` (a hold was opened on it): its currency is now fixed.
+    pub fn note_moved(&mut self, account: AccountId) {
+        if let Some(state) = self.configured.get_mut(&account) {
+            state.moved = true;
+        }
+    }
+
     /// Restores one account as a snapshot saved it.
     pub fn restore(&mut self, account: AccountId, state: AccountState) {
         self.configured.insert(account, state);

@@ -4,6 +4,7 @@
 //! - [`transactor`]: the pure executor that owns the live balances.
 //! - [`accounts`]: configured accounts (currency, rules) beside the balances.
 //! - [`dedup`]: idempotency by `user_ref` within a time window.
+//! - [`holds`]: two-phase transfers' holds and what they reserve.
 //!
 //! ```
 //! use ledger_core::transaction::{Operation, Outcome};
@@ -24,6 +25,7 @@ pub mod accounts;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod dedup;
+pub mod holds;
 pub mod ledger;
 pub mod record;
 pub mod transaction;

@@ -52,7 +52,34 @@ pub enum Operation {
         config: AccountConfig,
         user_ref: u64,
     },
+    /// Reserves `amount` of `from`'s funds for `to` (a card authorisation, an escrow):
+    /// `from`'s available balance drops, its balance does not. The hold's id is this
+    /// transaction's id. `timeout_ns` (0: never) after it, in sequencer time, the hold
+    /// expires.
+    Hold {
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+        timeout_ns: u64,
+        user_ref: u64,
+    },
+    /// Moves `amount` (0: all) of open hold `hold_id` from its `from` to its `to`, and
+    /// releases the rest.
+    PostHold {
+        hold_id: TxId,
+        amount: u64,
+        user_ref: u64,
+    },
+    /// Releases open hold `hold_id`.
+    VoidHold { hold_id: TxId, user_ref: u64 },
+    /// Releases every open hold whose timeout has passed (at most
+    /// [`EXPIRIES_PER_TRANSACTION`]): what the ledger submits by itself, so that holds
+    /// expire in the log, on an idle ledger too.
+    ExpireHolds,
 }
+
+/// At most this many holds expire in one `ExpireHolds` transaction.
+pub const EXPIRIES_PER_TRANSACTION: usize = 255;
 
 impl Operation {
     /// Calls `f` with each account the operation names, in order; of a composite, the
@@ -74,6 +101,12 @@ impl Operation {
                 }
             }
             Operation::ConfigureAccount { account, .. } => f(*account),
+            Operation::Hold { from, to, .. } => {
+                f(*from);
+                f(*to);
+            }
+            // A hold names its accounts; the hold table is a hash map away.
+            Operation::PostHold { .. } | Operation::VoidHold { .. } | Operation::ExpireHolds => {}
         }
     }
 
@@ -83,8 +116,12 @@ impl Operation {
             Operation::Deposit { user_ref, .. }
             | Operation::Withdrawal { user_ref, .. }
             | Operation::Transfer { user_ref, .. }
-            | Operation::ConfigureAccount { user_ref, .. } => *user_ref,
+            | Operation::ConfigureAccount { user_ref, .. }
+            | Operation::Hold { user_ref, .. }
+            | Operation::PostHold { user_ref, .. }
+            | Operation::VoidHold { user_ref, .. } => *user_ref,
             Operation::Composite(composite) => composite.user_ref,
+            Operation::ExpireHolds => 0,
         }
     }
 }
@@ -176,6 +213,20 @@ pub enum Effect {
         account: AccountId,
         config: AccountConfig,
     },
+    /// This transaction opened a hold (its id is the transaction's): `amount` of `from`
+    /// reserved for `to` until `expires_at_ns` (0: never).
+    HoldOpened {
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+        expires_at_ns: u64,
+    },
+    /// Hold `hold_id` was posted: `amount` moved (the entries), the rest released.
+    HoldPosted { hold_id: TxId, amount: u64 },
+    /// Hold `hold_id` was voided: released.
+    HoldVoided { hold_id: TxId },
+    /// Hold `hold_id` expired: released.
+    HoldExpired { hold_id: TxId },
 }
 
 /// Which side of a movement an entry records.
@@ -245,6 +296,14 @@ pub enum FailReason {
     /// A configuration would change the currency of an account that holds money or has
     /// moved money since it was configured (12).
     CurrencyFixed,
+    /// No hold has this id (13).
+    HoldNotFound,
+    /// The hold was already posted, voided or expired (14).
+    HoldClosed,
+    /// A post of more than the hold reserved (15).
+    HoldExceeded,
+    /// The hold's timeout has passed (16).
+    HoldExpired,
     /// A reason defined by user logic, code 128-255.
     UserDefined(UserFailCode),
 }
@@ -265,12 +324,16 @@ impl FailReason {
             FailReason::CurrencyMismatch => 10,
             FailReason::MaxBalanceExceeded => 11,
             FailReason::CurrencyFixed => 12,
+            FailReason::HoldNotFound => 13,
+            FailReason::HoldClosed => 14,
+            FailReason::HoldExceeded => 15,
+            FailReason::HoldExpired => 16,
             FailReason::UserDefined(code) => code.get(),
         }
     }
 
     /// Rebuilds a reason from its code; `duplicate_of` is used for code 7 only.
-    /// Returns `None` for 0 and for unassigned standard codes (13-127).
+    /// Returns `None` for 0 and for unassigned standard codes (17-127).
     pub fn from_code(code: u8, duplicate_of: TxId) -> Option<FailReason> {
         Some(match code {
             1 => FailReason::InsufficientFunds,
@@ -287,6 +350,10 @@ impl FailReason {
             10 => FailReason::CurrencyMismatch,
             11 => FailReason::MaxBalanceExceeded,
             12 => FailReason::CurrencyFixed,
+            13 => FailReason::HoldNotFound,
+            14 => FailReason::HoldClosed,
+            15 => FailReason::HoldExceeded,
+            16 => FailReason::HoldExpired,
             _ => FailReason::UserDefined(UserFailCode::new(code)?),
         })
     }
@@ -313,6 +380,10 @@ impl fmt::Display for FailReason {
             FailReason::CurrencyFixed => {
                 f.write_str("the account's currency is fixed once money has moved")
             }
+            FailReason::HoldNotFound => f.write_str("no hold has this id"),
+            FailReason::HoldClosed => f.write_str("the hold was already posted, voided or expired"),
+            FailReason::HoldExceeded => f.write_str("the post is more than the hold reserved"),
+            FailReason::HoldExpired => f.write_str("the hold has expired"),
             FailReason::UserDefined(code) => write!(f, "user-defined reason {}", code.get()),
         }
     }

@@ -8,9 +8,11 @@ use thiserror::Error;
 
 use crate::accounts::{AccountState, Accounts};
 use crate::dedup::DedupWindow;
+use crate::holds::{Hold, HoldFault, HoldId, HoldState, Holds};
 use crate::transaction::{
-    AMOUNT_MAX, AccountConfig, AccountId, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry,
-    EntryKind, FailReason, Operation, Outcome, SYSTEM_ACCOUNT, Step, TxId,
+    AMOUNT_MAX, AccountConfig, AccountId, COMPOSITE_STEPS_MAX, CompositeOperation,
+    EXPIRIES_PER_TRANSACTION, Effect, Entry, EntryKind, FailReason, Operation, Outcome,
+    SYSTEM_ACCOUNT, Step, TxId,
 };
 
 /// The largest `max_accounts` accepted: 2^32 accounts, a 32 GiB balance table.
@@ -67,6 +69,12 @@ pub enum ReplayError {
     RejectedWithEntries { tx_id: TxId },
     #[error("transaction {tx_id}: the system account's balance in currency {currency} overflows")]
     SystemOverflow { tx_id: TxId, currency: u32 },
+    #[error("transaction {tx_id}: hold {hold_id} {reason}")]
+    BadHold {
+        tx_id: TxId,
+        hold_id: TxId,
+        reason: &'static str,
+    },
     #[error("transaction {tx_id} does not follow {last_tx_id}")]
     NotIncreasing { tx_id: TxId, last_tx_id: TxId },
     #[error(
@@ -105,6 +113,8 @@ pub enum RestoreError {
         account_id: AccountId,
         reason: &'static str,
     },
+    #[error("saved hold {hold_id} is not valid here: {reason}")]
+    BadHold { hold_id: TxId, reason: &'static str },
     #[error("the saved dedup window is not in commit order at transaction {tx_id}")]
     DedupOutOfOrder { tx_id: TxId },
     #[error("the saved state has format {format}, which this version does not read")]
@@ -130,6 +140,8 @@ pub struct SavedState<'a, D> {
     pub accounts: &'a [(AccountId, AccountState)],
     /// The system account's balance per currency, currencies other than 0.
     pub system_balances: &'a [(u32, i64)],
+    /// Every hold, open and closed, by id.
+    pub holds: &'a [(TxId, Hold)],
 }
 
 /// The executor: sole owner and writer of the live balances.
@@ -144,6 +156,8 @@ pub struct Transactor {
     undo: Vec<(usize, i64)>,
     /// Accounts with a currency or rules of their own.
     accounts: Accounts,
+    /// Two-phase transfers.
+    holds: Holds,
 }
 
 impl Transactor {
@@ -156,6 +170,7 @@ impl Transactor {
             last_tx_id: 0,
             undo: Vec::with_capacity(COMPOSITE_STEPS_MAX),
             accounts: Accounts::default(),
+            holds: Holds::default(),
         })
     }
 
@@ -202,7 +217,31 @@ impl Transactor {
         }
         transactor.dedup.expire(transactor.now_ns);
         transactor.restore_accounts(saved.accounts, saved.system_balances)?;
+        transactor.restore_holds(saved.holds)?;
         Ok(transactor)
+    }
+
+    fn restore_holds(&mut self, holds: &[(TxId, Hold)]) -> Result<(), RestoreError> {
+        for &(hold_id, hold) in holds {
+            let bad = |reason| RestoreError::BadHold { hold_id, reason };
+            if hold_id == 0 || hold_id > self.last_tx_id {
+                return Err(bad("its id is not a transaction of this state"));
+            }
+            if self.account_index(hold.from).is_err() || self.account_index(hold.to).is_err() {
+                return Err(bad("an account is at or above max_accounts"));
+            }
+            if hold.from == hold.to
+                || check_amount(hold.amount).is_err()
+                || hold.posted > hold.amount
+            {
+                return Err(bad("it is malformed"));
+            }
+            self.holds.insert(hold_id, hold).map_err(|f| match f {
+                HoldFault::Overflow => bad("the reserved sums overflow"),
+                _ => bad("it is saved twice"),
+            })?;
+        }
+        Ok(())
     }
 
     fn restore_accounts(
@@ -288,6 +327,37 @@ impl Transactor {
             } => self
                 .check_configure(*account, config, user_ref)
                 .and_then(|()| self.configure(*account, *config, effects)),
+            Operation::Hold {
+                from,
+                to,
+                amount,
+                timeout_ns,
+                ..
+            } => self
+                .check_hold(*from, *to, *amount, *timeout_ns, user_ref)
+                .and_then(|expires_at_ns| {
+                    let hold = Hold {
+                        from: *from,
+                        to: *to,
+                        amount: *amount,
+                        expires_at_ns,
+                        state: HoldState::Open,
+                        posted: 0,
+                    };
+                    self.hold(tx_id, hold, effects)
+                }),
+            Operation::PostHold {
+                hold_id, amount, ..
+            } => self
+                .check_duplicate(user_ref)
+                .and_then(|()| self.post(*hold_id, *amount, entries, effects)),
+            Operation::VoidHold { hold_id, .. } => self
+                .check_duplicate(user_ref)
+                .and_then(|()| self.void(*hold_id, effects)),
+            Operation::ExpireHolds => {
+                self.expire_holds(effects);
+                Ok(())
+            }
         };
         match result {
             Ok(()) => {
@@ -374,15 +444,58 @@ impl Transactor {
     }
 
     fn replay_effect(&mut self, tx_id: TxId, effect: &Effect) -> Result<(), ReplayError> {
+        let out_of_range = |account_id| ReplayError::AccountOutOfRange { tx_id, account_id };
+        let bad = |hold_id, fault| ReplayError::BadHold {
+            tx_id,
+            hold_id,
+            reason: match fault {
+                HoldFault::Unknown => "is not a hold",
+                HoldFault::Closed => "is not open",
+                HoldFault::Overflow => "overflows a reserved sum",
+            },
+        };
         match *effect {
             Effect::Configured { account, config } => {
                 if account == SYSTEM_ACCOUNT || self.account_index(account).is_err() {
-                    return Err(ReplayError::AccountOutOfRange {
-                        tx_id,
-                        account_id: account,
-                    });
+                    return Err(out_of_range(account));
                 }
                 self.accounts.configure(account, config);
+            }
+            Effect::HoldOpened {
+                from,
+                to,
+                amount,
+                expires_at_ns,
+            } => {
+                for account in [from, to] {
+                    self.account_index(account)
+                        .map_err(|_| out_of_range(account))?;
+                    self.accounts.note_moved(account);
+                }
+                let hold = Hold {
+                    from,
+                    to,
+                    amount,
+                    expires_at_ns,
+                    state: HoldState::Open,
+                    posted: 0,
+                };
+                self.holds.insert(tx_id, hold).map_err(|f| bad(tx_id, f))?;
+            }
+            Effect::HoldPosted { hold_id, amount } => {
+                self.holds
+                    .close(hold_id, HoldState::Posted, amount)
+                    .map_err(|f| bad(hold_id, f))?;
+            }
+            Effect::HoldVoided { hold_id } => {
+                self.holds
+                    .close(hold_id, HoldState::Voided, 0)
+                    .map_err(|f| bad(hold_id, f))?;
+            }
+            Effect::HoldExpired { hold_id } => {
+                self.holds
+                    .close(hold_id, HoldState::Expired, 0)
+                    .map_err(|f| bad(hold_id, f))?;
             }
         }
         Ok(())
@@ -422,6 +535,18 @@ impl Transactor {
     /// The configured accounts and the system account's balance per currency.
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
+    }
+
+    /// Every hold, and what open ones reserve.
+    pub fn holds(&self) -> &Holds {
+        &self.holds
+    }
+
+    /// `account`'s balance less the funds open holds reserve on it, or `None` if the id
+    /// is at or above `max_accounts`.
+    pub fn available_balance(&self, account: AccountId) -> Option<i128> {
+        let balance = self.balance(account)?;
+        Some(balance as i128 - self.holds.reserved(account).outgoing as i128)
     }
 
     /// `account`'s configuration (the default rules if it was never configured), or
@@ -553,11 +678,20 @@ impl Transactor {
         Ok(())
     }
 
-    /// Neither account is configured: the default rules apply, on the fast path.
+    /// Neither account is configured nor has open holds: the default rules apply, on the
+    /// fast path.
     #[inline]
     fn plain(&self, from: AccountId, to: AccountId) -> bool {
-        self.accounts.is_empty()
-            || (self.accounts.get(from).is_none() && self.accounts.get(to).is_none())
+        let no_holds =
+            self.holds.none_open() || (!self.holds.has_open(from) && !self.holds.has_open(to));
+        no_holds
+            && (self.accounts.is_empty()
+                || (self.accounts.get(from).is_none() && self.accounts.get(to).is_none()))
+    }
+
+    /// Whether `account` needs the ruled path: configured, or with open holds.
+    fn ruled_account(&self, account: AccountId) -> bool {
+        self.accounts.get(account).is_some() || self.holds.has_open(account)
     }
 
     /// A deposit, withdrawal or transfer that touches a configured account: the same
@@ -640,18 +774,28 @@ impl Transactor {
             if index == SYSTEM_ACCOUNT as usize || !first_touch {
                 continue;
             }
+            let account = index as AccountId;
             let after = self.balances[index];
-            let config = self.accounts.get(index as AccountId).map(|s| s.config);
+            let reserved = self.holds.reserved(account);
+            // Holds count: what is reserved out of the account is not available, what is
+            // reserved into it counts against its maximum.
+            let available = after as i128 - reserved.outgoing as i128;
+            let config = self.accounts.get(account).map(|s| s.config);
             let below = match (config, unconfigured) {
-                (Some(c), _) => after < before && c.min_balance().is_some_and(|m| after < m),
-                (None, Unconfigured::NoDecreaseBelowZero) => after < before && after < 0,
-                (None, Unconfigured::NotNegative) => after < 0,
+                (Some(c), _) => {
+                    after < before && c.min_balance().is_some_and(|m| available < m as i128)
+                }
+                (None, Unconfigured::NoDecreaseBelowZero) => after < before && available < 0,
+                (None, Unconfigured::NotNegative) => available < 0,
                 (None, Unconfigured::Unchecked) => false,
             };
             if below {
                 return Err(FailReason::InsufficientFunds);
             }
-            if config.is_some_and(|c| after > before && c.max_balance.is_some_and(|m| after > m)) {
+            let incoming = after as i128 + reserved.incoming as i128;
+            if config.is_some_and(|c| {
+                after > before && c.max_balance.is_some_and(|m| incoming > m as i128)
+            }) {
                 return Err(FailReason::MaxBalanceExceeded);
             }
         }
@@ -679,6 +823,182 @@ impl Transactor {
             balance_after: after,
         });
         Ok(())
+    }
+
+    /// A hold's shape: a valid amount, two different accounts in range, an expiry that
+    /// fits; then the duplicate check. Returns the expiry (0: never).
+    fn check_hold(
+        &self,
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+        timeout_ns: u64,
+        user_ref: u64,
+    ) -> Result<u64, FailReason> {
+        check_amount(amount)?;
+        let expires_at_ns = match timeout_ns {
+            0 => 0,
+            t => self
+                .now_ns
+                .checked_add(t)
+                .ok_or(FailReason::InvalidOperation)?,
+        };
+        if from == to {
+            return Err(FailReason::InvalidOperation);
+        }
+        self.account_index(from)?;
+        self.account_index(to)?;
+        self.check_duplicate(user_ref)?;
+        Ok(expires_at_ns)
+    }
+
+    /// The rules of the accounts of a movement from `from` to `to`: neither frozen, one
+    /// currency (the system account is in every one).
+    fn check_pair(&self, from: AccountId, to: AccountId) -> Result<(), FailReason> {
+        let others = [from, to].into_iter().filter(|&a| a != SYSTEM_ACCOUNT);
+        if others
+            .clone()
+            .any(|a| self.accounts.config(a).has(AccountConfig::FROZEN))
+        {
+            return Err(FailReason::AccountFrozen);
+        }
+        if from != SYSTEM_ACCOUNT
+            && to != SYSTEM_ACCOUNT
+            && self.accounts.currency(from) != self.accounts.currency(to)
+        {
+            return Err(FailReason::CurrencyMismatch);
+        }
+        Ok(())
+    }
+
+    /// Opens hold `hold_id` (this transaction): in this order, frozen accounts, one
+    /// currency, the reserved sums fit (`BalanceOverflow`), `from`'s available balance
+    /// stays within its lower bound (`InsufficientFunds`), `to`'s balance plus what is
+    /// reserved into it within its maximum (`MaxBalanceExceeded`).
+    fn hold(
+        &mut self,
+        hold_id: HoldId,
+        hold: Hold,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), FailReason> {
+        self.check_pair(hold.from, hold.to)?;
+        if !self.holds.can_open(&hold) {
+            return Err(FailReason::BalanceOverflow);
+        }
+        if hold.from != SYSTEM_ACCOUNT {
+            let available = self.balances[hold.from as usize] as i128
+                - self.holds.reserved(hold.from).outgoing as i128
+                - hold.amount as i128;
+            let min = self.accounts.config(hold.from).min_balance();
+            if min.is_some_and(|m| available < m as i128) {
+                return Err(FailReason::InsufficientFunds);
+            }
+        }
+        if hold.to != SYSTEM_ACCOUNT
+            && let Some(max) = self.accounts.config(hold.to).max_balance
+        {
+            let incoming = self.balances[hold.to as usize] as i128
+                + self.holds.reserved(hold.to).incoming as i128
+                + hold.amount as i128;
+            if incoming > max as i128 {
+                return Err(FailReason::MaxBalanceExceeded);
+            }
+        }
+        let inserted = self.holds.insert(hold_id, hold);
+        assert!(inserted.is_ok(), "a new hold's id is this transaction's");
+        self.accounts.note_moved(hold.from);
+        self.accounts.note_moved(hold.to);
+        effects.push(Effect::HoldOpened {
+            from: hold.from,
+            to: hold.to,
+            amount: hold.amount,
+            expires_at_ns: hold.expires_at_ns,
+        });
+        Ok(())
+    }
+
+    /// The open, unexpired hold `hold_id`.
+    fn open_hold(&self, hold_id: HoldId) -> Result<Hold, FailReason> {
+        let hold = *self.holds.get(hold_id).ok_or(FailReason::HoldNotFound)?;
+        if hold.state != HoldState::Open {
+            return Err(FailReason::HoldClosed);
+        }
+        if hold.is_expired(self.now_ns) {
+            return Err(FailReason::HoldExpired);
+        }
+        Ok(hold)
+    }
+
+    /// Posts `amount` (0: all) of hold `hold_id`: in this order, the hold is known, open,
+    /// unexpired and holds that much, neither account is frozen, no balance leaves the
+    /// `i64` range. The funds were reserved, so no lower or upper bound is checked again.
+    fn post(
+        &mut self,
+        hold_id: HoldId,
+        amount: u64,
+        entries: &mut Vec<Entry>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), FailReason> {
+        let hold = self.open_hold(hold_id)?;
+        let amount = if amount == 0 { hold.amount } else { amount };
+        if amount > hold.amount {
+            return Err(FailReason::HoldExceeded);
+        }
+        self.check_pair(hold.from, hold.to)?;
+        let steps = [
+            Step::Credit {
+                account_id: hold.from,
+                amount,
+            },
+            Step::Debit {
+                account_id: hold.to,
+                amount,
+            },
+        ];
+        let entries_before = entries.len();
+        self.undo.clear();
+        let result = steps
+            .iter()
+            .try_for_each(|step| self.apply_step(step, entries))
+            .and_then(|()| {
+                self.accounts
+                    .settle(&entries[entries_before..])
+                    .map_err(|_| FailReason::BalanceOverflow)
+            });
+        if let Err(reason) = result {
+            for &(index, before) in self.undo.iter().rev() {
+                self.balances[index] = before;
+            }
+            entries.truncate(entries_before);
+            return Err(reason);
+        }
+        let closed = self.holds.close(hold_id, HoldState::Posted, amount);
+        assert!(closed.is_ok(), "hold {hold_id} was open");
+        effects.push(Effect::HoldPosted { hold_id, amount });
+        Ok(())
+    }
+
+    /// Voids hold `hold_id`: it must be known, open and unexpired.
+    fn void(&mut self, hold_id: HoldId, effects: &mut Vec<Effect>) -> Result<(), FailReason> {
+        self.open_hold(hold_id)?;
+        let closed = self.holds.close(hold_id, HoldState::Voided, 0);
+        assert!(closed.is_ok(), "hold {hold_id} was open");
+        effects.push(Effect::HoldVoided { hold_id });
+        Ok(())
+    }
+
+    /// Expires the open holds whose timeout has passed, oldest expiry first, at most
+    /// [`EXPIRIES_PER_TRANSACTION`].
+    fn expire_holds(&mut self, effects: &mut Vec<Effect>) {
+        let due: Vec<HoldId> = self
+            .holds
+            .expired(self.now_ns, EXPIRIES_PER_TRANSACTION)
+            .collect();
+        for hold_id in due {
+            let closed = self.holds.close(hold_id, HoldState::Expired, 0);
+            assert!(closed.is_ok(), "an expiring hold is open");
+            effects.push(Effect::HoldExpired { hold_id });
+        }
     }
 
     fn deposit(
@@ -760,11 +1080,11 @@ impl Transactor {
         composite: &CompositeOperation,
         entries: &mut Vec<Entry>,
     ) -> Result<(), FailReason> {
-        let configured = !self.accounts.is_empty()
+        let configured = !(self.accounts.is_empty() && self.holds.none_open())
             && composite
                 .steps
                 .iter()
-                .any(|s| self.accounts.get(step_parts(s).0).is_some());
+                .any(|s| self.ruled_account(step_parts(s).0));
         if configured {
             let unconfigured = match composite.flags & CompositeOperation::CHECK_NEGATIVE_BALANCE {
                 0 => Unconfigured::Unchecked,

@@ -56,7 +56,8 @@ impl Rng {
     }
 }
 
-fn random_op(rng: &mut Rng) -> Operation {
+/// One operation of the children's workload; `holds` are ids of holds placed earlier.
+fn random_op(rng: &mut Rng, holds: &[u64]) -> Operation {
     let account = |rng: &mut Rng| 1 + rng.below(ACCOUNTS - 1);
     // A small set of references so duplicates happen.
     let user_ref = |rng: &mut Rng| {
@@ -66,7 +67,29 @@ fn random_op(rng: &mut Rng) -> Operation {
             0
         }
     };
-    match rng.below(11) {
+    let some_hold = |rng: &mut Rng| match holds.len() as u64 {
+        0 => 1,
+        n => holds[rng.below(n) as usize],
+    };
+    match rng.below(14) {
+        // Two-phase transfers: holds (some expiring within milliseconds, so the ledger's
+        // own expiries land among the kills), posts and voids of earlier ones.
+        11 => Operation::Hold {
+            from: account(rng),
+            to: account(rng),
+            amount: 1 + rng.below(300),
+            timeout_ns: rng.below(3) * 2_000_000,
+            user_ref: user_ref(rng),
+        },
+        12 => Operation::PostHold {
+            hold_id: some_hold(rng),
+            amount: rng.below(200),
+            user_ref: user_ref(rng),
+        },
+        13 => Operation::VoidHold {
+            hold_id: some_hold(rng),
+            user_ref: user_ref(rng),
+        },
         // Now and then an account takes a currency (0 or 1), an overdraft limit and a
         // maximum, so that crashes land among configured accounts too.
         10 => Operation::ConfigureAccount {
@@ -138,10 +161,20 @@ fn child(dir: &Path) {
     .unwrap();
     out.flush().unwrap();
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut holds: Vec<u64> = Vec::new();
     loop {
-        let ops: Vec<Operation> = (0..32).map(|_| random_op(&mut rng)).collect();
+        let ops: Vec<Operation> = (0..32).map(|_| random_op(&mut rng, &holds)).collect();
+        let placed: Vec<bool> = ops
+            .iter()
+            .map(|op| matches!(op, Operation::Hold { .. }))
+            .collect();
         match ledger.try_submit_batch_and_wait(ops, WaitLevel::Committed) {
             Ok(results) => {
+                for (r, hold) in results.iter().zip(placed) {
+                    if hold && r.is_committed() {
+                        holds.push(r.tx_id);
+                    }
+                }
                 for r in results {
                     writeln!(out, "C {} {}", r.tx_id, outcome_text(&r.outcome())).unwrap();
                 }
@@ -218,7 +251,11 @@ fn read_wal(dir: &Path) -> Vec<WalRecord> {
 
 /// Recovers `dir` in-process and checks it against everything the children reported.
 fn check_recovered(dir: &Path, reported: &BTreeMap<u64, String>) {
-    let mut ledger = Ledger::new(config(dir));
+    // Nothing but this check writes: no hold expires behind its back.
+    let mut ledger = Ledger::new(LedgerConfig {
+        expire_holds: false,
+        ..config(dir)
+    });
     ledger.start().expect("recovery after the crash");
     let report = ledger.recovery_report().unwrap().clone();
     let records = read_wal(dir);
@@ -258,7 +295,20 @@ fn check_recovered(dir: &Path, reported: &BTreeMap<u64, String>) {
         replayed.balances(),
         "balances equal a full replay"
     );
-    // So do the accounts' configurations, and the system account's share per currency.
+    // So do the holds, and the accounts' configurations, and the system account's share
+    // per currency.
+    for (id, hold) in replayed.holds().sorted() {
+        assert_eq!(ledger.get_hold(id).unwrap().0, Some(hold), "hold {id}");
+    }
+    for account in 0..ACCOUNTS {
+        let reserved = replayed.holds().reserved(account);
+        let info = ledger.get_account(account).unwrap();
+        assert_eq!(
+            (info.held_outgoing, info.held_incoming),
+            (reserved.outgoing, reserved.incoming),
+            "account {account}"
+        );
+    }
     for account in 0..ACCOUNTS {
         let info = ledger.get_account(account).unwrap();
         let stored = replayed.accounts().get(account);

@@ -540,3 +540,94 @@ fn a_full_ring_is_busy_and_hands_the_operation_back() {
     ledger.wait_for(id, WaitLevel::Snapshotted);
     assert_eq!(ledger.get_balance(3).balance, 5 * (accepted + 1));
 }
+
+/// Holds through the embedded ledger: reads of a hold and of an account's open holds,
+/// an expiry recorded by the ledger itself on an idle ledger, all of it back after a
+/// restart (replayed from the WAL, then from a snapshot).
+#[test]
+fn holds_expire_on_an_idle_ledger_and_survive_restarts() {
+    use ledger_core::holds::HoldState;
+    let dir = tempfile::tempdir().unwrap();
+    // No snapshot on stop: the first restart replays the WAL.
+    let wal_only = LedgerConfig {
+        snapshot_on_stop: false,
+        ..config(&dir)
+    };
+    let mut ledger = Ledger::new(wal_only.clone());
+    ledger.start().unwrap();
+    let committed = |r: SubmitResult| {
+        assert!(r.is_committed(), "{r:?}");
+        r.tx_id
+    };
+    let hold = |from, to, amount, timeout_ns| Operation::Hold {
+        from,
+        to,
+        amount,
+        timeout_ns,
+        user_ref: 0,
+    };
+    committed(ledger.submit_and_wait(deposit(1, 1_000), WaitLevel::Committed));
+    let kept = committed(ledger.submit_and_wait(hold(1, 2, 100, 0), WaitLevel::Committed));
+    let second = committed(ledger.submit_and_wait(hold(1, 3, 200, 0), WaitLevel::Committed));
+    // 1 ms: it expires whatever this test does next.
+    let brief = committed(ledger.submit_and_wait(hold(1, 4, 300, 1_000_000), WaitLevel::Committed));
+    let page = ledger.get_open_holds(1, 0, 2).unwrap();
+    assert_eq!(
+        page.holds.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [kept, second]
+    );
+    assert_eq!(page.next_after, second);
+    assert!(ledger.get_open_holds(1, second, 2).unwrap().holds.len() <= 1);
+    assert_eq!(ledger.get_open_holds(2, 0, 10).unwrap().holds.len(), 1);
+    assert!(matches!(
+        ledger.get_open_holds(10_000, 0, 10),
+        Err(LedgerError::AccountOutOfRange { .. })
+    ));
+
+    // Nothing else is submitted: the ledger's own ExpireHolds releases the brief hold.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ledger.get_hold(brief).unwrap().0.unwrap().state != HoldState::Expired {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hold never expired"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let account = ledger.get_account(1).unwrap();
+    assert_eq!((account.held_outgoing, account.available()), (300, 700));
+    let voided = ledger.submit_and_wait(
+        Operation::VoidHold {
+            hold_id: second,
+            user_ref: 0,
+        },
+        WaitLevel::Committed,
+    );
+    committed(voided);
+    assert_eq!(ledger.get_hold(999_999).unwrap().0, None);
+
+    let check = |ledger: &Ledger| {
+        let state = |id| ledger.get_hold(id).unwrap().0.unwrap().state;
+        assert_eq!(state(kept), HoldState::Open);
+        assert_eq!(state(second), HoldState::Voided);
+        assert_eq!(state(brief), HoldState::Expired);
+        assert_eq!(ledger.get_account(1).unwrap().held_outgoing, 100);
+        assert_eq!(ledger.get_account(2).unwrap().held_incoming, 100);
+    };
+    check(&ledger);
+    // From the WAL (no snapshot on stop), then from a snapshot.
+    ledger.stop().unwrap();
+    drop(ledger);
+    let mut ledger = Ledger::new(wal_only);
+    ledger.start().unwrap();
+    assert!(ledger.recovery_report().unwrap().snapshot.is_none());
+    check(&ledger);
+    ledger.stop().unwrap();
+    drop(ledger);
+    // Now with a snapshot written at stop, and read at the next start.
+    let ledger = started(&dir);
+    ledger.stop().unwrap();
+    drop(ledger);
+    let ledger = started(&dir);
+    assert!(ledger.recovery_report().unwrap().snapshot.is_some());
+    check(&ledger);
+}

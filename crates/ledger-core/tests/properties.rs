@@ -1,8 +1,8 @@
 //! Property tests: random, often hostile, operation sequences against the state machine and
 //! against a small reference model written independently (i128 arithmetic, a hash map of
 //! balances), in the spirit of TigerBeetle's auditor. Accounts are configured now and then
-//! (currencies, overdraft limits, maximum balances, frozen), so every rule meets every
-//! operation.
+//! (currencies, overdraft limits, maximum balances, frozen) and funds are held, posted,
+//! voided and expired, so every rule meets every operation.
 
 use std::collections::HashMap;
 
@@ -115,8 +115,28 @@ fn account_config() -> impl Strategy<Value = AccountConfig> {
     )
 }
 
+/// Hold ids: mostly ids an operation of the run may have taken.
+fn hold_id() -> impl Strategy<Value = u64> {
+    prop_oneof![8 => 1..60u64, 1 => Just(0u64), 1 => any::<u64>()]
+}
+
+fn hold_operation() -> impl Strategy<Value = Operation> {
+    let timeout = prop_oneof![2 => Just(0u64), 3 => 1..(2 * WINDOW_NS), 1 => Just(u64::MAX)];
+    prop_oneof![
+        3 => (account(), account(), amount(), timeout, user_ref()).prop_map(
+            |(from, to, amount, timeout_ns, user_ref)| Operation::Hold { from, to, amount, timeout_ns, user_ref }
+        ),
+        2 => (hold_id(), prop_oneof![Just(0u64), 1..600u64, amount()], user_ref()).prop_map(
+            |(hold_id, amount, user_ref)| Operation::PostHold { hold_id, amount, user_ref }
+        ),
+        1 => (hold_id(), user_ref()).prop_map(|(hold_id, user_ref)| Operation::VoidHold { hold_id, user_ref }),
+        1 => Just(Operation::ExpireHolds),
+    ]
+}
+
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
+        4 => hold_operation(),
         2 => (account(), account_config(), user_ref())
             .prop_map(|(account, config, user_ref)| Operation::ConfigureAccount { account, config, user_ref }),
         3 => (account(), amount(), user_ref())
@@ -151,7 +171,11 @@ struct Model {
     configs: HashMap<u64, (AccountConfig, bool)>,
     /// The system account's balance per currency.
     system: HashMap<u32, i128>,
+    /// Every hold: id -> (from, to, amount, expires_at_ns, state code, posted).
+    holds: std::collections::BTreeMap<u64, (u64, u64, u64, u64, u8, u64)>,
 }
+
+const OPEN: u8 = 0;
 
 impl Model {
     fn balance(&self, account: u64) -> i128 {
@@ -165,6 +189,161 @@ impl Model {
     /// The system account's balance in `currency`.
     fn system_balance(&self, currency: u32) -> i128 {
         self.system.get(&currency).copied().unwrap_or(0)
+    }
+
+    /// What open holds reserve out of and into `account`.
+    fn reserved(&self, account: u64) -> (i128, i128) {
+        let open = self.holds.values().filter(|h| h.4 == OPEN);
+        let out = open
+            .clone()
+            .filter(|h| h.0 == account)
+            .map(|h| h.2 as i128)
+            .sum();
+        let inbound = open.filter(|h| h.1 == account).map(|h| h.2 as i128).sum();
+        (out, inbound)
+    }
+
+    fn has_open_hold(&self, account: u64) -> bool {
+        self.holds
+            .values()
+            .any(|h| h.4 == OPEN && (h.0 == account || h.1 == account))
+    }
+
+    fn frozen(&self, account: u64) -> bool {
+        account != 0
+            && self
+                .configs
+                .get(&account)
+                .is_some_and(|(c, _)| c.flags & AccountConfig::FROZEN != 0)
+    }
+
+    fn note_moved(&mut self, account: u64) {
+        if let Some((_, moved)) = self.configs.get_mut(&account) {
+            *moved = true;
+        }
+    }
+
+    /// Frozen accounts, then one currency (the system account is in every one).
+    fn check_pair(&self, from: u64, to: u64) -> Result<(), FailReason> {
+        if self.frozen(from) || self.frozen(to) {
+            return Err(FailReason::AccountFrozen);
+        }
+        if from != 0 && to != 0 && self.currency(from) != self.currency(to) {
+            return Err(FailReason::CurrencyMismatch);
+        }
+        Ok(())
+    }
+
+    fn hold(&mut self, tx_id: u64, op: &Operation) -> Result<(), FailReason> {
+        let Operation::Hold {
+            from, to, amount, ..
+        } = *op
+        else {
+            unreachable!()
+        };
+        let expires_at = self.hold_expiry(op).unwrap_or(0);
+        self.check_pair(from, to)?;
+        let (from_out, _) = self.reserved(from);
+        let (_, to_in) = self.reserved(to);
+        if from_out + amount as i128 > u64::MAX as i128 || to_in + amount as i128 > u64::MAX as i128
+        {
+            return Err(FailReason::BalanceOverflow);
+        }
+        if from != 0 {
+            let config = self.configs.get(&from).map(|(c, _)| *c).unwrap_or_default();
+            let min = (config.flags & AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS != 0)
+                .then(|| -(config.overdraft_limit as i128));
+            if min.is_some_and(|m| self.balance(from) - from_out - (amount as i128) < m) {
+                return Err(FailReason::InsufficientFunds);
+            }
+        }
+        if to != 0
+            && let Some(max) = self.configs.get(&to).and_then(|(c, _)| c.max_balance)
+            && self.balance(to) + to_in + amount as i128 > max as i128
+        {
+            return Err(FailReason::MaxBalanceExceeded);
+        }
+        self.holds
+            .insert(tx_id, (from, to, amount, expires_at, OPEN, 0));
+        self.note_moved(from);
+        self.note_moved(to);
+        Ok(())
+    }
+
+    /// A hold's expiry (0: never), or `None` if it does not fit a u64.
+    fn hold_expiry(&self, op: &Operation) -> Option<u64> {
+        match *op {
+            Operation::Hold { timeout_ns: 0, .. } => Some(0),
+            Operation::Hold { timeout_ns, .. } => self.now_ns.checked_add(timeout_ns),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The open, unexpired hold `id`.
+    fn open_hold(&self, id: u64) -> Result<(u64, u64, u64, u64, u8, u64), FailReason> {
+        let hold = *self.holds.get(&id).ok_or(FailReason::HoldNotFound)?;
+        if hold.4 != OPEN {
+            return Err(FailReason::HoldClosed);
+        }
+        if hold.3 != 0 && self.now_ns >= hold.3 {
+            return Err(FailReason::HoldExpired);
+        }
+        Ok(hold)
+    }
+
+    fn post(&mut self, id: u64, amount: u64) -> Result<(), FailReason> {
+        let (from, to, held, ..) = self.open_hold(id)?;
+        let amount = if amount == 0 { held } else { amount };
+        if amount > held {
+            return Err(FailReason::HoldExceeded);
+        }
+        self.check_pair(from, to)?;
+        let (from_after, to_after) = (
+            self.balance(from) - amount as i128,
+            self.balance(to) + amount as i128,
+        );
+        let fits = |b: i128| b >= i64::MIN as i128 && b <= i64::MAX as i128;
+        if !fits(from_after) || !fits(to_after) {
+            return Err(FailReason::BalanceOverflow);
+        }
+        let currency = if from != 0 {
+            self.currency(from)
+        } else {
+            self.currency(to)
+        };
+        let system_delta = if from == 0 {
+            -(amount as i128)
+        } else if to == 0 {
+            amount as i128
+        } else {
+            0
+        };
+        let system_after = self.system_balance(currency) + system_delta;
+        if currency != 0 && !fits(system_after) {
+            return Err(FailReason::BalanceOverflow);
+        }
+        self.system.insert(currency, system_after);
+        self.balances.insert(from, from_after);
+        self.balances.insert(to, to_after);
+        self.note_moved(from);
+        self.note_moved(to);
+        let hold = self.holds.get_mut(&id).unwrap();
+        hold.4 = 1;
+        hold.5 = amount;
+        Ok(())
+    }
+
+    fn expire(&mut self) {
+        let mut due: Vec<(u64, u64)> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| h.4 == OPEN && h.3 != 0 && h.3 <= self.now_ns)
+            .map(|(&id, h)| (h.3, id))
+            .collect();
+        due.sort_unstable();
+        for (_, id) in due.into_iter().take(255) {
+            self.holds.get_mut(&id).unwrap().4 = 3;
+        }
     }
 
     fn configure(&mut self, account: u64, config: AccountConfig) -> Outcome {
@@ -212,23 +391,27 @@ impl Model {
             }
             seen.push(a);
             let (before, after) = (self.balance(a), next[&a]);
+            let (out, inbound) = self.reserved(a);
+            let available = after - out;
             match self.configs.get(&a) {
                 Some((c, _)) => {
                     let min = (c.flags & AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS != 0)
                         .then(|| -(c.overdraft_limit as i128));
-                    if after < before && min.is_some_and(|m| after < m) {
+                    if after < before && min.is_some_and(|m| available < m) {
                         return Err(FailReason::InsufficientFunds);
                     }
-                    if after > before && c.max_balance.is_some_and(|m| after > m as i128) {
+                    if after > before && c.max_balance.is_some_and(|m| after + inbound > m as i128)
+                    {
                         return Err(FailReason::MaxBalanceExceeded);
                     }
                 }
                 None => {
                     let below = match op {
                         Operation::Composite(c) => {
-                            c.flags & CompositeOperation::CHECK_NEGATIVE_BALANCE != 0 && after < 0
+                            c.flags & CompositeOperation::CHECK_NEGATIVE_BALANCE != 0
+                                && available < 0
                         }
-                        _ => after < before && after < 0,
+                        _ => after < before && available < 0,
                     };
                     if below {
                         return Err(FailReason::InsufficientFunds);
@@ -266,7 +449,7 @@ impl Model {
                 original_tx_id: original,
             });
         }
-        let outcome = self.execute_checked(op, &legs);
+        let outcome = self.execute_checked(tx_id, op, &legs);
         if outcome.is_committed() && user_ref != 0 {
             self.seen.insert(user_ref, (tx_id, self.now_ns));
         }
@@ -274,18 +457,35 @@ impl Model {
     }
 
     /// An operation past the shape and duplicate checks.
-    fn execute_checked(&mut self, op: &Operation, legs: &[(u64, i128)]) -> Outcome {
-        if let Operation::ConfigureAccount {
-            account, config, ..
-        } = *op
-        {
-            return self.configure(account, config);
-        }
-        let configured = match *op {
-            Operation::Transfer { from, to, .. } => {
-                self.configs.contains_key(&from) || self.configs.contains_key(&to)
+    fn execute_checked(&mut self, tx_id: u64, op: &Operation, legs: &[(u64, i128)]) -> Outcome {
+        let result = match *op {
+            Operation::ConfigureAccount {
+                account, config, ..
+            } => return self.configure(account, config),
+            Operation::Hold { .. } => Some(self.hold(tx_id, op)),
+            Operation::PostHold {
+                hold_id, amount, ..
+            } => Some(self.post(hold_id, amount)),
+            Operation::VoidHold { hold_id, .. } => Some(
+                self.open_hold(hold_id)
+                    .map(|_| self.holds.get_mut(&hold_id).unwrap().4 = 2),
+            ),
+            Operation::ExpireHolds => {
+                self.expire();
+                Some(Ok(()))
             }
-            _ => legs.iter().any(|(a, _)| self.configs.contains_key(a)),
+            _ => None,
+        };
+        if let Some(result) = result {
+            return match result {
+                Ok(()) => Outcome::Committed,
+                Err(reason) => Outcome::Rejected(reason),
+            };
+        }
+        let ruled = |m: &Model, a: &u64| m.configs.contains_key(a) || m.has_open_hold(*a);
+        let configured = match *op {
+            Operation::Transfer { from, to, .. } => ruled(self, &from) || ruled(self, &to),
+            _ => legs.iter().any(|(a, _)| ruled(self, a)),
         };
         if configured {
             return match self.ruled(op, legs) {
@@ -416,6 +616,19 @@ impl Model {
                 }
                 Ok(Vec::new())
             }
+            Operation::Hold {
+                from, to, amount, ..
+            } => {
+                if !valid_amount(amount) || self.hold_expiry(op).is_none() || from == to {
+                    return Err(FailReason::InvalidOperation);
+                }
+                in_range(from)?;
+                in_range(to)?;
+                Ok(Vec::new())
+            }
+            Operation::PostHold { .. } | Operation::VoidHold { .. } | Operation::ExpireHolds => {
+                Ok(Vec::new())
+            }
         }
     }
 }
@@ -449,6 +662,7 @@ proptest! {
             now = (now + step).max(0);
             let before = transactor.balances().to_vec();
             let accounts_before = transactor.accounts().sorted();
+            let holds_before = transactor.holds().sorted();
             let window_before = transactor.dedup().len();
             entries.clear();
             effects.clear();
@@ -464,11 +678,24 @@ proptest! {
             for currency in 1..3 {
                 prop_assert_eq!(transactor.system_balance(currency), model.system_balance(currency));
             }
+            let holds: Vec<_> = transactor
+                .holds()
+                .sorted()
+                .into_iter()
+                .map(|(id, h)| (id, (h.from, h.to, h.amount, h.expires_at_ns, h.state.code(), h.posted)))
+                .collect();
+            prop_assert_eq!(holds, model.holds.iter().map(|(&id, &h)| (id, h)).collect::<Vec<_>>());
+            for account in 0..MAX_ACCOUNTS {
+                let (out, inbound) = model.reserved(account);
+                let reserved = transactor.holds().reserved(account);
+                prop_assert_eq!((reserved.outgoing as i128, reserved.incoming as i128), (out, inbound));
+            }
             match outcome {
                 Outcome::Rejected(_) => {
                     prop_assert!(entries.is_empty() && effects.is_empty());
                     prop_assert_eq!(transactor.balances(), &before[..]);
                     prop_assert_eq!(transactor.accounts().sorted(), accounts_before);
+                    prop_assert_eq!(transactor.holds().sorted(), holds_before);
                     prop_assert!(transactor.dedup().len() <= window_before);
                 }
                 Outcome::Committed => {
@@ -495,6 +722,7 @@ proptest! {
         }
         prop_assert_eq!(replica.balances(), live.balances());
         prop_assert_eq!(replica.accounts().sorted(), live.accounts().sorted());
+        prop_assert_eq!(replica.holds().sorted(), live.holds().sorted());
         prop_assert_eq!(
             replica.accounts().system_balances().collect::<Vec<_>>(),
             live.accounts().system_balances().collect::<Vec<_>>()

@@ -304,9 +304,56 @@ fn account_config() -> impl Strategy<Value = AccountConfig> {
         )
 }
 
+/// An effect; a hold is named by its distance back from the record (resolved against
+/// the record's id in `frame_gen`).
 fn effect() -> impl Strategy<Value = Effect> {
-    (1..ACCOUNT_ID_LIMIT, account_config())
-        .prop_map(|(account, config)| Effect::Configured { account, config })
+    prop_oneof![
+        (1..ACCOUNT_ID_LIMIT, account_config())
+            .prop_map(|(account, config)| Effect::Configured { account, config }),
+        (account(), account(), amount(), any::<u64>()).prop_map(
+            |(from, to, amount, expires_at_ns)| {
+                Effect::HoldOpened {
+                    from,
+                    to: if to == from { from ^ 1 } else { to },
+                    amount,
+                    expires_at_ns,
+                }
+            }
+        ),
+        (any::<u64>(), amount()).prop_map(|(back, amount)| Effect::HoldPosted {
+            hold_id: back,
+            amount
+        }),
+        any::<u64>().prop_map(|back| Effect::HoldVoided { hold_id: back }),
+        any::<u64>().prop_map(|back| Effect::HoldExpired { hold_id: back }),
+    ]
+}
+
+/// `effects` of record `tx_id` with every hold named by a seed turned into an earlier
+/// transaction (none before transaction 2: those are dropped).
+fn resolve_holds(tx_id: TxId, effects: Vec<Effect>) -> Vec<Effect> {
+    let earlier = |seed: u64| 1 + seed % (tx_id - 1);
+    effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::HoldPosted { .. } | Effect::HoldVoided { .. } | Effect::HoldExpired { .. }
+                if tx_id < 2 =>
+            {
+                None
+            }
+            Effect::HoldPosted { hold_id, amount } => Some(Effect::HoldPosted {
+                hold_id: earlier(hold_id),
+                amount,
+            }),
+            Effect::HoldVoided { hold_id } => Some(Effect::HoldVoided {
+                hold_id: earlier(hold_id),
+            }),
+            Effect::HoldExpired { hold_id } => Some(Effect::HoldExpired {
+                hold_id: earlier(hold_id),
+            }),
+            other => Some(other),
+        })
+        .collect()
 }
 
 fn effects() -> impl Strategy<Value = Vec<Effect>> {
@@ -378,6 +425,10 @@ fn fail_reason() -> impl Strategy<Value = FailReason> {
         Just(FailReason::CurrencyMismatch),
         Just(FailReason::MaxBalanceExceeded),
         Just(FailReason::CurrencyFixed),
+        Just(FailReason::HoldNotFound),
+        Just(FailReason::HoldClosed),
+        Just(FailReason::HoldExceeded),
+        Just(FailReason::HoldExpired),
         (128..=255u8).prop_map(|c| FailReason::UserDefined(UserFailCode::new(c).unwrap())),
     ]
 }
@@ -446,7 +497,7 @@ fn frame_gen() -> impl Strategy<Value = (TxId, Vec<Rec>)> {
                                 })
                                 .collect();
                             return linked(timestamp, g.user_ref, entries, prev)
-                                .with_effects(g.effects);
+                                .with_effects(resolve_holds(tx_id, g.effects));
                         }
                         OutcomeGen::Rejected(reason) => reason,
                         OutcomeGen::Duplicate(_) if tx_id == 0 => FailReason::InsufficientFunds,
@@ -1102,7 +1153,7 @@ fn timestamp_overflow() {
 
 #[test]
 fn invalid_fail_code() {
-    for code in [0u8, 13, 100, 127] {
+    for code in [0u8, 17, 100, 127] {
         assert_eq!(
             decode_error(&frame(&[0x00, code]), 1),
             RecordError::InvalidFailCode {
@@ -1112,8 +1163,8 @@ fn invalid_fail_code() {
             }
         );
     }
-    // Codes 9-12 came with version 2.
-    for code in 9..=12u8 {
+    // Codes 9-16 came with version 2.
+    for code in 9..=16u8 {
         assert_eq!(
             decode(&frame_v1(&[0x00, code]), 1, 1).1,
             Err(RecordError::InvalidFailCode {
@@ -1123,7 +1174,7 @@ fn invalid_fail_code() {
             })
         );
     }
-    for code in (1..=12u8).filter(|&c| c != 7).chain(128..=255) {
+    for code in (1..=16u8).filter(|&c| c != 7).chain(128..=255) {
         let (decoded, end) = decode(&frame(&[0x00, code]), 1, 1);
         assert_eq!(end, Ok(()), "code {code}");
         let Outcome::Rejected(reason) = decoded[0].1.outcome else {
@@ -1526,11 +1577,11 @@ fn a_bad_effects_block_is_refused() {
             },
         ),
         (
-            &[0x01, 0x02],
+            &[0x01, 0x06],
             RecordError::UnknownEffect {
                 tx_id: 1,
                 offset: 4,
-                kind: 2,
+                kind: 6,
             },
         ),
         (
@@ -1584,6 +1635,41 @@ fn a_bad_effects_block_is_refused() {
     for (block, error) in cases {
         assert_eq!(decode_error(&with(block), 1), error, "{block:02x?}");
     }
+    // Holds: transaction 3 may name holds 1 and 2 (distance 1..=2), nothing else; a hold
+    // between an account and itself is refused.
+    let at_3 = |block: &[u8]| {
+        let mut payload = frame(&[0x03, 0x03]);
+        payload.extend([0x13]);
+        payload.extend(block);
+        decode(&payload, 1, 3).1
+    };
+    assert_eq!(at_3(&[0x01, 0x04, 0x02]), Ok(()));
+    for distance in [0u8, 3] {
+        for kind in [0x03u8, 0x04, 0x05] {
+            let block: Vec<u8> = if kind == 0x03 {
+                vec![0x01, kind, distance, 0x05]
+            } else {
+                vec![0x01, kind, distance]
+            };
+            assert_eq!(
+                at_3(&block),
+                Err(RecordError::InvalidEffect {
+                    tx_id: 3,
+                    offset: 7,
+                    reason: "the hold is not an earlier transaction",
+                }),
+                "kind {kind} distance {distance}"
+            );
+        }
+    }
+    assert_eq!(
+        at_3(&[0x01, 0x02, 0x04, 0x04, 0x01, 0x00]),
+        Err(RecordError::InvalidEffect {
+            tx_id: 3,
+            offset: 7,
+            reason: "a hold between an account and itself",
+        })
+    );
 }
 
 #[test]

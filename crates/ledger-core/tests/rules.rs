@@ -530,6 +530,10 @@ fn fail_reason_codes_are_stable() {
         (FailReason::CurrencyMismatch, 10),
         (FailReason::MaxBalanceExceeded, 11),
         (FailReason::CurrencyFixed, 12),
+        (FailReason::HoldNotFound, 13),
+        (FailReason::HoldClosed, 14),
+        (FailReason::HoldExceeded, 15),
+        (FailReason::HoldExpired, 16),
     ];
     for (reason, code) in standard {
         assert_eq!(reason.code(), code);
@@ -543,7 +547,7 @@ fn fail_reason_codes_are_stable() {
         );
         assert_eq!(reason.code(), code);
     }
-    for code in (0..1).chain(13..128u8) {
+    for code in (0..1).chain(17..128u8) {
         assert_eq!(
             FailReason::from_code(code, 0),
             None,
@@ -1054,4 +1058,181 @@ fn replaying_configurations_reproduces_the_accounts() {
         ),
         Err(ReplayError::RejectedWithEntries { tx_id: 99 })
     );
+}
+
+// ---- Two-phase transfers: holds, posts, voids, expiries ----
+
+fn hold(from: u64, to: u64, amount: u64, timeout_ns: u64) -> Operation {
+    Operation::Hold {
+        from,
+        to,
+        amount,
+        timeout_ns,
+        user_ref: 0,
+    }
+}
+
+fn post(hold_id: u64, amount: u64) -> Operation {
+    Operation::PostHold {
+        hold_id,
+        amount,
+        user_ref: 0,
+    }
+}
+
+fn void(hold_id: u64) -> Operation {
+    Operation::VoidHold {
+        hold_id,
+        user_ref: 0,
+    }
+}
+
+impl Harness {
+    /// Places a hold; returns its id.
+    fn hold(&mut self, from: u64, to: u64, amount: u64, timeout_ns: u64) -> u64 {
+        let id = self.next_tx_id;
+        assert_eq!(
+            self.outcome(hold(from, to, amount, timeout_ns)),
+            Outcome::Committed
+        );
+        assert!(self.entries.is_empty(), "a hold moves no money");
+        id
+    }
+
+    fn available(&self, account: u64) -> i128 {
+        self.transactor.available_balance(account).unwrap()
+    }
+
+    fn hold_state(&self, id: u64) -> ledger_core::holds::HoldState {
+        self.transactor.holds().get(id).unwrap().state
+    }
+}
+
+#[test]
+fn a_hold_reserves_funds_and_a_post_moves_them() {
+    use ledger_core::holds::HoldState;
+    let mut h = Harness::new();
+    h.deposit(1, 100);
+    let id = h.hold(1, 2, 70, 0);
+    assert_eq!((h.balance(1), h.available(1)), (100, 30));
+    // What is held is not available to anything else.
+    h.rejects(transfer(1, 3, 31), FailReason::InsufficientFunds);
+    h.rejects(hold(1, 3, 31, 0), FailReason::InsufficientFunds);
+    assert_eq!(h.outcome(transfer(1, 3, 30)), Outcome::Committed);
+    // A partial post moves 50 and releases the other 20.
+    let (outcome, entries) = h.run(post(id, 50));
+    assert_eq!(outcome, Outcome::Committed);
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        h.effects,
+        [Effect::HoldPosted {
+            hold_id: id,
+            amount: 50
+        }]
+    );
+    assert_eq!((h.balance(1), h.balance(2), h.available(1)), (20, 50, 20));
+    assert_eq!(h.hold_state(id), HoldState::Posted);
+    // Twice is refused, with its own reason; so is a void after it.
+    h.rejects(post(id, 0), FailReason::HoldClosed);
+    h.rejects(void(id), FailReason::HoldClosed);
+    h.rejects(post(999, 0), FailReason::HoldNotFound);
+}
+
+#[test]
+fn a_post_is_at_most_what_was_held_and_a_void_releases_it_all() {
+    use ledger_core::holds::HoldState;
+    let mut h = Harness::new();
+    h.deposit(1, 100);
+    let id = h.hold(1, 2, 40, 0);
+    h.rejects(post(id, 41), FailReason::HoldExceeded);
+    assert_eq!(h.outcome(void(id)), Outcome::Committed);
+    assert_eq!(h.effects, [Effect::HoldVoided { hold_id: id }]);
+    assert_eq!((h.balance(1), h.available(1), h.balance(2)), (100, 100, 0));
+    assert_eq!(h.hold_state(id), HoldState::Voided);
+    h.rejects(void(id), FailReason::HoldClosed);
+    // A whole post (amount 0) moves everything held.
+    let id = h.hold(1, 2, 40, 0);
+    assert_eq!(h.outcome(post(id, 0)), Outcome::Committed);
+    assert_eq!((h.balance(1), h.balance(2)), (60, 40));
+}
+
+#[test]
+fn a_hold_expires_at_its_timeout_in_sequencer_time() {
+    use ledger_core::holds::HoldState;
+    let mut h = Harness::new();
+    h.deposit(1, 100);
+    let id = h.hold(1, 2, 10, 5 * SECOND);
+    let expires_at = h.transactor.holds().get(id).unwrap().expires_at_ns;
+    assert_eq!(expires_at, h.now_ns + 5 * SECOND);
+    assert_eq!(h.transactor.holds().next_expiry(), Some(expires_at));
+    // One nanosecond before: still open.
+    h.now_ns = expires_at - 1;
+    h.rejects(post(id, 11), FailReason::HoldExceeded);
+    // From its expiry on it can be neither posted nor voided, even before an
+    // ExpireHolds records it; and it still reserves the funds until then.
+    h.now_ns = expires_at;
+    h.rejects(post(id, 0), FailReason::HoldExpired);
+    h.rejects(void(id), FailReason::HoldExpired);
+    assert_eq!(h.available(1), 90);
+    assert_eq!(h.outcome(Operation::ExpireHolds), Outcome::Committed);
+    assert_eq!(h.effects, [Effect::HoldExpired { hold_id: id }]);
+    assert_eq!(h.hold_state(id), HoldState::Expired);
+    assert_eq!(h.available(1), 100);
+    assert_eq!(h.transactor.holds().next_expiry(), None);
+    h.rejects(post(id, 0), FailReason::HoldClosed);
+    // Nothing due: an empty commit.
+    assert_eq!(h.outcome(Operation::ExpireHolds), Outcome::Committed);
+    assert!(h.effects.is_empty());
+}
+
+#[test]
+fn holds_count_against_every_limit() {
+    let mut h = Harness::new();
+    h.configure(
+        1,
+        AccountConfig {
+            overdraft_limit: 50,
+            ..in_currency(7)
+        },
+    );
+    h.configure(
+        2,
+        AccountConfig {
+            max_balance: Some(100),
+            ..in_currency(7)
+        },
+    );
+    h.configure(3, in_currency(8));
+    // The overdraft covers a hold too; then nothing more can leave.
+    let id = h.hold(1, 2, 50, 0);
+    h.rejects(transfer(1, 2, 1), FailReason::InsufficientFunds);
+    // Incoming holds count against the maximum.
+    h.deposit(2, 50);
+    h.rejects(deposit(2, 1, 0), FailReason::MaxBalanceExceeded);
+    h.rejects(hold(0, 2, 1, 0), FailReason::MaxBalanceExceeded);
+    // A hold obeys currencies and frozen accounts.
+    h.rejects(hold(2, 3, 1, 0), FailReason::CurrencyMismatch);
+    h.rejects(hold(1, 1, 1, 0), FailReason::InvalidOperation);
+    assert_eq!(h.outcome(post(id, 0)), Outcome::Committed);
+    assert_eq!((h.balance(1), h.balance(2)), (-50, 100));
+    assert_eq!(h.transactor.system_balance(7), -50);
+    // An unconfigured account with an open hold leaves the fast path: its rules count it.
+    h.deposit(5, 10);
+    let id = h.hold(5, 6, 10, 0);
+    h.rejects(withdrawal(5, 1), FailReason::InsufficientFunds);
+    h.rejects(
+        composite(
+            vec![credit(5, 1), debit(6, 1)],
+            CompositeOperation::CHECK_NEGATIVE_BALANCE,
+        ),
+        FailReason::InsufficientFunds,
+    );
+    h.configure(
+        5,
+        AccountConfig {
+            flags: AccountConfig::FROZEN | AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            ..AccountConfig::default()
+        },
+    );
+    h.rejects(post(id, 0), FailReason::AccountFrozen);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ledger_core::ledger::{
     CurrencyBalance, DedupEntry, Ledger, LedgerConfig, STATE_FORMAT, STATE_FORMAT_V1, SavedAccount,
-    SnapshotState, SnapshotStateV1, open_snapshot,
+    SavedHold, SnapshotState, SnapshotStateV1, open_snapshot,
 };
 use ledger_core::transaction::{AccountConfig, FailReason, Operation, Outcome, WaitLevel};
 use ledger_snapshot::{SnapshotConfig, SnapshotStore, open_file};
@@ -42,8 +42,8 @@ fn fixture_state() -> SnapshotStateV1 {
 }
 
 /// Format 2: the same ledger, with account 3 configured in currency 978 (its deposits
-/// of 200 are the system account's share in that currency) and account 1 with an
-/// overdraft limit.
+/// of 200 are the system account's share in that currency), account 1 with an overdraft
+/// limit, and two holds.
 fn fixture_state_v2() -> SnapshotState {
     let v1 = fixture_state();
     SnapshotState {
@@ -75,6 +75,27 @@ fn fixture_state_v2() -> SnapshotState {
             currency: 978,
             balance: -200,
         }],
+        // Hold 30 (2 -> 1, 50) was posted for 20; hold 40 (1 -> 2, 100) is open.
+        holds: vec![
+            SavedHold {
+                hold_id: 30,
+                from: 2,
+                to: 1,
+                amount: 50,
+                expires_at_ns: 0,
+                state: 1,
+                posted: 20,
+            },
+            SavedHold {
+                hold_id: 40,
+                from: 1,
+                to: 2,
+                amount: 100,
+                expires_at_ns: 0,
+                state: 0,
+                posted: 0,
+            },
+        ],
     }
 }
 
@@ -255,8 +276,32 @@ fn the_engine_recovers_accounts_from_the_format_2_fixture() {
         across.outcome(),
         Outcome::Rejected(FailReason::CurrencyMismatch)
     );
-    let overdraft = ledger.submit_and_wait(transfer(1, 2, 1_250), WaitLevel::Committed);
+    // Hold 40 reserves 100 of account 1's 1000: 1150 more would pass the overdraft.
+    let one = ledger.get_account(1).unwrap();
+    assert_eq!((one.held_outgoing, one.available()), (100, 900));
+    let (hold, _) = ledger.get_hold(40).unwrap();
+    assert_eq!(hold.map(|h| (h.to, h.amount)), Some((2, 100)));
+    let too_far = ledger.submit_and_wait(transfer(1, 2, 1_151), WaitLevel::Committed);
+    assert_eq!(
+        too_far.outcome(),
+        Outcome::Rejected(FailReason::InsufficientFunds)
+    );
+    let overdraft = ledger.submit_and_wait(transfer(1, 2, 1_150), WaitLevel::Committed);
     assert!(overdraft.is_committed());
+    assert_eq!(ledger.get_balance(1).balance, -150);
+    // The posted hold cannot be posted again; the open one can.
+    let post = |hold_id| Operation::PostHold {
+        hold_id,
+        amount: 0,
+        user_ref: 0,
+    };
+    let again = ledger.submit_and_wait(post(30), WaitLevel::Committed);
+    assert_eq!(again.outcome(), Outcome::Rejected(FailReason::HoldClosed));
+    assert!(
+        ledger
+            .submit_and_wait(post(40), WaitLevel::Committed)
+            .is_committed()
+    );
     assert_eq!(ledger.get_balance(1).balance, -250);
     ledger.stop().unwrap();
 }

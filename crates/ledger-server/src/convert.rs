@@ -2,6 +2,7 @@
 //! checked here (INVALID_ARGUMENT before anything is sequenced); business rules
 //! (funds, duplicates, zero sum) are the ledger's and come back as a `fail_reason`.
 
+use ledger_core::holds::{Hold, HoldState};
 use ledger_core::ledger::{
     AccountInfo, HistoryEntry, LinkKind, Transaction, TransactionStatus, TransactionStatusInfo,
 };
@@ -22,6 +23,9 @@ pub enum WireOperation {
     Composite(pb::Composite),
     Named(pb::Named),
     ConfigureAccount(pb::ConfigureAccount),
+    Hold(pb::Hold),
+    PostHold(pb::PostHold),
+    VoidHold(pb::VoidHold),
 }
 
 impl From<pb::submit_operation_request::Operation> for WireOperation {
@@ -34,6 +38,9 @@ impl From<pb::submit_operation_request::Operation> for WireOperation {
             O::Composite(c) => WireOperation::Composite(c),
             O::Named(n) => WireOperation::Named(n),
             O::ConfigureAccount(c) => WireOperation::ConfigureAccount(c),
+            O::Hold(h) => WireOperation::Hold(h),
+            O::PostHold(p) => WireOperation::PostHold(p),
+            O::VoidHold(v) => WireOperation::VoidHold(v),
         }
     }
 }
@@ -48,6 +55,9 @@ impl From<pb::submit_and_wait_request::Operation> for WireOperation {
             O::Composite(c) => WireOperation::Composite(c),
             O::Named(n) => WireOperation::Named(n),
             O::ConfigureAccount(c) => WireOperation::ConfigureAccount(c),
+            O::Hold(h) => WireOperation::Hold(h),
+            O::PostHold(p) => WireOperation::PostHold(p),
+            O::VoidHold(v) => WireOperation::VoidHold(v),
         }
     }
 }
@@ -155,6 +165,29 @@ pub fn operation(op: Option<WireOperation>, max_accounts: u64) -> Result<Operati
             config: account_config(&c)?,
             user_ref: c.user_ref,
         },
+        WireOperation::Hold(h) => {
+            if h.from == h.to {
+                return Err(Status::invalid_argument(
+                    "a hold's from and to must be different accounts",
+                ));
+            }
+            Operation::Hold {
+                from: account("from", h.from)?,
+                to: account("to", h.to)?,
+                amount: amount(h.amount)?,
+                timeout_ns: h.timeout_ns,
+                user_ref: h.user_ref,
+            }
+        }
+        WireOperation::PostHold(p) => Operation::PostHold {
+            hold_id: p.hold_id,
+            amount: p.amount,
+            user_ref: p.user_ref,
+        },
+        WireOperation::VoidHold(v) => Operation::VoidHold {
+            hold_id: v.hold_id,
+            user_ref: v.user_ref,
+        },
         WireOperation::Named(n) => {
             return Err(Status::unimplemented(format!(
                 "named operations have no registry yet (asked for {:?})",
@@ -214,6 +247,27 @@ pub fn account(info: &AccountInfo) -> pb::GetAccountResponse {
         moved: info.moved,
         balance: info.balance,
         last_snapshot_tx_id: info.last_snapshot_tx_id,
+        held_outgoing: info.held_outgoing,
+        held_incoming: info.held_incoming,
+    }
+}
+
+/// A hold on the wire.
+pub fn hold(hold_id: u64, h: &Hold) -> pb::HoldInfo {
+    let state = match h.state {
+        HoldState::Open => pb::HoldState::HoldOpen,
+        HoldState::Posted => pb::HoldState::HoldPosted,
+        HoldState::Voided => pb::HoldState::HoldVoided,
+        HoldState::Expired => pb::HoldState::HoldExpired,
+    };
+    pb::HoldInfo {
+        hold_id,
+        from: h.from,
+        to: h.to,
+        amount: h.amount,
+        expires_at_ns: h.expires_at_ns,
+        state: state.into(),
+        posted: h.posted,
     }
 }
 

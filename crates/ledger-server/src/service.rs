@@ -364,6 +364,53 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(convert::account(&info)))
     }
 
+    async fn get_hold(
+        &self,
+        request: Request<pb::GetHoldRequest>,
+    ) -> Result<Response<pb::GetHoldResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let req = request.into_inner();
+        let at = ReadAt::new(req.min_tx_id, req.linearizable);
+        let (hold, as_of) = self.read_balances(at, |l| l.get_hold(req.hold_id)).await?;
+        let hold = hold.ok_or_else(|| {
+            Status::not_found(format!(
+                "no hold {} (as of transaction {as_of})",
+                req.hold_id
+            ))
+        })?;
+        Ok(Response::new(pb::GetHoldResponse {
+            hold: Some(convert::hold(req.hold_id, &hold)),
+            last_snapshot_tx_id: as_of,
+        }))
+    }
+
+    async fn get_open_holds(
+        &self,
+        request: Request<pb::GetOpenHoldsRequest>,
+    ) -> Result<Response<pb::GetOpenHoldsResponse>, Status> {
+        auth::require(&request, Role::Read)?;
+        let req = request.into_inner();
+        let at = ReadAt::new(req.min_tx_id, req.linearizable);
+        let limit = match req.limit {
+            0 => 20,
+            n => n as usize,
+        };
+        let page = self
+            .read_balances(at, |l| {
+                l.get_open_holds(req.account_id, req.after_hold_id, limit)
+            })
+            .await?;
+        Ok(Response::new(pb::GetOpenHoldsResponse {
+            holds: page
+                .holds
+                .iter()
+                .map(|(id, h)| convert::hold(*id, h))
+                .collect(),
+            next_after_hold_id: page.next_after,
+            last_snapshot_tx_id: page.last_snapshot_tx_id,
+        }))
+    }
+
     async fn get_system_balance(
         &self,
         request: Request<pb::GetSystemBalanceRequest>,

@@ -1565,3 +1565,116 @@ async fn configured_accounts_over_grpc_survive_kill_9() {
     let server = Server::start(&data, &[]);
     check(server.client().await).await;
 }
+
+/// Two-phase transfers over the wire: hold, partial post, the hold's state and an
+/// account's open holds, the new fail codes, bad input, and a kill -9 in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_over_grpc_survive_kill_9() {
+    use pb::submit_and_wait_request::Operation as Op;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    let committed = pb::WaitLevel::Committed;
+    let hold = |from, to, amount| {
+        Op::Hold(pb::Hold {
+            from,
+            to,
+            amount,
+            timeout_ns: 0,
+            user_ref: 0,
+        })
+    };
+    let post = |hold_id, amount| {
+        Op::PostHold(pb::PostHold {
+            hold_id,
+            amount,
+            user_ref: 0,
+        })
+    };
+    let mut run = async |op| {
+        c.submit_and_wait(and_wait(op, committed))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    assert_eq!(run(wait_deposit(1, 100, 0)).await.fail_reason, 0);
+    let placed = run(hold(1, 2, 60)).await;
+    assert_eq!(placed.fail_reason, 0);
+    let id = placed.transaction_id;
+    assert_eq!(
+        run(hold(1, 3, 41)).await.fail_reason,
+        1,
+        "only 40 available"
+    );
+    assert_eq!(run(post(id, 61)).await.fail_reason, 15, "more than held");
+    assert_eq!(run(post(id + 100, 0)).await.fail_reason, 13, "no such hold");
+    let status = c
+        .submit_and_wait(and_wait(hold(4, 4, 1), committed))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    let account = c
+        .get_account(pb::GetAccountRequest {
+            account_id: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((account.balance, account.held_outgoing), (100, 60));
+    let open = c
+        .get_open_holds(pb::GetOpenHoldsRequest {
+            account_id: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(open.holds.len(), 1);
+    assert_eq!((open.holds[0].hold_id, open.holds[0].amount), (id, 60));
+
+    let killed = server.signal(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed),
+        Some(libc::SIGKILL)
+    );
+    let server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    let r = c.submit_and_wait(and_wait(post(id, 25), committed)).await;
+    assert_eq!(r.unwrap().into_inner().fail_reason, 0);
+    let again = c.submit_and_wait(and_wait(post(id, 0), committed)).await;
+    assert_eq!(again.unwrap().into_inner().fail_reason, 14, "posted twice");
+    let h = c
+        .get_hold(pb::GetHoldRequest {
+            hold_id: id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hold
+        .unwrap();
+    assert_eq!(
+        (h.state(), h.posted, h.from, h.to),
+        (pb::HoldState::HoldPosted, 25, 1, 2)
+    );
+    let missing = c
+        .get_hold(pb::GetHoldRequest {
+            hold_id: 9_999,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let b = c
+        .get_balances(pb::GetBalancesRequest {
+            account_ids: vec![1, 2],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(b.balances, [75, 25]);
+}

@@ -35,6 +35,16 @@ pub enum ClientCommand {
     Account(Account),
     /// The system account's balance in one currency.
     SystemBalance(SystemBalance),
+    /// Reserve AMOUNT of FROM's funds for TO (a two-phase transfer's first phase).
+    Hold(HoldArgs),
+    /// Move (part of) a hold's funds to its recipient; the rest is released.
+    Post(PostArgs),
+    /// Release a hold.
+    Void(VoidArgs),
+    /// One hold: accounts, amount, expiry, state.
+    HoldShow(HoldShow),
+    /// An account's open holds, one page at a time.
+    Holds(HoldsArgs),
     /// Balances as of the server's snapshot index (or right after a past transaction).
     Balance(Balance),
     /// Where transactions are in the pipeline, and how they ended.
@@ -169,6 +179,62 @@ pub struct Configure {
     frozen: bool,
     #[command(flatten)]
     submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct HoldArgs {
+    /// The account whose funds are reserved.
+    from: u64,
+    /// The account a post pays.
+    to: u64,
+    /// In the ledger's smallest unit (an integer).
+    amount: u64,
+    /// Expire the hold this many milliseconds after it is placed (0: never).
+    #[arg(long, default_value_t = 0)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct PostArgs {
+    /// The hold (the id of the transaction that placed it).
+    hold_id: u64,
+    /// How much to move (default: all of it).
+    #[arg(long, default_value_t = 0)]
+    amount: u64,
+    #[command(flatten)]
+    submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct VoidArgs {
+    /// The hold (the id of the transaction that placed it).
+    hold_id: u64,
+    #[command(flatten)]
+    submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct HoldShow {
+    /// The hold (the id of the transaction that placed it).
+    hold_id: u64,
+    #[command(flatten)]
+    connect: Connect,
+}
+
+#[derive(Args, Debug)]
+pub struct HoldsArgs {
+    /// The account.
+    account: u64,
+    /// Holds after this id (the previous page's `next_after_hold_id`).
+    #[arg(long, default_value_t = 0)]
+    after: u64,
+    /// At most this many (0: 20; at most 1000).
+    #[arg(long, default_value_t = 0)]
+    limit: u32,
+    #[command(flatten)]
+    connect: Connect,
 }
 
 #[derive(Args, Debug)]
@@ -334,6 +400,61 @@ async fn execute(command: ClientCommand) -> CliResult {
             submit(op, &c.submit).await
         }
         ClientCommand::Account(c) => account(c).await,
+        ClientCommand::Hold(c) => {
+            let op = Operation::Hold(pb::Hold {
+                from: c.from,
+                to: c.to,
+                amount: c.amount,
+                timeout_ns: c.timeout_ms.saturating_mul(1_000_000),
+                user_ref: c.submit.user_ref,
+            });
+            submit(op, &c.submit).await
+        }
+        ClientCommand::Post(c) => {
+            let op = Operation::PostHold(pb::PostHold {
+                hold_id: c.hold_id,
+                amount: c.amount,
+                user_ref: c.submit.user_ref,
+            });
+            submit(op, &c.submit).await
+        }
+        ClientCommand::Void(c) => {
+            let op = Operation::VoidHold(pb::VoidHold {
+                hold_id: c.hold_id,
+                user_ref: c.submit.user_ref,
+            });
+            submit(op, &c.submit).await
+        }
+        ClientCommand::HoldShow(c) => {
+            let client = connect(&c.connect)?;
+            let r = client
+                .get_hold(pb::GetHoldRequest {
+                    hold_id: c.hold_id,
+                    ..Default::default()
+                })
+                .await?;
+            let hold = r.hold.unwrap_or_default();
+            print_holds(&c.connect, &[hold], None, r.last_snapshot_tx_id);
+            Ok(())
+        }
+        ClientCommand::Holds(c) => {
+            let client = connect(&c.connect)?;
+            let r = client
+                .get_open_holds(pb::GetOpenHoldsRequest {
+                    account_id: c.account,
+                    after_hold_id: c.after,
+                    limit: c.limit,
+                    ..Default::default()
+                })
+                .await?;
+            print_holds(
+                &c.connect,
+                &r.holds,
+                Some(r.next_after_hold_id),
+                r.last_snapshot_tx_id,
+            );
+            Ok(())
+        }
         ClientCommand::SystemBalance(c) => {
             let client = connect(&c.connect)?;
             let b = client
@@ -737,6 +858,51 @@ async fn balance(c: Balance) -> CliResult {
     Ok(())
 }
 
+/// Holds as JSON (one object; `next_after_hold_id` for a page) or one line each.
+fn print_holds(connect: &Connect, holds: &[pb::HoldInfo], next: Option<u64>, as_of: u64) {
+    let rows: Vec<Value> = holds
+        .iter()
+        .map(|h| {
+            json!({
+                "hold_id": h.hold_id,
+                "from": h.from,
+                "to": h.to,
+                "amount": h.amount,
+                "expires_at_ns": h.expires_at_ns,
+                "state": h.state().as_str_name(),
+                "posted": h.posted,
+            })
+        })
+        .collect();
+    if connect.json {
+        let mut out = json!({ "holds": rows, "last_snapshot_tx_id": as_of });
+        if let Some(next) = next {
+            out["next_after_hold_id"] = next.into();
+        }
+        println!("{out}");
+        return;
+    }
+    for h in holds {
+        println!(
+            "hold {}  {} -> {}  amount {}  {}{}",
+            h.hold_id,
+            h.from,
+            h.to,
+            h.amount,
+            h.state().as_str_name().to_lowercase(),
+            if h.posted != 0 {
+                format!(" ({} posted)", h.posted)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(next) = next.filter(|&n| n != 0) {
+        println!("(more: --after {next})");
+    }
+    println!("(as of transaction {as_of})");
+}
+
 /// `AccountConfig::FROZEN` and `CREDITS_MUST_NOT_EXCEED_DEBITS` on the wire.
 const FLAG_FROZEN: u32 = 0x1;
 const FLAG_CREDITS_MUST_NOT_EXCEED_DEBITS: u32 = 0x2;
@@ -765,6 +931,9 @@ async fn account(c: Account) -> CliResult {
                 "max_balance": a.max_balance,
                 "moved": a.moved,
                 "balance": a.balance,
+                "held_outgoing": a.held_outgoing,
+                "held_incoming": a.held_incoming,
+                "available": (i128::from(a.balance) - i128::from(a.held_outgoing)).to_string(),
                 "last_snapshot_tx_id": a.last_snapshot_tx_id,
             })
         );
@@ -791,6 +960,14 @@ async fn account(c: Account) -> CliResult {
             bound(lower_bound.map(|m| m.to_string())),
             bound(a.max_balance.map(|m| m.to_string()))
         );
+        if a.held_outgoing != 0 || a.held_incoming != 0 {
+            println!(
+                "held out {}  held in {}  available {}",
+                a.held_outgoing,
+                a.held_incoming,
+                i128::from(a.balance) - i128::from(a.held_outgoing)
+            );
+        }
         println!("(as of transaction {})", a.last_snapshot_tx_id);
     }
     Ok(())
@@ -806,6 +983,9 @@ fn unwaited(op: Operation) -> pb::submit_operation_request::Operation {
         Operation::Composite(c) => Unwaited::Composite(c),
         Operation::Named(n) => Unwaited::Named(n),
         Operation::ConfigureAccount(c) => Unwaited::ConfigureAccount(c),
+        Operation::Hold(h) => Unwaited::Hold(h),
+        Operation::PostHold(p) => Unwaited::PostHold(p),
+        Operation::VoidHold(v) => Unwaited::VoidHold(v),
     }
 }
 

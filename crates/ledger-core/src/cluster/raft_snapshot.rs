@@ -184,6 +184,7 @@ mod tests {
             latest: vec![0; 4],
             accounts: Vec::new(),
             system_balances: Vec::new(),
+            holds: Vec::new(),
         };
         let report = store
             .write_format(tx, crate::ledger::STATE_FORMAT, &state)

@@ -66,6 +66,11 @@ pub struct LedgerConfig {
     /// it: on a busy machine, the threads that carry its replication round trips then
     /// preempt the stages when they wake up, instead of queueing behind them.
     pub stage_nice: i32,
+    /// Release holds whose timeout has passed by submitting `ExpireHolds` transactions
+    /// (a thread checks every 50 ms, and submits while this node takes writes). Default
+    /// on; off, expired holds stay reserved (though never postable) until someone
+    /// submits `Operation::ExpireHolds`.
+    pub expire_holds: bool,
 }
 
 /// Optional core for each stage thread.
@@ -95,6 +100,7 @@ impl Default for LedgerConfig {
             dedup_window: Duration::from_secs(10),
             pinning: StagePinning::default(),
             stage_nice: 0,
+            expire_holds: true,
         }
     }
 }

@@ -37,6 +37,7 @@ mod account_reads;
 mod checkpoint;
 mod config;
 mod error;
+mod expiry;
 mod history;
 mod links;
 mod metrics;
@@ -61,7 +62,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ledger_pipeline::{Pipeline, PipelineError, Producer, Progress, StageId, StageOptions};
 
-pub use account_reads::{AccountInfo, SystemBalance};
+pub use account_reads::{AccountInfo, HOLDS_PAGE_MAX, HoldsPage, SystemBalance};
 pub use config::{LedgerConfig, StagePinning, WaitStrategy};
 pub use error::{FailureKind, LedgerError, SharedError};
 pub use history::{
@@ -73,7 +74,7 @@ pub use queries::{TransactionStatus, TransactionStatusInfo};
 pub use recovery::RecoveryReport;
 pub use saved::{
     ACCOUNTS_MAX, CurrencyBalance, DedupEntry, LoadedSnapshot, STATE_FORMAT, STATE_FORMAT_V1,
-    SavedAccount, SnapshotState, SnapshotStateV1, open_snapshot,
+    SavedAccount, SavedHold, SnapshotState, SnapshotStateV1, open_snapshot,
 };
 
 use checkpoint::Checkpointer;
@@ -175,7 +176,9 @@ pub(crate) struct Engine {
     reads: ReadPath,
     /// Whether clients may submit: always on a single node; on a cluster node only while
     /// it leads and has applied its whole log.
-    writable: AtomicBool,
+    writable: Arc<AtomicBool>,
+    /// Submits the expiries of holds.
+    expiry: expiry::ExpiryTimer,
     /// What a cluster node shares with its replicated log.
     #[cfg(feature = "cluster")]
     pub(crate) replica: Option<replica::ReplicaHooks>,
@@ -844,6 +847,16 @@ impl Engine {
             options(config.pinning.snapshotter, SNAPSHOT_BATCH_MAX),
         );
         let pipeline = builder.start().map_err(LedgerError::from_pipeline)?;
+        let writable = Arc::new(AtomicBool::new(own_wal));
+        let expiry = expiry::ExpiryTimer::start(
+            config.expire_holds,
+            pipeline.producer(),
+            Arc::clone(&visible),
+            Arc::clone(&writable),
+        )
+        .map_err(|e| LedgerError::Config {
+            reason: format!("cannot start the hold expiry thread: {e}"),
+        })?;
         Ok(Engine {
             producer: pipeline.producer(),
             progress: pipeline.progress(),
@@ -860,7 +873,8 @@ impl Engine {
             max_accounts: config.max_accounts,
             snapshot_on_stop: config.snapshot_on_stop,
             reads,
-            writable: AtomicBool::new(own_wal),
+            writable,
+            expiry,
             #[cfg(feature = "cluster")]
             replica: replica_hooks,
         })
@@ -920,6 +934,7 @@ impl Engine {
         if let Some(result) = &*result_slot {
             return result.clone();
         }
+        self.expiry.finish();
         let pipeline = self
             .pipeline
             .lock()

@@ -10,6 +10,7 @@ use rkyv::vec::ArchivedVec;
 
 use super::visible::Visible;
 use crate::accounts::AccountState;
+use crate::holds::{Hold, HoldState};
 use crate::transaction::AccountConfig;
 use crate::transactor::{RestoreError, SavedState, Transactor, TransactorConfig};
 
@@ -78,6 +79,45 @@ impl SavedAccount {
     }
 }
 
+/// One hold, open or closed (see [`Hold`]); `state` is [`HoldState::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SavedHold {
+    pub hold_id: u64,
+    pub from: u64,
+    pub to: u64,
+    pub amount: u64,
+    pub expires_at_ns: u64,
+    pub state: u8,
+    pub posted: u64,
+}
+
+impl SavedHold {
+    fn of(hold_id: u64, h: &Hold) -> SavedHold {
+        SavedHold {
+            hold_id,
+            from: h.from,
+            to: h.to,
+            amount: h.amount,
+            expires_at_ns: h.expires_at_ns,
+            state: h.state.code(),
+            posted: h.posted,
+        }
+    }
+
+    /// The hold's id and state; `None` for an unknown state code.
+    pub fn hold(&self) -> Option<(u64, Hold)> {
+        let hold = Hold {
+            from: self.from,
+            to: self.to,
+            amount: self.amount,
+            expires_at_ns: self.expires_at_ns,
+            state: HoldState::from_code(self.state)?,
+            posted: self.posted,
+        };
+        Some((self.hold_id, hold))
+    }
+}
+
 /// The system account's balance in one currency other than 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct CurrencyBalance {
@@ -104,6 +144,8 @@ pub struct SnapshotState {
     pub accounts: Vec<SavedAccount>,
     /// The system account's non-zero balances in currencies other than 0, by currency.
     pub system_balances: Vec<CurrencyBalance>,
+    /// Every hold, open and closed, by id.
+    pub holds: Vec<SavedHold>,
 }
 
 /// The payload of format 1 (files whose header says `payload_format` 0): a ledger before
@@ -137,6 +179,7 @@ impl SnapshotState {
             latest: Vec::new(),
             accounts: Vec::new(),
             system_balances: Vec::new(),
+            holds: Vec::new(),
         }
     }
 
@@ -175,6 +218,14 @@ impl SnapshotState {
             accounts
                 .system_balances()
                 .map(|(currency, balance)| CurrencyBalance { currency, balance }),
+        );
+        self.holds.clear();
+        self.holds.extend(
+            transactor
+                .holds()
+                .sorted()
+                .iter()
+                .map(|(id, hold)| SavedHold::of(*id, hold)),
         );
     }
 }
@@ -300,6 +351,34 @@ impl LoadedSnapshot {
         }
     }
 
+    /// Every hold, by id (none in format 1); `Err` names a hold whose state code is
+    /// unknown.
+    pub fn holds(&self) -> Result<Vec<(u64, Hold)>, RestoreError> {
+        match self {
+            LoadedSnapshot::Current(l) => l
+                .archived()
+                .holds
+                .iter()
+                .map(|h| {
+                    let saved = SavedHold {
+                        hold_id: h.hold_id.to_native(),
+                        from: h.from.to_native(),
+                        to: h.to.to_native(),
+                        amount: h.amount.to_native(),
+                        expires_at_ns: h.expires_at_ns.to_native(),
+                        state: h.state,
+                        posted: h.posted.to_native(),
+                    };
+                    saved.hold().ok_or(RestoreError::BadHold {
+                        hold_id: saved.hold_id,
+                        reason: "its state code is unknown",
+                    })
+                })
+                .collect(),
+            LoadedSnapshot::V1(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Checks the payload's own format and sequence against the file's.
     pub fn check(&self) -> Result<(), RestoreError> {
         let (format, expected) = match self {
@@ -337,6 +416,7 @@ impl LoadedSnapshot {
                 }),
                 accounts: &self.accounts(),
                 system_balances: &self.system_balances(),
+                holds: &self.holds()?,
             },
         )
     }

@@ -3,10 +3,11 @@
 use super::error::RecordError;
 use super::varint::{self, VarintFault};
 use super::{
-    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, EFFECT_CONFIGURED, FAIL_CODE_DUPLICATE, FAIL_CODE_MAX_V1,
-    RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX, RECORD_FORMAT_V1, RECORD_FORMAT_VERSION, SHAPE_EMPTY,
-    SHAPE_LIST, SHAPE_MASK, SHAPE_PAIR, SHAPE_REJECTED, TAG_EFFECTS, TAG_RESERVED, TAG_RESERVED_V1,
-    TAG_TIMESTAMP, TAG_USER_REF,
+    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, EFFECT_CONFIGURED, EFFECT_HOLD_EXPIRED,
+    EFFECT_HOLD_OPENED, EFFECT_HOLD_POSTED, EFFECT_HOLD_VOIDED, FAIL_CODE_DUPLICATE,
+    FAIL_CODE_MAX_V1, RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX, RECORD_FORMAT_V1,
+    RECORD_FORMAT_VERSION, SHAPE_EMPTY, SHAPE_LIST, SHAPE_MASK, SHAPE_PAIR, SHAPE_REJECTED,
+    TAG_EFFECTS, TAG_RESERVED, TAG_RESERVED_V1, TAG_TIMESTAMP, TAG_USER_REF,
 };
 use crate::transaction::{
     AMOUNT_MAX, AccountConfig, Effect, Entry, EntryKind, FailReason, Outcome, SYSTEM_ACCOUNT, TxId,
@@ -429,6 +430,17 @@ impl<'p> FrameDecoder<'p> {
             let offset = self.pos;
             let effect = match self.byte(tx_id)? {
                 EFFECT_CONFIGURED => self.configured(tx_id)?,
+                EFFECT_HOLD_OPENED => self.hold_opened(tx_id)?,
+                EFFECT_HOLD_POSTED => Effect::HoldPosted {
+                    hold_id: self.hold_link(tx_id)?,
+                    amount: self.amount(tx_id)?,
+                },
+                EFFECT_HOLD_VOIDED => Effect::HoldVoided {
+                    hold_id: self.hold_link(tx_id)?,
+                },
+                EFFECT_HOLD_EXPIRED => Effect::HoldExpired {
+                    hold_id: self.hold_link(tx_id)?,
+                },
                 kind => {
                     return Err(RecordError::UnknownEffect {
                         tx_id,
@@ -440,6 +452,39 @@ impl<'p> FrameDecoder<'p> {
             self.effects.push(effect);
         }
         Ok(())
+    }
+
+    fn hold_opened(&mut self, tx_id: TxId) -> Result<Effect, RecordError> {
+        let offset = self.pos;
+        let from = self.account(tx_id)?;
+        let to = self.account(tx_id)?;
+        if from == to {
+            return Err(RecordError::InvalidEffect {
+                tx_id,
+                offset,
+                reason: "a hold between an account and itself",
+            });
+        }
+        Ok(Effect::HoldOpened {
+            from,
+            to,
+            amount: self.amount(tx_id)?,
+            expires_at_ns: self.varint(tx_id)?,
+        })
+    }
+
+    /// A hold named by its distance back: an earlier transaction (at least 1).
+    fn hold_link(&mut self, tx_id: TxId) -> Result<TxId, RecordError> {
+        let offset = self.pos;
+        let distance = self.varint(tx_id)?;
+        match tx_id.checked_sub(distance) {
+            Some(hold_id) if distance >= 1 && hold_id >= 1 => Ok(hold_id),
+            _ => Err(RecordError::InvalidEffect {
+                tx_id,
+                offset,
+                reason: "the hold is not an earlier transaction",
+            }),
+        }
     }
 
     fn configured(&mut self, tx_id: TxId) -> Result<Effect, RecordError> {

@@ -4,7 +4,8 @@ use super::DecodeMark;
 use super::error::EncodeError;
 use super::varint::{self, VARINT_BYTES_MAX};
 use super::{
-    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, EFFECT_CONFIGURED, FAIL_CODE_DUPLICATE,
+    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, EFFECT_CONFIGURED, EFFECT_HOLD_EXPIRED,
+    EFFECT_HOLD_OPENED, EFFECT_HOLD_POSTED, EFFECT_HOLD_VOIDED, FAIL_CODE_DUPLICATE,
     RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX, RECORD_FORMAT_VERSION, RecordRef, SHAPE_EMPTY,
     SHAPE_LIST, SHAPE_PAIR, SHAPE_REJECTED, TAG_EFFECTS, TAG_TIMESTAMP, TAG_USER_REF,
 };
@@ -254,7 +255,7 @@ impl FrameEncoder {
             },
         }
         if effects != 0 {
-            put_effects(buf, record.effects);
+            put_effects(buf, tx_id, record.effects);
         }
         self.previous_ns = record.timestamp_ns;
         self.records += 1;
@@ -277,9 +278,9 @@ fn check_effects(tx_id: TxId, effects: &[Effect]) -> Result<usize, EncodeError> 
             index,
             reason,
         };
-        match effect {
+        match *effect {
             Effect::Configured { account, config } => {
-                if *account == SYSTEM_ACCOUNT || *account >= ACCOUNT_ID_LIMIT {
+                if account == SYSTEM_ACCOUNT || account >= ACCOUNT_ID_LIMIT {
                     return Err(invalid(
                         "the account is the system account or not below 2^63",
                     ));
@@ -288,20 +289,69 @@ fn check_effects(tx_id: TxId, effects: &[Effect]) -> Result<usize, EncodeError> 
                     return Err(invalid("the overdraft limit is above i64::MAX"));
                 }
             }
+            Effect::HoldOpened {
+                from, to, amount, ..
+            } => {
+                if from >= ACCOUNT_ID_LIMIT || to >= ACCOUNT_ID_LIMIT || from == to {
+                    return Err(invalid("the accounts are equal or not below 2^63"));
+                }
+                if amount == 0 || amount > AMOUNT_MAX {
+                    return Err(invalid("the amount is not in 1..=i64::MAX"));
+                }
+            }
+            Effect::HoldPosted { hold_id, amount } => {
+                if hold_id == 0 || hold_id >= tx_id {
+                    return Err(invalid("the hold is not an earlier transaction"));
+                }
+                if amount == 0 || amount > AMOUNT_MAX {
+                    return Err(invalid("the amount is not in 1..=i64::MAX"));
+                }
+            }
+            Effect::HoldVoided { hold_id } | Effect::HoldExpired { hold_id } => {
+                if hold_id == 0 || hold_id >= tx_id {
+                    return Err(invalid("the hold is not an earlier transaction"));
+                }
+            }
         }
     }
     Ok(effects.len())
 }
 
-/// The effects block: count, then each effect (docs/record-format.md, "Effects").
-fn put_effects(buf: &mut Vec<u8>, effects: &[Effect]) {
+/// The effects block of transaction `tx_id`: count, then each effect
+/// (docs/record-format.md, "Effects"). A hold is named by its distance back.
+fn put_effects(buf: &mut Vec<u8>, tx_id: TxId, effects: &[Effect]) {
     buf.reserve(VARINT_BYTES_MAX + EFFECT_MAX * effects.len());
     varint::put(buf, effects.len() as u64);
     for effect in effects {
-        match effect {
+        match *effect {
+            Effect::HoldOpened {
+                from,
+                to,
+                amount,
+                expires_at_ns,
+            } => {
+                buf.push(EFFECT_HOLD_OPENED);
+                varint::put(buf, from);
+                varint::put(buf, to);
+                varint::put(buf, amount);
+                varint::put(buf, expires_at_ns);
+            }
+            Effect::HoldPosted { hold_id, amount } => {
+                buf.push(EFFECT_HOLD_POSTED);
+                varint::put(buf, tx_id - hold_id);
+                varint::put(buf, amount);
+            }
+            Effect::HoldVoided { hold_id } => {
+                buf.push(EFFECT_HOLD_VOIDED);
+                varint::put(buf, tx_id - hold_id);
+            }
+            Effect::HoldExpired { hold_id } => {
+                buf.push(EFFECT_HOLD_EXPIRED);
+                varint::put(buf, tx_id - hold_id);
+            }
             Effect::Configured { account, config } => {
                 buf.push(EFFECT_CONFIGURED);
-                varint::put(buf, *account);
+                varint::put(buf, account);
                 varint::put(buf, u64::from(config.currency));
                 varint::put(buf, u64::from(config.flags));
                 varint::put(buf, config.overdraft_limit);

@@ -119,6 +119,10 @@ const TAG_RESERVED_V1: u8 = 0b1111_0000;
 
 /// Effect kinds (version 2): the byte that starts each effect.
 const EFFECT_CONFIGURED: u8 = 1;
+const EFFECT_HOLD_OPENED: u8 = 2;
+const EFFECT_HOLD_POSTED: u8 = 3;
+const EFFECT_HOLD_VOIDED: u8 = 4;
+const EFFECT_HOLD_EXPIRED: u8 = 5;
 /// A Configured effect's presence byte: a max_balance follows.
 const CONFIGURED_HAS_MAX: u8 = 0b0000_0001;
 

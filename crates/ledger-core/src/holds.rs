@@ -1,0 +1,243 @@
+//! Two-phase transfers: a hold reserves funds of one account for another; a post moves
+//! (part of) them, a void or an expiry releases them. This is the table of every hold,
+//! with the indexes the transactor and the reads need: open holds by expiry and by
+//! account, and what each account has reserved.
+//!
+//! A hold's id is the id of the transaction that opened it. Closed holds stay in the
+//! table (their state answers "posted twice" and reads of a hold by id).
+
+use std::collections::{BTreeSet, HashMap};
+
+use foldhash::fast::RandomState;
+
+use crate::transaction::{AccountId, TxId};
+
+/// A hold's id: the transaction that opened it.
+pub type HoldId = TxId;
+
+/// Where a hold stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HoldState {
+    /// Its funds are reserved.
+    Open,
+    /// A post moved `posted` of it; the rest was released.
+    Posted,
+    /// Released by a void.
+    Voided,
+    /// Released because its timeout passed.
+    Expired,
+}
+
+impl HoldState {
+    /// The stable code snapshots and the wire use (0 open, 1 posted, 2 voided, 3 expired).
+    pub fn code(self) -> u8 {
+        match self {
+            HoldState::Open => 0,
+            HoldState::Posted => 1,
+            HoldState::Voided => 2,
+            HoldState::Expired => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<HoldState> {
+        Some(match code {
+            0 => HoldState::Open,
+            1 => HoldState::Posted,
+            2 => HoldState::Voided,
+            3 => HoldState::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// One hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Hold {
+    /// The account whose funds are reserved.
+    pub from: AccountId,
+    /// The account a post pays.
+    pub to: AccountId,
+    /// What was reserved.
+    pub amount: u64,
+    /// Sequencer time from which it can no longer be posted or voided; 0: never.
+    pub expires_at_ns: u64,
+    pub state: HoldState,
+    /// What a post moved (0 unless posted).
+    pub posted: u64,
+}
+
+impl Hold {
+    /// Open, and past its expiry at `now_ns`.
+    pub fn is_expired(&self, now_ns: u64) -> bool {
+        self.state == HoldState::Open && self.expires_at_ns != 0 && now_ns >= self.expires_at_ns
+    }
+}
+
+/// What open holds reserve on one account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Reserved {
+    /// Held funds leaving the account: its available balance is its balance less this.
+    pub outgoing: u64,
+    /// Held funds arriving: its maximum balance counts them.
+    pub incoming: u64,
+}
+
+/// A hold operation found the table in a state it cannot apply to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldFault {
+    /// No hold has this id.
+    Unknown,
+    /// The hold is not open.
+    Closed,
+    /// A reserved sum would leave the `u64` range.
+    Overflow,
+}
+
+/// Every hold, and the indexes over the open ones.
+#[derive(Clone, Debug, Default)]
+pub struct Holds {
+    all: HashMap<HoldId, Hold, RandomState>,
+    /// Open holds that expire, by expiry then id.
+    expiring: BTreeSet<(u64, HoldId)>,
+    /// Open holds by account, both sides: `(account, id)`.
+    by_account: BTreeSet<(AccountId, HoldId)>,
+    /// Accounts with open holds, and what those reserve.
+    reserved: HashMap<AccountId, Reserved, RandomState>,
+}
+
+impl Holds {
+    /// No hold is open: nothing is reserved anywhere.
+    #[inline]
+    pub fn none_open(&self) -> bool {
+        self.reserved.is_empty()
+    }
+
+    /// What open holds reserve on `account`.
+    #[inline]
+    pub fn reserved(&self, account: AccountId) -> Reserved {
+        if self.reserved.is_empty() {
+            return Reserved::default();
+        }
+        self.reserved.get(&account).copied().unwrap_or_default()
+    }
+
+    /// Whether `account` has open holds.
+    #[inline]
+    pub fn has_open(&self, account: AccountId) -> bool {
+        !self.reserved.is_empty() && self.reserved.contains_key(&account)
+    }
+
+    pub fn get(&self, id: HoldId) -> Option<&Hold> {
+        self.all.get(&id)
+    }
+
+    /// Every hold ever opened (open and closed).
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// The earliest expiry of an open hold, if any expires.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiring.first().map(|&(at, _)| at)
+    }
+
+    /// Open holds expired at `now_ns`, oldest expiry first, at most `max`.
+    pub fn expired(&self, now_ns: u64, max: usize) -> impl Iterator<Item = HoldId> + '_ {
+        self.expiring
+            .iter()
+            .take_while(move |&&(at, _)| at <= now_ns)
+            .take(max)
+            .map(|&(_, id)| id)
+    }
+
+    /// `account`'s open holds (either side), by id, from `after` (exclusive), at most
+    /// `limit`.
+    pub fn open_of(
+        &self,
+        account: AccountId,
+        after: HoldId,
+        limit: usize,
+    ) -> impl Iterator<Item = (HoldId, &Hold)> + '_ {
+        self.by_account
+            .range((account, after.saturating_add(1))..=(account, HoldId::MAX))
+            .take(limit)
+            .filter_map(|&(_, id)| self.all.get(&id).map(|h| (id, h)))
+    }
+
+    /// Every hold, by id (for a snapshot).
+    pub fn sorted(&self) -> Vec<(HoldId, Hold)> {
+        let mut all: Vec<_> = self.all.iter().map(|(&id, &h)| (id, h)).collect();
+        all.sort_unstable_by_key(|&(id, _)| id);
+        all
+    }
+
+    /// Whether `hold` could be opened: its reserved sums fit.
+    pub fn can_open(&self, hold: &Hold) -> bool {
+        let from = self.reserved(hold.from);
+        let to = self.reserved(hold.to);
+        from.outgoing.checked_add(hold.amount).is_some()
+            && to.incoming.checked_add(hold.amount).is_some()
+    }
+
+    /// Records hold `id` (open or, from a snapshot, closed). An open one reserves its
+    /// amount on both accounts.
+    pub fn insert(&mut self, id: HoldId, hold: Hold) -> Result<(), HoldFault> {
+        if self.all.contains_key(&id) {
+            return Err(HoldFault::Closed);
+        }
+        if hold.state == HoldState::Open {
+            if !self.can_open(&hold) {
+                return Err(HoldFault::Overflow);
+            }
+            self.reserve(hold.from, |r| r.outgoing += hold.amount);
+            self.reserve(hold.to, |r| r.incoming += hold.amount);
+            self.by_account.insert((hold.from, id));
+            self.by_account.insert((hold.to, id));
+            if hold.expires_at_ns != 0 {
+                self.expiring.insert((hold.expires_at_ns, id));
+            }
+        }
+        self.all.insert(id, hold);
+        Ok(())
+    }
+
+    /// Closes open hold `id` as `state` (posted `posted` of it), releasing what it
+    /// reserved.
+    pub fn close(&mut self, id: HoldId, state: HoldState, posted: u64) -> Result<Hold, HoldFault> {
+        debug_assert_ne!(state, HoldState::Open);
+        let hold = self.all.get_mut(&id).ok_or(HoldFault::Unknown)?;
+        if hold.state != HoldState::Open {
+            return Err(HoldFault::Closed);
+        }
+        hold.state = state;
+        hold.posted = posted;
+        let hold = *hold;
+        self.release(hold.from, |r| r.outgoing -= hold.amount);
+        self.release(hold.to, |r| r.incoming -= hold.amount);
+        self.by_account.remove(&(hold.from, id));
+        self.by_account.remove(&(hold.to, id));
+        if hold.expires_at_ns != 0 {
+            self.expiring.remove(&(hold.expires_at_ns, id));
+        }
+        Ok(hold)
+    }
+
+    fn reserve(&mut self, account: AccountId, f: impl FnOnce(&mut Reserved)) {
+        f(self.reserved.entry(account).or_default());
+    }
+
+    fn release(&mut self, account: AccountId, f: impl FnOnce(&mut Reserved)) {
+        let reserved = self
+            .reserved
+            .get_mut(&account)
+            .expect("an open hold's accounts have reserved funds");
+        f(reserved);
+        if *reserved == Reserved::default() {
+            self.reserved.remove(&account);
+        }
+    }
+}
