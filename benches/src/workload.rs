@@ -12,9 +12,9 @@ pub enum Workload {
     Deposit,
     /// A three-leg composite: a transfer plus a fee of 1 to a fee account.
     Composite,
-    /// [`Transfer`](Workload::Transfer) between configured accounts: every account has
-    /// currency 1, a credit limit and a maximum balance ([`LIMITED_ACCOUNT`]), so each
-    /// transfer runs the ruled path (currency, bounds, the system account's share).
+    /// Transfers between configured accounts: every account has currency 1, a credit
+    /// limit and a maximum balance (LIMITED_ACCOUNT), so each transfer runs the ruled
+    /// path (currency, bounds, the system account's share).
     Limited,
     /// Two-phase transfers: a hold of 1-100 between two random accounts, then its post
     /// (of all of it) in a later batch; each counts as one operation.
@@ -146,13 +146,7 @@ impl Generator {
                 },
                 None => {
                     let (from, to) = self.transfer_pair();
-                    Operation::Hold {
-                        from,
-                        to,
-                        amount,
-                        timeout_ns: 0,
-                        user_ref: 0,
-                    }
+                    Operation::hold(from, to, amount, 0, 0)
                 }
             },
             Workload::Composite => {
@@ -186,7 +180,7 @@ impl Generator {
         self.last_holds.clear();
         for i in 0..n {
             let op = self.next_op();
-            if matches!(op, Operation::Hold { .. }) {
+            if matches!(op, Operation::Hold(_)) {
                 self.last_holds.push(i);
             }
             ops.push(op);
@@ -203,11 +197,7 @@ pub fn preparation(workload: Workload, accounts: u64) -> impl Iterator<Item = Op
         0
     };
     (1..=configured)
-        .map(|account| Operation::ConfigureAccount {
-            account,
-            config: LIMITED_ACCOUNT,
-            user_ref: 0,
-        })
+        .map(|account| Operation::configure(account, LIMITED_ACCOUNT, 0))
         .chain(funding(accounts))
 }
 
@@ -230,7 +220,7 @@ mod tests {
         let mut g = Generator::new(Workload::HoldPost, 100, 3);
         let mut ops = Vec::new();
         g.fill(&mut ops, 3);
-        assert!(ops.iter().all(|op| matches!(op, Operation::Hold { .. })));
+        assert!(ops.iter().all(|op| matches!(op, Operation::Hold(_))));
         g.placed(&[10, 11, 12]);
         g.fill(&mut ops, 4);
         let posted: Vec<u64> = ops
@@ -243,7 +233,7 @@ mod tests {
             })
             .collect();
         assert_eq!(posted, [10, 11, 12]);
-        assert!(matches!(ops[3], Operation::Hold { .. }));
+        assert!(matches!(ops[3], Operation::Hold(_)));
         g.placed(&[20, 21, 22, 23]);
         g.fill(&mut ops, 2);
         assert!(matches!(ops[0], Operation::PostHold { hold_id: 23, .. }));

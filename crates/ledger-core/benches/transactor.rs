@@ -73,11 +73,7 @@ fn funded(accounts: u64, config: Option<AccountConfig>) -> (Transactor, u64) {
     let mut tx_id = 0;
     for account in (1..accounts).filter(|_| config.is_some()) {
         tx_id += 1;
-        let configure = Operation::ConfigureAccount {
-            account,
-            config: config.unwrap_or_default(),
-            user_ref: 0,
-        };
+        let configure = Operation::configure(account, config.unwrap_or_default(), 0);
         let outcome = transactor.execute(tx_id, 0, &configure, &mut entries, &mut Vec::new());
         assert!(outcome.is_committed());
     }

@@ -45,24 +45,18 @@ pub enum Operation {
     },
     /// Several steps executed atomically: all or nothing.
     Composite(Box<CompositeOperation>),
-    /// Sets `account`'s currency, rules and parent (see [`AccountConfig`]); effective from
-    /// this transaction on. Logged, replayed and snapshotted like any other transaction.
+    /// Sets `account`'s currency and rules (see [`AccountConfig`]); effective from this
+    /// transaction on. Logged, replayed and snapshotted like any other transaction.
+    /// (Boxed, like a composite's steps: every ring slot holds an `Operation`, and the
+    /// common ones fit 32 bytes.)
     ConfigureAccount {
         account: AccountId,
-        config: AccountConfig,
+        config: Box<AccountConfig>,
         user_ref: u64,
     },
-    /// Reserves `amount` of `from`'s funds for `to` (a card authorisation, an escrow):
-    /// `from`'s available balance drops, its balance does not. The hold's id is this
-    /// transaction's id. `timeout_ns` (0: never) after it, in sequencer time, the hold
-    /// expires.
-    Hold {
-        from: AccountId,
-        to: AccountId,
-        amount: u64,
-        timeout_ns: u64,
-        user_ref: u64,
-    },
+    /// Reserves funds for a later transfer: see [`HoldRequest`] (boxed for the same
+    /// reason).
+    Hold(Box<HoldRequest>),
     /// Moves `amount` (0: all) of open hold `hold_id` from its `from` to its `to`, and
     /// releases the rest.
     PostHold {
@@ -77,6 +71,49 @@ pub enum Operation {
     /// expire in the log, on an idle ledger too.
     ExpireHolds,
 }
+
+/// A hold: reserves `amount` of `from`'s funds for `to` (a card authorisation, an
+/// escrow): `from`'s available balance drops, its balance does not. The hold's id is its
+/// transaction's id. `timeout_ns` (0: never) after it, in sequencer time, it expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldRequest {
+    pub from: AccountId,
+    pub to: AccountId,
+    pub amount: u64,
+    pub timeout_ns: u64,
+    pub user_ref: u64,
+}
+
+impl Operation {
+    /// [`Operation::Hold`] of these terms.
+    pub fn hold(
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+        timeout_ns: u64,
+        user_ref: u64,
+    ) -> Operation {
+        Operation::Hold(Box::new(HoldRequest {
+            from,
+            to,
+            amount,
+            timeout_ns,
+            user_ref,
+        }))
+    }
+
+    /// [`Operation::ConfigureAccount`] of `account` with `config`.
+    pub fn configure(account: AccountId, config: AccountConfig, user_ref: u64) -> Operation {
+        Operation::ConfigureAccount {
+            account,
+            config: Box::new(config),
+            user_ref,
+        }
+    }
+}
+
+// Every ring slot holds an Operation: the common ones keep it at 40 bytes.
+const _: () = assert!(size_of::<Operation>() == 40);
 
 /// At most this many holds expire in one `ExpireHolds` transaction.
 pub const EXPIRIES_PER_TRANSACTION: usize = 255;
@@ -101,9 +138,9 @@ impl Operation {
                 }
             }
             Operation::ConfigureAccount { account, .. } => f(*account),
-            Operation::Hold { from, to, .. } => {
-                f(*from);
-                f(*to);
+            Operation::Hold(hold) => {
+                f(hold.from);
+                f(hold.to);
             }
             // A hold names its accounts; the hold table is a hash map away.
             Operation::PostHold { .. } | Operation::VoidHold { .. } | Operation::ExpireHolds => {}
@@ -117,10 +154,10 @@ impl Operation {
             | Operation::Withdrawal { user_ref, .. }
             | Operation::Transfer { user_ref, .. }
             | Operation::ConfigureAccount { user_ref, .. }
-            | Operation::Hold { user_ref, .. }
             | Operation::PostHold { user_ref, .. }
             | Operation::VoidHold { user_ref, .. } => *user_ref,
             Operation::Composite(composite) => composite.user_ref,
+            Operation::Hold(hold) => hold.user_ref,
             Operation::ExpireHolds => 0,
         }
     }

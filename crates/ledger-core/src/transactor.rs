@@ -326,20 +326,20 @@ impl Transactor {
                 account, config, ..
             } => self
                 .check_configure(*account, config, user_ref)
-                .and_then(|()| self.configure(*account, *config, effects)),
-            Operation::Hold {
-                from,
-                to,
-                amount,
-                timeout_ns,
-                ..
-            } => self
-                .check_hold(*from, *to, *amount, *timeout_ns, user_ref)
+                .and_then(|()| self.configure(*account, **config, effects)),
+            Operation::Hold(request) => self
+                .check_hold(
+                    request.from,
+                    request.to,
+                    request.amount,
+                    request.timeout_ns,
+                    user_ref,
+                )
                 .and_then(|expires_at_ns| {
                     let hold = Hold {
-                        from: *from,
-                        to: *to,
-                        amount: *amount,
+                        from: request.from,
+                        to: request.to,
+                        amount: request.amount,
                         expires_at_ns,
                         state: HoldState::Open,
                         posted: 0,
@@ -443,6 +443,7 @@ impl Transactor {
         }
     }
 
+    #[inline(never)]
     fn replay_effect(&mut self, tx_id: TxId, effect: &Effect) -> Result<(), ReplayError> {
         let out_of_range = |account_id| ReplayError::AccountOutOfRange { tx_id, account_id };
         let bad = |hold_id, fault| ReplayError::BadHold {
@@ -644,6 +645,7 @@ impl Transactor {
         self.check_duplicate(composite.user_ref)
     }
 
+    #[inline(never)]
     fn check_configure(
         &self,
         account: AccountId,
@@ -660,6 +662,7 @@ impl Transactor {
 
     /// Sets `account`'s configuration. Its currency may change only while it holds
     /// nothing and has moved nothing since it was last configured.
+    #[inline(never)]
     fn configure(
         &mut self,
         account: AccountId,
@@ -696,6 +699,7 @@ impl Transactor {
 
     /// A deposit, withdrawal or transfer that touches a configured account: the same
     /// movement as a two-step composite under every account's rules.
+    #[inline(never)]
     fn ruled_move(
         &mut self,
         from: AccountId,
@@ -725,6 +729,7 @@ impl Transactor {
     /// account's bounds on its net change (a decrease may not end below its minimum, an
     /// increase above its maximum), then the system account's balance in the currency.
     /// Any failure rolls every step back.
+    #[inline(never)]
     fn ruled(
         &mut self,
         steps: &[Step],
@@ -827,6 +832,7 @@ impl Transactor {
 
     /// A hold's shape: a valid amount, two different accounts in range, an expiry that
     /// fits; then the duplicate check. Returns the expiry (0: never).
+    #[inline(never)]
     fn check_hold(
         &self,
         from: AccountId,
@@ -875,6 +881,7 @@ impl Transactor {
     /// currency, the reserved sums fit (`BalanceOverflow`), `from`'s available balance
     /// stays within its lower bound (`InsufficientFunds`), `to`'s balance plus what is
     /// reserved into it within its maximum (`MaxBalanceExceeded`).
+    #[inline(never)]
     fn hold(
         &mut self,
         hold_id: HoldId,
@@ -932,6 +939,7 @@ impl Transactor {
     /// Posts `amount` (0: all) of hold `hold_id`: in this order, the hold is known, open,
     /// unexpired and holds that much, neither account is frozen, no balance leaves the
     /// `i64` range. The funds were reserved, so no lower or upper bound is checked again.
+    #[inline(never)]
     fn post(
         &mut self,
         hold_id: HoldId,
@@ -979,6 +987,7 @@ impl Transactor {
     }
 
     /// Voids hold `hold_id`: it must be known, open and unexpired.
+    #[inline(never)]
     fn void(&mut self, hold_id: HoldId, effects: &mut Vec<Effect>) -> Result<(), FailReason> {
         self.open_hold(hold_id)?;
         let closed = self.holds.close(hold_id, HoldState::Voided, 0);
@@ -989,6 +998,7 @@ impl Transactor {
 
     /// Expires the open holds whose timeout has passed, oldest expiry first, at most
     /// [`EXPIRIES_PER_TRANSACTION`].
+    #[inline(never)]
     fn expire_holds(&mut self, effects: &mut Vec<Effect>) {
         let due: Vec<HoldId> = self
             .holds

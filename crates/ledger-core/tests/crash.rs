@@ -74,13 +74,13 @@ fn random_op(rng: &mut Rng, holds: &[u64]) -> Operation {
     match rng.below(14) {
         // Two-phase transfers: holds (some expiring within milliseconds, so the ledger's
         // own expiries land among the kills), posts and voids of earlier ones.
-        11 => Operation::Hold {
-            from: account(rng),
-            to: account(rng),
-            amount: 1 + rng.below(300),
-            timeout_ns: rng.below(3) * 2_000_000,
-            user_ref: user_ref(rng),
-        },
+        11 => Operation::hold(
+            account(rng),
+            account(rng),
+            1 + rng.below(300),
+            rng.below(3) * 2_000_000,
+            user_ref(rng),
+        ),
         12 => Operation::PostHold {
             hold_id: some_hold(rng),
             amount: rng.below(200),
@@ -94,12 +94,12 @@ fn random_op(rng: &mut Rng, holds: &[u64]) -> Operation {
         // maximum, so that crashes land among configured accounts too.
         10 => Operation::ConfigureAccount {
             account: account(rng),
-            config: AccountConfig {
+            config: Box::new(AccountConfig {
                 currency: rng.below(2) as u32,
                 overdraft_limit: rng.below(3) * 100,
                 max_balance: (rng.below(2) == 0).then_some(50_000),
                 ..AccountConfig::default()
-            },
+            }),
             user_ref: user_ref(rng),
         },
         0..=2 => Operation::Deposit {
@@ -166,7 +166,7 @@ fn child(dir: &Path) {
         let ops: Vec<Operation> = (0..32).map(|_| random_op(&mut rng, &holds)).collect();
         let placed: Vec<bool> = ops
             .iter()
-            .map(|op| matches!(op, Operation::Hold { .. }))
+            .map(|op| matches!(op, Operation::Hold(_)))
             .collect();
         match ledger.try_submit_batch_and_wait(ops, WaitLevel::Committed) {
             Ok(results) => {

@@ -559,13 +559,7 @@ fn holds_expire_on_an_idle_ledger_and_survive_restarts() {
         assert!(r.is_committed(), "{r:?}");
         r.tx_id
     };
-    let hold = |from, to, amount, timeout_ns| Operation::Hold {
-        from,
-        to,
-        amount,
-        timeout_ns,
-        user_ref: 0,
-    };
+    let hold = |from, to, amount, timeout_ns| Operation::hold(from, to, amount, timeout_ns, 0);
     committed(ledger.submit_and_wait(deposit(1, 1_000), WaitLevel::Committed));
     let kept = committed(ledger.submit_and_wait(hold(1, 2, 100, 0), WaitLevel::Committed));
     let second = committed(ledger.submit_and_wait(hold(1, 3, 200, 0), WaitLevel::Committed));

@@ -124,7 +124,7 @@ fn hold_operation() -> impl Strategy<Value = Operation> {
     let timeout = prop_oneof![2 => Just(0u64), 3 => 1..(2 * WINDOW_NS), 1 => Just(u64::MAX)];
     prop_oneof![
         3 => (account(), account(), amount(), timeout, user_ref()).prop_map(
-            |(from, to, amount, timeout_ns, user_ref)| Operation::Hold { from, to, amount, timeout_ns, user_ref }
+            |(from, to, amount, timeout_ns, user_ref)| Operation::hold(from, to, amount, timeout_ns, user_ref)
         ),
         2 => (hold_id(), prop_oneof![Just(0u64), 1..600u64, amount()], user_ref()).prop_map(
             |(hold_id, amount, user_ref)| Operation::PostHold { hold_id, amount, user_ref }
@@ -138,7 +138,7 @@ fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
         4 => hold_operation(),
         2 => (account(), account_config(), user_ref())
-            .prop_map(|(account, config, user_ref)| Operation::ConfigureAccount { account, config, user_ref }),
+            .prop_map(|(account, config, user_ref)| Operation::configure(account, config, user_ref)),
         3 => (account(), amount(), user_ref())
             .prop_map(|(account, amount, user_ref)| Operation::Deposit { account, amount, user_ref }),
         2 => (account(), amount(), user_ref())
@@ -235,12 +235,10 @@ impl Model {
     }
 
     fn hold(&mut self, tx_id: u64, op: &Operation) -> Result<(), FailReason> {
-        let Operation::Hold {
-            from, to, amount, ..
-        } = *op
-        else {
+        let Operation::Hold(ref request) = *op else {
             unreachable!()
         };
+        let (from, to, amount) = (request.from, request.to, request.amount);
         let expires_at = self.hold_expiry(op).unwrap_or(0);
         self.check_pair(from, to)?;
         let (from_out, _) = self.reserved(from);
@@ -273,8 +271,8 @@ impl Model {
     /// A hold's expiry (0: never), or `None` if it does not fit a u64.
     fn hold_expiry(&self, op: &Operation) -> Option<u64> {
         match *op {
-            Operation::Hold { timeout_ns: 0, .. } => Some(0),
-            Operation::Hold { timeout_ns, .. } => self.now_ns.checked_add(timeout_ns),
+            Operation::Hold(ref h) if h.timeout_ns == 0 => Some(0),
+            Operation::Hold(ref h) => self.now_ns.checked_add(h.timeout_ns),
             _ => unreachable!(),
         }
     }
@@ -460,9 +458,11 @@ impl Model {
     fn execute_checked(&mut self, tx_id: u64, op: &Operation, legs: &[(u64, i128)]) -> Outcome {
         let result = match *op {
             Operation::ConfigureAccount {
-                account, config, ..
-            } => return self.configure(account, config),
-            Operation::Hold { .. } => Some(self.hold(tx_id, op)),
+                account,
+                ref config,
+                ..
+            } => return self.configure(account, **config),
+            Operation::Hold(_) => Some(self.hold(tx_id, op)),
             Operation::PostHold {
                 hold_id, amount, ..
             } => Some(self.post(hold_id, amount)),
@@ -616,10 +616,9 @@ impl Model {
                 }
                 Ok(Vec::new())
             }
-            Operation::Hold {
-                from, to, amount, ..
-            } => {
-                if !valid_amount(amount) || self.hold_expiry(op).is_none() || from == to {
+            Operation::Hold(ref h) => {
+                let (from, to) = (h.from, h.to);
+                if !valid_amount(h.amount) || self.hold_expiry(op).is_none() || from == to {
                     return Err(FailReason::InvalidOperation);
                 }
                 in_range(from)?;

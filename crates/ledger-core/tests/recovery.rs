@@ -101,13 +101,13 @@ fn op_strategy() -> impl Strategy<Value = Operation> {
         (account, 0..2u32, 0..3u64, any::<bool>(), user_ref).prop_map(
             |(account, currency, limit, frozen, user_ref)| Operation::ConfigureAccount {
                 account,
-                config: AccountConfig {
+                config: Box::new(AccountConfig {
                     currency,
                     flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS
                         | if frozen { AccountConfig::FROZEN } else { 0 },
                     overdraft_limit: limit * 500,
                     max_balance: (limit == 2).then_some(3_000),
-                },
+                }),
                 user_ref,
             }
         ),

@@ -741,11 +741,7 @@ fn prefetch_is_only_a_hint_for_any_operation() {
 // ---- Configured accounts: currencies, limits, frozen ----
 
 fn configure(account: u64, config: AccountConfig) -> Operation {
-    Operation::ConfigureAccount {
-        account,
-        config,
-        user_ref: 0,
-    }
+    Operation::configure(account, config, 0)
 }
 
 /// Currency `currency` under the default rules (no negative balance).
@@ -1063,13 +1059,7 @@ fn replaying_configurations_reproduces_the_accounts() {
 // ---- Two-phase transfers: holds, posts, voids, expiries ----
 
 fn hold(from: u64, to: u64, amount: u64, timeout_ns: u64) -> Operation {
-    Operation::Hold {
-        from,
-        to,
-        amount,
-        timeout_ns,
-        user_ref: 0,
-    }
+    Operation::hold(from, to, amount, timeout_ns, 0)
 }
 
 fn post(hold_id: u64, amount: u64) -> Operation {

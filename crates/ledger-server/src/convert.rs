@@ -160,24 +160,24 @@ pub fn operation(op: Option<WireOperation>, max_accounts: u64) -> Result<Operati
                 user_ref: c.user_ref,
             }))
         }
-        WireOperation::ConfigureAccount(c) => Operation::ConfigureAccount {
-            account: not_system("account", account("account", c.account)?)?,
-            config: account_config(&c)?,
-            user_ref: c.user_ref,
-        },
+        WireOperation::ConfigureAccount(c) => Operation::configure(
+            not_system("account", account("account", c.account)?)?,
+            account_config(&c)?,
+            c.user_ref,
+        ),
         WireOperation::Hold(h) => {
             if h.from == h.to {
                 return Err(Status::invalid_argument(
                     "a hold's from and to must be different accounts",
                 ));
             }
-            Operation::Hold {
-                from: account("from", h.from)?,
-                to: account("to", h.to)?,
-                amount: amount(h.amount)?,
-                timeout_ns: h.timeout_ns,
-                user_ref: h.user_ref,
-            }
+            Operation::hold(
+                account("from", h.from)?,
+                account("to", h.to)?,
+                amount(h.amount)?,
+                h.timeout_ns,
+                h.user_ref,
+            )
         }
         WireOperation::PostHold(p) => Operation::PostHold {
             hold_id: p.hold_id,

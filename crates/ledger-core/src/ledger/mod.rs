@@ -777,6 +777,7 @@ impl Engine {
                 transactor: recovered.transactor,
                 links: recovered.links,
                 outcomes: Arc::clone(&outcomes),
+                effects: Vec::new(),
             },
             options(config.pinning.transactor, TRANSACTOR_BATCH_MAX),
         );
@@ -993,7 +994,7 @@ fn validate(config: &LedgerConfig) -> Result<(), LedgerError> {
 
 fn fill(slot: &mut Slot, operation: Operation, timestamp_ns: u64) {
     slot.user_ref = operation.user_ref();
-    slot.replayed = false;
+    slot.reset_extra();
     slot.op = operation;
     slot.timestamp_ns = timestamp_ns;
 }

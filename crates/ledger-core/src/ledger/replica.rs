@@ -149,7 +149,7 @@ impl Stage<Slot> for ProposeStage {
         let last = batch.last_sequence();
         let (head, tail) = batch.as_mut_slices();
         for (seq, slot) in (first..).zip(head.iter().chain(tail.iter())) {
-            if slot.replayed {
+            if slot.replayed() {
                 assert!(
                     encoder.is_none(),
                     "replayed slot {seq} after a proposed one"
@@ -287,7 +287,7 @@ impl Engine {
 }
 
 fn fill_replayed(slot: &mut Slot, decoded: &Decoded, record: &super::recovery::Stored) {
-    slot.replayed = true;
+    slot.extra_mut().replayed = true;
     slot.user_ref = record.user_ref;
     slot.timestamp_ns = record.timestamp_ns;
     slot.outcome = record.outcome;
@@ -297,7 +297,9 @@ fn fill_replayed(slot: &mut Slot, decoded: &Decoded, record: &super::recovery::S
     slot.prev.clear();
     slot.prev
         .extend_from_slice(&decoded.prev_tx_ids[record.entries.clone()]);
-    slot.effects.clear();
-    slot.effects
+    let extra = slot.extra_mut();
+    extra.effects.clear();
+    extra
+        .effects
         .extend_from_slice(&decoded.effects[record.effects.clone()]);
 }

@@ -16,10 +16,10 @@ pub(crate) struct Slot {
     pub op: Operation,
     /// The operation's `user_ref` (0: none), what the WAL and the readers' state keep.
     pub user_ref: u64,
-    /// A transaction another node executed (a follower applying the leader's log): its
-    /// outcome, entries, time and back-links are already filled in, and the transactor
-    /// replays them instead of executing `op`.
-    pub replayed: bool,
+    /// What few transactions have: effects, or being replayed. Boxed and kept once
+    /// allocated (reused by every later transaction of the slot, so a workload of holds
+    /// allocates nothing after warm-up), so that a slot stays 128 bytes, two cache lines.
+    pub extra: Option<Box<SlotExtra>>,
     /// The sequencer's time at submission; the transactor replaces it with the time it
     /// executed under (never earlier than the previous transaction's), which is what the
     /// WAL stores.
@@ -29,10 +29,21 @@ pub(crate) struct Slot {
     /// Per entry, the account's previous transaction (the history back-link; empty for a
     /// rejected transaction), written by the transactor stage.
     pub prev: Vec<TxId>,
-    /// What the transaction changed besides balances (an account's configuration);
-    /// empty for almost every transaction, so it allocates only when used.
+}
+
+/// The rarely used part of a slot.
+#[derive(Debug, Default)]
+pub(crate) struct SlotExtra {
+    /// A transaction another node executed (a follower applying the leader's log): its
+    /// outcome, entries, effects, time and back-links are already filled in, and the
+    /// transactor replays them instead of executing `op`.
+    pub replayed: bool,
+    /// What the transaction changed besides balances (a configuration, a hold).
     pub effects: Vec<Effect>,
 }
+
+// Two cache lines per slot: the stages touch most of each slot they pass.
+const _: () = assert!(size_of::<Slot>() == 128);
 
 impl Slot {
     /// The transaction's result as the WAL stores it.
@@ -43,8 +54,34 @@ impl Slot {
             outcome: self.outcome,
             entries: &self.entries,
             prev_tx_ids: &self.prev,
-            effects: &self.effects,
+            effects: self.effects(),
         }
+    }
+
+    /// A transaction another node executed: replay it instead of executing `op`.
+    #[inline]
+    pub fn replayed(&self) -> bool {
+        self.extra.as_ref().is_some_and(|x| x.replayed)
+    }
+
+    /// The transaction's effects (none for almost every transaction).
+    #[inline]
+    pub fn effects(&self) -> &[Effect] {
+        self.extra.as_ref().map_or(&[], |x| &x.effects)
+    }
+
+    /// Clears what a previous transaction of this slot left in its extra part.
+    #[inline]
+    pub fn reset_extra(&mut self) {
+        if let Some(extra) = &mut self.extra {
+            extra.replayed = false;
+            extra.effects.clear();
+        }
+    }
+
+    /// The extra part, allocated on first use.
+    pub fn extra_mut(&mut self) -> &mut SlotExtra {
+        self.extra.get_or_insert_with(Box::default)
     }
 
     pub fn new() -> Slot {
@@ -55,12 +92,11 @@ impl Slot {
                 user_ref: 0,
             },
             user_ref: 0,
-            replayed: false,
+            extra: None,
             timestamp_ns: 0,
             outcome: Outcome::Committed,
             entries: Vec::with_capacity(ENTRIES_PREALLOCATED),
             prev: Vec::with_capacity(ENTRIES_PREALLOCATED),
-            effects: Vec::new(),
         }
     }
 }

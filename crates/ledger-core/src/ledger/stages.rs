@@ -17,6 +17,7 @@ use super::reads::recent::RecentWriter;
 use super::slot::Slot;
 use super::visible::Visible;
 use crate::record::{DecodeMark, FrameEncoder};
+use crate::transaction::Effect;
 use crate::transactor::{Transactor, check_links};
 
 /// How many operations ahead the transactor asks the CPU to load balances (see
@@ -54,6 +55,8 @@ pub(crate) struct TransactorStage {
     /// The heads of the history chains, as of the computed index.
     pub links: AccountLinks,
     pub outcomes: Arc<OutcomeRing>,
+    /// Where `execute` writes effects, moved into the slot when there are any.
+    pub effects: Vec<Effect>,
 }
 
 impl Stage<Slot> for TransactorStage {
@@ -65,7 +68,7 @@ impl Stage<Slot> for TransactorStage {
                 if let Some(ahead) = slots.get(i + PREFETCH_AHEAD) {
                     // A replayed slot's operation is a leftover: its entries name the
                     // accounts it touches.
-                    if ahead.replayed {
+                    if ahead.replayed() {
                         self.transactor.prefetch_entries(&ahead.entries);
                         self.links.prefetch(&ahead.entries);
                     } else {
@@ -74,18 +77,22 @@ impl Stage<Slot> for TransactorStage {
                     }
                 }
                 let slot = &mut slots[i];
-                if slot.replayed {
+                if slot.replayed() {
                     self.replay(seq, slot)?;
                 } else {
                     slot.entries.clear();
-                    slot.effects.clear();
                     slot.outcome = self.transactor.execute(
                         seq,
                         slot.timestamp_ns,
                         &slot.op,
                         &mut slot.entries,
-                        &mut slot.effects,
+                        &mut self.effects,
                     );
+                    if !self.effects.is_empty() {
+                        // The slot's own vector (kept from earlier use) comes back empty.
+                        std::mem::swap(&mut slot.extra_mut().effects, &mut self.effects);
+                        self.effects.clear();
+                    }
                     if slot.outcome.is_committed() {
                         self.links.link(seq, &slot.entries, &mut slot.prev);
                     } else {
@@ -112,7 +119,7 @@ impl TransactorStage {
             slot.user_ref,
             slot.outcome,
             &slot.entries,
-            &slot.effects,
+            slot.effects(),
         )?;
         self.links.apply(seq, &slot.entries);
         Ok(())
@@ -234,7 +241,7 @@ impl Stage<Slot> for SnapshotStage {
                     slot.user_ref,
                     slot.outcome,
                     &slot.entries,
-                    &slot.effects,
+                    slot.effects(),
                 )?;
                 seq += 1;
             }
