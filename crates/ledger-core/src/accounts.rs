@@ -124,6 +124,20 @@ impl Accounts {
         self.configured.len()
     }
 
+    /// Moves the system account's balance in `currency` (not 0) by `net`; on overflow
+    /// nothing changes.
+    pub fn add_system(&mut self, currency: u32, net: i64) -> Result<(), SystemOverflow> {
+        debug_assert_ne!(currency, 0);
+        let before = self.system.get(&currency).copied().unwrap_or(0);
+        let after = before.checked_add(net).ok_or(SystemOverflow { currency })?;
+        if after == 0 {
+            self.system.remove(&currency);
+        } else {
+            self.system.insert(currency, after);
+        }
+        Ok(())
+    }
+
     /// The bookkeeping of a committed transaction's entries, all in one currency: the
     /// system account's share moves its balance in that currency, and every configured
     /// account touched has moved money. Checked first, then applied: on `Err` nothing
@@ -132,31 +146,44 @@ impl Accounts {
         if self.configured.is_empty() {
             return Ok(());
         }
-        let currency = entries
-            .iter()
-            .find(|e| e.account_id != SYSTEM_ACCOUNT)
-            .map_or(0, |e| self.currency(e.account_id));
-        if currency != 0 {
-            let net: i128 = entries
-                .iter()
-                .filter(|e| e.account_id == SYSTEM_ACCOUNT)
-                .map(Entry::delta)
-                .sum();
-            if net != 0 {
-                let before = self.system.get(&currency).copied().unwrap_or(0);
-                let after =
-                    i64::try_from(before as i128 + net).map_err(|_| SystemOverflow { currency })?;
-                if after == 0 {
-                    self.system.remove(&currency);
-                } else {
-                    self.system.insert(currency, after);
+        // One lookup per entry: each configured account is marked as it is met (and
+        // unmarked again in the rare case that the system account's share overflows).
+        let mut currency = None;
+        let mut net: i128 = 0;
+        let mut marked = [0; 2];
+        let mut marked_more = Vec::new();
+        for entry in entries {
+            if entry.account_id == SYSTEM_ACCOUNT {
+                net += entry.delta();
+                continue;
+            }
+            let state = self.configured.get_mut(&entry.account_id);
+            currency.get_or_insert(state.as_ref().map_or(0, |s| s.config.currency));
+            if let Some(state) = state.filter(|s| !s.moved) {
+                state.moved = true;
+                match marked.iter_mut().find(|m| **m == 0) {
+                    Some(slot) => *slot = entry.account_id,
+                    None => marked_more.push(entry.account_id),
                 }
             }
         }
-        for entry in entries {
-            if let Some(state) = self.configured.get_mut(&entry.account_id) {
-                state.moved = true;
+        let currency = currency.unwrap_or(0);
+        if currency == 0 || net == 0 {
+            return Ok(());
+        }
+        let before = self.system.get(&currency).copied().unwrap_or(0);
+        let Ok(after) = i64::try_from(before as i128 + net) else {
+            for account in marked.into_iter().filter(|&a| a != 0).chain(marked_more) {
+                if let Some(state) = self.configured.get_mut(&account) {
+                    state.moved = false;
+                }
             }
+            return Err(SystemOverflow { currency });
+        };
+        if after == 0 {
+            self.system.remove(&currency);
+        } else {
+            self.system.insert(currency, after);
         }
         Ok(())
     }
