@@ -299,33 +299,55 @@ impl Transactor {
                 account, amount, ..
             } => self
                 .check_single(*account, *amount, user_ref)
-                .and_then(|()| match self.ruled_states(SYSTEM_ACCOUNT, *account) {
-                    None => self.deposit(*account, *amount, entries),
-                    Some(states) => {
-                        self.ruled_move(SYSTEM_ACCOUNT, *account, *amount, states, entries)
-                    }
+                .and_then(|()| match self.no_rules() {
+                    true => self.deposit(*account, *amount, entries),
+                    false => self.movement(SYSTEM_ACCOUNT, *account, *amount, entries),
                 }),
             Operation::Withdrawal {
                 account, amount, ..
             } => self
                 .check_single(*account, *amount, user_ref)
-                .and_then(|()| match self.ruled_states(*account, SYSTEM_ACCOUNT) {
-                    None => self.withdraw(*account, *amount, entries),
-                    Some(states) => {
-                        self.ruled_move(*account, SYSTEM_ACCOUNT, *amount, states, entries)
-                    }
+                .and_then(|()| match self.no_rules() {
+                    true => self.withdraw(*account, *amount, entries),
+                    false => self.movement(*account, SYSTEM_ACCOUNT, *amount, entries),
                 }),
             Operation::Transfer {
                 from, to, amount, ..
             } => self
                 .check_transfer(*from, *to, *amount, user_ref)
-                .and_then(|()| match self.ruled_states(*from, *to) {
-                    None => self.transfer(*from, *to, *amount, entries),
-                    Some(states) => self.ruled_move(*from, *to, *amount, states, entries),
+                .and_then(|()| match self.no_rules() {
+                    true => self.transfer(*from, *to, *amount, entries),
+                    false => self.movement(*from, *to, *amount, entries),
                 }),
             Operation::Composite(composite) => self
                 .check_composite(composite)
                 .and_then(|()| self.composite(composite, entries)),
+            // The money model's operations, out of line: the hot loop stays the size
+            // it was for the four above.
+            other => self.execute_other(tx_id, other, user_ref, entries, effects),
+        };
+        match result {
+            Ok(()) => {
+                if user_ref != 0 {
+                    self.dedup.insert(user_ref, tx_id, self.now_ns);
+                }
+                Outcome::Committed
+            }
+            Err(reason) => Outcome::Rejected(reason),
+        }
+    }
+
+    /// [`execute`](Self::execute) for configurations and holds.
+    #[inline(never)]
+    fn execute_other(
+        &mut self,
+        tx_id: TxId,
+        operation: &Operation,
+        user_ref: u64,
+        entries: &mut Vec<Entry>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), FailReason> {
+        match operation {
             Operation::ConfigureAccount {
                 account, config, ..
             } => self
@@ -362,15 +384,10 @@ impl Transactor {
                 self.expire_holds(effects);
                 Ok(())
             }
-        };
-        match result {
-            Ok(()) => {
-                if user_ref != 0 {
-                    self.dedup.insert(user_ref, tx_id, self.now_ns);
-                }
-                Outcome::Committed
-            }
-            Err(reason) => Outcome::Rejected(reason),
+            Operation::Deposit { .. }
+            | Operation::Withdrawal { .. }
+            | Operation::Transfer { .. }
+            | Operation::Composite(_) => unreachable!("executed in line"),
         }
     }
 
@@ -683,6 +700,31 @@ impl Transactor {
         self.accounts.configure(account, config);
         effects.push(Effect::Configured { account, config });
         Ok(())
+    }
+
+    /// No account is configured and no hold is open: every movement takes the fast path.
+    /// (Checked before anything else: the hot loop carries only these two loads.)
+    #[inline(always)]
+    fn no_rules(&self) -> bool {
+        self.accounts.is_empty() && self.holds.none_open()
+    }
+
+    /// A deposit, withdrawal or transfer in a ledger with configured accounts or open
+    /// holds: the fast path still, if neither of its accounts has any.
+    #[inline(never)]
+    fn movement(
+        &mut self,
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+        entries: &mut Vec<Entry>,
+    ) -> Result<(), FailReason> {
+        match self.ruled_states(from, to) {
+            Some(states) => self.ruled_move(from, to, amount, states, entries),
+            // A transfer from or to the system account checks and records exactly what
+            // a deposit or withdrawal does.
+            None => self.transfer(from, to, amount, entries),
+        }
     }
 
     /// `None` when neither account is configured nor has open holds: the default rules
