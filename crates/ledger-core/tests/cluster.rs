@@ -614,3 +614,104 @@ async fn a_nodes_stage_threads_run_at_its_nice_value() {
         cluster.kill(id).await;
     }
 }
+
+/// The money model replicates as results: configurations and holds executed on the
+/// leader are applied on every follower from the log (effects replayed, never
+/// re-executed), so every node shows the same accounts, holds and reservations, and a
+/// follower that restarts rebuilds them from its own log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_accounts_and_holds_are_the_same_on_every_node() {
+    use ledger_core::transaction::AccountConfig;
+    let cluster = Cluster::start().await;
+    let leader = cluster.leader(&IDS).await;
+    let results = cluster
+        .on(leader, |l| {
+            let limited = AccountConfig {
+                currency: 7,
+                overdraft_limit: 50,
+                max_balance: Some(10_000),
+                ..AccountConfig::default()
+            };
+            let first = net::replicate(
+                l,
+                vec![
+                    Operation::configure(1, limited, 0),
+                    Operation::configure(2, limited, 0),
+                    deposit(1, 1_000, 0),
+                    Operation::hold(1, 2, 300, 0, 0),
+                    Operation::hold(1, 2, 200, 0, 0),
+                ],
+            )
+            .unwrap();
+            let (kept, voided) = (first[3].tx_id, first[4].tx_id);
+            let mut second = net::replicate(
+                l,
+                vec![
+                    Operation::PostHold {
+                        hold_id: kept,
+                        amount: 120,
+                        user_ref: 0,
+                    },
+                    Operation::VoidHold {
+                        hold_id: voided,
+                        user_ref: 0,
+                    },
+                    Operation::hold(1, 2, 100, 0, 0),
+                    transfer(1, 3, 1, 0),
+                ],
+            )
+            .unwrap();
+            let mut all = first;
+            all.append(&mut second);
+            all
+        })
+        .await;
+    let reasons: Vec<_> = results.iter().map(|r| r.fail_reason).collect();
+    use ledger_core::transaction::FailReason;
+    assert_eq!(
+        reasons,
+        [
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(FailReason::CurrencyMismatch)
+        ]
+    );
+    let last = results.last().unwrap().tx_id;
+    let open = results[7].tx_id;
+
+    let view = move |l: &Ledger| {
+        let accounts: Vec<_> = (0..4).map(|a| l.get_account(a).unwrap()).collect();
+        let holds: Vec<_> = (1..=last).map(|id| l.get_hold(id).unwrap().0).collect();
+        (accounts, holds, l.get_system_balance(7).unwrap().balance)
+    };
+    let expect = cluster.on(leader, view).await;
+    assert_eq!(expect.0[1].balance, 880);
+    assert_eq!(expect.0[1].held_outgoing, 100);
+    assert_eq!(expect.0[2].held_incoming, 100);
+    assert!(expect.1[open as usize - 1].is_some());
+    assert_eq!(expect.2, -1_000);
+    balances_everywhere(&cluster, last).await;
+    for id in IDS {
+        let node = cluster.on(id, view).await;
+        assert_eq!(node.0, expect.0, "node {id}: accounts");
+        assert_eq!(node.1, expect.1, "node {id}: holds");
+        assert_eq!(node.2, expect.2, "node {id}: system balance");
+    }
+    // A follower restarted rebuilds them from its log (and snapshot).
+    let follower = IDS.into_iter().find(|&id| id != leader).unwrap();
+    cluster.kill(follower).await;
+    cluster.start_node(follower).await;
+    balances_everywhere(&cluster, last).await;
+    let node = cluster.on(follower, view).await;
+    assert_eq!(node.0, expect.0);
+    assert_eq!(node.1, expect.1);
+    for id in cluster.live() {
+        cluster.kill(id).await;
+    }
+}
