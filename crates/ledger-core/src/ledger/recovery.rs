@@ -17,8 +17,8 @@ use super::error::LedgerError;
 use super::links::AccountLinks;
 use super::reads::index::IndexWriter;
 use super::saved::load_newest;
-use super::visible::{StoredRecord, Visible};
-use crate::record::FrameDecoder;
+use super::visible::Visible;
+use crate::record::{FrameDecoder, RecordRef};
 use crate::transaction::{Effect, Entry, Outcome, TxId};
 use crate::transactor::{Transactor, TransactorConfig};
 
@@ -185,8 +185,8 @@ impl Decoded {
     }
 
     /// Record `record`'s entries, back-links and effects.
-    pub fn record(&self, record: &Stored) -> StoredRecord<'_> {
-        StoredRecord {
+    pub fn record(&self, record: &Stored) -> RecordRef<'_> {
+        RecordRef {
             timestamp_ns: record.timestamp_ns,
             user_ref: record.user_ref,
             outcome: record.outcome,

@@ -1,19 +1,9 @@
 //! What balance and history reads see: the state as of the snapshot index.
 
 use super::links::AccountLinks;
+use crate::record::RecordRef;
 use crate::transaction::{Effect, Entry, Outcome, TxId};
 use crate::transactor::{ReplayError, Transactor, check_links};
-
-/// One record read back from the WAL, borrowed from the decoded buffers.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct StoredRecord<'a> {
-    pub timestamp_ns: u64,
-    pub user_ref: u64,
-    pub outcome: Outcome,
-    pub entries: &'a [Entry],
-    pub prev_tx_ids: &'a [TxId],
-    pub effects: &'a [Effect],
-}
 
 /// The readers' state, written by the snapshot stage a batch at a time under a write
 /// lock and read under the read lock: every read is one consistent cut.
@@ -46,11 +36,7 @@ impl Visible {
     /// [`apply`](Self::apply) for a record read back from the WAL, which also checks the
     /// record's back-links against the chains (a mismatch is damage, not a crash).
     #[inline]
-    pub fn apply_stored(
-        &mut self,
-        tx_id: TxId,
-        record: StoredRecord<'_>,
-    ) -> Result<(), ReplayError> {
+    pub fn apply_stored(&mut self, tx_id: TxId, record: RecordRef<'_>) -> Result<(), ReplayError> {
         check_links(
             self.links.as_slice(),
             tx_id,
