@@ -249,6 +249,47 @@ fn every_client_command_against_a_real_server() {
         "{}",
         stdout(&o)
     );
+
+    // Two-phase transfers: hold, read it and the account's open holds, post part of it,
+    // and a second post refused with its own reason.
+    let held = json(&server, &["hold", "1", "4", "100", "--wait", "snapshot"]);
+    assert_eq!(held["fail_reason"], 0);
+    let hold_id = held["transaction_id"].as_u64().unwrap().to_string();
+    let shown = json(&server, &["hold-show", &hold_id]);
+    assert_eq!(shown["holds"][0]["state"], "HOLD_OPEN");
+    assert_eq!(shown["holds"][0]["amount"], 100);
+    let open = json(&server, &["holds", "1"]);
+    assert_eq!(open["holds"].as_array().unwrap().len(), 1);
+    let a = json(&server, &["account", "1"]);
+    assert_eq!(a["held_outgoing"], 100);
+    let posted = json(
+        &server,
+        &["post", &hold_id, "--amount", "30", "--wait", "snapshot"],
+    );
+    assert_eq!(posted["fail_reason"], 0);
+    let o = server.cli(&["post", &hold_id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("(code 14)"), "{}", stdout(&o));
+    let o = server.cli(&["void", &hold_id]);
+    assert_eq!(o.status.code(), Some(1));
+    let shown = json(&server, &["hold-show", &hold_id]);
+    assert_eq!(
+        (&shown["holds"][0]["state"], &shown["holds"][0]["posted"]),
+        (&serde_json::json!("HOLD_POSTED"), &serde_json::json!(30))
+    );
+    let second = json(&server, &["hold", "1", "4", "5"]);
+    let o = server.cli(&["void", &second["transaction_id"].to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(
+        json(&server, &["holds", "1"])["holds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let o = server.cli(&["hold-show", "99999"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("NotFound"), "{}", stderr(&o));
 }
 
 #[test]
