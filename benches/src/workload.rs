@@ -27,6 +27,7 @@ pub const LIMITED_ACCOUNT: AccountConfig = AccountConfig {
     flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
     overdraft_limit: 1_000,
     max_balance: Some(i64::MAX - 1),
+    parent: 0,
 };
 
 /// The account every composite's fee goes to.

@@ -161,9 +161,10 @@ fn entries<S: Serializer>(entries: &&[Entry], serializer: S) -> Result<S::Ok, S:
 }
 
 /// One effect as a JSON object named by its kind: `{"configured": account, "currency",
-/// "flags", "overdraft_limit", "max_balance"}`, `{"hold_opened": {"from", "to", "amount",
-/// "expires_at_ns"}}` (the hold's id is the transaction's), `{"hold_posted": hold_id,
-/// "amount"}`, `{"hold_voided": hold_id}`, `{"hold_expired": hold_id}`.
+/// "flags", "overdraft_limit", "max_balance", "parent"}`, `{"hold_opened": {"from", "to",
+/// "amount", "expires_at_ns"}}` (the hold's id is the transaction's), `{"hold_posted":
+/// hold_id, "amount"}`, `{"hold_voided": hold_id}`, `{"hold_expired": hold_id}`,
+/// `{"reversed": tx_id}`.
 fn effect_json(effect: &Effect) -> serde_json::Value {
     use serde_json::json;
     match *effect {
@@ -173,6 +174,7 @@ fn effect_json(effect: &Effect) -> serde_json::Value {
             "flags": config.flags,
             "overdraft_limit": config.overdraft_limit,
             "max_balance": config.max_balance,
+            "parent": config.parent,
         }),
         Effect::HoldOpened {
             from,
@@ -187,6 +189,7 @@ fn effect_json(effect: &Effect) -> serde_json::Value {
         }
         Effect::HoldVoided { hold_id } => json!({ "hold_voided": hold_id }),
         Effect::HoldExpired { hold_id } => json!({ "hold_expired": hold_id }),
+        Effect::Reversed { tx_id } => json!({ "reversed": tx_id }),
     }
 }
 
@@ -213,6 +216,10 @@ fn reason_name(reason: FailReason) -> &'static str {
         FailReason::HoldClosed => "hold_closed",
         FailReason::HoldExceeded => "hold_exceeded",
         FailReason::HoldExpired => "hold_expired",
+        FailReason::TransactionNotFound => "transaction_not_found",
+        FailReason::NotReversible => "not_reversible",
+        FailReason::AlreadyReversed => "already_reversed",
+        FailReason::InvalidHierarchy => "invalid_hierarchy",
         FailReason::UserDefined(_) => "user_defined",
         // A reason added after this build: its wire code is still printed.
         _ => "other",

@@ -290,6 +290,33 @@ fn every_client_command_against_a_real_server() {
     let o = server.cli(&["hold-show", "99999"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("NotFound"), "{}", stderr(&o));
+
+    // Reversals: a hold moved no money; its post is moved back once, not twice.
+    let o = server.cli(&["reverse", &hold_id]);
+    assert!(stdout(&o).contains("(code 18)"), "{}", stdout(&o));
+    let post_id = posted["transaction_id"].as_u64().unwrap().to_string();
+    let reversed = json(&server, &["reverse", &post_id, "--wait", "snapshot"]);
+    assert_eq!(reversed["fail_reason"], 0);
+    let o = server.cli(&["reverse", &post_id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("already reversed (code 19)"),
+        "{}",
+        stdout(&o)
+    );
+    // Hierarchies: account 6 under account 5; 5's aggregate counts 6's balance.
+    let sub = json(&server, &["configure", "6", "--parent", "5"]);
+    assert_eq!(sub["fail_reason"], 0);
+    assert_eq!(
+        json(&server, &["deposit", "6", "12", "--wait", "snapshot"])["fail_reason"],
+        0
+    );
+    let parent = json(&server, &["account", "5"]);
+    let own = parent["balance"].as_i64().unwrap();
+    assert_eq!(
+        (&parent["children"], &parent["aggregate_balance"]),
+        (&serde_json::json!(1), &serde_json::json!(own + 12))
+    );
 }
 
 #[test]

@@ -257,6 +257,7 @@ fn state_after(seq: u64, latest: Vec<u64>) -> SnapshotState {
         accounts: Vec::new(),
         system_balances: Vec::new(),
         holds: Vec::new(),
+        reversals: Vec::new(),
     }
 }
 

@@ -1,5 +1,6 @@
-//! Configured accounts: what an account has beyond its balance (currency, rules), kept
-//! beside the dense balance table, and the system account's balance per currency.
+//! Configured accounts: what an account has beyond its balance (currency, rules, parent),
+//! kept beside the dense balance table; the system account's balance per currency; and
+//! the hierarchies' aggregates.
 //!
 //! An account never configured has no entry here and costs nothing: a ledger whose
 //! accounts are all unconfigured keeps this table empty, and the transactor's plain path
@@ -9,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use foldhash::fast::RandomState;
 
-use crate::transaction::{AccountConfig, AccountId, Entry, SYSTEM_ACCOUNT};
+use crate::transaction::{AccountConfig, AccountId, Entry, HIERARCHY_DEPTH_MAX, SYSTEM_ACCOUNT};
 
 /// One configured account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub struct AccountState {
 }
 
 // What a configured account costs in the map (docs/money-model.md, "Memory").
-const _: () = assert!(size_of::<(AccountId, AccountState)>() == 48);
+const _: () = assert!(size_of::<(AccountId, AccountState)>() == 56);
 
 /// A per-currency system balance would leave the `i64` range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +38,31 @@ pub struct Accounts {
     /// The system account's balance in each currency but 0, non-zero ones only.
     /// Currency 0's is the rest of the system account's balance.
     system: BTreeMap<u32, i64>,
+    /// Accounts with sub-accounts: how many, and the sum of their descendants' balances.
+    subtrees: HashMap<AccountId, Subtree, RandomState>,
+}
+
+/// What an account with sub-accounts keeps for its aggregate balance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Subtree {
+    /// Direct sub-accounts.
+    children: u32,
+    /// The sum of every descendant's balance (at most 2^32 balances of 2^63: fits).
+    descendants: i128,
+}
+
+/// Why a parent cannot be set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HierarchyFault {
+    /// The parent is the account itself or one of its descendants.
+    Cycle,
+    /// The path from a root down to the account would exceed
+    /// [`HIERARCHY_DEPTH_MAX`](crate::transaction::HIERARCHY_DEPTH_MAX).
+    TooDeep,
+    /// The account has sub-accounts: its parent and currency stay.
+    HasChildren,
+    /// The parent is in another currency.
+    Currency,
 }
 
 impl Accounts {
@@ -66,17 +92,160 @@ impl Accounts {
         self.get(account).map_or(0, |s| s.config.currency)
     }
 
-    /// Makes `config` the account's configuration. A change of currency starts the
-    /// account afresh (nothing moved yet); the caller checked it may change.
-    pub fn configure(&mut self, account: AccountId, config: AccountConfig) {
+    /// Makes `config` the account's configuration; `balance` is the account's. A change
+    /// of currency starts the account afresh (nothing moved yet); a change of parent
+    /// moves its balance from the old ancestors' aggregates to the new ones'. The caller
+    /// checked both may change ([`check_parent`](Self::check_parent)).
+    pub fn configure(&mut self, account: AccountId, config: AccountConfig, balance: i64) {
         let state = self.configured.entry(account).or_insert(AccountState {
-            config,
+            config: AccountConfig {
+                parent: 0,
+                ..config
+            },
             moved: false,
         });
         if state.config.currency != config.currency {
             state.moved = false;
         }
+        let old_parent = state.config.parent;
         state.config = config;
+        if old_parent != config.parent {
+            // Only an account without sub-accounts changes parent: its aggregate is its
+            // balance.
+            assert!(
+                !self.subtrees.contains_key(&account),
+                "a leaf changes parent"
+            );
+            if old_parent != 0 {
+                self.add_to_ancestors(old_parent, -(balance as i128));
+                let subtree = self.subtrees.get_mut(&old_parent).expect("a parent");
+                subtree.children -= 1;
+                if subtree.children == 0 {
+                    assert_eq!(subtree.descendants, 0, "no descendant, no balance");
+                    self.subtrees.remove(&old_parent);
+                }
+            }
+            if config.parent != 0 {
+                self.subtrees.entry(config.parent).or_default().children += 1;
+                self.add_to_ancestors(config.parent, balance as i128);
+            }
+        }
+    }
+
+    /// Whether `account` (in `config.currency`) may take `config.parent` as its parent.
+    pub fn check_parent(
+        &self,
+        account: AccountId,
+        config: &AccountConfig,
+    ) -> Result<(), HierarchyFault> {
+        let current = self.get(account).map(|s| s.config).unwrap_or_default();
+        let has_children = self.subtrees.contains_key(&account);
+        if has_children && (current.parent != config.parent || current.currency != config.currency)
+        {
+            return Err(HierarchyFault::HasChildren);
+        }
+        if config.parent == 0 {
+            return Ok(());
+        }
+        if config.parent == account {
+            return Err(HierarchyFault::Cycle);
+        }
+        if self.currency(config.parent) != config.currency {
+            return Err(HierarchyFault::Currency);
+        }
+        if config.parent == current.parent {
+            return Ok(()); // The same place: the path was checked when it was set.
+        }
+        // A leaf (checked above) below the parent's path: no cycle can form.
+        match self.depth(config.parent) {
+            Some(depth) if depth < HIERARCHY_DEPTH_MAX => Ok(()),
+            _ => Err(HierarchyFault::TooDeep),
+        }
+    }
+
+    /// How many accounts from a root down to `account`, itself included; `None` past
+    /// [`HIERARCHY_DEPTH_MAX`] (or a cycle, which restore refuses).
+    fn depth(&self, account: AccountId) -> Option<usize> {
+        let mut at = account;
+        for depth in 1..=HIERARCHY_DEPTH_MAX {
+            match self.parent(at) {
+                0 => return Some(depth),
+                parent => at = parent,
+            }
+        }
+        None
+    }
+
+    /// `account`'s parent (0: none).
+    #[inline]
+    pub fn parent(&self, account: AccountId) -> AccountId {
+        self.get(account).map_or(0, |s| s.config.parent)
+    }
+
+    /// The sum of `account`'s descendants' balances (0 without sub-accounts): its
+    /// aggregate balance is its own plus this.
+    pub fn descendants_balance(&self, account: AccountId) -> i128 {
+        self.subtrees.get(&account).map_or(0, |s| s.descendants)
+    }
+
+    /// How many direct sub-accounts `account` has.
+    pub fn children(&self, account: AccountId) -> u32 {
+        self.subtrees.get(&account).map_or(0, |s| s.children)
+    }
+
+    /// Adds `delta` to the aggregate of `parent` and each of its ancestors.
+    #[inline]
+    fn add_to_ancestors(&mut self, parent: AccountId, delta: i128) {
+        let mut at = parent;
+        while at != 0 {
+            let subtree = self.subtrees.get_mut(&at).expect("a parent has a subtree");
+            subtree.descendants += delta;
+            at = self.parent(at);
+        }
+    }
+
+    /// A committed change of `delta` to `account`'s balance, for its ancestors'
+    /// aggregates (nothing for an account without a parent).
+    #[inline]
+    pub fn note_balance_change(&mut self, account: AccountId, delta: i128) {
+        let parent = self.parent(account);
+        if parent != 0 {
+            self.add_to_ancestors(parent, delta);
+        }
+    }
+
+    /// Rebuilds the hierarchy's aggregates after a restore, checking every path: no
+    /// cycle, no deeper than [`HIERARCHY_DEPTH_MAX`], one currency per parent and child.
+    /// Returns the first account whose path is wrong.
+    pub fn rebuild_subtrees(
+        &mut self,
+        balances: &[i64],
+    ) -> Result<(), (AccountId, HierarchyFault)> {
+        self.subtrees.clear();
+        let children: Vec<(AccountId, AccountId)> = self
+            .configured
+            .iter()
+            .filter(|(_, s)| s.config.parent != 0)
+            .map(|(&a, s)| (a, s.config.parent))
+            .collect();
+        for &(account, parent) in &children {
+            if self.depth(account).is_none() {
+                return Err((account, HierarchyFault::TooDeep));
+            }
+            if self.currency(parent) != self.currency(account) {
+                return Err((account, HierarchyFault::Currency));
+            }
+            self.subtrees.entry(parent).or_default().children += 1;
+        }
+        for &(account, parent) in &children {
+            let balance = usize::try_from(account)
+                .ok()
+                .and_then(|i| balances.get(i))
+                .copied()
+                .unwrap_or(0);
+            self.add_to_ancestors(parent, balance as i128);
+        }
+        Ok(())
     }
 
     /// Money moved on `account` (a hold was opened on it): its currency is now fixed.
@@ -139,9 +308,9 @@ impl Accounts {
     }
 
     /// The bookkeeping of a committed transaction's entries, all in one currency: the
-    /// system account's share moves its balance in that currency, and every configured
-    /// account touched has moved money. Checked first, then applied: on `Err` nothing
-    /// changed.
+    /// system account's share moves its balance in that currency, every configured
+    /// account touched has moved money, and sub-accounts' changes reach their ancestors'
+    /// aggregates. Checked first, then applied: on `Err` nothing changed.
     pub fn settle(&mut self, entries: &[Entry]) -> Result<(), SystemOverflow> {
         if self.configured.is_empty() {
             return Ok(());
@@ -168,22 +337,26 @@ impl Accounts {
             }
         }
         let currency = currency.unwrap_or(0);
-        if currency == 0 || net == 0 {
-            return Ok(());
-        }
-        let before = self.system.get(&currency).copied().unwrap_or(0);
-        let Ok(after) = i64::try_from(before as i128 + net) else {
-            for account in marked.into_iter().filter(|&a| a != 0).chain(marked_more) {
-                if let Some(state) = self.configured.get_mut(&account) {
-                    state.moved = false;
+        if currency != 0 && net != 0 {
+            let before = self.system.get(&currency).copied().unwrap_or(0);
+            let Ok(after) = i64::try_from(before as i128 + net) else {
+                for account in marked.into_iter().filter(|&a| a != 0).chain(marked_more) {
+                    if let Some(state) = self.configured.get_mut(&account) {
+                        state.moved = false;
+                    }
                 }
+                return Err(SystemOverflow { currency });
+            };
+            if after == 0 {
+                self.system.remove(&currency);
+            } else {
+                self.system.insert(currency, after);
             }
-            return Err(SystemOverflow { currency });
-        };
-        if after == 0 {
-            self.system.remove(&currency);
-        } else {
-            self.system.insert(currency, after);
+        }
+        if !self.subtrees.is_empty() {
+            for entry in entries {
+                self.note_balance_change(entry.account_id, entry.delta());
+            }
         }
         Ok(())
     }

@@ -70,6 +70,39 @@ pub enum Operation {
     /// [`EXPIRIES_PER_TRANSACTION`]): what the ledger submits by itself, so that holds
     /// expire in the log, on an idle ledger too.
     ExpireHolds,
+    /// Undoes a committed transaction: see [`Reversal`] (boxed: it carries the
+    /// original's entries).
+    Reverse(Box<Reversal>),
+}
+
+/// A reversal: commits the exact inverse of committed transaction `tx_id`'s entries (each
+/// amount moved back) as a new transaction linked to it, under every account's rules as
+/// they are now. A transaction is reversed at most once.
+///
+/// The ledger reads the original from its log when the reversal is submitted and puts
+/// what it found in `target` (whatever the caller put there is replaced): the state
+/// machine keeps no past transaction's entries. A caller driving a
+/// [`Transactor`](crate::transactor::Transactor) directly resolves `target` itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reversal {
+    pub tx_id: TxId,
+    pub user_ref: u64,
+    pub target: ReversalTarget,
+}
+
+/// What a [`Reversal`] found of its original.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum ReversalTarget {
+    /// Not looked up yet (refused as [`FailReason::InvalidOperation`] if executed so).
+    #[default]
+    Unresolved,
+    /// No transaction has this id: rejected with [`FailReason::TransactionNotFound`].
+    NotFound,
+    /// The original was rejected, moved no money, or its log segment was deleted:
+    /// rejected with [`FailReason::NotReversible`].
+    NotReversible,
+    /// The original's entries, as its record stores them.
+    Entries(Vec<Entry>),
 }
 
 /// A hold: reserves `amount` of `from`'s funds for `to` (a card authorisation, an
@@ -99,6 +132,16 @@ impl Operation {
             amount,
             timeout_ns,
             user_ref,
+        }))
+    }
+
+    /// [`Operation::Reverse`] of committed transaction `tx_id` (the ledger finds its
+    /// entries).
+    pub fn reverse(tx_id: TxId, user_ref: u64) -> Operation {
+        Operation::Reverse(Box::new(Reversal {
+            tx_id,
+            user_ref,
+            target: ReversalTarget::Unresolved,
         }))
     }
 
@@ -142,6 +185,11 @@ impl Operation {
                 f(hold.from);
                 f(hold.to);
             }
+            Operation::Reverse(reversal) => {
+                if let ReversalTarget::Entries(entries) = &reversal.target {
+                    entries.iter().take(max_steps).for_each(|e| f(e.account_id));
+                }
+            }
             // A hold names its accounts; the hold table is a hash map away.
             Operation::PostHold { .. } | Operation::VoidHold { .. } | Operation::ExpireHolds => {}
         }
@@ -158,6 +206,7 @@ impl Operation {
             | Operation::VoidHold { user_ref, .. } => *user_ref,
             Operation::Composite(composite) => composite.user_ref,
             Operation::Hold(hold) => hold.user_ref,
+            Operation::Reverse(reversal) => reversal.user_ref,
             Operation::ExpireHolds => 0,
         }
     }
@@ -204,7 +253,15 @@ pub struct AccountConfig {
     pub overdraft_limit: u64,
     /// The highest balance the account may reach; `None`: no bound.
     pub max_balance: Option<i64>,
+    /// The account this one is a sub-account of (0: none): its balance counts in every
+    /// ancestor's aggregate balance. At most [`HIERARCHY_DEPTH_MAX`] accounts from a root
+    /// down; a parent is in its sub-accounts' currency.
+    pub parent: AccountId,
 }
+
+/// The most accounts on a path from a root account down to a sub-account (a root alone
+/// is depth 1).
+pub const HIERARCHY_DEPTH_MAX: usize = 8;
 
 impl AccountConfig {
     /// No money moves in or out of the account; reads still work.
@@ -237,6 +294,7 @@ impl Default for AccountConfig {
             flags: Self::CREDITS_MUST_NOT_EXCEED_DEBITS,
             overdraft_limit: 0,
             max_balance: None,
+            parent: 0,
         }
     }
 }
@@ -264,6 +322,8 @@ pub enum Effect {
     HoldVoided { hold_id: TxId },
     /// Hold `hold_id` expired: released.
     HoldExpired { hold_id: TxId },
+    /// This transaction reverses transaction `tx_id` (its entries are the inverse).
+    Reversed { tx_id: TxId },
 }
 
 /// Which side of a movement an entry records.
@@ -341,6 +401,17 @@ pub enum FailReason {
     HoldExceeded,
     /// The hold's timeout has passed (16).
     HoldExpired,
+    /// A reversal names a transaction id never issued (17).
+    TransactionNotFound,
+    /// A reversal names a transaction that was rejected, moved no money, or is no longer
+    /// retained (18).
+    NotReversible,
+    /// The transaction was already reversed (19).
+    AlreadyReversed,
+    /// A configuration would make a cycle of parents, a hierarchy deeper than
+    /// [`HIERARCHY_DEPTH_MAX`], move an account that has sub-accounts, or name a parent
+    /// in another currency (20).
+    InvalidHierarchy,
     /// A reason defined by user logic, code 128-255.
     UserDefined(UserFailCode),
 }
@@ -365,12 +436,16 @@ impl FailReason {
             FailReason::HoldClosed => 14,
             FailReason::HoldExceeded => 15,
             FailReason::HoldExpired => 16,
+            FailReason::TransactionNotFound => 17,
+            FailReason::NotReversible => 18,
+            FailReason::AlreadyReversed => 19,
+            FailReason::InvalidHierarchy => 20,
             FailReason::UserDefined(code) => code.get(),
         }
     }
 
     /// Rebuilds a reason from its code; `duplicate_of` is used for code 7 only.
-    /// Returns `None` for 0 and for unassigned standard codes (17-127).
+    /// Returns `None` for 0 and for unassigned standard codes (21-127).
     pub fn from_code(code: u8, duplicate_of: TxId) -> Option<FailReason> {
         Some(match code {
             1 => FailReason::InsufficientFunds,
@@ -391,6 +466,10 @@ impl FailReason {
             14 => FailReason::HoldClosed,
             15 => FailReason::HoldExceeded,
             16 => FailReason::HoldExpired,
+            17 => FailReason::TransactionNotFound,
+            18 => FailReason::NotReversible,
+            19 => FailReason::AlreadyReversed,
+            20 => FailReason::InvalidHierarchy,
             _ => FailReason::UserDefined(UserFailCode::new(code)?),
         })
     }
@@ -421,6 +500,15 @@ impl fmt::Display for FailReason {
             FailReason::HoldClosed => f.write_str("the hold was already posted, voided or expired"),
             FailReason::HoldExceeded => f.write_str("the post is more than the hold reserved"),
             FailReason::HoldExpired => f.write_str("the hold has expired"),
+            FailReason::TransactionNotFound => f.write_str("no transaction has this id"),
+            FailReason::NotReversible => {
+                f.write_str("the transaction moved no money or is no longer retained")
+            }
+            FailReason::AlreadyReversed => f.write_str("the transaction was already reversed"),
+            FailReason::InvalidHierarchy => f.write_str(
+                "the parent would make a cycle, a hierarchy too deep, move an account with \
+                 sub-accounts, or is in another currency",
+            ),
             FailReason::UserDefined(code) => write!(f, "user-defined reason {}", code.get()),
         }
     }

@@ -3,16 +3,19 @@
 //! timestamps, operations) always give the same outcomes, entries and balances.
 
 use std::alloc::{self, Layout};
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 
 use thiserror::Error;
 
-use crate::accounts::{AccountState, Accounts};
+use crate::accounts::{AccountState, Accounts, HierarchyFault};
 use crate::dedup::DedupWindow;
 use crate::holds::{Hold, HoldFault, HoldId, HoldState, Holds};
 use crate::transaction::{
     AMOUNT_MAX, AccountConfig, AccountId, COMPOSITE_STEPS_MAX, CompositeOperation,
-    EXPIRIES_PER_TRANSACTION, Effect, Entry, EntryKind, FailReason, Operation, Outcome,
-    SYSTEM_ACCOUNT, Step, TxId,
+    EXPIRIES_PER_TRANSACTION, Effect, Entry, EntryKind, FailReason, Operation, Outcome, Reversal,
+    ReversalTarget, SYSTEM_ACCOUNT, Step, TxId,
 };
 
 /// The largest `max_accounts` accepted: 2^32 accounts, a 32 GiB balance table.
@@ -77,6 +80,18 @@ pub enum ReplayError {
     },
     #[error("transaction {tx_id} does not follow {last_tx_id}")]
     NotIncreasing { tx_id: TxId, last_tx_id: TxId },
+    #[error("transaction {tx_id}: account {account_id}'s parent {reason}")]
+    BadParent {
+        tx_id: TxId,
+        account_id: AccountId,
+        reason: &'static str,
+    },
+    #[error("transaction {tx_id}: the reversal of {original} {reason}")]
+    BadReversal {
+        tx_id: TxId,
+        original: TxId,
+        reason: &'static str,
+    },
     #[error(
         "transaction {tx_id}: account {account_id}'s back-link says {recorded}, \
          but its previous transaction is {expected}"
@@ -115,6 +130,8 @@ pub enum RestoreError {
     },
     #[error("saved hold {hold_id} is not valid here: {reason}")]
     BadHold { hold_id: TxId, reason: &'static str },
+    #[error("the saved reversal of transaction {original} by {reversal} is not valid here")]
+    BadReversal { original: TxId, reversal: TxId },
     #[error("the saved dedup window is not in commit order at transaction {tx_id}")]
     DedupOutOfOrder { tx_id: TxId },
     #[error("the saved state has format {format}, which this version does not read")]
@@ -142,6 +159,8 @@ pub struct SavedState<'a, D> {
     pub system_balances: &'a [(u32, i64)],
     /// Every hold, open and closed, by id.
     pub holds: &'a [(TxId, Hold)],
+    /// Every reversal: `(original, reversal)`, by original.
+    pub reversals: &'a [(TxId, TxId)],
 }
 
 /// The executor: sole owner and writer of the live balances.
@@ -158,6 +177,8 @@ pub struct Transactor {
     accounts: Accounts,
     /// Two-phase transfers.
     holds: Holds,
+    /// Reversed transactions: original id to the reversal's.
+    reversals: HashMap<TxId, TxId, RandomState>,
 }
 
 impl Transactor {
@@ -171,6 +192,7 @@ impl Transactor {
             undo: Vec::with_capacity(COMPOSITE_STEPS_MAX),
             accounts: Accounts::default(),
             holds: Holds::default(),
+            reversals: HashMap::default(),
         })
     }
 
@@ -218,7 +240,18 @@ impl Transactor {
         transactor.dedup.expire(transactor.now_ns);
         transactor.restore_accounts(saved.accounts, saved.system_balances)?;
         transactor.restore_holds(saved.holds)?;
+        transactor.restore_reversals(saved.reversals)?;
         Ok(transactor)
+    }
+
+    fn restore_reversals(&mut self, reversals: &[(TxId, TxId)]) -> Result<(), RestoreError> {
+        for &(original, reversal) in reversals {
+            let valid = original != 0 && original < reversal && reversal <= self.last_tx_id;
+            if !valid || self.reversals.insert(original, reversal).is_some() {
+                return Err(RestoreError::BadReversal { original, reversal });
+            }
+        }
+        Ok(())
     }
 
     fn restore_holds(&mut self, holds: &[(TxId, Hold)]) -> Result<(), RestoreError> {
@@ -258,6 +291,9 @@ impl Transactor {
                 return Err(bad("the id is at or above max_accounts"));
             }
             check_config(&state.config).map_err(|_| bad("its rules are malformed"))?;
+            if state.config.parent != 0 && self.account_index(state.config.parent).is_err() {
+                return Err(bad("its parent is at or above max_accounts"));
+            }
             if self.accounts.get(account_id).is_some() {
                 return Err(bad("it is saved twice"));
             }
@@ -271,6 +307,12 @@ impl Transactor {
                 });
             }
             self.accounts.restore_system(currency, balance);
+        }
+        if let Err((account_id, fault)) = self.accounts.rebuild_subtrees(&self.balances) {
+            return Err(RestoreError::BadAccount {
+                account_id,
+                reason: hierarchy_fault(fault),
+            });
         }
         match self.accounts.unbalanced_currency(&self.balances) {
             Some((currency, sum)) => Err(RestoreError::CurrencyNotZeroSum { currency, sum }),
@@ -384,6 +426,9 @@ impl Transactor {
                 self.expire_holds(effects);
                 Ok(())
             }
+            Operation::Reverse(reversal) => self
+                .check_duplicate(user_ref)
+                .and_then(|()| self.reverse(tx_id, reversal, entries, effects)),
             Operation::Deposit { .. }
             | Operation::Withdrawal { .. }
             | Operation::Transfer { .. }
@@ -481,7 +526,35 @@ impl Transactor {
                 if account == SYSTEM_ACCOUNT || self.account_index(account).is_err() {
                     return Err(out_of_range(account));
                 }
-                self.accounts.configure(account, config);
+                if config.parent != 0 {
+                    self.account_index(config.parent)
+                        .map_err(|_| out_of_range(config.parent))?;
+                }
+                self.accounts
+                    .check_parent(account, &config)
+                    .map_err(|fault| ReplayError::BadParent {
+                        tx_id,
+                        account_id: account,
+                        reason: hierarchy_fault(fault),
+                    })?;
+                let balance = self.balances[account as usize];
+                self.accounts.configure(account, config, balance);
+            }
+            Effect::Reversed { tx_id: original } => {
+                if original == 0 || original >= tx_id {
+                    return Err(ReplayError::BadReversal {
+                        tx_id,
+                        original,
+                        reason: "is not of an earlier transaction",
+                    });
+                }
+                if self.reversals.insert(original, tx_id).is_some() {
+                    return Err(ReplayError::BadReversal {
+                        tx_id,
+                        original,
+                        reason: "comes twice",
+                    });
+                }
             }
             Effect::HoldOpened {
                 from,
@@ -569,6 +642,26 @@ impl Transactor {
     pub fn available_balance(&self, account: AccountId) -> Option<i128> {
         let balance = self.balance(account)?;
         Some(balance as i128 - self.holds.reserved(account).outgoing as i128)
+    }
+
+    /// The transaction that reversed `tx_id`, if one did.
+    pub fn reversed_by(&self, tx_id: TxId) -> Option<TxId> {
+        self.reversals.get(&tx_id).copied()
+    }
+
+    /// Every reversal, `(original, reversal)`, by original (for a snapshot).
+    pub fn reversals(&self) -> Vec<(TxId, TxId)> {
+        let mut all: Vec<_> = self.reversals.iter().map(|(&o, &r)| (o, r)).collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// `account`'s aggregate balance: its own plus every descendant's (its balance for
+    /// an account without sub-accounts), or `None` if the id is at or above
+    /// `max_accounts`.
+    pub fn aggregate_balance(&self, account: AccountId) -> Option<i128> {
+        let balance = self.balance(account)?;
+        Some(balance as i128 + self.accounts.descendants_balance(account))
     }
 
     /// `account`'s configuration (the default rules if it was never configured), or
@@ -678,6 +771,9 @@ impl Transactor {
         }
         self.account_index(account)?;
         check_config(config)?;
+        if config.parent != 0 {
+            self.account_index(config.parent)?;
+        }
         self.check_duplicate(user_ref)
     }
 
@@ -697,7 +793,11 @@ impl Transactor {
         {
             return Err(FailReason::CurrencyFixed);
         }
-        self.accounts.configure(account, config);
+        self.accounts
+            .check_parent(account, &config)
+            .map_err(|_| FailReason::InvalidHierarchy)?;
+        self.accounts
+            .configure(account, config, self.balances[index]);
         effects.push(Effect::Configured { account, config });
         Ok(())
     }
@@ -830,9 +930,15 @@ impl Transactor {
                 .add_system(currency, net)
                 .map_err(|_| FailReason::BalanceOverflow)?;
         }
-        for (account, state) in [(from, from_state), (to, to_state)] {
-            if state.flatten().is_some_and(|s| !s.moved) {
+        for (account, state, change) in [(from, from_state, -delta), (to, to_state, delta)] {
+            let Some(state) = state.flatten() else {
+                continue;
+            };
+            if !state.moved {
                 self.accounts.note_moved(account);
+            }
+            if state.config.parent != 0 {
+                self.accounts.note_balance_change(account, change.into());
             }
         }
         self.balances[fi] = from_after;
@@ -910,6 +1016,7 @@ impl Transactor {
                     after < before && c.min_balance().is_some_and(|m| available < m as i128)
                 }
                 (None, Unconfigured::NotNegative) => available < 0,
+                (None, Unconfigured::DecreaseNotNegative) => after < before && available < 0,
                 (None, Unconfigured::Unchecked) => false,
             };
             if below {
@@ -1111,6 +1218,59 @@ impl Transactor {
         let closed = self.holds.close(hold_id, HoldState::Voided, 0);
         assert!(closed.is_ok(), "hold {hold_id} was open");
         effects.push(Effect::HoldVoided { hold_id });
+        Ok(())
+    }
+
+    /// Reverses transaction `reversal.tx_id` as transaction `tx_id`: in this order, the
+    /// original was found and moved money, it was not reversed before, then its entries
+    /// inverted run under every account's rules (as [`ruled`](Self::ruled) orders them;
+    /// an account never configured may not be drawn below zero).
+    #[inline(never)]
+    fn reverse(
+        &mut self,
+        tx_id: TxId,
+        reversal: &Reversal,
+        entries: &mut Vec<Entry>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), FailReason> {
+        let original = reversal.tx_id;
+        let recorded = match &reversal.target {
+            ReversalTarget::Entries(recorded) => recorded,
+            ReversalTarget::Unresolved => return Err(FailReason::InvalidOperation),
+            ReversalTarget::NotFound => return Err(FailReason::TransactionNotFound),
+            ReversalTarget::NotReversible => return Err(FailReason::NotReversible),
+        };
+        if original == 0 || original >= tx_id {
+            return Err(FailReason::TransactionNotFound);
+        }
+        if recorded.is_empty() || recorded.len() > COMPOSITE_STEPS_MAX {
+            return Err(FailReason::NotReversible);
+        }
+        if self.reversals.contains_key(&original) {
+            return Err(FailReason::AlreadyReversed);
+        }
+        let mut net: i128 = 0;
+        let mut steps = Vec::with_capacity(recorded.len());
+        for entry in recorded {
+            check_amount(entry.amount)?;
+            net += entry.delta();
+            steps.push(match entry.kind {
+                EntryKind::Credit => Step::Debit {
+                    account_id: entry.account_id,
+                    amount: entry.amount,
+                },
+                EntryKind::Debit => Step::Credit {
+                    account_id: entry.account_id,
+                    amount: entry.amount,
+                },
+            });
+        }
+        if net != 0 {
+            return Err(FailReason::ZeroSumViolation);
+        }
+        self.ruled(&steps, Unconfigured::DecreaseNotNegative, entries)?;
+        self.reversals.insert(original, tx_id);
+        effects.push(Effect::Reversed { tx_id: original });
         Ok(())
     }
 
@@ -1359,6 +1519,18 @@ enum Unconfigured {
     NotNegative,
     /// A composite without it: no bound.
     Unchecked,
+    /// A reversal, like a transfer: a decrease may not end below zero.
+    DecreaseNotNegative,
+}
+
+/// What a [`HierarchyFault`] says in a restore or replay error.
+fn hierarchy_fault(fault: HierarchyFault) -> &'static str {
+    match fault {
+        HierarchyFault::Cycle => "makes a cycle",
+        HierarchyFault::TooDeep => "makes a hierarchy too deep (or a cycle)",
+        HierarchyFault::HasChildren => "changes under an account with sub-accounts",
+        HierarchyFault::Currency => "is in another currency",
+    }
 }
 
 fn step_parts(step: &Step) -> (AccountId, u64, EntryKind) {

@@ -1,14 +1,15 @@
 //! Property tests: random, often hostile, operation sequences against the state machine and
 //! against a small reference model written independently (i128 arithmetic, a hash map of
 //! balances), in the spirit of TigerBeetle's auditor. Accounts are configured now and then
-//! (currencies, overdraft limits, maximum balances, frozen) and funds are held, posted,
-//! voided and expired, so every rule meets every operation.
+//! (currencies, overdraft limits, maximum balances, frozen, parents), funds are held,
+//! posted, voided and expired, and committed transactions are reversed, so every rule
+//! meets every operation.
 
 use std::collections::HashMap;
 
 use ledger_core::transaction::{
-    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry, FailReason,
-    Operation, Outcome, Step,
+    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry, EntryKind,
+    FailReason, HIERARCHY_DEPTH_MAX, Operation, Outcome, ReversalTarget, Step,
 };
 use ledger_core::transactor::{Transactor, TransactorConfig};
 use proptest::prelude::*;
@@ -105,12 +106,14 @@ fn account_config() -> impl Strategy<Value = AccountConfig> {
         1 => (-500..0i64).prop_map(Some),
         1 => Just(Some(i64::MIN)),
     ];
-    (0..3u32, flags, overdraft, max_balance).prop_map(
-        |(currency, flags, overdraft_limit, max_balance)| AccountConfig {
+    let parent = prop_oneof![4 => Just(0u64), 4 => 1..MAX_ACCOUNTS, 1 => Just(MAX_ACCOUNTS)];
+    (0..3u32, flags, overdraft, max_balance, parent).prop_map(
+        |(currency, flags, overdraft_limit, max_balance, parent)| AccountConfig {
             currency,
             flags,
             overdraft_limit,
             max_balance,
+            parent,
         },
     )
 }
@@ -146,7 +149,31 @@ fn operation() -> impl Strategy<Value = Operation> {
         3 => (account(), account(), amount(), user_ref())
             .prop_map(|(from, to, amount, user_ref)| Operation::Transfer { from, to, amount, user_ref }),
         2 => composite(),
+        // Resolved against the run's records before it is executed (see `resolve`).
+        2 => (prop_oneof![8 => 0..60u64, 1 => Just(u64::MAX)], user_ref())
+            .prop_map(|(tx_id, user_ref)| Operation::reverse(tx_id, user_ref)),
     ]
+}
+
+/// What the ledger does before a reversal enters the pipeline: finds its original among
+/// the transactions executed so far.
+fn resolve(op: &Operation, records: &[Record]) -> Operation {
+    let Operation::Reverse(reversal) = op else {
+        return op.clone();
+    };
+    let mut reversal = reversal.clone();
+    let found = usize::try_from(reversal.tx_id)
+        .ok()
+        .and_then(|id| id.checked_sub(1))
+        .and_then(|index| records.get(index));
+    reversal.target = match found {
+        None => ReversalTarget::NotFound,
+        Some((_, _, _, Outcome::Committed, entries, _)) if !entries.is_empty() => {
+            ReversalTarget::Entries(entries.clone())
+        }
+        Some(_) => ReversalTarget::NotReversible,
+    };
+    Operation::Reverse(reversal)
 }
 
 /// (time step, operation): time moves forward by up to one window per transaction, and now
@@ -173,6 +200,8 @@ struct Model {
     system: HashMap<u32, i128>,
     /// Every hold: id -> (from, to, amount, expires_at_ns, state code, posted).
     holds: std::collections::BTreeMap<u64, (u64, u64, u64, u64, u8, u64)>,
+    /// Reversed transaction -> its reversal.
+    reversed: std::collections::BTreeMap<u64, u64>,
 }
 
 const OPEN: u8 = 0;
@@ -184,6 +213,64 @@ impl Model {
 
     fn currency(&self, account: u64) -> u32 {
         self.configs.get(&account).map_or(0, |(c, _)| c.currency)
+    }
+
+    fn parent(&self, account: u64) -> u64 {
+        self.configs.get(&account).map_or(0, |(c, _)| c.parent)
+    }
+
+    /// `account`'s balance plus the balance of every account below it.
+    fn aggregate(&self, account: u64) -> i128 {
+        (0..MAX_ACCOUNTS)
+            .filter(|&a| {
+                let mut at = a;
+                for _ in 0..=HIERARCHY_DEPTH_MAX {
+                    if at == account {
+                        return true;
+                    }
+                    at = self.parent(at);
+                    if at == 0 {
+                        break;
+                    }
+                }
+                false
+            })
+            .map(|a| self.balance(a))
+            .sum()
+    }
+
+    /// The hierarchy's rules for a new configuration of `account`.
+    fn check_parent(&self, account: u64, config: &AccountConfig) -> Result<(), FailReason> {
+        let current = self
+            .configs
+            .get(&account)
+            .map(|(c, _)| *c)
+            .unwrap_or_default();
+        let has_children = self.configs.values().any(|(c, _)| c.parent == account);
+        let invalid = Err(FailReason::InvalidHierarchy);
+        if has_children && (current.parent != config.parent || current.currency != config.currency)
+        {
+            return invalid;
+        }
+        if config.parent == 0 {
+            return Ok(());
+        }
+        if config.parent == account || self.currency(config.parent) != config.currency {
+            return invalid;
+        }
+        if config.parent == current.parent {
+            return Ok(());
+        }
+        let mut depth = 1; // the parent
+        let mut at = config.parent;
+        while self.parent(at) != 0 {
+            depth += 1;
+            at = self.parent(at);
+        }
+        if depth + 1 > HIERARCHY_DEPTH_MAX {
+            return invalid;
+        }
+        Ok(())
     }
 
     /// The system account's balance in `currency`.
@@ -331,6 +418,39 @@ impl Model {
         Ok(())
     }
 
+    /// A reversal: the target, not reversed before, then its inverse legs under every
+    /// account's rules (a decrease of an unconfigured account may not end below zero).
+    fn reverse(
+        &mut self,
+        tx_id: u64,
+        original: u64,
+        target: &ReversalTarget,
+        op: &Operation,
+    ) -> Result<(), FailReason> {
+        let entries = match target {
+            ReversalTarget::Entries(entries) => entries,
+            ReversalTarget::Unresolved => return Err(FailReason::InvalidOperation),
+            ReversalTarget::NotFound => return Err(FailReason::TransactionNotFound),
+            ReversalTarget::NotReversible => return Err(FailReason::NotReversible),
+        };
+        if original == 0 || original >= tx_id {
+            return Err(FailReason::TransactionNotFound);
+        }
+        if self.reversed.contains_key(&original) {
+            return Err(FailReason::AlreadyReversed);
+        }
+        let legs: Vec<(u64, i128)> = entries
+            .iter()
+            .map(|e| {
+                let sign = if e.kind == EntryKind::Credit { 1 } else { -1 };
+                (e.account_id, sign * e.amount as i128)
+            })
+            .collect();
+        self.ruled(op, &legs)?;
+        self.reversed.insert(original, tx_id);
+        Ok(())
+    }
+
     fn expire(&mut self) {
         let mut due: Vec<(u64, u64)> = self
             .holds
@@ -351,6 +471,9 @@ impl Model {
             .map_or((0, false), |(c, m)| (c.currency, *m));
         if config.currency != current && (self.balance(account) != 0 || moved) {
             return Outcome::Rejected(FailReason::CurrencyFixed);
+        }
+        if let Err(reason) = self.check_parent(account, &config) {
+            return Outcome::Rejected(reason);
         }
         let moved = moved && config.currency == current;
         self.configs.insert(account, (config, moved));
@@ -474,6 +597,7 @@ impl Model {
                 self.expire();
                 Some(Ok(()))
             }
+            Operation::Reverse(ref r) => Some(self.reverse(tx_id, r.tx_id, &r.target, op)),
             _ => None,
         };
         if let Some(result) = result {
@@ -614,6 +738,9 @@ impl Model {
                 {
                     return Err(FailReason::InvalidOperation);
                 }
+                if config.parent != 0 {
+                    in_range(config.parent)?;
+                }
                 Ok(Vec::new())
             }
             Operation::Hold(ref h) => {
@@ -625,9 +752,10 @@ impl Model {
                 in_range(to)?;
                 Ok(Vec::new())
             }
-            Operation::PostHold { .. } | Operation::VoidHold { .. } | Operation::ExpireHolds => {
-                Ok(Vec::new())
-            }
+            Operation::PostHold { .. }
+            | Operation::VoidHold { .. }
+            | Operation::ExpireHolds
+            | Operation::Reverse(_) => Ok(Vec::new()),
         }
     }
 }
@@ -642,7 +770,8 @@ fn run(ops: &[(i64, Operation)]) -> (Transactor, Vec<Record>) {
     for (tx_id, (step, op)) in (1u64..).zip(ops) {
         now = (now + step).max(0);
         let (mut entries, mut effects) = (Vec::new(), Vec::new());
-        let outcome = transactor.execute(tx_id, now as u64, op, &mut entries, &mut effects);
+        let op = resolve(op, &records);
+        let outcome = transactor.execute(tx_id, now as u64, &op, &mut entries, &mut effects);
         records.push((tx_id, now as u64, op.user_ref(), outcome, entries, effects));
     }
     (transactor, records)
@@ -657,8 +786,10 @@ proptest! {
         let mut model = Model::default();
         let mut now: i64 = 1_000_000;
         let (mut entries, mut effects) = (Vec::new(), Vec::new());
+        let mut records: Vec<Record> = Vec::new();
         for (tx_id, (step, op)) in (1u64..).zip(&ops) {
             now = (now + step).max(0);
+            let op = &resolve(op, &records);
             let before = transactor.balances().to_vec();
             let accounts_before = transactor.accounts().sorted();
             let holds_before = transactor.holds().sorted();
@@ -667,6 +798,18 @@ proptest! {
             effects.clear();
             let outcome = transactor.execute(tx_id, now as u64, op, &mut entries, &mut effects);
             prop_assert_eq!(outcome, model.execute(tx_id, now as u64, op), "tx {} {:?}", tx_id, op);
+            records.push((tx_id, now as u64, op.user_ref(), outcome, entries.clone(), effects.clone()));
+            prop_assert_eq!(
+                transactor.reversals(),
+                model.reversed.iter().map(|(&o, &r)| (o, r)).collect::<Vec<_>>()
+            );
+            for account in 0..MAX_ACCOUNTS {
+                prop_assert_eq!(
+                    transactor.aggregate_balance(account).unwrap(),
+                    model.aggregate(account),
+                    "aggregate of {}", account
+                );
+            }
             prop_assert_eq!(transactor.balance_sum(), 0);
             prop_assert_eq!(transactor.accounts().unbalanced_currency(transactor.balances()), None);
             for account in 0..MAX_ACCOUNTS {
@@ -722,6 +865,10 @@ proptest! {
         prop_assert_eq!(replica.balances(), live.balances());
         prop_assert_eq!(replica.accounts().sorted(), live.accounts().sorted());
         prop_assert_eq!(replica.holds().sorted(), live.holds().sorted());
+        prop_assert_eq!(replica.reversals(), live.reversals());
+        for account in 0..MAX_ACCOUNTS {
+            prop_assert_eq!(replica.aggregate_balance(account), live.aggregate_balance(account));
+        }
         prop_assert_eq!(
             replica.accounts().system_balances().collect::<Vec<_>>(),
             live.accounts().system_balances().collect::<Vec<_>>()

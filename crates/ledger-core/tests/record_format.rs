@@ -293,13 +293,15 @@ fn account_config() -> impl Strategy<Value = AccountConfig> {
             any::<i64>().prop_map(Some),
             Just(Some(i64::MIN))
         ],
+        prop_oneof![Just(0u64), 1..ACCOUNT_ID_LIMIT],
     )
         .prop_map(
-            |(currency, flags, overdraft_limit, max_balance)| AccountConfig {
+            |(currency, flags, overdraft_limit, max_balance, parent)| AccountConfig {
                 currency,
                 flags,
                 overdraft_limit,
                 max_balance,
+                parent,
             },
         )
 }
@@ -308,8 +310,19 @@ fn account_config() -> impl Strategy<Value = AccountConfig> {
 /// the record's id in `frame_gen`).
 fn effect() -> impl Strategy<Value = Effect> {
     prop_oneof![
-        (1..ACCOUNT_ID_LIMIT, account_config())
-            .prop_map(|(account, config)| Effect::Configured { account, config }),
+        (1..ACCOUNT_ID_LIMIT, account_config()).prop_map(|(account, config)| {
+            // An account is never its own parent.
+            let parent = if config.parent == account {
+                0
+            } else {
+                config.parent
+            };
+            Effect::Configured {
+                account,
+                config: AccountConfig { parent, ..config },
+            }
+        }),
+        any::<u64>().prop_map(|back| Effect::Reversed { tx_id: back }),
         (account(), account(), amount(), any::<u64>()).prop_map(
             |(from, to, amount, expires_at_ns)| {
                 Effect::HoldOpened {
@@ -336,7 +349,10 @@ fn resolve_holds(tx_id: TxId, effects: Vec<Effect>) -> Vec<Effect> {
     effects
         .into_iter()
         .filter_map(|e| match e {
-            Effect::HoldPosted { .. } | Effect::HoldVoided { .. } | Effect::HoldExpired { .. }
+            Effect::HoldPosted { .. }
+            | Effect::HoldVoided { .. }
+            | Effect::HoldExpired { .. }
+            | Effect::Reversed { .. }
                 if tx_id < 2 =>
             {
                 None
@@ -350,6 +366,9 @@ fn resolve_holds(tx_id: TxId, effects: Vec<Effect>) -> Vec<Effect> {
             }),
             Effect::HoldExpired { hold_id } => Some(Effect::HoldExpired {
                 hold_id: earlier(hold_id),
+            }),
+            Effect::Reversed { tx_id: seed } => Some(Effect::Reversed {
+                tx_id: earlier(seed),
             }),
             other => Some(other),
         })
@@ -799,12 +818,14 @@ fn fixture_v2_records() -> Vec<Rec> {
         flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
         overdraft_limit: 500,
         max_balance: None,
+        parent: 0,
     };
     let capped_frozen = AccountConfig {
         currency: 840,
         flags: AccountConfig::FROZEN | AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
         overdraft_limit: 0,
         max_balance: Some(1000),
+        parent: 0,
     };
     vec![
         // 1: configure account 1: currency 840, overdraft limit 500.
@@ -1153,7 +1174,7 @@ fn timestamp_overflow() {
 
 #[test]
 fn invalid_fail_code() {
-    for code in [0u8, 17, 100, 127] {
+    for code in [0u8, 21, 100, 127] {
         assert_eq!(
             decode_error(&frame(&[0x00, code]), 1),
             RecordError::InvalidFailCode {
@@ -1163,8 +1184,8 @@ fn invalid_fail_code() {
             }
         );
     }
-    // Codes 9-16 came with version 2.
-    for code in 9..=16u8 {
+    // Codes 9-20 came with version 2.
+    for code in 9..=20u8 {
         assert_eq!(
             decode(&frame_v1(&[0x00, code]), 1, 1).1,
             Err(RecordError::InvalidFailCode {
@@ -1174,7 +1195,7 @@ fn invalid_fail_code() {
             })
         );
     }
-    for code in (1..=16u8).filter(|&c| c != 7).chain(128..=255) {
+    for code in (1..=20u8).filter(|&c| c != 7).chain(128..=255) {
         let (decoded, end) = decode(&frame(&[0x00, code]), 1, 1);
         assert_eq!(end, Ok(()), "code {code}");
         let Outcome::Rejected(reason) = decoded[0].1.outcome else {
@@ -1528,6 +1549,7 @@ fn configured(account: u64) -> Effect {
             flags: u32::MAX,
             overdraft_limit: AMOUNT_MAX,
             max_balance: Some(i64::MIN),
+            parent: ACCOUNT_ID_LIMIT - 1,
         },
     }
 }
@@ -1559,7 +1581,7 @@ fn a_bad_effects_block_is_refused() {
     let with = |block: &[u8]| frame(&[&[0x13][..], block].concat());
     let good = [0x01, 0x01, 0x05, 0x00, 0x02, 0x00, 0x00];
     assert_eq!(decode(&with(&good), 1, 1).1, Ok(()));
-    let cases: [(&[u8], RecordError); 8] = [
+    let cases: [(&[u8], RecordError); 10] = [
         (
             &[0x00],
             RecordError::BadEffectCount {
@@ -1577,11 +1599,11 @@ fn a_bad_effects_block_is_refused() {
             },
         ),
         (
-            &[0x01, 0x06],
+            &[0x01, 0x07],
             RecordError::UnknownEffect {
                 tx_id: 1,
                 offset: 4,
-                kind: 6,
+                kind: 7,
             },
         ),
         (
@@ -1624,17 +1646,42 @@ fn a_bad_effects_block_is_refused() {
             },
         ),
         (
-            &[0x01, 0x01, 0x05, 0x00, 0x00, 0x00, 0x02],
+            &[0x01, 0x01, 0x05, 0x00, 0x00, 0x00, 0x04],
             RecordError::InvalidEffect {
                 tx_id: 1,
                 offset: 5,
                 reason: "presence byte",
             },
         ),
+        // A parent that is the account itself, or the system account.
+        (
+            &[0x01, 0x01, 0x05, 0x00, 0x00, 0x00, 0x02, 0x05],
+            RecordError::InvalidEffect {
+                tx_id: 1,
+                offset: 5,
+                reason: "the parent is the system account or the account",
+            },
+        ),
+        (
+            &[0x01, 0x01, 0x05, 0x00, 0x00, 0x00, 0x02, 0x00],
+            RecordError::InvalidEffect {
+                tx_id: 1,
+                offset: 5,
+                reason: "the parent is the system account or the account",
+            },
+        ),
     ];
     for (block, error) in cases {
         assert_eq!(decode_error(&with(block), 1), error, "{block:02x?}");
     }
+    // A maximum and a parent: both follow, in that order.
+    let both = [0x01, 0x01, 0x05, 0x00, 0x00, 0x00, 0x03, 0x14, 0x04];
+    let (decoded, end) = decode(&with(&both), 1, 1);
+    assert_eq!(end, Ok(()));
+    let Effect::Configured { config, .. } = decoded[0].1.effects[0] else {
+        panic!("a configuration")
+    };
+    assert_eq!((config.max_balance, config.parent), (Some(10), 4));
     // Holds: transaction 3 may name holds 1 and 2 (distance 1..=2), nothing else; a hold
     // between an account and itself is refused.
     let at_3 = |block: &[u8]| {
@@ -1645,18 +1692,23 @@ fn a_bad_effects_block_is_refused() {
     };
     assert_eq!(at_3(&[0x01, 0x04, 0x02]), Ok(()));
     for distance in [0u8, 3] {
-        for kind in [0x03u8, 0x04, 0x05] {
+        for kind in [0x03u8, 0x04, 0x05, 0x06] {
             let block: Vec<u8> = if kind == 0x03 {
                 vec![0x01, kind, distance, 0x05]
             } else {
                 vec![0x01, kind, distance]
+            };
+            let reason = if kind == 0x06 {
+                "the original is not an earlier transaction"
+            } else {
+                "the hold is not an earlier transaction"
             };
             assert_eq!(
                 at_3(&block),
                 Err(RecordError::InvalidEffect {
                     tx_id: 3,
                     offset: 7,
-                    reason: "the hold is not an earlier transaction",
+                    reason,
                 }),
                 "kind {kind} distance {distance}"
             );

@@ -4,8 +4,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ledger_core::ledger::{AccountInfo, Ledger, LedgerConfig, LedgerError};
-use ledger_core::transaction::{AccountConfig, Operation, SubmitResult, WaitLevel};
+use ledger_core::ledger::{AccountInfo, Ledger, LedgerConfig, LedgerError, LinkKind};
+use ledger_core::transaction::{AccountConfig, Operation, SubmitResult, TxId, WaitLevel};
 use proptest::prelude::*;
 
 const ACCOUNTS: u64 = 64;
@@ -32,15 +32,26 @@ fn all_balances(ledger: &Ledger) -> Vec<i64> {
         .balances
 }
 
-/// Every account's configuration and the system account's balance per currency.
-fn all_accounts(ledger: &Ledger) -> (Vec<AccountInfo>, Vec<i128>) {
+/// Every account's configuration (with its parent and aggregate), the system account's
+/// balance per currency, and which transactions were reversed by which.
+fn all_accounts(ledger: &Ledger) -> (Vec<AccountInfo>, Vec<i128>, Vec<(TxId, TxId)>) {
     let accounts = (0..ACCOUNTS)
         .map(|a| ledger.get_account(a).unwrap())
         .collect();
     let system = (0..2)
         .map(|c| ledger.get_system_balance(c).unwrap().balance)
         .collect();
-    (accounts, system)
+    let last = ledger.pipeline_index().snapshot;
+    let reversed = (1..=last)
+        .flat_map(|tx_id| {
+            let links = ledger.get_transaction(tx_id).unwrap().links;
+            links
+                .into_iter()
+                .filter(|l| l.kind == LinkKind::ReversedBy)
+                .map(move |l| (tx_id, l.to_tx_id))
+        })
+        .collect();
+    (accounts, system, reversed)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -97,20 +108,32 @@ fn op_strategy() -> impl Strategy<Value = Operation> {
                 }
             }
         ),
-        // Configured accounts: a currency, an overdraft limit, a maximum, frozen.
-        (account, 0..2u32, 0..3u64, any::<bool>(), user_ref).prop_map(
-            |(account, currency, limit, frozen, user_ref)| Operation::ConfigureAccount {
-                account,
-                config: Box::new(AccountConfig {
-                    currency,
-                    flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS
-                        | if frozen { AccountConfig::FROZEN } else { 0 },
-                    overdraft_limit: limit * 500,
-                    max_balance: (limit == 2).then_some(3_000),
-                }),
-                user_ref,
-            }
-        ),
+        // Reversals of earlier transactions (or of ids not issued yet).
+        (1..300u64, user_ref.clone())
+            .prop_map(|(tx_id, user_ref)| Operation::reverse(tx_id, user_ref)),
+        // Configured accounts: a currency, an overdraft limit, a maximum, frozen, a parent.
+        (
+            account,
+            0..2u32,
+            0..3u64,
+            any::<bool>(),
+            prop_oneof![3 => Just(0u64), 1 => 1..6u64],
+            user_ref
+        )
+            .prop_map(|(account, currency, limit, frozen, parent, user_ref)| {
+                Operation::ConfigureAccount {
+                    account,
+                    config: Box::new(AccountConfig {
+                        currency,
+                        flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS
+                            | if frozen { AccountConfig::FROZEN } else { 0 },
+                        overdraft_limit: limit * 500,
+                        max_balance: (limit == 2).then_some(3_000),
+                        parent,
+                    }),
+                    user_ref,
+                }
+            }),
     ]
 }
 

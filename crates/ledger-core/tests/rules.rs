@@ -1,148 +1,16 @@
 //! Every rule and every fail reason of the state machine, through the public API.
 
 use ledger_core::transaction::{
-    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry, EntryKind,
-    FailReason, Operation, Outcome, Step, UserFailCode,
+    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, EntryKind,
+    FailReason, Operation, Outcome, UserFailCode,
 };
 use ledger_core::transactor::{
     ACCOUNTS_MAX_LIMIT, ConfigError, ReplayError, Transactor, TransactorConfig,
 };
 
-const SECOND: u64 = 1_000_000_000;
+mod common;
 
-/// A transactor plus the bookkeeping every test repeats: the next id and time, the entries.
-struct Harness {
-    transactor: Transactor,
-    next_tx_id: u64,
-    now_ns: u64,
-    entries: Vec<Entry>,
-    effects: Vec<Effect>,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        Harness::with(TransactorConfig {
-            max_accounts: 100,
-            dedup_window_ns: 10 * SECOND,
-        })
-    }
-
-    fn with(config: TransactorConfig) -> Harness {
-        Harness {
-            transactor: Transactor::new(config).expect("valid config"),
-            next_tx_id: 1,
-            now_ns: 1_000 * SECOND,
-            entries: Vec::new(),
-            effects: Vec::new(),
-        }
-    }
-
-    /// Executes at the current time; returns the outcome and this transaction's entries.
-    fn run(&mut self, operation: Operation) -> (Outcome, Vec<Entry>) {
-        self.entries.clear();
-        self.effects.clear();
-        let tx_id = self.next_tx_id;
-        self.next_tx_id += 1;
-        let outcome = self.transactor.execute(
-            tx_id,
-            self.now_ns,
-            &operation,
-            &mut self.entries,
-            &mut self.effects,
-        );
-        assert_eq!(
-            self.transactor
-                .accounts()
-                .unbalanced_currency(self.transactor.balances()),
-            None,
-            "zero-sum per currency after tx {tx_id}"
-        );
-        assert_eq!(
-            self.transactor.balance_sum(),
-            0,
-            "zero-sum after tx {tx_id}"
-        );
-        (outcome, self.entries.clone())
-    }
-
-    fn outcome(&mut self, operation: Operation) -> Outcome {
-        self.run(operation).0
-    }
-
-    fn rejects(&mut self, operation: Operation, reason: FailReason) {
-        let before = self.transactor.balances().to_vec();
-        let accounts_before = self.transactor.accounts().sorted();
-        let (outcome, entries) = self.run(operation);
-        assert_eq!(outcome, Outcome::Rejected(reason));
-        assert!(entries.is_empty(), "a rejection appends no entries");
-        assert!(self.effects.is_empty(), "a rejection has no effects");
-        assert_eq!(self.transactor.accounts().sorted(), accounts_before);
-        assert_eq!(
-            self.transactor.balances(),
-            &before[..],
-            "a rejection changes nothing"
-        );
-    }
-
-    fn balance(&self, account: u64) -> i64 {
-        self.transactor.balance(account).expect("account in range")
-    }
-
-    fn deposit(&mut self, account: u64, amount: u64) {
-        let outcome = self.outcome(deposit(account, amount, 0));
-        assert_eq!(outcome, Outcome::Committed);
-    }
-}
-
-fn deposit(account: u64, amount: u64, user_ref: u64) -> Operation {
-    Operation::Deposit {
-        account,
-        amount,
-        user_ref,
-    }
-}
-
-fn withdrawal(account: u64, amount: u64) -> Operation {
-    Operation::Withdrawal {
-        account,
-        amount,
-        user_ref: 0,
-    }
-}
-
-fn transfer(from: u64, to: u64, amount: u64) -> Operation {
-    Operation::Transfer {
-        from,
-        to,
-        amount,
-        user_ref: 0,
-    }
-}
-
-fn composite(steps: Vec<Step>, flags: u32) -> Operation {
-    Operation::Composite(Box::new(CompositeOperation {
-        steps,
-        flags,
-        user_ref: 0,
-    }))
-}
-
-fn credit(account_id: u64, amount: u64) -> Step {
-    Step::Credit { account_id, amount }
-}
-
-fn debit(account_id: u64, amount: u64) -> Step {
-    Step::Debit { account_id, amount }
-}
-
-fn entry(account_id: u64, amount: u64, kind: EntryKind, balance_after: i64) -> Entry {
-    Entry {
-        account_id,
-        amount,
-        kind,
-        balance_after,
-    }
-}
+use common::*;
 
 #[test]
 fn deposit_moves_funds_from_the_system_account() {
@@ -534,6 +402,10 @@ fn fail_reason_codes_are_stable() {
         (FailReason::HoldClosed, 14),
         (FailReason::HoldExceeded, 15),
         (FailReason::HoldExpired, 16),
+        (FailReason::TransactionNotFound, 17),
+        (FailReason::NotReversible, 18),
+        (FailReason::AlreadyReversed, 19),
+        (FailReason::InvalidHierarchy, 20),
     ];
     for (reason, code) in standard {
         assert_eq!(reason.code(), code);
@@ -547,7 +419,7 @@ fn fail_reason_codes_are_stable() {
         );
         assert_eq!(reason.code(), code);
     }
-    for code in (0..1).chain(17..128u8) {
+    for code in (0..1).chain(21..128u8) {
         assert_eq!(
             FailReason::from_code(code, 0),
             None,

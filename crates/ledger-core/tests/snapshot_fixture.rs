@@ -1,6 +1,6 @@
 //! The engine's snapshot payloads inside a snapshot file, as golden fixtures: format 1
-//! (`SnapshotStateV1`, before accounts could be configured) and format 2
-//! (`SnapshotState`). Today's writer must produce these bytes, today's reader must load
+//! (`SnapshotStateV1`, before accounts could be configured), format 2
+//! (`SnapshotStateV2`, before reversals and hierarchies) and format 3 (`SnapshotState`). Today's writer must produce these bytes, today's reader must load
 //! them, and the engine must recover from both (docs/snapshot-format.md, "The ledger's
 //! payload").
 
@@ -8,10 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ledger_core::ledger::{
-    CurrencyBalance, DedupEntry, Ledger, LedgerConfig, STATE_FORMAT, STATE_FORMAT_V1, SavedAccount,
-    SavedHold, SnapshotState, SnapshotStateV1, open_snapshot,
+    CurrencyBalance, DedupEntry, Ledger, LedgerConfig, STATE_FORMAT, STATE_FORMAT_V1,
+    STATE_FORMAT_V2, SavedAccount, SavedAccountV2, SavedHold, SavedReversal, SnapshotState,
+    SnapshotStateV1, SnapshotStateV2, open_snapshot,
 };
-use ledger_core::transaction::{AccountConfig, FailReason, Operation, Outcome, WaitLevel};
+use ledger_core::transaction::{
+    AccountConfig, Entry, EntryKind, FailReason, Operation, Outcome, Reversal, ReversalTarget,
+    WaitLevel,
+};
+use ledger_core::transactor::TransactorConfig;
 use ledger_snapshot::{SnapshotConfig, SnapshotStore, open_file};
 
 const SEQUENCE: u64 = 41;
@@ -44,17 +49,17 @@ fn fixture_state() -> SnapshotStateV1 {
 /// Format 2: the same ledger, with account 3 configured in currency 978 (its deposits
 /// of 200 are the system account's share in that currency), account 1 with an overdraft
 /// limit, and two holds.
-fn fixture_state_v2() -> SnapshotState {
+fn fixture_state_v2() -> SnapshotStateV2 {
     let v1 = fixture_state();
-    SnapshotState {
-        format: STATE_FORMAT,
+    SnapshotStateV2 {
+        format: STATE_FORMAT_V2,
         last_tx_id: v1.last_tx_id,
         now_ns: v1.now_ns,
         balances: v1.balances,
         dedup: v1.dedup,
         latest: v1.latest,
         accounts: vec![
-            SavedAccount {
+            SavedAccountV2 {
                 account_id: 1,
                 currency: 0,
                 flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
@@ -62,7 +67,7 @@ fn fixture_state_v2() -> SnapshotState {
                 max_balance: None,
                 moved: true,
             },
-            SavedAccount {
+            SavedAccountV2 {
                 account_id: 3,
                 currency: 978,
                 flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
@@ -96,6 +101,52 @@ fn fixture_state_v2() -> SnapshotState {
                 posted: 0,
             },
         ],
+    }
+}
+
+/// Format 3: the ledger of format 2, with account 2 a sub-account of account 1 (so
+/// account 1's aggregate is 1000 + 300) and transaction 35 reversed by 38.
+fn fixture_state_v3() -> SnapshotState {
+    let v2 = fixture_state_v2();
+    let mut accounts: Vec<SavedAccount> = v2
+        .accounts
+        .iter()
+        .map(|a| SavedAccount {
+            account_id: a.account_id,
+            currency: a.currency,
+            flags: a.flags,
+            overdraft_limit: a.overdraft_limit,
+            max_balance: a.max_balance,
+            moved: a.moved,
+            parent: 0,
+        })
+        .collect();
+    accounts.insert(
+        1,
+        SavedAccount {
+            account_id: 2,
+            currency: 0,
+            flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            overdraft_limit: 0,
+            max_balance: None,
+            moved: true,
+            parent: 1,
+        },
+    );
+    SnapshotState {
+        format: STATE_FORMAT,
+        last_tx_id: v2.last_tx_id,
+        now_ns: v2.now_ns,
+        balances: v2.balances,
+        dedup: v2.dedup,
+        latest: v2.latest,
+        accounts,
+        system_balances: v2.system_balances,
+        holds: v2.holds,
+        reversals: vec![SavedReversal {
+            original: 35,
+            reversal: 38,
+        }],
     }
 }
 
@@ -137,9 +188,13 @@ fn the_fixtures_are_what_the_engine_writes_and_reads() {
     let written = store.write(SEQUENCE, &fixture_state()).unwrap();
     let v1 = check_fixture(1, &std::fs::read(&written.path).unwrap());
     let written = store
-        .write_format(SEQUENCE, STATE_FORMAT, &fixture_state_v2())
+        .write_format(SEQUENCE, STATE_FORMAT_V2, &fixture_state_v2())
         .unwrap();
     let v2 = check_fixture(2, &std::fs::read(&written.path).unwrap());
+    let written = store
+        .write_format(SEQUENCE, STATE_FORMAT, &fixture_state_v3())
+        .unwrap();
+    let v3 = check_fixture(3, &std::fs::read(&written.path).unwrap());
 
     // The committed files are named by their sequence: load them under that name.
     let named = dir.path().join("named");
@@ -155,11 +210,49 @@ fn the_fixtures_are_what_the_engine_writes_and_reads() {
         (STATE_FORMAT_V1, 0)
     );
 
-    std::fs::write(&copy, &v2).unwrap();
+    std::fs::write(&copy, &v3).unwrap();
     let loaded = open_file::<SnapshotState>(&copy).unwrap();
+    assert_eq!(loaded.deserialize().unwrap(), fixture_state_v3());
+    let any = open_snapshot(&copy).unwrap();
+    assert_eq!(any.format(), STATE_FORMAT);
+    assert_eq!(any.reversals(), [(35, 38)]);
+    assert_eq!(any.accounts()[1].1.config.parent, 1);
+    // The restored state machine knows 35 was reversed: a second reversal is refused.
+    let mut transactor = any
+        .restore(TransactorConfig {
+            max_accounts: 4,
+            dedup_window_ns: 1,
+        })
+        .unwrap();
+    assert_eq!(transactor.reversed_by(35), Some(38));
+    let entry = |account_id, kind| Entry {
+        account_id,
+        amount: 1,
+        kind,
+        balance_after: 0,
+    };
+    let again = Operation::Reverse(Box::new(Reversal {
+        tx_id: 35,
+        user_ref: 0,
+        target: ReversalTarget::Entries(vec![
+            entry(1, EntryKind::Credit),
+            entry(2, EntryKind::Debit),
+        ]),
+    }));
+    let outcome = transactor.execute(
+        SEQUENCE + 1,
+        NOW_NS,
+        &again,
+        &mut Vec::new(),
+        &mut Vec::new(),
+    );
+    assert_eq!(outcome, Outcome::Rejected(FailReason::AlreadyReversed));
+
+    std::fs::write(&copy, &v2).unwrap();
+    let loaded = open_file::<SnapshotStateV2>(&copy).unwrap();
     assert_eq!(loaded.deserialize().unwrap(), fixture_state_v2());
     let either = open_snapshot(&copy).unwrap();
-    assert_eq!(either.format(), STATE_FORMAT);
+    assert_eq!(either.format(), STATE_FORMAT_V2);
     assert_eq!(either.system_balances(), [(978, -200)]);
     assert_eq!(
         either
@@ -303,5 +396,31 @@ fn the_engine_recovers_accounts_from_the_format_2_fixture() {
             .is_committed()
     );
     assert_eq!(ledger.get_balance(1).balance, -250);
+    ledger.stop().unwrap();
+}
+
+#[test]
+fn the_engine_recovers_hierarchies_and_reversals_from_the_format_3_fixture() {
+    let root = tempfile::tempdir().unwrap();
+    let ledger = recovered(root.path(), 3);
+    let report = ledger.recovery_report().unwrap();
+    assert_eq!((report.replayed, report.last_tx_id), (0, SEQUENCE));
+    // The aggregate is rebuilt from the parents and balances.
+    let one = ledger.get_account(1).unwrap();
+    assert_eq!((one.children, one.aggregate_balance), (1, 1300));
+    let two = ledger.get_account(2).unwrap();
+    assert_eq!((two.config.parent, two.aggregate_balance), (1, 300));
+    // A sub-account's movement reaches its parent's aggregate.
+    let moved = ledger.submit_and_wait(
+        Operation::Transfer {
+            from: 2,
+            to: 0,
+            amount: 100,
+            user_ref: 0,
+        },
+        WaitLevel::Snapshotted,
+    );
+    assert!(moved.is_committed());
+    assert_eq!(ledger.get_account(1).unwrap().aggregate_balance, 1200);
     ledger.stop().unwrap();
 }

@@ -26,6 +26,7 @@ pub enum WireOperation {
     Hold(pb::Hold),
     PostHold(pb::PostHold),
     VoidHold(pb::VoidHold),
+    Reverse(pb::Reverse),
 }
 
 impl From<pb::submit_operation_request::Operation> for WireOperation {
@@ -41,6 +42,7 @@ impl From<pb::submit_operation_request::Operation> for WireOperation {
             O::Hold(h) => WireOperation::Hold(h),
             O::PostHold(p) => WireOperation::PostHold(p),
             O::VoidHold(v) => WireOperation::VoidHold(v),
+            O::Reverse(r) => WireOperation::Reverse(r),
         }
     }
 }
@@ -58,6 +60,7 @@ impl From<pb::submit_and_wait_request::Operation> for WireOperation {
             O::Hold(h) => WireOperation::Hold(h),
             O::PostHold(p) => WireOperation::PostHold(p),
             O::VoidHold(v) => WireOperation::VoidHold(v),
+            O::Reverse(r) => WireOperation::Reverse(r),
         }
     }
 }
@@ -188,6 +191,7 @@ pub fn operation(op: Option<WireOperation>, max_accounts: u64) -> Result<Operati
             hold_id: v.hold_id,
             user_ref: v.user_ref,
         },
+        WireOperation::Reverse(r) => Operation::reverse(r.tx_id, r.user_ref),
         WireOperation::Named(n) => {
             return Err(Status::unimplemented(format!(
                 "named operations have no registry yet (asked for {:?})",
@@ -207,7 +211,13 @@ fn account_config(c: &pb::ConfigureAccount) -> Result<AccountConfig, Status> {
         flags: c.flags,
         overdraft_limit: c.overdraft_limit,
         max_balance: c.max_balance,
+        parent: c.parent,
     };
+    if c.parent == c.account && c.parent != 0 {
+        return Err(Status::invalid_argument(
+            "an account cannot be its own parent",
+        ));
+    }
     if c.flags & !AccountConfig::FLAGS_KNOWN != 0 {
         return Err(Status::invalid_argument(format!(
             "unknown account flags {:#x}",
@@ -235,9 +245,16 @@ fn account_config(c: &pb::ConfigureAccount) -> Result<AccountConfig, Status> {
     Ok(config)
 }
 
-/// An account's configuration and balance on the wire.
-pub fn account(info: &AccountInfo) -> pb::GetAccountResponse {
-    pb::GetAccountResponse {
+/// An account's configuration and balance on the wire; OUT_OF_RANGE if its aggregate
+/// balance leaves the int64 range.
+pub fn account(info: &AccountInfo) -> Result<pb::GetAccountResponse, Status> {
+    let aggregate_balance = i64::try_from(info.aggregate_balance).map_err(|_| {
+        Status::out_of_range(format!(
+            "account {}'s aggregate balance is {}, beyond an int64",
+            info.account, info.aggregate_balance
+        ))
+    })?;
+    Ok(pb::GetAccountResponse {
         account_id: info.account,
         configured: info.configured,
         currency: info.config.currency,
@@ -249,7 +266,10 @@ pub fn account(info: &AccountInfo) -> pb::GetAccountResponse {
         last_snapshot_tx_id: info.last_snapshot_tx_id,
         held_outgoing: info.held_outgoing,
         held_incoming: info.held_incoming,
-    }
+        aggregate_balance,
+        parent: info.config.parent,
+        children: info.children,
+    })
 }
 
 /// A hold on the wire.
@@ -341,6 +361,7 @@ pub fn transaction(tx: &Transaction) -> pb::GetTransactionResponse {
                 kind: match l.kind {
                     LinkKind::Duplicate => pb::LinkKind::Duplicate,
                     LinkKind::Reversal => pb::LinkKind::Reversal,
+                    LinkKind::ReversedBy => pb::LinkKind::ReversedBy,
                     // A kind newer than this server's wire API: the closest it has.
                     _ => pb::LinkKind::Duplicate,
                 }

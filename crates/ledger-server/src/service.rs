@@ -117,10 +117,15 @@ impl LedgerService {
     fn submit(&self, ledger: &Ledger, op: Operation) -> Result<TxId, Status> {
         // At once when the ring has room; else the same operation, handed back, waits
         // for room with this worker blocked in place.
-        let id = match ledger.try_submit_if_room(op) {
-            Ok(Ok(id)) => Ok(id),
-            Ok(Err(op)) => tokio::task::block_in_place(|| ledger.try_submit(op)),
-            Err(e) => Err(e),
+        let id = if matches!(op, Operation::Reverse(_)) {
+            // A reversal first reads its original from the log: off the async worker.
+            tokio::task::block_in_place(|| ledger.try_submit(op))
+        } else {
+            match ledger.try_submit_if_room(op) {
+                Ok(Ok(id)) => Ok(id),
+                Ok(Err(op)) => tokio::task::block_in_place(|| ledger.try_submit(op)),
+                Err(e) => Err(e),
+            }
         }
         .map_err(|e| self.status(&e))?;
         self.metrics.submitted(1);
@@ -361,7 +366,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         let at = ReadAt::new(req.min_tx_id, req.linearizable);
         let account = req.account_id;
         let info = self.read_balances(at, |l| l.get_account(account)).await?;
-        Ok(Response::new(convert::account(&info)))
+        Ok(Response::new(convert::account(&info)?))
     }
 
     async fn get_hold(

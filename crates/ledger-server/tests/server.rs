@@ -1426,6 +1426,7 @@ fn configure(
         overdraft_limit,
         max_balance,
         user_ref: 0,
+        parent: 0,
     })
 }
 
@@ -1677,4 +1678,105 @@ async fn holds_over_grpc_survive_kill_9() {
         .unwrap()
         .into_inner();
     assert_eq!(b.balances, [75, 25]);
+}
+
+/// Reversals and hierarchies over the wire: a reversal commits the inverse and links both
+/// ways, a second one is refused (19), an unknown id is 17, a parent's aggregate follows
+/// its sub-account, an invalid parent is 20 or INVALID_ARGUMENT; all of it after a kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reversals_and_hierarchies_over_grpc_survive_kill_9() {
+    use pb::submit_and_wait_request::Operation as Op;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    let committed = pb::WaitLevel::Committed;
+    let reverse = |tx_id| Op::Reverse(pb::Reverse { tx_id, user_ref: 0 });
+    let sub_account = |account, parent| {
+        Op::ConfigureAccount(pb::ConfigureAccount {
+            account,
+            flags: 0x2,
+            parent,
+            ..Default::default()
+        })
+    };
+    let mut run = async |op| {
+        c.submit_and_wait(and_wait(op, pb::WaitLevel::Snapshot))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    assert_eq!(run(sub_account(2, 1)).await.fail_reason, 0);
+    assert_eq!(run(sub_account(1, 2)).await.fail_reason, 20, "a cycle");
+    assert_eq!(run(wait_deposit(2, 100, 0)).await.fail_reason, 0);
+    let paid = run(transfer(2, 3, 30)).await;
+    assert_eq!(paid.fail_reason, 0);
+    let reversal = run(reverse(paid.transaction_id)).await;
+    assert_eq!(reversal.fail_reason, 0);
+    assert_eq!(run(reverse(paid.transaction_id)).await.fail_reason, 19);
+    assert_eq!(run(reverse(9_999)).await.fail_reason, 17);
+    let err = c
+        .submit_and_wait(and_wait(sub_account(5, 5), committed))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "its own parent");
+
+    let killed = server.signal(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&killed),
+        Some(libc::SIGKILL)
+    );
+    let server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    let again = c
+        .submit_and_wait(and_wait(reverse(paid.transaction_id), committed))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.fail_reason, 19, "still reversed after a restart");
+    let links = |tx_id| {
+        let mut c = c.clone();
+        async move {
+            c.get_transaction(pb::GetTransactionRequest {
+                tx_id,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .links
+            .iter()
+            .map(|l| (l.to_tx_id, l.kind()))
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        links(paid.transaction_id).await,
+        [(reversal.transaction_id, pb::LinkKind::ReversedBy)]
+    );
+    assert_eq!(
+        links(reversal.transaction_id).await,
+        [(paid.transaction_id, pb::LinkKind::Reversal)]
+    );
+    let parent = c
+        .get_account(pb::GetAccountRequest {
+            account_id: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (parent.balance, parent.aggregate_balance, parent.children),
+        (0, 100, 1)
+    );
+    let child = c
+        .get_account(pb::GetAccountRequest {
+            account_id: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((child.parent, child.balance), (1, 100));
 }

@@ -41,6 +41,8 @@ pub enum ClientCommand {
     Post(PostArgs),
     /// Release a hold.
     Void(VoidArgs),
+    /// Undo a committed transaction: its entries moved back, as a new linked transaction.
+    Reverse(ReverseArgs),
     /// One hold: accounts, amount, expiry, state.
     HoldShow(HoldShow),
     /// An account's open holds, one page at a time.
@@ -177,6 +179,10 @@ pub struct Configure {
     /// No money in or out; reads still work.
     #[arg(long)]
     frozen: bool,
+    /// Make it a sub-account of this account (in the same currency): its balance counts
+    /// in the parent's aggregate balance.
+    #[arg(long, default_value_t = 0)]
+    parent: u64,
     #[command(flatten)]
     submit: Submit,
 }
@@ -211,6 +217,14 @@ pub struct PostArgs {
 pub struct VoidArgs {
     /// The hold (the id of the transaction that placed it).
     hold_id: u64,
+    #[command(flatten)]
+    submit: Submit,
+}
+
+#[derive(Args, Debug)]
+pub struct ReverseArgs {
+    /// The committed transaction to reverse.
+    tx_id: u64,
     #[command(flatten)]
     submit: Submit,
 }
@@ -396,6 +410,7 @@ async fn execute(command: ClientCommand) -> CliResult {
                 overdraft_limit: c.overdraft_limit,
                 max_balance: c.max_balance,
                 user_ref: c.submit.user_ref,
+                parent: c.parent,
             });
             submit(op, &c.submit).await
         }
@@ -421,6 +436,13 @@ async fn execute(command: ClientCommand) -> CliResult {
         ClientCommand::Void(c) => {
             let op = Operation::VoidHold(pb::VoidHold {
                 hold_id: c.hold_id,
+                user_ref: c.submit.user_ref,
+            });
+            submit(op, &c.submit).await
+        }
+        ClientCommand::Reverse(c) => {
+            let op = Operation::Reverse(pb::Reverse {
+                tx_id: c.tx_id,
                 user_ref: c.submit.user_ref,
             });
             submit(op, &c.submit).await
@@ -934,6 +956,9 @@ async fn account(c: Account) -> CliResult {
                 "held_outgoing": a.held_outgoing,
                 "held_incoming": a.held_incoming,
                 "available": (i128::from(a.balance) - i128::from(a.held_outgoing)).to_string(),
+                "parent": a.parent,
+                "children": a.children,
+                "aggregate_balance": a.aggregate_balance,
                 "last_snapshot_tx_id": a.last_snapshot_tx_id,
             })
         );
@@ -968,6 +993,12 @@ async fn account(c: Account) -> CliResult {
                 i128::from(a.balance) - i128::from(a.held_outgoing)
             );
         }
+        if a.parent != 0 || a.children != 0 {
+            println!(
+                "parent {}  sub-accounts {}  aggregate balance {}",
+                a.parent, a.children, a.aggregate_balance
+            );
+        }
         println!("(as of transaction {})", a.last_snapshot_tx_id);
     }
     Ok(())
@@ -986,6 +1017,7 @@ fn unwaited(op: Operation) -> pb::submit_operation_request::Operation {
         Operation::Hold(h) => Unwaited::Hold(h),
         Operation::PostHold(p) => Unwaited::PostHold(p),
         Operation::VoidHold(v) => Unwaited::VoidHold(v),
+        Operation::Reverse(r) => Unwaited::Reverse(r),
     }
 }
 

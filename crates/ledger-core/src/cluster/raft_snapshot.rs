@@ -185,6 +185,7 @@ mod tests {
             accounts: Vec::new(),
             system_balances: Vec::new(),
             holds: Vec::new(),
+            reversals: Vec::new(),
         };
         let report = store
             .write_format(tx, crate::ledger::STATE_FORMAT, &state)

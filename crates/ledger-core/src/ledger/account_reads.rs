@@ -25,6 +25,12 @@ pub struct AccountInfo {
     pub held_outgoing: u64,
     /// Funds open holds reserve into the account (they count against its maximum).
     pub held_incoming: u64,
+    /// Its balance plus every descendant's (its parent is `config.parent`): equal to the
+    /// balance for an account without sub-accounts. An `i128`: a subtree's sum may leave
+    /// the `i64` range.
+    pub aggregate_balance: i128,
+    /// How many direct sub-accounts it has.
+    pub children: u32,
     /// Everything above includes exactly the transactions up to this id.
     pub last_snapshot_tx_id: TxId,
 }
@@ -83,6 +89,8 @@ impl Ledger {
             balance,
             held_outgoing: reserved.outgoing,
             held_incoming: reserved.incoming,
+            aggregate_balance: balance as i128 + state.accounts().descendants_balance(account),
+            children: state.accounts().children(account),
             last_snapshot_tx_id: state.last_tx_id(),
         })
     }

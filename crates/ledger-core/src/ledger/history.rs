@@ -12,7 +12,7 @@ use super::error::LedgerError;
 use super::reads::source::RecordSource;
 use super::{Balance, Engine, Ledger};
 use crate::record::DecodedRecord;
-use crate::transaction::{AccountId, Entry, FailReason, Outcome, TxId};
+use crate::transaction::{AccountId, Effect, Entry, FailReason, Outcome, TxId};
 
 /// Entries a history page holds when the caller asks for 0.
 pub const HISTORY_LIMIT_DEFAULT: usize = 20;
@@ -40,14 +40,16 @@ pub struct TransactionLink {
     pub kind: LinkKind,
 }
 
-/// What a [`TransactionLink`] means (wire codes: Duplicate 0, Reversal 1).
+/// What a [`TransactionLink`] means (wire codes: Duplicate 0, Reversal 1, ReversedBy 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LinkKind {
     /// This transaction was rejected as a duplicate of `to_tx_id` (same `user_ref`).
     Duplicate,
-    /// Reserved: this transaction reverses `to_tx_id`.
+    /// This transaction reverses `to_tx_id`.
     Reversal,
+    /// This transaction was reversed by `to_tx_id`.
+    ReversedBy,
 }
 
 /// One entry of an account's history, naming its transaction.
@@ -68,7 +70,8 @@ pub struct AccountHistory {
 
 impl Ledger {
     /// Durable transaction `tx_id`: timestamp, user_ref, outcome, entries with balances
-    /// after, and links (the original of a Duplicate).
+    /// after, and links (the original of a Duplicate or of a reversal; the reversal of a
+    /// reversed transaction, once the readers' state includes it).
     ///
     /// # Errors
     /// [`LedgerError::UnknownTransaction`] for an id never issued,
@@ -82,9 +85,16 @@ impl Ledger {
         if tx_id > committed {
             return Err(LedgerError::NotCommitted { tx_id, committed });
         }
-        engine
+        let mut transaction = engine
             .source()
-            .with_record(tx_id, |record, _| transaction(&record))
+            .with_record(tx_id, |record, _| transaction(&record))?;
+        if let Some(reversal) = engine.reversed_by(tx_id) {
+            transaction.links.push(TransactionLink {
+                to_tx_id: reversal,
+                kind: LinkKind::ReversedBy,
+            });
+        }
+        Ok(transaction)
     }
 
     /// A page of `account`'s entries, newest first: from its latest transaction when
@@ -200,6 +210,13 @@ impl Engine {
         RecordSource::new(&self.reads, &self.metrics)
     }
 
+    /// The transaction that reversed `tx_id`, as of the readers' state.
+    fn reversed_by(&self, tx_id: TxId) -> Option<TxId> {
+        self.catch_up();
+        let visible = self.visible.read().unwrap_or_else(|e| e.into_inner());
+        visible.state.reversed_by(tx_id)
+    }
+
     /// `account`'s latest durable transaction and the snapshot index it is true at,
     /// after catching up with every commit made before the call.
     fn chain_head(&self, account: AccountId) -> Result<(TxId, TxId), LedgerError> {
@@ -217,13 +234,21 @@ impl Engine {
 
 /// The record as a [`Transaction`].
 fn transaction(record: &DecodedRecord<'_>) -> Transaction {
-    let links = match record.outcome {
+    let mut links = match record.outcome {
         Outcome::Rejected(FailReason::Duplicate { original_tx_id }) => vec![TransactionLink {
             to_tx_id: original_tx_id,
             kind: LinkKind::Duplicate,
         }],
         _ => Vec::new(),
     };
+    for effect in record.effects {
+        if let Effect::Reversed { tx_id } = *effect {
+            links.push(TransactionLink {
+                to_tx_id: tx_id,
+                kind: LinkKind::Reversal,
+            });
+        }
+    }
     Transaction {
         tx_id: record.tx_id,
         timestamp_ns: record.timestamp_ns,

@@ -47,6 +47,7 @@ mod reads;
 pub(crate) mod recovery;
 #[cfg(feature = "cluster")]
 pub(crate) mod replica;
+mod reversal;
 mod saved;
 mod slot;
 mod stages;
@@ -74,7 +75,8 @@ pub use queries::{TransactionStatus, TransactionStatusInfo};
 pub use recovery::RecoveryReport;
 pub use saved::{
     ACCOUNTS_MAX, CurrencyBalance, DedupEntry, LoadedSnapshot, STATE_FORMAT, STATE_FORMAT_V1,
-    SavedAccount, SavedHold, SnapshotState, SnapshotStateV1, open_snapshot,
+    STATE_FORMAT_V2, SavedAccount, SavedAccountV2, SavedHold, SavedReversal, SnapshotState,
+    SnapshotStateV1, SnapshotStateV2, open_snapshot,
 };
 
 use checkpoint::Checkpointer;
@@ -312,8 +314,9 @@ impl Ledger {
 
     /// [`submit`](Self::submit) returning the reason instead of panicking. Waits while the
     /// ring is full.
-    pub fn try_submit(&self, operation: Operation) -> Result<TxId, LedgerError> {
+    pub fn try_submit(&self, mut operation: Operation) -> Result<TxId, LedgerError> {
         let engine = self.writer()?;
+        self.resolve(&mut operation)?;
         let timestamp_ns = now_ns();
         engine
             .producer
@@ -340,6 +343,8 @@ impl Ledger {
         operation: Operation,
     ) -> Result<Result<TxId, Operation>, LedgerError> {
         let engine = self.writer()?;
+        let mut operation = operation;
+        self.resolve(&mut operation)?;
         let timestamp_ns = now_ns();
         let mut pending = Some(operation);
         let published = engine.producer.try_publish(|_, slot| {
@@ -429,6 +434,10 @@ impl Ledger {
         let max = engine.producer.capacity();
         if len == 0 || len > max {
             return Err(LedgerError::InvalidBatch { len, max });
+        }
+        let mut operations = operations;
+        for operation in &mut operations {
+            self.resolve(operation)?;
         }
         let timestamp_ns = now_ns();
         let mut operations = operations.into_iter();

@@ -15,9 +15,13 @@ use crate::transaction::AccountConfig;
 use crate::transactor::{RestoreError, SavedState, Transactor, TransactorConfig};
 
 /// The payload format of a ledger snapshot (inside the snapshot file format): the
-/// payload's `format` field and the file header's `payload_format`. Format 1
-/// ([`SnapshotStateV1`], header `payload_format` 0) is still read.
-pub const STATE_FORMAT: u32 = 2;
+/// payload's `format` field and the file header's `payload_format`. Formats 2
+/// ([`SnapshotStateV2`]) and 1 ([`SnapshotStateV1`], header `payload_format` 0) are
+/// still read.
+pub const STATE_FORMAT: u32 = 3;
+
+/// The second payload format, before reversals and hierarchies.
+pub const STATE_FORMAT_V2: u32 = 2;
 
 /// The first payload format, before accounts could be configured.
 pub const STATE_FORMAT_V1: u32 = 1;
@@ -46,6 +50,26 @@ pub struct SavedAccount {
     pub max_balance: Option<i64>,
     /// Money moved since it was configured: its currency is fixed.
     pub moved: bool,
+    /// Its parent account (0: none).
+    pub parent: u64,
+}
+
+/// One configured account in format 2 (no parent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SavedAccountV2 {
+    pub account_id: u64,
+    pub currency: u32,
+    pub flags: u32,
+    pub overdraft_limit: u64,
+    pub max_balance: Option<i64>,
+    pub moved: bool,
+}
+
+/// A reversed transaction and the transaction that reversed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SavedReversal {
+    pub original: u64,
+    pub reversal: u64,
 }
 
 impl SavedAccount {
@@ -58,6 +82,7 @@ impl SavedAccount {
             overdraft_limit: c.overdraft_limit,
             max_balance: c.max_balance,
             moved: state.moved,
+            parent: c.parent,
         }
     }
 
@@ -68,6 +93,7 @@ impl SavedAccount {
             flags: self.flags,
             overdraft_limit: self.overdraft_limit,
             max_balance: self.max_balance,
+            parent: self.parent,
         };
         (
             self.account_id,
@@ -146,6 +172,24 @@ pub struct SnapshotState {
     pub system_balances: Vec<CurrencyBalance>,
     /// Every hold, open and closed, by id.
     pub holds: Vec<SavedHold>,
+    /// Every reversal, by original. (The hierarchies' aggregates are not saved: restore
+    /// rebuilds them from the parents and balances, so they cannot disagree.)
+    pub reversals: Vec<SavedReversal>,
+}
+
+/// The payload of format 2: a ledger before reversals and hierarchies. Read, never
+/// written.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SnapshotStateV2 {
+    pub format: u32,
+    pub last_tx_id: u64,
+    pub now_ns: u64,
+    pub balances: Vec<i64>,
+    pub dedup: Vec<DedupEntry>,
+    pub latest: Vec<u64>,
+    pub accounts: Vec<SavedAccountV2>,
+    pub system_balances: Vec<CurrencyBalance>,
+    pub holds: Vec<SavedHold>,
 }
 
 /// The payload of format 1 (files whose header says `payload_format` 0): a ledger before
@@ -180,6 +224,7 @@ impl SnapshotState {
             accounts: Vec::new(),
             system_balances: Vec::new(),
             holds: Vec::new(),
+            reversals: Vec::new(),
         }
     }
 
@@ -227,6 +272,13 @@ impl SnapshotState {
                 .iter()
                 .map(|(id, hold)| SavedHold::of(*id, hold)),
         );
+        self.reversals.clear();
+        self.reversals.extend(
+            transactor
+                .reversals()
+                .into_iter()
+                .map(|(original, reversal)| SavedReversal { original, reversal }),
+        );
     }
 }
 
@@ -235,7 +287,20 @@ impl SnapshotState {
 #[derive(Debug)]
 pub enum LoadedSnapshot {
     Current(Loaded<SnapshotState>),
+    V2(Loaded<SnapshotStateV2>),
     V1(Loaded<SnapshotStateV1>),
+}
+
+/// `$body` with `$l` bound to the loaded file of whichever format `$snapshot` is (the
+/// fields every format has).
+macro_rules! any_format {
+    ($snapshot:expr, $l:ident => $body:expr) => {
+        match $snapshot {
+            LoadedSnapshot::Current($l) => $body,
+            LoadedSnapshot::V2($l) => $body,
+            LoadedSnapshot::V1($l) => $body,
+        }
+    };
 }
 
 /// A damaged snapshot recovery passed over: its file and why.
@@ -247,85 +312,76 @@ pub(crate) fn load_newest(
     store: &SnapshotStore,
 ) -> Result<(Option<LoadedSnapshot>, Vec<PassedOver>), SnapshotError> {
     let current = store.load_latest_format::<SnapshotState>(STATE_FORMAT)?;
+    let v2 = store.load_latest_format::<SnapshotStateV2>(STATE_FORMAT_V2)?;
     let v1 = store.load_latest_format::<SnapshotStateV1>(0)?;
     let mut skipped: Vec<PassedOver> = Vec::new();
-    for s in current.skipped.iter().chain(&v1.skipped) {
+    for s in current.skipped.iter().chain(&v2.skipped).chain(&v1.skipped) {
         if !skipped.iter().any(|(p, _)| *p == s.path) {
             skipped.push((s.path.clone(), s.error.to_string()));
         }
     }
-    let loaded = match (current.loaded, v1.loaded) {
-        (Some(c), Some(old)) if old.sequence() > c.sequence() => Some(LoadedSnapshot::V1(old)),
-        (Some(c), _) => Some(LoadedSnapshot::Current(c)),
-        (None, old) => old.map(LoadedSnapshot::V1),
-    };
-    Ok((loaded, skipped))
+    let candidates = [
+        current.loaded.map(LoadedSnapshot::Current),
+        v2.loaded.map(LoadedSnapshot::V2),
+        v1.loaded.map(LoadedSnapshot::V1),
+    ];
+    // The newest wins; of equal sequences, the newest format (listed first).
+    let mut newest: Option<LoadedSnapshot> = None;
+    for candidate in candidates.into_iter().flatten() {
+        if newest
+            .as_ref()
+            .is_none_or(|n| candidate.sequence() > n.sequence())
+        {
+            newest = Some(candidate);
+        }
+    }
+    Ok((newest, skipped))
 }
 
 impl LoadedSnapshot {
     pub fn sequence(&self) -> u64 {
-        match self {
-            LoadedSnapshot::Current(l) => l.sequence(),
-            LoadedSnapshot::V1(l) => l.sequence(),
-        }
+        any_format!(self, l => l.sequence())
     }
 
     pub fn path(&self) -> &Path {
-        match self {
-            LoadedSnapshot::Current(l) => l.path(),
-            LoadedSnapshot::V1(l) => l.path(),
-        }
+        any_format!(self, l => l.path())
     }
 
-    /// The payload format ([`STATE_FORMAT`] or [`STATE_FORMAT_V1`]).
+    /// The payload format ([`STATE_FORMAT`], [`STATE_FORMAT_V2`] or [`STATE_FORMAT_V1`]).
     pub fn format(&self) -> u32 {
         match self {
             LoadedSnapshot::Current(_) => STATE_FORMAT,
+            LoadedSnapshot::V2(_) => STATE_FORMAT_V2,
             LoadedSnapshot::V1(_) => STATE_FORMAT_V1,
         }
     }
 
     /// The last transaction the state includes, as the payload says.
     pub fn last_tx_id(&self) -> u64 {
-        match self {
-            LoadedSnapshot::Current(l) => l.archived().last_tx_id.to_native(),
-            LoadedSnapshot::V1(l) => l.archived().last_tx_id.to_native(),
-        }
+        any_format!(self, l => l.archived().last_tx_id.to_native())
     }
 
     /// The latest sequencer time the state saw.
     pub fn now_ns(&self) -> u64 {
-        match self {
-            LoadedSnapshot::Current(l) => l.archived().now_ns.to_native(),
-            LoadedSnapshot::V1(l) => l.archived().now_ns.to_native(),
-        }
+        any_format!(self, l => l.archived().now_ns.to_native())
     }
 
     /// Balances by account id, in place.
     pub fn balances(&self) -> &ArchivedVec<i64_le> {
-        match self {
-            LoadedSnapshot::Current(l) => &l.archived().balances,
-            LoadedSnapshot::V1(l) => &l.archived().balances,
-        }
+        any_format!(self, l => &l.archived().balances)
     }
 
     /// Each account's last transaction (0: none), in place.
     pub fn latest(&self) -> &ArchivedVec<u64_le> {
-        match self {
-            LoadedSnapshot::Current(l) => &l.archived().latest,
-            LoadedSnapshot::V1(l) => &l.archived().latest,
-        }
+        any_format!(self, l => &l.archived().latest)
     }
 
     /// The live dedup entries in commit order, in place.
     pub fn dedup(&self) -> &ArchivedVec<ArchivedDedupEntry> {
-        match self {
-            LoadedSnapshot::Current(l) => &l.archived().dedup,
-            LoadedSnapshot::V1(l) => &l.archived().dedup,
-        }
+        any_format!(self, l => &l.archived().dedup)
     }
 
-    /// The configured accounts, by id (none in format 1).
+    /// The configured accounts, by id (none in format 1; no parents in format 2).
     pub fn accounts(&self) -> Vec<(u64, AccountState)> {
         match self {
             LoadedSnapshot::Current(l) => l
@@ -334,58 +390,74 @@ impl LoadedSnapshot {
                 .iter()
                 .map(|a| archived_account(a).state())
                 .collect(),
+            LoadedSnapshot::V2(l) => l
+                .archived()
+                .accounts
+                .iter()
+                .map(|a| archived_account_v2(a).state())
+                .collect(),
             LoadedSnapshot::V1(_) => Vec::new(),
         }
     }
 
     /// The system account's balance per currency other than 0 (none in format 1).
     pub fn system_balances(&self) -> Vec<(u32, i64)> {
-        match self {
-            LoadedSnapshot::Current(l) => l
-                .archived()
-                .system_balances
-                .iter()
-                .map(|b| (b.currency.to_native(), b.balance.to_native()))
-                .collect(),
-            LoadedSnapshot::V1(_) => Vec::new(),
-        }
+        let archived = match self {
+            LoadedSnapshot::Current(l) => &l.archived().system_balances,
+            LoadedSnapshot::V2(l) => &l.archived().system_balances,
+            LoadedSnapshot::V1(_) => return Vec::new(),
+        };
+        archived
+            .iter()
+            .map(|b| (b.currency.to_native(), b.balance.to_native()))
+            .collect()
     }
 
     /// Every hold, by id (none in format 1); `Err` names a hold whose state code is
     /// unknown.
     pub fn holds(&self) -> Result<Vec<(u64, Hold)>, RestoreError> {
+        let archived = match self {
+            LoadedSnapshot::Current(l) => &l.archived().holds,
+            LoadedSnapshot::V2(l) => &l.archived().holds,
+            LoadedSnapshot::V1(_) => return Ok(Vec::new()),
+        };
+        archived
+            .iter()
+            .map(|h| {
+                let saved = SavedHold {
+                    hold_id: h.hold_id.to_native(),
+                    from: h.from.to_native(),
+                    to: h.to.to_native(),
+                    amount: h.amount.to_native(),
+                    expires_at_ns: h.expires_at_ns.to_native(),
+                    state: h.state,
+                    posted: h.posted.to_native(),
+                };
+                saved.hold().ok_or(RestoreError::BadHold {
+                    hold_id: saved.hold_id,
+                    reason: "its state code is unknown",
+                })
+            })
+            .collect()
+    }
+
+    /// Every reversal `(original, reversal)`, by original (none before format 3).
+    pub fn reversals(&self) -> Vec<(u64, u64)> {
         match self {
             LoadedSnapshot::Current(l) => l
                 .archived()
-                .holds
+                .reversals
                 .iter()
-                .map(|h| {
-                    let saved = SavedHold {
-                        hold_id: h.hold_id.to_native(),
-                        from: h.from.to_native(),
-                        to: h.to.to_native(),
-                        amount: h.amount.to_native(),
-                        expires_at_ns: h.expires_at_ns.to_native(),
-                        state: h.state,
-                        posted: h.posted.to_native(),
-                    };
-                    saved.hold().ok_or(RestoreError::BadHold {
-                        hold_id: saved.hold_id,
-                        reason: "its state code is unknown",
-                    })
-                })
+                .map(|r| (r.original.to_native(), r.reversal.to_native()))
                 .collect(),
-            LoadedSnapshot::V1(_) => Ok(Vec::new()),
+            LoadedSnapshot::V2(_) | LoadedSnapshot::V1(_) => Vec::new(),
         }
     }
 
     /// Checks the payload's own format and sequence against the file's.
     pub fn check(&self) -> Result<(), RestoreError> {
-        let (format, expected) = match self {
-            LoadedSnapshot::Current(l) => (l.archived().format.to_native(), STATE_FORMAT),
-            LoadedSnapshot::V1(l) => (l.archived().format.to_native(), STATE_FORMAT_V1),
-        };
-        if format != expected {
+        let format = any_format!(self, l => l.archived().format.to_native());
+        if format != self.format() {
             return Err(RestoreError::UnknownFormat { format });
         }
         if self.last_tx_id() != self.sequence() {
@@ -417,6 +489,7 @@ impl LoadedSnapshot {
                 accounts: &self.accounts(),
                 system_balances: &self.system_balances(),
                 holds: &self.holds()?,
+                reversals: &self.reversals(),
             },
         )
     }
@@ -430,11 +503,25 @@ fn archived_account(a: &ArchivedSavedAccount) -> SavedAccount {
         overdraft_limit: a.overdraft_limit.to_native(),
         max_balance: a.max_balance.as_ref().map(|m| m.to_native()),
         moved: a.moved,
+        parent: a.parent.to_native(),
     }
 }
 
-/// Opens one snapshot file as the payload type its header names (format 2, or format 1
-/// from before accounts could be configured), checked as recovery checks it.
+fn archived_account_v2(a: &ArchivedSavedAccountV2) -> SavedAccount {
+    SavedAccount {
+        account_id: a.account_id.to_native(),
+        currency: a.currency.to_native(),
+        flags: a.flags.to_native(),
+        overdraft_limit: a.overdraft_limit.to_native(),
+        max_balance: a.max_balance.as_ref().map(|m| m.to_native()),
+        moved: a.moved,
+        parent: 0,
+    }
+}
+
+/// Opens one snapshot file as the payload type its header names (format 3, 2 from before
+/// reversals and hierarchies, or 1 from before accounts could be configured), checked as
+/// recovery checks it.
 pub fn open_snapshot(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
     open_snapshot_on(&ledger_storage::OsStorage, path)
 }
@@ -442,6 +529,9 @@ pub fn open_snapshot(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
 fn open_snapshot_on(storage: &dyn Storage, path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
     if let Some(l) = ledger_snapshot::open_file_format_on(storage, path, STATE_FORMAT)? {
         return Ok(LoadedSnapshot::Current(l));
+    }
+    if let Some(l) = ledger_snapshot::open_file_format_on(storage, path, STATE_FORMAT_V2)? {
+        return Ok(LoadedSnapshot::V2(l));
     }
     if let Some(l) = ledger_snapshot::open_file_format_on(storage, path, 0)? {
         return Ok(LoadedSnapshot::V1(l));

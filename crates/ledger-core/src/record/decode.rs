@@ -3,11 +3,11 @@
 use super::error::RecordError;
 use super::varint::{self, VarintFault};
 use super::{
-    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, EFFECT_CONFIGURED, EFFECT_HOLD_EXPIRED,
-    EFFECT_HOLD_OPENED, EFFECT_HOLD_POSTED, EFFECT_HOLD_VOIDED, FAIL_CODE_DUPLICATE,
-    FAIL_CODE_MAX_V1, RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX, RECORD_FORMAT_V1,
-    RECORD_FORMAT_VERSION, SHAPE_EMPTY, SHAPE_LIST, SHAPE_MASK, SHAPE_PAIR, SHAPE_REJECTED,
-    TAG_EFFECTS, TAG_RESERVED, TAG_RESERVED_V1, TAG_TIMESTAMP, TAG_USER_REF,
+    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, CONFIGURED_HAS_PARENT, EFFECT_CONFIGURED,
+    EFFECT_HOLD_EXPIRED, EFFECT_HOLD_OPENED, EFFECT_HOLD_POSTED, EFFECT_HOLD_VOIDED,
+    EFFECT_REVERSED, FAIL_CODE_DUPLICATE, FAIL_CODE_MAX_V1, RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX,
+    RECORD_FORMAT_V1, RECORD_FORMAT_VERSION, SHAPE_EMPTY, SHAPE_LIST, SHAPE_MASK, SHAPE_PAIR,
+    SHAPE_REJECTED, TAG_EFFECTS, TAG_RESERVED, TAG_RESERVED_V1, TAG_TIMESTAMP, TAG_USER_REF,
 };
 use crate::transaction::{
     AMOUNT_MAX, AccountConfig, Effect, Entry, EntryKind, FailReason, Outcome, SYSTEM_ACCOUNT, TxId,
@@ -441,6 +441,9 @@ impl<'p> FrameDecoder<'p> {
                 EFFECT_HOLD_EXPIRED => Effect::HoldExpired {
                     hold_id: self.hold_link(tx_id)?,
                 },
+                EFFECT_REVERSED => Effect::Reversed {
+                    tx_id: self.earlier(tx_id, "the original is not an earlier transaction")?,
+                },
                 kind => {
                     return Err(RecordError::UnknownEffect {
                         tx_id,
@@ -475,14 +478,19 @@ impl<'p> FrameDecoder<'p> {
 
     /// A hold named by its distance back: an earlier transaction (at least 1).
     fn hold_link(&mut self, tx_id: TxId) -> Result<TxId, RecordError> {
+        self.earlier(tx_id, "the hold is not an earlier transaction")
+    }
+
+    /// A transaction named by its distance back: an earlier one (at least 1).
+    fn earlier(&mut self, tx_id: TxId, reason: &'static str) -> Result<TxId, RecordError> {
         let offset = self.pos;
         let distance = self.varint(tx_id)?;
         match tx_id.checked_sub(distance) {
-            Some(hold_id) if distance >= 1 && hold_id >= 1 => Ok(hold_id),
+            Some(earlier) if distance >= 1 && earlier >= 1 => Ok(earlier),
             _ => Err(RecordError::InvalidEffect {
                 tx_id,
                 offset,
-                reason: "the hold is not an earlier transaction",
+                reason,
             }),
         }
     }
@@ -504,10 +512,23 @@ impl<'p> FrameDecoder<'p> {
         if overdraft_limit > AMOUNT_MAX {
             return Err(invalid("overdraft limit above i64::MAX"));
         }
-        let max_balance = match self.byte(tx_id)? {
+        let presence = self.byte(tx_id)?;
+        if presence & !(CONFIGURED_HAS_MAX | CONFIGURED_HAS_PARENT) != 0 {
+            return Err(invalid("presence byte"));
+        }
+        let max_balance = match presence & CONFIGURED_HAS_MAX {
             0 => None,
-            CONFIGURED_HAS_MAX => Some(varint::unzigzag(self.varint(tx_id)?)),
-            _ => return Err(invalid("presence byte")),
+            _ => Some(varint::unzigzag(self.varint(tx_id)?)),
+        };
+        let parent = match presence & CONFIGURED_HAS_PARENT {
+            0 => 0,
+            _ => {
+                let parent = self.account(tx_id)?;
+                if parent == SYSTEM_ACCOUNT || parent == account {
+                    return Err(invalid("the parent is the system account or the account"));
+                }
+                parent
+            }
         };
         Ok(Effect::Configured {
             account,
@@ -516,6 +537,7 @@ impl<'p> FrameDecoder<'p> {
                 flags,
                 overdraft_limit,
                 max_balance,
+                parent,
             },
         })
     }

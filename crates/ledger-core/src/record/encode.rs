@@ -4,10 +4,11 @@ use super::DecodeMark;
 use super::error::EncodeError;
 use super::varint::{self, VARINT_BYTES_MAX};
 use super::{
-    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, EFFECT_CONFIGURED, EFFECT_HOLD_EXPIRED,
-    EFFECT_HOLD_OPENED, EFFECT_HOLD_POSTED, EFFECT_HOLD_VOIDED, FAIL_CODE_DUPLICATE,
-    RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX, RECORD_FORMAT_VERSION, RecordRef, SHAPE_EMPTY,
-    SHAPE_LIST, SHAPE_PAIR, SHAPE_REJECTED, TAG_EFFECTS, TAG_TIMESTAMP, TAG_USER_REF,
+    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, CONFIGURED_HAS_PARENT, EFFECT_CONFIGURED,
+    EFFECT_HOLD_EXPIRED, EFFECT_HOLD_OPENED, EFFECT_HOLD_POSTED, EFFECT_HOLD_VOIDED,
+    EFFECT_REVERSED, FAIL_CODE_DUPLICATE, RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX,
+    RECORD_FORMAT_VERSION, RecordRef, SHAPE_EMPTY, SHAPE_LIST, SHAPE_PAIR, SHAPE_REJECTED,
+    TAG_EFFECTS, TAG_TIMESTAMP, TAG_USER_REF,
 };
 use crate::transaction::{
     AMOUNT_MAX, Effect, Entry, EntryKind, FailReason, Outcome, SYSTEM_ACCOUNT, TxId,
@@ -22,7 +23,7 @@ const PAIR_BODY_MAX: usize = 7 * VARINT_BYTES_MAX;
 /// A List entry: account and kind, amount, balance, back-link.
 const LIST_ENTRY_MAX: usize = 4 * VARINT_BYTES_MAX;
 /// One effect: its kind and presence bytes, and at most five varints.
-const EFFECT_MAX: usize = 2 + 5 * VARINT_BYTES_MAX;
+const EFFECT_MAX: usize = 2 + 6 * VARINT_BYTES_MAX;
 
 /// Writes one records payload (docs/record-format.md) into a caller's buffer.
 ///
@@ -288,6 +289,9 @@ fn check_effects(tx_id: TxId, effects: &[Effect]) -> Result<usize, EncodeError> 
                 if config.overdraft_limit > AMOUNT_MAX {
                     return Err(invalid("the overdraft limit is above i64::MAX"));
                 }
+                if config.parent == account || config.parent >= ACCOUNT_ID_LIMIT {
+                    return Err(invalid("the parent is the account or not below 2^63"));
+                }
             }
             Effect::HoldOpened {
                 from, to, amount, ..
@@ -310,6 +314,11 @@ fn check_effects(tx_id: TxId, effects: &[Effect]) -> Result<usize, EncodeError> 
             Effect::HoldVoided { hold_id } | Effect::HoldExpired { hold_id } => {
                 if hold_id == 0 || hold_id >= tx_id {
                     return Err(invalid("the hold is not an earlier transaction"));
+                }
+            }
+            Effect::Reversed { tx_id: original } => {
+                if original == 0 || original >= tx_id {
+                    return Err(invalid("the original is not an earlier transaction"));
                 }
             }
         }
@@ -349,18 +358,28 @@ fn put_effects(buf: &mut Vec<u8>, tx_id: TxId, effects: &[Effect]) {
                 buf.push(EFFECT_HOLD_EXPIRED);
                 varint::put(buf, tx_id - hold_id);
             }
+            Effect::Reversed { tx_id: original } => {
+                buf.push(EFFECT_REVERSED);
+                varint::put(buf, tx_id - original);
+            }
             Effect::Configured { account, config } => {
                 buf.push(EFFECT_CONFIGURED);
                 varint::put(buf, account);
                 varint::put(buf, u64::from(config.currency));
                 varint::put(buf, u64::from(config.flags));
                 varint::put(buf, config.overdraft_limit);
-                match config.max_balance {
-                    Some(max) => {
-                        buf.push(CONFIGURED_HAS_MAX);
-                        varint::put(buf, varint::zigzag(max));
-                    }
-                    None => buf.push(0),
+                let has_max = config.max_balance.map_or(0, |_| CONFIGURED_HAS_MAX);
+                let has_parent = if config.parent != 0 {
+                    CONFIGURED_HAS_PARENT
+                } else {
+                    0
+                };
+                buf.push(has_max | has_parent);
+                if let Some(max) = config.max_balance {
+                    varint::put(buf, varint::zigzag(max));
+                }
+                if config.parent != 0 {
+                    varint::put(buf, config.parent);
                 }
             }
         }

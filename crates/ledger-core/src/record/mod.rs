@@ -123,8 +123,11 @@ const EFFECT_HOLD_OPENED: u8 = 2;
 const EFFECT_HOLD_POSTED: u8 = 3;
 const EFFECT_HOLD_VOIDED: u8 = 4;
 const EFFECT_HOLD_EXPIRED: u8 = 5;
+const EFFECT_REVERSED: u8 = 6;
 /// A Configured effect's presence byte: a max_balance follows.
 const CONFIGURED_HAS_MAX: u8 = 0b0000_0001;
+/// A Configured effect's presence byte: a parent follows.
+const CONFIGURED_HAS_PARENT: u8 = 0b0000_0010;
 
 /// The highest fail code version 1 payloads may hold (codes 9-12 came with version 2).
 const FAIL_CODE_MAX_V1: u8 = 8;
