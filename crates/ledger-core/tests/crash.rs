@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError};
+use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, LinkKind};
 use ledger_core::record::FrameDecoder;
 use ledger_core::transaction::{
     AccountConfig, CompositeOperation, Effect, Entry, EntryKind, Operation, Outcome, Step,
@@ -71,7 +71,10 @@ fn random_op(rng: &mut Rng, holds: &[u64]) -> Operation {
         0 => 1,
         n => holds[rng.below(n) as usize],
     };
-    match rng.below(14) {
+    match rng.below(15) {
+        // Reversals of transactions near an earlier hold (any kind: some move money,
+        // some do not, some are reversed already).
+        14 => Operation::reverse(some_hold(rng) + rng.below(40), user_ref(rng)),
         // Two-phase transfers: holds (some expiring within milliseconds, so the ledger's
         // own expiries land among the kills), posts and voids of earlier ones.
         11 => Operation::hold(
@@ -98,6 +101,7 @@ fn random_op(rng: &mut Rng, holds: &[u64]) -> Operation {
                 currency: rng.below(2) as u32,
                 overdraft_limit: rng.below(3) * 100,
                 max_balance: (rng.below(2) == 0).then_some(50_000),
+                parent: if rng.below(3) == 0 { account(rng) } else { 0 },
                 ..AccountConfig::default()
             }),
             user_ref: user_ref(rng),
@@ -323,6 +327,24 @@ fn check_recovered(dir: &Path, reported: &BTreeMap<u64, String>) {
         ledger.get_system_balance(1).unwrap().balance,
         replayed.system_balance(1)
     );
+    // The hierarchies' aggregates and the reversals, too.
+    for account in 0..ACCOUNTS {
+        let info = ledger.get_account(account).unwrap();
+        assert_eq!(
+            Some(info.aggregate_balance),
+            replayed.aggregate_balance(account),
+            "aggregate of {account}"
+        );
+    }
+    for (original, reversal) in replayed.reversals() {
+        let links = ledger.get_transaction(original).unwrap().links;
+        assert!(
+            links
+                .iter()
+                .any(|l| l.kind == LinkKind::ReversedBy && l.to_tx_id == reversal),
+            "{original} reversed by {reversal}: {links:?}"
+        );
+    }
     assert_eq!(
         replayed.accounts().unbalanced_currency(replayed.balances()),
         None
