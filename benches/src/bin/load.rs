@@ -90,6 +90,9 @@ struct Args {
     /// How stage threads wait for work.
     #[arg(long, value_enum, default_value_t = Strategy::Default)]
     wait_strategy: Strategy,
+    /// How long a closed hold is remembered, in seconds (the ledger's default: 60).
+    #[arg(long, default_value_t = LedgerConfig::default().closed_hold_retention.as_secs_f64())]
+    closed_hold_retention_secs: f64,
     /// After the load, stay idle this many seconds and report the CPU the idle ledger used.
     #[arg(long, default_value_t = 0.0)]
     idle_secs: f64,
@@ -191,6 +194,7 @@ fn run(args: &Args) -> Result<(), String> {
         wal_segment_bytes: args.wal_segment_mib << 20,
         wal_frame_bytes: args.wal_frame_kib << 10,
         wait_strategy: args.wait_strategy.strategy(),
+        closed_hold_retention: Duration::from_secs_f64(args.closed_hold_retention_secs),
         ..LedgerConfig::in_dir(&data_dir)
     };
     print_machine();

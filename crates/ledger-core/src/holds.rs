@@ -3,10 +3,12 @@
 //! with the indexes the transactor and the reads need: open holds by expiry and by
 //! account, and what each account has reserved.
 //!
-//! A hold's id is the id of the transaction that opened it. Closed holds stay in the
-//! table (their state answers "posted twice" and reads of a hold by id).
+//! A hold's id is the id of the transaction that opened it. A closed hold stays in the
+//! table for a retention window of sequencer time (its state answers "posted twice" and
+//! reads of a hold by id), then is forgotten: memory holds the open holds and the recently
+//! closed ones, never every hold ever placed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use foldhash::fast::RandomState;
 
@@ -64,6 +66,8 @@ pub struct Hold {
     pub state: HoldState,
     /// What a post moved (0 unless posted).
     pub posted: u64,
+    /// Sequencer time it was posted, voided or expired (0 while open).
+    pub closed_at_ns: u64,
 }
 
 impl Hold {
@@ -103,6 +107,9 @@ pub struct Holds {
     by_account: BTreeSet<(AccountId, HoldId)>,
     /// Accounts with open holds, and what those reserve.
     reserved: HashMap<AccountId, Reserved, RandomState>,
+    /// Closed holds in the order they closed (sequencer time never runs backwards), to
+    /// forget them when their retention ends.
+    closed: VecDeque<(u64, HoldId)>,
 }
 
 impl Holds {
@@ -183,6 +190,34 @@ impl Holds {
             && to.incoming.checked_add(hold.amount).is_some()
     }
 
+    /// How many closed holds are still remembered.
+    pub fn closed_len(&self) -> usize {
+        self.closed.len()
+    }
+
+    /// Forgets every closed hold that closed at or before `up_to_ns`. Called as time
+    /// advances, by execution and replay alike, so both forget the same holds at the
+    /// same transaction.
+    #[inline]
+    pub fn forget_closed(&mut self, up_to_ns: u64) {
+        while let Some(&(closed_at, id)) = self.closed.front() {
+            if closed_at > up_to_ns {
+                break;
+            }
+            self.closed.pop_front();
+            let forgotten = self.all.remove(&id);
+            assert!(
+                forgotten.is_some_and(|h| h.state != HoldState::Open),
+                "a hold in the closed queue is closed"
+            );
+        }
+    }
+
+    /// Puts the closed holds restored from a snapshot (inserted by id) in closing order.
+    pub fn order_closed(&mut self) {
+        self.closed.make_contiguous().sort_unstable();
+    }
+
     /// Records hold `id` (open or, from a snapshot, closed). An open one reserves its
     /// amount on both accounts.
     pub fn insert(&mut self, id: HoldId, hold: Hold) -> Result<(), HoldFault> {
@@ -200,14 +235,22 @@ impl Holds {
             if hold.expires_at_ns != 0 {
                 self.expiring.insert((hold.expires_at_ns, id));
             }
+        } else {
+            self.closed.push_back((hold.closed_at_ns, id));
         }
         self.all.insert(id, hold);
         Ok(())
     }
 
-    /// Closes open hold `id` as `state` (posted `posted` of it), releasing what it
-    /// reserved.
-    pub fn close(&mut self, id: HoldId, state: HoldState, posted: u64) -> Result<Hold, HoldFault> {
+    /// Closes open hold `id` as `state` (posted `posted` of it) at sequencer time
+    /// `now_ns`, releasing what it reserved.
+    pub fn close(
+        &mut self,
+        id: HoldId,
+        state: HoldState,
+        posted: u64,
+        now_ns: u64,
+    ) -> Result<Hold, HoldFault> {
         debug_assert_ne!(state, HoldState::Open);
         let hold = self.all.get_mut(&id).ok_or(HoldFault::Unknown)?;
         if hold.state != HoldState::Open {
@@ -215,7 +258,10 @@ impl Holds {
         }
         hold.state = state;
         hold.posted = posted;
+        hold.closed_at_ns = now_ns;
         let hold = *hold;
+        debug_assert!(self.closed.back().is_none_or(|&(at, _)| at <= now_ns));
+        self.closed.push_back((now_ns, id));
         self.release(hold.from, |r| r.outgoing -= hold.amount);
         self.release(hold.to, |r| r.incoming -= hold.amount);
         self.by_account.remove(&(hold.from, id));

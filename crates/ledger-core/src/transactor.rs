@@ -28,13 +28,21 @@ pub struct TransactorConfig {
     pub max_accounts: u64,
     /// A non-zero `user_ref` committed within this much sequencer time is a duplicate.
     pub dedup_window_ns: u64,
+    /// A hold posted, voided or expired is remembered this much sequencer time (a second
+    /// post is `HoldClosed`, a read finds it), then forgotten (`HoldNotFound`). Like the
+    /// dedup window, every replica and every replay of one log must use the same value.
+    pub closed_hold_retention_ns: u64,
 }
+
+/// [`TransactorConfig::closed_hold_retention_ns`] by default: one minute.
+pub const CLOSED_HOLD_RETENTION_NS: u64 = 60_000_000_000;
 
 impl Default for TransactorConfig {
     fn default() -> Self {
         TransactorConfig {
             max_accounts: 1_000_000,
             dedup_window_ns: 10_000_000_000,
+            closed_hold_retention_ns: CLOSED_HOLD_RETENTION_NS,
         }
     }
 }
@@ -179,6 +187,8 @@ pub struct Transactor {
     holds: Holds,
     /// Reversed transactions: original id to the reversal's.
     reversals: HashMap<TxId, TxId, RandomState>,
+    /// See [`TransactorConfig::closed_hold_retention_ns`].
+    closed_hold_retention_ns: u64,
 }
 
 impl Transactor {
@@ -193,6 +203,7 @@ impl Transactor {
             accounts: Accounts::default(),
             holds: Holds::default(),
             reversals: HashMap::default(),
+            closed_hold_retention_ns: config.closed_hold_retention_ns,
         })
     }
 
@@ -269,11 +280,16 @@ impl Transactor {
             {
                 return Err(bad("it is malformed"));
             }
+            let open = hold.state == HoldState::Open;
+            if (open && hold.closed_at_ns != 0) || (!open && hold.closed_at_ns > self.now_ns) {
+                return Err(bad("its closing time is not of this state"));
+            }
             self.holds.insert(hold_id, hold).map_err(|f| match f {
                 HoldFault::Overflow => bad("the reserved sums overflow"),
                 _ => bad("it is saved twice"),
             })?;
         }
+        self.holds.order_closed();
         Ok(())
     }
 
@@ -411,6 +427,7 @@ impl Transactor {
                         expires_at_ns,
                         state: HoldState::Open,
                         posted: 0,
+                        closed_at_ns: 0,
                     };
                     self.hold(tx_id, hold, effects)
                 }),
@@ -574,22 +591,23 @@ impl Transactor {
                     expires_at_ns,
                     state: HoldState::Open,
                     posted: 0,
+                    closed_at_ns: 0,
                 };
                 self.holds.insert(tx_id, hold).map_err(|f| bad(tx_id, f))?;
             }
             Effect::HoldPosted { hold_id, amount } => {
                 self.holds
-                    .close(hold_id, HoldState::Posted, amount)
+                    .close(hold_id, HoldState::Posted, amount, self.now_ns)
                     .map_err(|f| bad(hold_id, f))?;
             }
             Effect::HoldVoided { hold_id } => {
                 self.holds
-                    .close(hold_id, HoldState::Voided, 0)
+                    .close(hold_id, HoldState::Voided, 0, self.now_ns)
                     .map_err(|f| bad(hold_id, f))?;
             }
             Effect::HoldExpired { hold_id } => {
                 self.holds
-                    .close(hold_id, HoldState::Expired, 0)
+                    .close(hold_id, HoldState::Expired, 0, self.now_ns)
                     .map_err(|f| bad(hold_id, f))?;
             }
         }
@@ -682,8 +700,12 @@ impl Transactor {
         assert!(tx_id > self.last_tx_id, "transaction ids strictly increase");
         self.last_tx_id = tx_id;
         self.now_ns = self.now_ns.max(timestamp_ns);
-        // Every transaction, executed or replayed, ages the window the same way.
+        // Every transaction, executed or replayed, ages the window and forgets closed
+        // holds the same way.
         self.dedup.expire(self.now_ns);
+        if let Some(up_to) = self.now_ns.checked_sub(self.closed_hold_retention_ns) {
+            self.holds.forget_closed(up_to);
+        }
     }
 
     fn account_index(&self, account: AccountId) -> Result<usize, FailReason> {
@@ -1205,7 +1227,9 @@ impl Transactor {
             entries.truncate(entries_before);
             return Err(reason);
         }
-        let closed = self.holds.close(hold_id, HoldState::Posted, amount);
+        let closed = self
+            .holds
+            .close(hold_id, HoldState::Posted, amount, self.now_ns);
         assert!(closed.is_ok(), "hold {hold_id} was open");
         effects.push(Effect::HoldPosted { hold_id, amount });
         Ok(())
@@ -1215,7 +1239,7 @@ impl Transactor {
     #[inline(never)]
     fn void(&mut self, hold_id: HoldId, effects: &mut Vec<Effect>) -> Result<(), FailReason> {
         self.open_hold(hold_id)?;
-        let closed = self.holds.close(hold_id, HoldState::Voided, 0);
+        let closed = self.holds.close(hold_id, HoldState::Voided, 0, self.now_ns);
         assert!(closed.is_ok(), "hold {hold_id} was open");
         effects.push(Effect::HoldVoided { hold_id });
         Ok(())
@@ -1283,7 +1307,9 @@ impl Transactor {
             .expired(self.now_ns, EXPIRIES_PER_TRANSACTION)
             .collect();
         for hold_id in due {
-            let closed = self.holds.close(hold_id, HoldState::Expired, 0);
+            let closed = self
+                .holds
+                .close(hold_id, HoldState::Expired, 0, self.now_ns);
             assert!(closed.is_ok(), "an expiring hold is open");
             effects.push(Effect::HoldExpired { hold_id });
         }

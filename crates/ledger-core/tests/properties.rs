@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use ledger_core::holds::HoldState;
 use ledger_core::transaction::{
     AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry, EntryKind,
     FailReason, HIERARCHY_DEPTH_MAX, Operation, Outcome, ReversalTarget, Step,
@@ -16,11 +17,14 @@ use proptest::prelude::*;
 
 const MAX_ACCOUNTS: u64 = 8;
 const WINDOW_NS: u64 = 5_000;
+/// Short enough that runs forget closed holds, and act on forgotten ones.
+const RETENTION_NS: u64 = 3 * WINDOW_NS;
 
 fn config() -> TransactorConfig {
     TransactorConfig {
         max_accounts: MAX_ACCOUNTS,
         dedup_window_ns: WINDOW_NS,
+        closed_hold_retention_ns: RETENTION_NS,
     }
 }
 
@@ -202,6 +206,8 @@ struct Model {
     holds: std::collections::BTreeMap<u64, (u64, u64, u64, u64, u8, u64)>,
     /// Reversed transaction -> its reversal.
     reversed: std::collections::BTreeMap<u64, u64>,
+    /// When each closed hold closed.
+    closed_at: HashMap<u64, u64>,
 }
 
 const OPEN: u8 = 0;
@@ -412,9 +418,8 @@ impl Model {
         self.balances.insert(to, to_after);
         self.note_moved(from);
         self.note_moved(to);
-        let hold = self.holds.get_mut(&id).unwrap();
-        hold.4 = 1;
-        hold.5 = amount;
+        self.holds.get_mut(&id).unwrap().5 = amount;
+        self.close(id, 1);
         Ok(())
     }
 
@@ -460,7 +465,7 @@ impl Model {
             .collect();
         due.sort_unstable();
         for (_, id) in due.into_iter().take(255) {
-            self.holds.get_mut(&id).unwrap().4 = 3;
+            self.close(id, 3);
         }
     }
 
@@ -555,8 +560,27 @@ impl Model {
         Ok(())
     }
 
+    /// Records that hold `id` closed now, as `state`.
+    fn close(&mut self, id: u64, state: u8) {
+        self.holds.get_mut(&id).unwrap().4 = state;
+        self.closed_at.insert(id, self.now_ns);
+    }
+
     fn execute(&mut self, tx_id: u64, timestamp_ns: u64, op: &Operation) -> Outcome {
         self.now_ns = self.now_ns.max(timestamp_ns);
+        // Closed holds are forgotten once their retention has passed.
+        if let Some(up_to) = self.now_ns.checked_sub(RETENTION_NS) {
+            let forgotten: Vec<u64> = self
+                .closed_at
+                .iter()
+                .filter(|&(_, &at)| at <= up_to)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in forgotten {
+                self.closed_at.remove(&id);
+                self.holds.remove(&id);
+            }
+        }
         let legs = match self.check(op) {
             Ok(legs) => legs,
             Err(reason) => return Outcome::Rejected(reason),
@@ -589,10 +613,9 @@ impl Model {
             Operation::PostHold {
                 hold_id, amount, ..
             } => Some(self.post(hold_id, amount)),
-            Operation::VoidHold { hold_id, .. } => Some(
-                self.open_hold(hold_id)
-                    .map(|_| self.holds.get_mut(&hold_id).unwrap().4 = 2),
-            ),
+            Operation::VoidHold { hold_id, .. } => {
+                Some(self.open_hold(hold_id).map(|_| self.close(hold_id, 2)))
+            }
             Operation::ExpireHolds => {
                 self.expire();
                 Some(Ok(()))
@@ -837,7 +860,15 @@ proptest! {
                     prop_assert!(entries.is_empty() && effects.is_empty());
                     prop_assert_eq!(transactor.balances(), &before[..]);
                     prop_assert_eq!(transactor.accounts().sorted(), accounts_before);
-                    prop_assert_eq!(transactor.holds().sorted(), holds_before);
+                    // Nothing changes but what time does: forgetting closed holds.
+                    let kept: Vec<_> = holds_before
+                        .iter()
+                        .filter(|(id, h)| {
+                            h.state == HoldState::Open || transactor.holds().get(*id).is_some()
+                        })
+                        .copied()
+                        .collect();
+                    prop_assert_eq!(transactor.holds().sorted(), kept);
                     prop_assert!(transactor.dedup().len() <= window_before);
                 }
                 Outcome::Committed => {

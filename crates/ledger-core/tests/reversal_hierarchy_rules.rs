@@ -8,7 +8,7 @@ use ledger_core::transaction::{
     AccountConfig, Effect, Entry, EntryKind, FailReason, HIERARCHY_DEPTH_MAX, Operation, Outcome,
     Reversal, ReversalTarget,
 };
-use ledger_core::transactor::ReplayError;
+use ledger_core::transactor::{ReplayError, TransactorConfig};
 
 /// A reversal of `tx_id` whose original has `entries` (what the ledger reads from its log).
 fn reversal(tx_id: u64, entries: &[Entry]) -> Operation {
@@ -285,4 +285,45 @@ fn a_parent_beyond_max_accounts_is_refused() {
         Operation::configure(1, sub_account(100, 0), 0),
         FailReason::AccountLimitExceeded,
     );
+}
+
+#[test]
+fn a_closed_hold_is_forgotten_once_its_retention_has_passed() {
+    let retention = 60 * SECOND;
+    let mut h = Harness::with(TransactorConfig {
+        max_accounts: 100,
+        dedup_window_ns: 10 * SECOND,
+        closed_hold_retention_ns: retention,
+    });
+    h.deposit(1, 100);
+    let hold_id = h.next_tx_id;
+    assert_eq!(
+        h.outcome(Operation::hold(1, 2, 40, 0, 0)),
+        Outcome::Committed
+    );
+    let post = || Operation::PostHold {
+        hold_id,
+        amount: 0,
+        user_ref: 0,
+    };
+    assert_eq!(h.outcome(post()), Outcome::Committed);
+    let closed_at = h.now_ns;
+    // Within the retention a second post is refused as closed, and the hold is readable.
+    h.now_ns = closed_at + retention - 1;
+    h.rejects(post(), FailReason::HoldClosed);
+    assert!(h.transactor.holds().get(hold_id).is_some());
+    // From the end of the retention on it is forgotten: not found.
+    h.now_ns = closed_at + retention;
+    h.rejects(post(), FailReason::HoldNotFound);
+    assert!(h.transactor.holds().get(hold_id).is_none());
+    assert_eq!(h.transactor.holds().closed_len(), 0);
+    // An open hold is never forgotten, however old.
+    let open_id = h.next_tx_id;
+    assert_eq!(
+        h.outcome(Operation::hold(1, 2, 10, 0, 0)),
+        Outcome::Committed
+    );
+    h.now_ns += 100 * retention;
+    h.deposit(3, 1);
+    assert!(h.transactor.holds().get(open_id).is_some());
 }

@@ -490,6 +490,7 @@ fn replaying_entries_reproduces_the_balances_and_the_window() {
     let mut replica = Transactor::new(TransactorConfig {
         max_accounts: 100,
         dedup_window_ns: 10 * SECOND,
+        ..TransactorConfig::default()
     })
     .unwrap();
     for (tx_id, timestamp_ns, user_ref, outcome, entries, effects) in &log {
@@ -576,6 +577,7 @@ fn every_transaction_ages_the_window_live_and_in_replay() {
     let mut replica = Transactor::new(TransactorConfig {
         max_accounts: 100,
         dedup_window_ns: 10 * SECOND,
+        ..TransactorConfig::default()
     })
     .unwrap();
     let deposit_entries = [
@@ -898,6 +900,7 @@ fn replaying_configurations_reproduces_the_accounts() {
     let mut replica = Transactor::new(TransactorConfig {
         max_accounts: 100,
         dedup_window_ns: SECOND,
+        ..TransactorConfig::default()
     })
     .unwrap();
     for (tx_id, outcome, entries, effects) in &log {

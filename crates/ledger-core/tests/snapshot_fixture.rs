@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ledger_core::ledger::{
     CurrencyBalance, DedupEntry, Ledger, LedgerConfig, STATE_FORMAT, STATE_FORMAT_V1,
-    STATE_FORMAT_V2, SavedAccount, SavedAccountV2, SavedHold, SavedReversal, SnapshotState,
-    SnapshotStateV1, SnapshotStateV2, open_snapshot,
+    STATE_FORMAT_V2, SavedAccount, SavedAccountV2, SavedHold, SavedHoldV2, SavedReversal,
+    SnapshotState, SnapshotStateV1, SnapshotStateV2, open_snapshot,
 };
 use ledger_core::transaction::{
     AccountConfig, Entry, EntryKind, FailReason, Operation, Outcome, Reversal, ReversalTarget,
@@ -82,7 +82,7 @@ fn fixture_state_v2() -> SnapshotStateV2 {
         }],
         // Hold 30 (2 -> 1, 50) was posted for 20; hold 40 (1 -> 2, 100) is open.
         holds: vec![
-            SavedHold {
+            SavedHoldV2 {
                 hold_id: 30,
                 from: 2,
                 to: 1,
@@ -91,7 +91,7 @@ fn fixture_state_v2() -> SnapshotStateV2 {
                 state: 1,
                 posted: 20,
             },
-            SavedHold {
+            SavedHoldV2 {
                 hold_id: 40,
                 from: 1,
                 to: 2,
@@ -105,7 +105,8 @@ fn fixture_state_v2() -> SnapshotStateV2 {
 }
 
 /// Format 3: the ledger of format 2, with account 2 a sub-account of account 1 (so
-/// account 1's aggregate is 1000 + 300) and transaction 35 reversed by 38.
+/// account 1's aggregate is 1000 + 300), transaction 35 reversed by 38, and the time
+/// the posted hold closed.
 fn fixture_state_v3() -> SnapshotState {
     let v2 = fixture_state_v2();
     let mut accounts: Vec<SavedAccount> = v2
@@ -142,7 +143,21 @@ fn fixture_state_v3() -> SnapshotState {
         latest: v2.latest,
         accounts,
         system_balances: v2.system_balances,
-        holds: v2.holds,
+        // Hold 30 was posted 500 ns before the snapshot.
+        holds: v2
+            .holds
+            .iter()
+            .map(|h| SavedHold {
+                hold_id: h.hold_id,
+                from: h.from,
+                to: h.to,
+                amount: h.amount,
+                expires_at_ns: h.expires_at_ns,
+                state: h.state,
+                posted: h.posted,
+                closed_at_ns: if h.state == 0 { 0 } else { NOW_NS - 500 },
+            })
+            .collect(),
         reversals: vec![SavedReversal {
             original: 35,
             reversal: 38,
@@ -222,6 +237,7 @@ fn the_fixtures_are_what_the_engine_writes_and_reads() {
         .restore(TransactorConfig {
             max_accounts: 4,
             dedup_window_ns: 1,
+            ..TransactorConfig::default()
         })
         .unwrap();
     assert_eq!(transactor.reversed_by(35), Some(38));
@@ -382,14 +398,16 @@ fn the_engine_recovers_accounts_from_the_format_2_fixture() {
     let overdraft = ledger.submit_and_wait(transfer(1, 2, 1_150), WaitLevel::Committed);
     assert!(overdraft.is_committed());
     assert_eq!(ledger.get_balance(1).balance, -150);
-    // The posted hold cannot be posted again; the open one can.
+    // The posted hold counts as closed at the snapshot's time (format 2 has no closing
+    // times), months before the ledger's clock: past its retention, it was forgotten.
+    // The open one can be posted.
     let post = |hold_id| Operation::PostHold {
         hold_id,
         amount: 0,
         user_ref: 0,
     };
     let again = ledger.submit_and_wait(post(30), WaitLevel::Committed);
-    assert_eq!(again.outcome(), Outcome::Rejected(FailReason::HoldClosed));
+    assert_eq!(again.outcome(), Outcome::Rejected(FailReason::HoldNotFound));
     assert!(
         ledger
             .submit_and_wait(post(40), WaitLevel::Committed)
@@ -410,6 +428,10 @@ fn the_engine_recovers_hierarchies_and_reversals_from_the_format_3_fixture() {
     assert_eq!((one.children, one.aggregate_balance), (1, 1300));
     let two = ledger.get_account(2).unwrap();
     assert_eq!((two.config.parent, two.aggregate_balance), (1, 300));
+    // The posted hold 30 closed 500 ns before the snapshot: it is remembered until its
+    // retention (60 s by default) passes; the ledger's clock is far past that, so the
+    // first transaction forgets it.
+    assert!(ledger.get_hold(30).unwrap().0.is_some());
     // A sub-account's movement reaches its parent's aggregate.
     let moved = ledger.submit_and_wait(
         Operation::Transfer {
@@ -422,5 +444,7 @@ fn the_engine_recovers_hierarchies_and_reversals_from_the_format_3_fixture() {
     );
     assert!(moved.is_committed());
     assert_eq!(ledger.get_account(1).unwrap().aggregate_balance, 1200);
+    assert_eq!(ledger.get_hold(30).unwrap().0, None, "forgotten");
+    assert!(ledger.get_hold(40).unwrap().0.is_some(), "open: kept");
     ledger.stop().unwrap();
 }

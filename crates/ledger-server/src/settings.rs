@@ -62,6 +62,10 @@ pub struct Settings {
     /// Idempotency window for user_ref, in seconds [default: 10].
     #[arg(long, env = "LEDGER_DEDUP_WINDOW_SECS")]
     pub dedup_window_secs: Option<u64>,
+    /// How long a posted, voided or expired hold is remembered, in seconds (then acting
+    /// on it is HoldNotFound); the same on every node [default: 60].
+    #[arg(long, env = "LEDGER_CLOSED_HOLD_RETENTION_SECS")]
+    pub closed_hold_retention_secs: Option<u64>,
     /// How stage threads wait for work: `default` (spin, yield, park), `low-cpu` (park
     /// almost at once), `busy-spin` (only with dedicated cores) [default: default].
     #[arg(long, env = "LEDGER_WAIT_STRATEGY", value_parser = ["default", "low-cpu", "busy-spin"])]
@@ -188,6 +192,7 @@ impl Settings {
             history_retention_tx,
             read_cache_bytes,
             dedup_window_secs,
+            closed_hold_retention_secs,
             wait_strategy,
             io_threads,
             log,
@@ -277,6 +282,9 @@ impl Settings {
             dedup_window: self
                 .dedup_window_secs
                 .map_or(d.dedup_window, Duration::from_secs),
+            closed_hold_retention: self
+                .closed_hold_retention_secs
+                .map_or(d.closed_hold_retention, Duration::from_secs),
             wait_strategy: match self.wait_strategy.as_deref() {
                 Some("low-cpu") => WaitStrategy::LowCpu,
                 Some("busy-spin") => WaitStrategy::BusySpin,

@@ -60,6 +60,11 @@ pub struct LedgerConfig {
     /// A non-zero `user_ref` committed within this much sequencer time makes a later one
     /// a `Duplicate`. Default 10 s.
     pub dedup_window: Duration,
+    /// A posted, voided or expired hold is remembered this much sequencer time (a second
+    /// post is `HoldClosed`; `get_hold` finds it), then forgotten (`HoldNotFound`): the
+    /// memory of holds is the open ones plus what closes in this window. Every node of a
+    /// cluster must use the same value, as for `dedup_window`. Default 60 s.
+    pub closed_hold_retention: Duration,
     /// Pin the stage threads to cores. Default: not pinned.
     pub pinning: StagePinning,
     /// The stage threads' nice value (default 0: the process's). A cluster node raises
@@ -98,6 +103,9 @@ impl Default for LedgerConfig {
             snapshot_on_stop: true,
             wait_strategy: WaitStrategy::DEFAULT,
             dedup_window: Duration::from_secs(10),
+            closed_hold_retention: Duration::from_nanos(
+                crate::transactor::CLOSED_HOLD_RETENTION_NS,
+            ),
             pinning: StagePinning::default(),
             stage_nice: 0,
             expire_holds: true,

@@ -75,8 +75,8 @@ pub use queries::{TransactionStatus, TransactionStatusInfo};
 pub use recovery::RecoveryReport;
 pub use saved::{
     ACCOUNTS_MAX, CurrencyBalance, DedupEntry, LoadedSnapshot, STATE_FORMAT, STATE_FORMAT_V1,
-    STATE_FORMAT_V2, SavedAccount, SavedAccountV2, SavedHold, SavedReversal, SnapshotState,
-    SnapshotStateV1, SnapshotStateV2, open_snapshot,
+    STATE_FORMAT_V2, SavedAccount, SavedAccountV2, SavedHold, SavedHoldV2, SavedReversal,
+    SnapshotState, SnapshotStateV1, SnapshotStateV2, open_snapshot,
 };
 
 use checkpoint::Checkpointer;
@@ -723,6 +723,8 @@ impl Engine {
         let transactor_config = TransactorConfig {
             max_accounts: config.max_accounts,
             dedup_window_ns: u64::try_from(config.dedup_window.as_nanos()).unwrap_or(u64::MAX),
+            closed_hold_retention_ns: u64::try_from(config.closed_hold_retention.as_nanos())
+                .unwrap_or(u64::MAX),
         };
         let reads = ReadPath {
             storage: Arc::clone(storage),

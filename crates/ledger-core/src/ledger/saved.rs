@@ -105,9 +105,23 @@ impl SavedAccount {
     }
 }
 
-/// One hold, open or closed (see [`Hold`]); `state` is [`HoldState::code`].
+/// One hold, open or recently closed (see [`Hold`]); `state` is [`HoldState::code`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SavedHold {
+    pub hold_id: u64,
+    pub from: u64,
+    pub to: u64,
+    pub amount: u64,
+    pub expires_at_ns: u64,
+    pub state: u8,
+    pub posted: u64,
+    /// Sequencer time it closed (0 while open).
+    pub closed_at_ns: u64,
+}
+
+/// One hold in format 2 (no closing time: every closed hold was kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SavedHoldV2 {
     pub hold_id: u64,
     pub from: u64,
     pub to: u64,
@@ -127,6 +141,7 @@ impl SavedHold {
             expires_at_ns: h.expires_at_ns,
             state: h.state.code(),
             posted: h.posted,
+            closed_at_ns: h.closed_at_ns,
         }
     }
 
@@ -139,6 +154,7 @@ impl SavedHold {
             expires_at_ns: self.expires_at_ns,
             state: HoldState::from_code(self.state)?,
             posted: self.posted,
+            closed_at_ns: self.closed_at_ns,
         };
         Some((self.hold_id, hold))
     }
@@ -189,7 +205,7 @@ pub struct SnapshotStateV2 {
     pub latest: Vec<u64>,
     pub accounts: Vec<SavedAccountV2>,
     pub system_balances: Vec<CurrencyBalance>,
-    pub holds: Vec<SavedHold>,
+    pub holds: Vec<SavedHoldV2>,
 }
 
 /// The payload of format 1 (files whose header says `payload_format` 0): a ledger before
@@ -413,18 +429,16 @@ impl LoadedSnapshot {
             .collect()
     }
 
-    /// Every hold, by id (none in format 1); `Err` names a hold whose state code is
-    /// unknown.
+    /// Every hold, by id (none in format 1; format 2's closed holds closed as of the
+    /// snapshot, so that their retention starts at the restore); `Err` names a hold whose
+    /// state code is unknown.
     pub fn holds(&self) -> Result<Vec<(u64, Hold)>, RestoreError> {
-        let archived = match self {
-            LoadedSnapshot::Current(l) => &l.archived().holds,
-            LoadedSnapshot::V2(l) => &l.archived().holds,
-            LoadedSnapshot::V1(_) => return Ok(Vec::new()),
-        };
-        archived
-            .iter()
-            .map(|h| {
-                let saved = SavedHold {
+        let saved: Vec<SavedHold> = match self {
+            LoadedSnapshot::Current(l) => l
+                .archived()
+                .holds
+                .iter()
+                .map(|h| SavedHold {
                     hold_id: h.hold_id.to_native(),
                     from: h.from.to_native(),
                     to: h.to.to_native(),
@@ -432,7 +446,32 @@ impl LoadedSnapshot {
                     expires_at_ns: h.expires_at_ns.to_native(),
                     state: h.state,
                     posted: h.posted.to_native(),
-                };
+                    closed_at_ns: h.closed_at_ns.to_native(),
+                })
+                .collect(),
+            LoadedSnapshot::V2(l) => l
+                .archived()
+                .holds
+                .iter()
+                .map(|h| SavedHold {
+                    hold_id: h.hold_id.to_native(),
+                    from: h.from.to_native(),
+                    to: h.to.to_native(),
+                    amount: h.amount.to_native(),
+                    expires_at_ns: h.expires_at_ns.to_native(),
+                    state: h.state,
+                    posted: h.posted.to_native(),
+                    closed_at_ns: match h.state {
+                        0 => 0,
+                        _ => self.now_ns(),
+                    },
+                })
+                .collect(),
+            LoadedSnapshot::V1(_) => return Ok(Vec::new()),
+        };
+        saved
+            .iter()
+            .map(|saved| {
                 saved.hold().ok_or(RestoreError::BadHold {
                     hold_id: saved.hold_id,
                     reason: "its state code is unknown",

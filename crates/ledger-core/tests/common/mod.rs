@@ -24,6 +24,7 @@ impl Harness {
         Harness::with(TransactorConfig {
             max_accounts: 100,
             dedup_window_ns: 10 * SECOND,
+            ..TransactorConfig::default()
         })
     }
 
