@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use foldhash::fast::RandomState;
 
+use crate::account_table::AccountTable;
 use crate::transaction::{AccountConfig, AccountId, Entry, HIERARCHY_DEPTH_MAX, SYSTEM_ACCOUNT};
 
 /// One configured account.
@@ -20,7 +21,16 @@ pub struct AccountState {
     pub moved: bool,
 }
 
-// What a configured account costs in the map (docs/money-model.md, "Memory").
+impl AccountState {
+    /// What an account never configured has (and an empty table slot holds).
+    pub const UNCONFIGURED: AccountState = AccountState {
+        config: AccountConfig::DEFAULT,
+        moved: false,
+    };
+}
+
+// What a configured account costs: with its id, one table slot of 64 bytes
+// (docs/money-model.md, "Memory").
 const _: () = assert!(size_of::<(AccountId, AccountState)>() == 56);
 
 /// A per-currency system balance would leave the `i64` range.
@@ -32,14 +42,16 @@ pub struct SystemOverflow {
 /// The configured accounts and the system account's balance per currency.
 #[derive(Clone, Debug, Default)]
 pub struct Accounts {
-    /// Seeded like the dedup map (ids come from clients); iteration order is never
-    /// observed but through [`sorted`](Self::sorted).
-    configured: HashMap<AccountId, AccountState, RandomState>,
+    /// Iteration order is never observed but through [`sorted`](Self::sorted).
+    configured: AccountTable,
     /// The system account's balance in each currency but 0, non-zero ones only.
     /// Currency 0's is the rest of the system account's balance.
     system: BTreeMap<u32, i64>,
     /// Accounts with sub-accounts: how many, and the sum of their descendants' balances.
     subtrees: HashMap<AccountId, Subtree, RandomState>,
+    /// How many configured accounts have not moved money yet: while none has, settling a
+    /// transfer between configured accounts needs no lookup at all.
+    unmoved: usize,
 }
 
 /// What an account with sub-accounts keeps for its aggregate balance.
@@ -78,7 +90,13 @@ impl Accounts {
         if self.configured.is_empty() {
             return None;
         }
-        self.configured.get(&account)
+        self.configured.get(account)
+    }
+
+    /// A hint: `account` will be looked up soon (nothing when none is configured).
+    #[inline]
+    pub fn prefetch(&self, account: AccountId) {
+        self.configured.prefetch(account);
     }
 
     /// `account`'s configuration (the default one if never configured).
@@ -97,18 +115,24 @@ impl Accounts {
     /// moves its balance from the old ancestors' aggregates to the new ones'. The caller
     /// checked both may change ([`check_parent`](Self::check_parent)).
     pub fn configure(&mut self, account: AccountId, config: AccountConfig, balance: i64) {
-        let state = self.configured.entry(account).or_insert(AccountState {
+        let before = self.configured.len();
+        let fresh = AccountState {
             config: AccountConfig {
                 parent: 0,
                 ..config
             },
             moved: false,
-        });
-        if state.config.currency != config.currency {
+        };
+        self.configured.get_or_insert(account, fresh);
+        let inserted = self.configured.len() > before;
+        let state = self.configured.get_mut(account).expect("just inserted");
+        let restarted = state.config.currency != config.currency && state.moved;
+        if restarted {
             state.moved = false;
         }
         let old_parent = state.config.parent;
         state.config = config;
+        self.unmoved += usize::from(inserted) + usize::from(restarted);
         if old_parent != config.parent {
             // Only an account without sub-accounts changes parent: its aggregate is its
             // balance.
@@ -226,7 +250,7 @@ impl Accounts {
             .configured
             .iter()
             .filter(|(_, s)| s.config.parent != 0)
-            .map(|(&a, s)| (a, s.config.parent))
+            .map(|(a, s)| (a, s.config.parent))
             .collect();
         for &(account, parent) in &children {
             if self.depth(account).is_none() {
@@ -250,14 +274,24 @@ impl Accounts {
 
     /// Money moved on `account` (a hold was opened on it): its currency is now fixed.
     pub fn note_moved(&mut self, account: AccountId) {
-        if let Some(state) = self.configured.get_mut(&account) {
+        if let Some(state) = self.configured.get_mut(account)
+            && !state.moved
+        {
             state.moved = true;
+            self.unmoved -= 1;
         }
+    }
+
+    /// How many configured accounts have moved no money since they were configured.
+    pub fn unmoved(&self) -> usize {
+        self.unmoved
     }
 
     /// Restores one account as a snapshot saved it.
     pub fn restore(&mut self, account: AccountId, state: AccountState) {
+        debug_assert!(self.configured.get(account).is_none(), "restored once");
         self.configured.insert(account, state);
+        self.unmoved += usize::from(!state.moved);
     }
 
     /// Restores the system account's balance in `currency` (not 0).
@@ -283,7 +317,7 @@ impl Accounts {
 
     /// Every configured account, by id.
     pub fn sorted(&self) -> Vec<(AccountId, AccountState)> {
-        let mut all: Vec<_> = self.configured.iter().map(|(&a, &s)| (a, s)).collect();
+        let mut all: Vec<_> = self.configured.iter().map(|(a, &s)| (a, s)).collect();
         all.sort_unstable_by_key(|&(a, _)| a);
         all
     }
@@ -315,6 +349,14 @@ impl Accounts {
         if self.configured.is_empty() {
             return Ok(());
         }
+        // Every configured account has moved money and none has a parent: only the
+        // system account's share per currency is left to do, and only if it takes part.
+        if self.unmoved == 0
+            && self.subtrees.is_empty()
+            && entries.iter().all(|e| e.account_id != SYSTEM_ACCOUNT)
+        {
+            return Ok(());
+        }
         // One lookup per entry: each configured account is marked as it is met (and
         // unmarked again in the rare case that the system account's share overflows).
         let mut currency = None;
@@ -326,10 +368,11 @@ impl Accounts {
                 net += entry.delta();
                 continue;
             }
-            let state = self.configured.get_mut(&entry.account_id);
+            let state = self.configured.get_mut(entry.account_id);
             currency.get_or_insert(state.as_ref().map_or(0, |s| s.config.currency));
             if let Some(state) = state.filter(|s| !s.moved) {
                 state.moved = true;
+                self.unmoved -= 1;
                 match marked.iter_mut().find(|m| **m == 0) {
                     Some(slot) => *slot = entry.account_id,
                     None => marked_more.push(entry.account_id),
@@ -341,8 +384,9 @@ impl Accounts {
             let before = self.system.get(&currency).copied().unwrap_or(0);
             let Ok(after) = i64::try_from(before as i128 + net) else {
                 for account in marked.into_iter().filter(|&a| a != 0).chain(marked_more) {
-                    if let Some(state) = self.configured.get_mut(&account) {
+                    if let Some(state) = self.configured.get_mut(account) {
                         state.moved = false;
+                        self.unmoved += 1;
                     }
                 }
                 return Err(SystemOverflow { currency });
@@ -367,7 +411,7 @@ impl Accounts {
     pub fn unbalanced_currency(&self, balances: &[i64]) -> Option<(u32, i128)> {
         let mut sums: BTreeMap<u32, i128> =
             self.system.iter().map(|(&c, &b)| (c, b as i128)).collect();
-        for (&account, state) in &self.configured {
+        for (account, state) in self.configured.iter() {
             let currency = state.config.currency;
             if currency == 0 {
                 continue;

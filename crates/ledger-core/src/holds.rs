@@ -98,7 +98,7 @@ pub enum HoldFault {
 }
 
 /// Every hold, and the indexes over the open ones.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Holds {
     all: HashMap<HoldId, Hold, RandomState>,
     /// Open holds that expire, by expiry then id.
@@ -110,9 +110,33 @@ pub struct Holds {
     /// Closed holds in the order they closed (sequencer time never runs backwards), to
     /// forget them when their retention ends.
     closed: VecDeque<(u64, HoldId)>,
+    /// How long a closed hold is remembered (sequencer time).
+    retention_ns: u64,
+    /// When the oldest closed hold is due to be forgotten (`u64::MAX`: none is): the one
+    /// number every transaction compares its time with.
+    forget_at_ns: u64,
+}
+
+impl Default for Holds {
+    fn default() -> Self {
+        Holds::new(u64::MAX)
+    }
 }
 
 impl Holds {
+    /// An empty table whose closed holds are remembered `retention_ns` of sequencer time.
+    pub fn new(retention_ns: u64) -> Holds {
+        Holds {
+            all: HashMap::default(),
+            expiring: BTreeSet::new(),
+            by_account: BTreeSet::new(),
+            reserved: HashMap::default(),
+            closed: VecDeque::new(),
+            retention_ns,
+            forget_at_ns: u64::MAX,
+        }
+    }
+
     /// No hold is open: nothing is reserved anywhere.
     #[inline]
     pub fn none_open(&self) -> bool {
@@ -195,13 +219,21 @@ impl Holds {
         self.closed.len()
     }
 
-    /// Forgets every closed hold that closed at or before `up_to_ns`. Called as time
+    /// Forgets every closed hold whose retention has passed at `now_ns`. Called as time
     /// advances, by execution and replay alike, so both forget the same holds at the
-    /// same transaction.
-    #[inline]
-    pub fn forget_closed(&mut self, up_to_ns: u64) {
+    /// same transaction. One comparison unless one is due.
+    #[inline(always)]
+    pub fn forget_due(&mut self, now_ns: u64) {
+        if now_ns >= self.forget_at_ns {
+            self.forget_closed(now_ns);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forget_closed(&mut self, now_ns: u64) {
         while let Some(&(closed_at, id)) = self.closed.front() {
-            if closed_at > up_to_ns {
+            if closed_at.saturating_add(self.retention_ns) > now_ns {
                 break;
             }
             self.closed.pop_front();
@@ -211,11 +243,19 @@ impl Holds {
                 "a hold in the closed queue is closed"
             );
         }
+        self.update_forget_at();
+    }
+
+    fn update_forget_at(&mut self) {
+        self.forget_at_ns = self.closed.front().map_or(u64::MAX, |&(closed_at, _)| {
+            closed_at.saturating_add(self.retention_ns)
+        });
     }
 
     /// Puts the closed holds restored from a snapshot (inserted by id) in closing order.
     pub fn order_closed(&mut self) {
         self.closed.make_contiguous().sort_unstable();
+        self.update_forget_at();
     }
 
     /// Records hold `id` (open or, from a snapshot, closed). An open one reserves its
@@ -262,6 +302,9 @@ impl Holds {
         let hold = *hold;
         debug_assert!(self.closed.back().is_none_or(|&(at, _)| at <= now_ns));
         self.closed.push_back((now_ns, id));
+        if self.closed.len() == 1 {
+            self.update_forget_at();
+        }
         self.release(hold.from, |r| r.outgoing -= hold.amount);
         self.release(hold.to, |r| r.incoming -= hold.amount);
         self.by_account.remove(&(hold.from, id));

@@ -21,6 +21,7 @@
 //! assert_eq!(transactor.balance_sum(), 0);
 //! ```
 
+mod account_table;
 pub mod accounts;
 #[cfg(feature = "cluster")]
 pub mod cluster;

@@ -286,15 +286,20 @@ impl AccountConfig {
     }
 }
 
+impl AccountConfig {
+    /// The rules of an account never configured.
+    pub const DEFAULT: AccountConfig = AccountConfig {
+        currency: 0,
+        flags: Self::CREDITS_MUST_NOT_EXCEED_DEBITS,
+        overdraft_limit: 0,
+        max_balance: None,
+        parent: 0,
+    };
+}
+
 impl Default for AccountConfig {
     fn default() -> Self {
-        AccountConfig {
-            currency: 0,
-            flags: Self::CREDITS_MUST_NOT_EXCEED_DEBITS,
-            overdraft_limit: 0,
-            max_balance: None,
-            parent: 0,
-        }
+        Self::DEFAULT
     }
 }
 

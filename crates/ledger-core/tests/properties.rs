@@ -835,6 +835,8 @@ proptest! {
             }
             prop_assert_eq!(transactor.balance_sum(), 0);
             prop_assert_eq!(transactor.accounts().unbalanced_currency(transactor.balances()), None);
+            let unmoved = transactor.accounts().sorted().iter().filter(|(_, s)| !s.moved).count();
+            prop_assert_eq!(transactor.accounts().unmoved(), unmoved);
             for account in 0..MAX_ACCOUNTS {
                 prop_assert_eq!(transactor.balance(account).unwrap() as i128, model.balance(account));
                 let config = model.configs.get(&account).map(|(c, _)| *c).unwrap_or_default();
@@ -897,6 +899,7 @@ proptest! {
         prop_assert_eq!(replica.accounts().sorted(), live.accounts().sorted());
         prop_assert_eq!(replica.holds().sorted(), live.holds().sorted());
         prop_assert_eq!(replica.reversals(), live.reversals());
+        prop_assert_eq!(replica.accounts().unmoved(), live.accounts().unmoved());
         for account in 0..MAX_ACCOUNTS {
             prop_assert_eq!(replica.aggregate_balance(account), live.aggregate_balance(account));
         }

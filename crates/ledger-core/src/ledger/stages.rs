@@ -62,6 +62,7 @@ pub(crate) struct TransactorStage {
 impl Stage<Slot> for TransactorStage {
     fn on_batch(&mut self, batch: &mut Batch<'_, Slot>) -> Result<(), StageError> {
         let mut seq = batch.first_sequence();
+        let rules = self.transactor.has_configured_accounts();
         let (head, tail) = batch.as_mut_slices();
         for slots in [head, tail] {
             for i in 0..slots.len() {
@@ -74,6 +75,9 @@ impl Stage<Slot> for TransactorStage {
                     } else {
                         self.transactor.prefetch(&ahead.op);
                         self.links.prefetch_operation(&ahead.op);
+                        if rules {
+                            self.transactor.prefetch_rules(&ahead.op);
+                        }
                     }
                 }
                 let slot = &mut slots[i];
@@ -228,11 +232,15 @@ impl Stage<Slot> for SnapshotStage {
     fn on_batch(&mut self, batch: &mut Batch<'_, Slot>) -> Result<(), StageError> {
         let mut visible = self.visible.write().unwrap_or_else(|e| e.into_inner());
         let mut seq = batch.first_sequence();
+        let rules = visible.state.has_configured_accounts();
         let (head, tail) = batch.as_mut_slices();
         for slots in [&*head, &*tail] {
             for (i, slot) in slots.iter().enumerate() {
                 if let Some(ahead) = slots.get(i + APPLY_PREFETCH_AHEAD) {
                     visible.prefetch(&ahead.entries);
+                    if rules {
+                        visible.state.prefetch_rules_entries(&ahead.entries);
+                    }
                 }
                 // Re-applying the stored result checks every balance the transactor claims.
                 visible.apply(
