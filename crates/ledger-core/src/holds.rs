@@ -11,6 +11,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use foldhash::fast::RandomState;
+use smallvec::SmallVec;
 
 use crate::transaction::{AccountId, TxId};
 
@@ -86,6 +87,13 @@ pub struct Reserved {
     pub incoming: u64,
 }
 
+/// An account's open holds (either side), by id, and what they reserve.
+#[derive(Clone, Debug, Default)]
+struct AccountHolds {
+    reserved: Reserved,
+    open: SmallVec<[HoldId; 2]>,
+}
+
 /// A hold operation found the table in a state it cannot apply to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HoldFault {
@@ -103,10 +111,9 @@ pub struct Holds {
     all: HashMap<HoldId, Hold, RandomState>,
     /// Open holds that expire, by expiry then id.
     expiring: BTreeSet<(u64, HoldId)>,
-    /// Open holds by account, both sides: `(account, id)`.
-    by_account: BTreeSet<(AccountId, HoldId)>,
-    /// Accounts with open holds, and what those reserve.
-    reserved: HashMap<AccountId, Reserved, RandomState>,
+    /// Accounts with open holds: what those reserve, and their ids (one lookup serves
+    /// both when a hold opens or closes).
+    accounts: HashMap<AccountId, AccountHolds, RandomState>,
     /// Closed holds in the order they closed (sequencer time never runs backwards), to
     /// forget them when their retention ends.
     closed: VecDeque<(u64, HoldId)>,
@@ -129,8 +136,7 @@ impl Holds {
         Holds {
             all: HashMap::default(),
             expiring: BTreeSet::new(),
-            by_account: BTreeSet::new(),
-            reserved: HashMap::default(),
+            accounts: HashMap::default(),
             closed: VecDeque::new(),
             retention_ns,
             forget_at_ns: u64::MAX,
@@ -140,22 +146,24 @@ impl Holds {
     /// No hold is open: nothing is reserved anywhere.
     #[inline]
     pub fn none_open(&self) -> bool {
-        self.reserved.is_empty()
+        self.accounts.is_empty()
     }
 
     /// What open holds reserve on `account`.
     #[inline]
     pub fn reserved(&self, account: AccountId) -> Reserved {
-        if self.reserved.is_empty() {
+        if self.accounts.is_empty() {
             return Reserved::default();
         }
-        self.reserved.get(&account).copied().unwrap_or_default()
+        self.accounts
+            .get(&account)
+            .map_or(Reserved::default(), |a| a.reserved)
     }
 
     /// Whether `account` has open holds.
     #[inline]
     pub fn has_open(&self, account: AccountId) -> bool {
-        !self.reserved.is_empty() && self.reserved.contains_key(&account)
+        !self.accounts.is_empty() && self.accounts.contains_key(&account)
     }
 
     pub fn get(&self, id: HoldId) -> Option<&Hold> {
@@ -193,10 +201,12 @@ impl Holds {
         after: HoldId,
         limit: usize,
     ) -> impl Iterator<Item = (HoldId, &Hold)> + '_ {
-        self.by_account
-            .range((account, after.saturating_add(1))..=(account, HoldId::MAX))
+        let open = self.accounts.get(&account).map_or(&[][..], |a| &a.open[..]);
+        let from = open.partition_point(|&id| id <= after);
+        open[from..]
+            .iter()
             .take(limit)
-            .filter_map(|&(_, id)| self.all.get(&id).map(|h| (id, h)))
+            .filter_map(|&id| self.all.get(&id).map(|h| (id, h)))
     }
 
     /// Every hold, by id (for a snapshot).
@@ -268,10 +278,8 @@ impl Holds {
             if !self.can_open(&hold) {
                 return Err(HoldFault::Overflow);
             }
-            self.reserve(hold.from, |r| r.outgoing += hold.amount);
-            self.reserve(hold.to, |r| r.incoming += hold.amount);
-            self.by_account.insert((hold.from, id));
-            self.by_account.insert((hold.to, id));
+            self.reserve(hold.from, id, |r| r.outgoing += hold.amount);
+            self.reserve(hold.to, id, |r| r.incoming += hold.amount);
             if hold.expires_at_ns != 0 {
                 self.expiring.insert((hold.expires_at_ns, id));
             }
@@ -305,28 +313,41 @@ impl Holds {
         if self.closed.len() == 1 {
             self.update_forget_at();
         }
-        self.release(hold.from, |r| r.outgoing -= hold.amount);
-        self.release(hold.to, |r| r.incoming -= hold.amount);
-        self.by_account.remove(&(hold.from, id));
-        self.by_account.remove(&(hold.to, id));
+        self.release(hold.from, id, |r| r.outgoing -= hold.amount);
+        self.release(hold.to, id, |r| r.incoming -= hold.amount);
         if hold.expires_at_ns != 0 {
             self.expiring.remove(&(hold.expires_at_ns, id));
         }
         Ok(hold)
     }
 
-    fn reserve(&mut self, account: AccountId, f: impl FnOnce(&mut Reserved)) {
-        f(self.reserved.entry(account).or_default());
+    /// Open hold `id` reserves on `account`: `f` adds its amount.
+    fn reserve(&mut self, account: AccountId, id: HoldId, f: impl FnOnce(&mut Reserved)) {
+        let holds = self.accounts.entry(account).or_default();
+        f(&mut holds.reserved);
+        // Holds open in id order (and are restored by id): almost always a push.
+        let at = holds.open.partition_point(|&other| other < id);
+        holds.open.insert(at, id);
     }
 
-    fn release(&mut self, account: AccountId, f: impl FnOnce(&mut Reserved)) {
-        let reserved = self
-            .reserved
+    /// Open hold `id` closes on `account`: `f` takes its amount back.
+    fn release(&mut self, account: AccountId, id: HoldId, f: impl FnOnce(&mut Reserved)) {
+        let holds = self
+            .accounts
             .get_mut(&account)
             .expect("an open hold's accounts have reserved funds");
-        f(reserved);
-        if *reserved == Reserved::default() {
-            self.reserved.remove(&account);
+        f(&mut holds.reserved);
+        let at = holds.open.binary_search(&id);
+        holds
+            .open
+            .remove(at.expect("an open hold is listed on its accounts"));
+        if holds.open.is_empty() {
+            assert_eq!(
+                holds.reserved,
+                Reserved::default(),
+                "no open hold, nothing held"
+            );
+            self.accounts.remove(&account);
         }
     }
 }

@@ -856,6 +856,14 @@ proptest! {
                 let (out, inbound) = model.reserved(account);
                 let reserved = transactor.holds().reserved(account);
                 prop_assert_eq!((reserved.outgoing as i128, reserved.incoming as i128), (out, inbound));
+                let listed: Vec<u64> = transactor.holds().open_of(account, 0, usize::MAX).map(|(id, _)| id).collect();
+                let open: Vec<u64> = model
+                    .holds
+                    .iter()
+                    .filter(|(_, h)| h.4 == OPEN && (h.0 == account || h.1 == account))
+                    .map(|(&id, _)| id)
+                    .collect();
+                prop_assert_eq!(listed, open, "open holds of {}", account);
             }
             match outcome {
                 Outcome::Rejected(_) => {
