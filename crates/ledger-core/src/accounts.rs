@@ -315,6 +315,11 @@ impl Accounts {
         self.system.iter().map(|(&c, &b)| (c, b))
     }
 
+    /// Every configured account, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (AccountId, &AccountState)> + '_ {
+        self.configured.iter()
+    }
+
     /// Every configured account, by id.
     pub fn sorted(&self) -> Vec<(AccountId, AccountState)> {
         let mut all: Vec<_> = self.configured.iter().map(|(a, &s)| (a, s)).collect();

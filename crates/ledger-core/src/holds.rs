@@ -209,7 +209,12 @@ impl Holds {
             .filter_map(|&id| self.all.get(&id).map(|h| (id, h)))
     }
 
-    /// Every hold, by id (for a snapshot).
+    /// Every hold (open, or closed within the retention), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (HoldId, &Hold)> + '_ {
+        self.all.iter().map(|(&id, h)| (id, h))
+    }
+
+    /// Every hold, by id.
     pub fn sorted(&self) -> Vec<(HoldId, Hold)> {
         let mut all: Vec<_> = self.all.iter().map(|(&id, &h)| (id, h)).collect();
         all.sort_unstable_by_key(|&(id, _)| id);

@@ -689,7 +689,12 @@ impl Transactor {
         self.reversals.get(&tx_id).copied()
     }
 
-    /// Every reversal, `(original, reversal)`, by original (for a snapshot).
+    /// Every reversal, `(original, reversal)`, in no particular order.
+    pub fn reversals_iter(&self) -> impl Iterator<Item = (TxId, TxId)> + '_ {
+        self.reversals.iter().map(|(&o, &r)| (o, r))
+    }
+
+    /// Every reversal, `(original, reversal)`, by original.
     pub fn reversals(&self) -> Vec<(TxId, TxId)> {
         let mut all: Vec<_> = self.reversals.iter().map(|(&o, &r)| (o, r)).collect();
         all.sort_unstable();

@@ -175,8 +175,9 @@ struct Worker {
 
 impl Worker {
     fn run(self, receiver: Receiver<SnapshotState>) {
-        while let Ok(state) = receiver.recv() {
+        while let Ok(mut state) = receiver.recv() {
             let started = std::time::Instant::now();
+            state.order();
             match self
                 .store
                 .write_format(state.last_tx_id, STATE_FORMAT, &state)
