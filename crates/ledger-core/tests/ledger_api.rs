@@ -625,3 +625,48 @@ fn holds_expire_on_an_idle_ledger_and_survive_restarts() {
     assert!(ledger.recovery_report().unwrap().snapshot.is_some());
     check(&ledger);
 }
+
+/// `LedgerConfig::closed_hold_retention` reaches the state machine: a posted hold is
+/// forgotten once it has passed (a second post is then HoldNotFound), and a restart that
+/// replays the WAL forgets it the same way.
+#[test]
+fn a_closed_hold_is_forgotten_after_the_configured_retention_and_stays_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let brief = LedgerConfig {
+        closed_hold_retention: Duration::from_millis(5),
+        snapshot_on_stop: false,
+        ..config(&dir)
+    };
+    let mut ledger = Ledger::new(brief.clone());
+    ledger.start().unwrap();
+    let level = WaitLevel::Snapshotted;
+    assert!(
+        ledger
+            .submit_and_wait(deposit(1, 100), level)
+            .is_committed()
+    );
+    let hold = ledger.submit_and_wait(Operation::hold(1, 2, 40, 0, 0), level);
+    let post = Operation::PostHold {
+        hold_id: hold.tx_id,
+        amount: 0,
+        user_ref: 0,
+    };
+    assert!(ledger.submit_and_wait(post.clone(), level).is_committed());
+    // Sequencer time only moves forward: after this sleep, the next transaction is more
+    // than 5 ms past the post.
+    std::thread::sleep(Duration::from_millis(20));
+    let again = ledger.submit_and_wait(post.clone(), level);
+    assert_eq!(again.fail_reason, Some(FailReason::HoldNotFound));
+    assert_eq!(ledger.get_hold(hold.tx_id).unwrap().0, None);
+    assert_eq!(ledger.get_balance(2).balance, 40);
+    ledger.stop().unwrap();
+    drop(ledger);
+
+    let mut ledger = Ledger::new(brief);
+    ledger.start().unwrap();
+    assert!(ledger.recovery_report().unwrap().snapshot.is_none());
+    assert_eq!(ledger.get_hold(hold.tx_id).unwrap().0, None);
+    let after_restart = ledger.submit_and_wait(post, WaitLevel::Committed);
+    assert_eq!(after_restart.fail_reason, Some(FailReason::HoldNotFound));
+    ledger.stop().unwrap();
+}

@@ -343,6 +343,17 @@ mod tests {
         assert_eq!(c.read_cache_bytes, d.read_cache_bytes);
         assert_eq!(c.history_retention_tx, d.history_retention_tx);
         assert_eq!(c.snapshot_interval, d.snapshot_interval);
+        assert_eq!(c.dedup_window, d.dedup_window);
+        assert_eq!(c.closed_hold_retention, d.closed_hold_retention);
+    }
+
+    #[test]
+    fn a_flag_overrides_the_closed_hold_retention() {
+        let flags =
+            Settings::try_parse_from(["ledger-server", "--closed-hold-retention-secs", "7"])
+                .unwrap();
+        let c = flags.with_file().unwrap().ledger_config();
+        assert_eq!(c.closed_hold_retention, Duration::from_secs(7));
     }
 
     #[test]
