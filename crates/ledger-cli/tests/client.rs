@@ -257,6 +257,8 @@ fn every_client_command_against_a_real_server() {
     let hold_id = held["transaction_id"].as_u64().unwrap().to_string();
     let shown = json(&server, &["hold-show", &hold_id]);
     assert_eq!(shown["holds"][0]["state"], "HOLD_OPEN");
+    let placed = json(&server, &["tx", &hold_id]);
+    assert_eq!(placed["effects"][0]["hold_opened"]["amount"], 100);
     assert_eq!(shown["holds"][0]["amount"], 100);
     let open = json(&server, &["holds", "1"]);
     assert_eq!(open["holds"].as_array().unwrap().len(), 1);

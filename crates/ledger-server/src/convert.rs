@@ -7,7 +7,7 @@ use ledger_core::ledger::{
     AccountInfo, HistoryEntry, LinkKind, Transaction, TransactionStatus, TransactionStatusInfo,
 };
 use ledger_core::transaction::{
-    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Entry, EntryKind,
+    AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry, EntryKind,
     FailReason, Operation, Outcome, SYSTEM_ACCOUNT, Step, SubmitResult, WaitLevel,
 };
 use tonic::Status;
@@ -349,6 +349,41 @@ pub fn entry(entry: &Entry, tx_id: u64) -> pb::TxEntryRecord {
     }
 }
 
+/// An effect on the wire.
+fn effect(e: &Effect) -> pb::TxEffect {
+    use pb::tx_effect::Effect as E;
+    let closed = |hold_id, amount| pb::HoldClosed { hold_id, amount };
+    let effect = match *e {
+        Effect::Configured { account, config } => E::Configured(pb::ConfigureAccount {
+            account,
+            currency: config.currency,
+            flags: config.flags,
+            overdraft_limit: config.overdraft_limit,
+            max_balance: config.max_balance,
+            user_ref: 0,
+            parent: config.parent,
+        }),
+        Effect::HoldOpened {
+            from,
+            to,
+            amount,
+            expires_at_ns,
+        } => E::HoldOpened(pb::HoldPlaced {
+            from,
+            to,
+            amount,
+            expires_at_ns,
+        }),
+        Effect::HoldPosted { hold_id, amount } => E::HoldPosted(closed(hold_id, amount)),
+        Effect::HoldVoided { hold_id } => E::HoldVoided(closed(hold_id, 0)),
+        Effect::HoldExpired { hold_id } => E::HoldExpired(closed(hold_id, 0)),
+        Effect::Reversed { tx_id } => E::Reversed(tx_id),
+    };
+    pb::TxEffect {
+        effect: Some(effect),
+    }
+}
+
 pub fn transaction(tx: &Transaction) -> pb::GetTransactionResponse {
     pb::GetTransactionResponse {
         tx_id: tx.tx_id,
@@ -370,6 +405,7 @@ pub fn transaction(tx: &Transaction) -> pb::GetTransactionResponse {
             .collect(),
         timestamp_ns: tx.timestamp_ns,
         user_ref: tx.user_ref,
+        effects: tx.effects.iter().map(effect).collect(),
         fail_reason: match tx.outcome {
             Outcome::Committed => 0,
             Outcome::Rejected(r) => u32::from(r.code()),

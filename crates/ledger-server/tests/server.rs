@@ -1635,6 +1635,27 @@ async fn holds_over_grpc_survive_kill_9() {
         .into_inner();
     assert_eq!(open.holds.len(), 1);
     assert_eq!((open.holds[0].hold_id, open.holds[0].amount), (id, 60));
+    // The hold's transaction shows what it did: no entries, one effect.
+    let placed_tx = c
+        .get_transaction(pb::GetTransactionRequest {
+            tx_id: id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(placed_tx.entries.is_empty());
+    assert_eq!(
+        placed_tx.effects,
+        [pb::TxEffect {
+            effect: Some(pb::tx_effect::Effect::HoldOpened(pb::HoldPlaced {
+                from: 1,
+                to: 2,
+                amount: 60,
+                expires_at_ns: 0,
+            })),
+        }]
+    );
 
     let killed = server.signal(libc::SIGKILL);
     assert_eq!(
@@ -1757,6 +1778,21 @@ async fn reversals_and_hierarchies_over_grpc_survive_kill_9() {
     assert_eq!(
         links(reversal.transaction_id).await,
         [(paid.transaction_id, pb::LinkKind::Reversal)]
+    );
+    let effects = c
+        .get_transaction(pb::GetTransactionRequest {
+            tx_id: reversal.transaction_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .effects;
+    assert_eq!(
+        effects,
+        [pb::TxEffect {
+            effect: Some(pb::tx_effect::Effect::Reversed(paid.transaction_id)),
+        }]
     );
     let parent = c
         .get_account(pb::GetAccountRequest {

@@ -555,6 +555,7 @@ async fn execute(command: ClientCommand) -> CliResult {
                     "to_tx_id": l.to_tx_id,
                     "kind": l.kind().as_str_name(),
                 })).collect::<Vec<_>>(),
+                "effects": t.effects.iter().map(effect_json).collect::<Vec<_>>(),
             });
             if c.connect.json {
                 println!("{value}");
@@ -574,6 +575,9 @@ async fn execute(command: ClientCommand) -> CliResult {
             }
             for l in &t.links {
                 println!("  link {} -> {}", l.kind().as_str_name(), l.to_tx_id);
+            }
+            for e in &t.effects {
+                println!("  effect {}", effect_json(e));
             }
             Ok(())
         }
@@ -1018,6 +1022,30 @@ fn unwaited(op: Operation) -> pb::submit_operation_request::Operation {
         Operation::PostHold(p) => Unwaited::PostHold(p),
         Operation::VoidHold(v) => Unwaited::VoidHold(v),
         Operation::Reverse(r) => Unwaited::Reverse(r),
+    }
+}
+
+/// A transaction's effect as a JSON object named by its kind (the same names as
+/// `ledger-cli wal dump`).
+fn effect_json(e: &pb::TxEffect) -> Value {
+    use pb::tx_effect::Effect as E;
+    match &e.effect {
+        Some(E::Configured(c)) => json!({
+            "configured": c.account,
+            "currency": c.currency,
+            "flags": c.flags,
+            "overdraft_limit": c.overdraft_limit,
+            "max_balance": c.max_balance,
+            "parent": c.parent,
+        }),
+        Some(E::HoldOpened(h)) => json!({
+            "hold_opened": { "from": h.from, "to": h.to, "amount": h.amount, "expires_at_ns": h.expires_at_ns }
+        }),
+        Some(E::HoldPosted(h)) => json!({ "hold_posted": h.hold_id, "amount": h.amount }),
+        Some(E::HoldVoided(h)) => json!({ "hold_voided": h.hold_id }),
+        Some(E::HoldExpired(h)) => json!({ "hold_expired": h.hold_id }),
+        Some(E::Reversed(tx_id)) => json!({ "reversed": tx_id }),
+        None => json!({ "unknown": null }),
     }
 }
 

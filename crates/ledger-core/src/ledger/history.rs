@@ -31,6 +31,9 @@ pub struct Transaction {
     pub entries: Vec<Entry>,
     /// Other transactions this one refers to.
     pub links: Vec<TransactionLink>,
+    /// What it changed besides balances (a configuration, a hold placed or closed, a
+    /// reversal); empty for a rejection.
+    pub effects: Vec<Effect>,
 }
 
 /// A reference from one transaction to another.
@@ -70,7 +73,7 @@ pub struct AccountHistory {
 
 impl Ledger {
     /// Durable transaction `tx_id`: timestamp, user_ref, outcome, entries with balances
-    /// after, and links (the original of a Duplicate or of a reversal; the reversal of a
+    /// after, effects, and links (the original of a Duplicate or of a reversal; the reversal of a
     /// reversed transaction, once the readers' state includes it).
     ///
     /// # Errors
@@ -256,6 +259,7 @@ fn transaction(record: &DecodedRecord<'_>) -> Transaction {
         outcome: record.outcome,
         entries: record.entries.to_vec(),
         links,
+        effects: record.effects.to_vec(),
     }
 }
 
