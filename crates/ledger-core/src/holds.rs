@@ -1,5 +1,5 @@
 //! Two-phase transfers: a hold reserves funds of one account for another; a post moves
-//! (part of) them, a void or an expiry releases them. This is the table of every hold,
+//! (part of) them, a void or an expiry releases them. This is the table of the holds,
 //! with the indexes the transactor and the reads need: open holds by expiry and by
 //! account, and what each account has reserved.
 //!
@@ -105,7 +105,7 @@ pub enum HoldFault {
     Overflow,
 }
 
-/// Every hold, and the indexes over the open ones.
+/// The open holds and those closed within the retention, and the indexes over them.
 #[derive(Clone, Debug)]
 pub struct Holds {
     all: HashMap<HoldId, Hold, RandomState>,
@@ -168,15 +168,6 @@ impl Holds {
 
     pub fn get(&self, id: HoldId) -> Option<&Hold> {
         self.all.get(&id)
-    }
-
-    /// Every hold ever opened (open and closed).
-    pub fn len(&self) -> usize {
-        self.all.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
     }
 
     /// The earliest expiry of an open hold, if any expires.

@@ -165,7 +165,7 @@ pub struct SavedState<'a, D> {
     pub accounts: &'a [(AccountId, AccountState)],
     /// The system account's balance per currency, currencies other than 0.
     pub system_balances: &'a [(u32, i64)],
-    /// Every hold, open and closed, by id.
+    /// Every hold, open or closed within the retention, by id.
     pub holds: &'a [(TxId, Hold)],
     /// Every reversal: `(original, reversal)`, by original.
     pub reversals: &'a [(TxId, TxId)],
@@ -672,7 +672,7 @@ impl Transactor {
         &self.accounts
     }
 
-    /// Every hold, and what open ones reserve.
+    /// The holds (open, or closed within the retention), and what open ones reserve.
     pub fn holds(&self) -> &Holds {
         &self.holds
     }

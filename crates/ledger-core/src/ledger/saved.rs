@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ledger_snapshot::{Loaded, SnapshotError, SnapshotStore};
 use ledger_storage::Storage;
+use rkyv::rancor;
 use rkyv::rend::{i64_le, u64_le};
 use rkyv::vec::ArchivedVec;
 
@@ -186,7 +187,7 @@ pub struct SnapshotState {
     pub accounts: Vec<SavedAccount>,
     /// The system account's non-zero balances in currencies other than 0, by currency.
     pub system_balances: Vec<CurrencyBalance>,
-    /// Every hold, open and closed, by id.
+    /// Every hold open or closed within the retention, by id.
     pub holds: Vec<SavedHold>,
     /// Every reversal, by original. (The hierarchies' aggregates are not saved: restore
     /// rebuilds them from the parents and balances, so they cannot disagree.)
@@ -443,38 +444,34 @@ impl LoadedSnapshot {
     /// snapshot, so that their retention starts at the restore); `Err` names a hold whose
     /// state code is unknown.
     pub fn holds(&self) -> Result<Vec<(u64, Hold)>, RestoreError> {
+        // Plain integers: deserializing a validated archive cannot fail (`Panic` has no
+        // value, so the `Ok` patterns below are irrefutable).
         let saved: Vec<SavedHold> = match self {
             LoadedSnapshot::Current(l) => l
                 .archived()
                 .holds
                 .iter()
-                .map(|h| SavedHold {
-                    hold_id: h.hold_id.to_native(),
-                    from: h.from.to_native(),
-                    to: h.to.to_native(),
-                    amount: h.amount.to_native(),
-                    expires_at_ns: h.expires_at_ns.to_native(),
-                    state: h.state,
-                    posted: h.posted.to_native(),
-                    closed_at_ns: h.closed_at_ns.to_native(),
+                .map(|h| {
+                    let Ok(hold) = rkyv::deserialize::<SavedHold, rancor::Panic>(h);
+                    hold
                 })
                 .collect(),
             LoadedSnapshot::V2(l) => l
                 .archived()
                 .holds
                 .iter()
-                .map(|h| SavedHold {
-                    hold_id: h.hold_id.to_native(),
-                    from: h.from.to_native(),
-                    to: h.to.to_native(),
-                    amount: h.amount.to_native(),
-                    expires_at_ns: h.expires_at_ns.to_native(),
-                    state: h.state,
-                    posted: h.posted.to_native(),
-                    closed_at_ns: match h.state {
-                        0 => 0,
-                        _ => self.now_ns(),
-                    },
+                .map(|h| {
+                    let Ok(v2) = rkyv::deserialize::<SavedHoldV2, rancor::Panic>(h);
+                    SavedHold {
+                        hold_id: v2.hold_id,
+                        from: v2.from,
+                        to: v2.to,
+                        amount: v2.amount,
+                        expires_at_ns: v2.expires_at_ns,
+                        state: v2.state,
+                        posted: v2.posted,
+                        closed_at_ns: if v2.state == 0 { 0 } else { self.now_ns() },
+                    }
                 })
                 .collect(),
             LoadedSnapshot::V1(_) => return Ok(Vec::new()),
