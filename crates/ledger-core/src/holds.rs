@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use foldhash::fast::RandomState;
 use smallvec::SmallVec;
 
+use crate::hold_table::HoldTable;
 use crate::transaction::{AccountId, TxId};
 
 /// A hold's id: the transaction that opened it.
@@ -103,12 +104,14 @@ pub enum HoldFault {
     Closed,
     /// A reserved sum would leave the `u64` range.
     Overflow,
+    /// The id is not above every hold's before it (holds open in id order).
+    OutOfOrder,
 }
 
 /// The open holds and those closed within the retention, and the indexes over them.
 #[derive(Clone, Debug)]
 pub struct Holds {
-    all: HashMap<HoldId, Hold, RandomState>,
+    all: HoldTable,
     /// Open holds that expire, by expiry then id.
     expiring: BTreeSet<(u64, HoldId)>,
     /// Accounts with open holds: what those reserve, and their ids (one lookup serves
@@ -134,7 +137,7 @@ impl Holds {
     /// An empty table whose closed holds are remembered `retention_ns` of sequencer time.
     pub fn new(retention_ns: u64) -> Holds {
         Holds {
-            all: HashMap::default(),
+            all: HoldTable::default(),
             expiring: BTreeSet::new(),
             accounts: HashMap::default(),
             closed: VecDeque::new(),
@@ -167,7 +170,7 @@ impl Holds {
     }
 
     pub fn get(&self, id: HoldId) -> Option<&Hold> {
-        self.all.get(&id)
+        self.all.get(id)
     }
 
     /// The earliest expiry of an open hold, if any expires.
@@ -197,27 +200,17 @@ impl Holds {
         open[from..]
             .iter()
             .take(limit)
-            .filter_map(|&id| self.all.get(&id).map(|h| (id, h)))
+            .filter_map(|&id| self.all.get(id).map(|h| (id, h)))
     }
 
-    /// Every hold (open, or closed within the retention), in no particular order.
+    /// Every hold (open, or closed within the retention), by id.
     pub fn iter(&self) -> impl Iterator<Item = (HoldId, &Hold)> + '_ {
-        self.all.iter().map(|(&id, h)| (id, h))
+        self.all.iter()
     }
 
-    /// Every hold, by id.
+    /// Every hold, by id, copied.
     pub fn sorted(&self) -> Vec<(HoldId, Hold)> {
-        let mut all: Vec<_> = self.all.iter().map(|(&id, &h)| (id, h)).collect();
-        all.sort_unstable_by_key(|&(id, _)| id);
-        all
-    }
-
-    /// Whether `hold` could be opened: its reserved sums fit.
-    pub fn can_open(&self, hold: &Hold) -> bool {
-        let from = self.reserved(hold.from);
-        let to = self.reserved(hold.to);
-        from.outgoing.checked_add(hold.amount).is_some()
-            && to.incoming.checked_add(hold.amount).is_some()
+        self.iter().map(|(id, &hold)| (id, hold)).collect()
     }
 
     /// How many closed holds are still remembered.
@@ -243,7 +236,7 @@ impl Holds {
                 break;
             }
             self.closed.pop_front();
-            let forgotten = self.all.remove(&id);
+            let forgotten = self.all.remove(id);
             assert!(
                 forgotten.is_some_and(|h| h.state != HoldState::Open),
                 "a hold in the closed queue is closed"
@@ -264,25 +257,25 @@ impl Holds {
         self.update_forget_at();
     }
 
-    /// Records hold `id` (open or, from a snapshot, closed). An open one reserves its
-    /// amount on both accounts.
+    /// Records hold `id` (open or, from a snapshot, closed), above every hold recorded
+    /// before. An open one reserves its amount on both accounts.
     pub fn insert(&mut self, id: HoldId, hold: Hold) -> Result<(), HoldFault> {
-        if self.all.contains_key(&id) {
-            return Err(HoldFault::Closed);
+        if !self.all.accepts(id) {
+            return Err(HoldFault::OutOfOrder);
         }
         if hold.state == HoldState::Open {
-            if !self.can_open(&hold) {
-                return Err(HoldFault::Overflow);
+            self.reserve(hold.from, id, |r| &mut r.outgoing, hold.amount)?;
+            if let Err(fault) = self.reserve(hold.to, id, |r| &mut r.incoming, hold.amount) {
+                self.release(hold.from, id, |r| &mut r.outgoing, hold.amount);
+                return Err(fault);
             }
-            self.reserve(hold.from, id, |r| r.outgoing += hold.amount);
-            self.reserve(hold.to, id, |r| r.incoming += hold.amount);
             if hold.expires_at_ns != 0 {
                 self.expiring.insert((hold.expires_at_ns, id));
             }
         } else {
             self.closed.push_back((hold.closed_at_ns, id));
         }
-        self.all.insert(id, hold);
+        self.all.push(id, hold);
         Ok(())
     }
 
@@ -296,7 +289,7 @@ impl Holds {
         now_ns: u64,
     ) -> Result<Hold, HoldFault> {
         debug_assert_ne!(state, HoldState::Open);
-        let hold = self.all.get_mut(&id).ok_or(HoldFault::Unknown)?;
+        let hold = self.all.get_mut(id).ok_or(HoldFault::Unknown)?;
         if hold.state != HoldState::Open {
             return Err(HoldFault::Closed);
         }
@@ -309,30 +302,54 @@ impl Holds {
         if self.closed.len() == 1 {
             self.update_forget_at();
         }
-        self.release(hold.from, id, |r| r.outgoing -= hold.amount);
-        self.release(hold.to, id, |r| r.incoming -= hold.amount);
+        self.release(hold.from, id, |r| &mut r.outgoing, hold.amount);
+        self.release(hold.to, id, |r| &mut r.incoming, hold.amount);
         if hold.expires_at_ns != 0 {
             self.expiring.remove(&(hold.expires_at_ns, id));
         }
         Ok(hold)
     }
 
-    /// Open hold `id` reserves on `account`: `f` adds its amount.
-    fn reserve(&mut self, account: AccountId, id: HoldId, f: impl FnOnce(&mut Reserved)) {
+    /// Open hold `id` reserves `amount` on `account`, in the sum `sum` picks (one map
+    /// entry for both the sum and the list).
+    fn reserve(
+        &mut self,
+        account: AccountId,
+        id: HoldId,
+        sum: impl FnOnce(&mut Reserved) -> &mut u64,
+        amount: u64,
+    ) -> Result<(), HoldFault> {
         let holds = self.accounts.entry(account).or_default();
-        f(&mut holds.reserved);
+        let sum = sum(&mut holds.reserved);
+        let Some(reserved) = sum.checked_add(amount) else {
+            if holds.open.is_empty() {
+                self.accounts.remove(&account);
+            }
+            return Err(HoldFault::Overflow);
+        };
+        *sum = reserved;
         // Holds open in id order (and are restored by id): almost always a push.
         let at = holds.open.partition_point(|&other| other < id);
         holds.open.insert(at, id);
+        Ok(())
     }
 
-    /// Open hold `id` closes on `account`: `f` takes its amount back.
-    fn release(&mut self, account: AccountId, id: HoldId, f: impl FnOnce(&mut Reserved)) {
+    /// Open hold `id` closes on `account`: takes `amount` back from the sum `sum` picks.
+    fn release(
+        &mut self,
+        account: AccountId,
+        id: HoldId,
+        sum: impl FnOnce(&mut Reserved) -> &mut u64,
+        amount: u64,
+    ) {
         let holds = self
             .accounts
             .get_mut(&account)
             .expect("an open hold's accounts have reserved funds");
-        f(&mut holds.reserved);
+        let sum = sum(&mut holds.reserved);
+        *sum = sum
+            .checked_sub(amount)
+            .expect("an open hold's amount is in its accounts' reserved sums");
         let at = holds.open.binary_search(&id);
         holds
             .open

@@ -185,8 +185,9 @@ impl Operation {
                 f(hold.from);
                 f(hold.to);
             }
-            // A hold names its accounts; the hold table is a hash map away. A reversal is
-            // rare: its entries are not worth a branch in the hot loop.
+            // A post or void names its hold, not its accounts (the transactor, which
+            // has the holds, finds them). A reversal is rare: its entries are not worth a
+            // branch in the hot loop.
             Operation::PostHold { .. }
             | Operation::VoidHold { .. }
             | Operation::ExpireHolds

@@ -4,7 +4,7 @@
 //! balances) starts an account's history; snapshots carry it, so a restart keeps every
 //! chain intact.
 
-use crate::transaction::{Entry, Operation, TxId};
+use crate::transaction::{Entry, TxId};
 use crate::transactor::{PREFETCH_STEPS_MAX, link_entries, prefetch_read};
 
 /// `latest[account]`: the last transaction with an entry on `account` (0: none yet).
@@ -67,15 +67,10 @@ impl AccountLinks {
         }
     }
 
-    /// A hint: `operation` will be executed and linked soon (the system account, touched
-    /// by every deposit and withdrawal, stays in cache by itself).
+    /// A hint: `account` will be linked soon (the system account, touched by every
+    /// deposit and withdrawal, stays in cache by itself).
     #[inline]
-    pub fn prefetch_operation(&self, operation: &Operation) {
-        operation.for_each_account(PREFETCH_STEPS_MAX, |a| self.prefetch_account(a));
-    }
-
-    #[inline]
-    fn prefetch_account(&self, account: u64) {
+    pub fn prefetch_account(&self, account: u64) {
         if let Some(slot) = usize::try_from(account)
             .ok()
             .and_then(|i| self.latest.get(i))

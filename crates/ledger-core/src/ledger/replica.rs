@@ -287,19 +287,14 @@ impl Engine {
 }
 
 fn fill_replayed(slot: &mut Slot, decoded: &Decoded, record: &super::recovery::Stored) {
-    slot.extra_mut().replayed = true;
     slot.user_ref = record.user_ref;
     slot.timestamp_ns = record.timestamp_ns;
-    slot.outcome = record.outcome;
+    slot.set_outcome(record.outcome);
     slot.entries.clear();
     slot.entries
         .extend_from_slice(&decoded.entries[record.entries.clone()]);
     slot.prev.clear();
     slot.prev
         .extend_from_slice(&decoded.prev_tx_ids[record.entries.clone()]);
-    let extra = slot.extra_mut();
-    extra.effects.clear();
-    extra
-        .effects
-        .extend_from_slice(&decoded.effects[record.effects.clone()]);
+    slot.set_replayed(&decoded.effects[record.effects.clone()]);
 }

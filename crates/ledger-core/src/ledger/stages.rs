@@ -66,6 +66,9 @@ impl Stage<Slot> for TransactorStage {
         let (head, tail) = batch.as_mut_slices();
         for slots in [head, tail] {
             for i in 0..slots.len() {
+                if let Some(further) = slots.get(i + 2 * PREFETCH_AHEAD) {
+                    further.prefetch_boxes(true);
+                }
                 if let Some(ahead) = slots.get(i + PREFETCH_AHEAD) {
                     // A replayed slot's operation is a leftover: its entries name the
                     // accounts it touches.
@@ -74,7 +77,9 @@ impl Stage<Slot> for TransactorStage {
                         self.links.prefetch(&ahead.entries);
                     } else {
                         self.transactor.prefetch(&ahead.op);
-                        self.links.prefetch_operation(&ahead.op);
+                        let links = &self.links;
+                        self.transactor
+                            .for_each_account(&ahead.op, |a| links.prefetch_account(a));
                         if rules {
                             self.transactor.prefetch_rules(&ahead.op);
                         }
@@ -85,26 +90,27 @@ impl Stage<Slot> for TransactorStage {
                     self.replay(seq, slot)?;
                 } else {
                     slot.entries.clear();
-                    slot.outcome = self.transactor.execute(
+                    let outcome = self.transactor.execute(
                         seq,
                         slot.timestamp_ns,
                         &slot.op,
                         &mut slot.entries,
                         &mut self.effects,
                     );
+                    slot.set_outcome(outcome);
                     if !self.effects.is_empty() {
-                        // The slot's own vector (kept from earlier use) comes back empty.
-                        std::mem::swap(&mut slot.extra_mut().effects, &mut self.effects);
+                        // The slot's own vector (kept from earlier use) comes back.
+                        slot.swap_effects(&mut self.effects);
                         self.effects.clear();
                     }
-                    if slot.outcome.is_committed() {
+                    if outcome.is_committed() {
                         self.links.link(seq, &slot.entries, &mut slot.prev);
                     } else {
                         slot.prev.clear();
                     }
                     slot.timestamp_ns = self.transactor.now_ns();
                 }
-                self.outcomes.record(seq, slot.outcome);
+                self.outcomes.record(seq, slot.outcome());
                 seq += 1;
             }
         }
@@ -121,7 +127,7 @@ impl TransactorStage {
             seq,
             slot.timestamp_ns,
             slot.user_ref,
-            slot.outcome,
+            slot.outcome(),
             &slot.entries,
             slot.effects(),
         )?;
@@ -161,7 +167,16 @@ impl Stage<Slot> for WalStage {
         let mut frames = 0u64;
         let keep_recent = self.recent.enabled();
         let (head, tail) = batch.as_mut_slices();
-        for (seq, slot) in (frame_first..).zip(head.iter().chain(tail.iter())) {
+        let slots = || head.iter().chain(tail.iter());
+        let mut further = slots().skip(2 * PREFETCH_AHEAD);
+        let mut ahead = slots().skip(PREFETCH_AHEAD);
+        for (seq, slot) in (frame_first..).zip(slots()) {
+            if let Some(further) = further.next() {
+                further.prefetch_boxes(false);
+            }
+            if let Some(ahead) = ahead.next() {
+                ahead.prefetch_effects();
+            }
             let enc = encoder.get_or_insert_with(|| {
                 self.buf.clear();
                 FrameEncoder::new(&mut self.buf, seq, slot.timestamp_ns)
@@ -236,7 +251,11 @@ impl Stage<Slot> for SnapshotStage {
         let (head, tail) = batch.as_mut_slices();
         for slots in [&*head, &*tail] {
             for (i, slot) in slots.iter().enumerate() {
+                if let Some(further) = slots.get(i + 2 * APPLY_PREFETCH_AHEAD) {
+                    further.prefetch_boxes(false);
+                }
                 if let Some(ahead) = slots.get(i + APPLY_PREFETCH_AHEAD) {
+                    ahead.prefetch_effects();
                     visible.prefetch(&ahead.entries);
                     if rules {
                         visible.state.prefetch_rules_entries(&ahead.entries);
@@ -247,7 +266,7 @@ impl Stage<Slot> for SnapshotStage {
                     seq,
                     slot.timestamp_ns,
                     slot.user_ref,
-                    slot.outcome,
+                    slot.outcome(),
                     &slot.entries,
                     slot.effects(),
                 )?;
