@@ -62,10 +62,11 @@ fn transfers(accounts: u64, shape: Shape) -> Vec<(u64, u64, u64)> {
 
 /// A transactor whose every account holds enough to never be rejected during the bench;
 /// each first configured with `config`, if any (a currency must be set before money
-/// moves).
+/// moves). Closed holds are remembered 1 s of sequencer time (see [`bench_holds`]).
 fn funded(accounts: u64, config: Option<AccountConfig>) -> (Transactor, u64) {
     let mut transactor = Transactor::new(TransactorConfig {
         max_accounts: accounts,
+        closed_hold_retention_ns: 1_000_000_000,
         ..TransactorConfig::default()
     })
     .unwrap();
@@ -140,6 +141,27 @@ impl Run {
             let outcome =
                 self.transactor
                     .execute(self.tx_id, 0, op, &mut self.entries, &mut self.effects);
+            self.rejected += u64::from(!outcome.is_committed());
+        }
+    }
+
+    /// [`execute`](Self::execute) with prefetching, at 250 ns of sequencer time per
+    /// operation, dropping the effects.
+    fn execute_timed(&mut self, batch: &[Operation]) {
+        self.entries.clear();
+        self.effects.clear();
+        for (i, op) in batch.iter().enumerate() {
+            if let Some(ahead) = batch.get(i + PREFETCH_DISTANCE) {
+                self.transactor.prefetch(ahead);
+            }
+            self.tx_id += 1;
+            let outcome = self.transactor.execute(
+                self.tx_id,
+                self.tx_id * 250,
+                op,
+                &mut self.entries,
+                &mut self.effects,
+            );
             self.rejected += u64::from(!outcome.is_committed());
         }
     }
@@ -278,11 +300,60 @@ fn bench_limited(c: &mut Criterion) {
     group.finish();
 }
 
+/// Two-phase transfers (the load generator's `hold-post`): a batch of holds, then a batch
+/// posting each of them, beside the same number of plain transfers. Sequencer time
+/// advances 250 ns per operation (4M a second) and closed holds are remembered 1 s, so
+/// the hold table is in its steady state: as many forgotten as placed.
+fn bench_holds(c: &mut Criterion) {
+    let accounts = 1_000_000;
+    let mut group = c.benchmark_group("execute/holds_1000000_accounts");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let pairs = transfers(accounts, Shape::Uniform);
+    let transfers: Vec<Operation> = pairs
+        .iter()
+        .map(|&(from, to, amount)| Operation::Transfer {
+            from,
+            to,
+            amount,
+            user_ref: 0,
+        })
+        .collect();
+    let holds: Vec<Operation> = pairs
+        .iter()
+        .map(|&(from, to, amount)| Operation::hold(from, to, amount, 0, 0))
+        .collect();
+    let mut run = Run::new(accounts);
+    let mut at = 0;
+    group.bench_function("transfer_prefetched", |b| {
+        b.iter(|| run.execute::<true>(next_batch(&transfers, &mut at)))
+    });
+    let mut run = Run::new(accounts);
+    let mut posts = Vec::with_capacity(BATCH / 2);
+    group.bench_function("hold_post_prefetched", |b| {
+        b.iter(|| {
+            let placed = next_batch(&holds, &mut at);
+            let first_hold = run.tx_id + 1;
+            run.execute_timed(&placed[..BATCH / 2]);
+            posts.clear();
+            posts.extend((first_hold..first_hold + BATCH as u64 / 2).map(|hold_id| {
+                Operation::PostHold {
+                    hold_id,
+                    amount: 0,
+                    user_ref: 0,
+                }
+            }));
+            run.execute_timed(&posts);
+        })
+    });
+    assert_eq!(run.rejected, 0, "every measured operation committed");
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_execute, bench_dedup, bench_limited
+    targets = bench_execute, bench_dedup, bench_limited, bench_holds
 }
 criterion_main!(benches);

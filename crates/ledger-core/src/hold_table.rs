@@ -1,68 +1,107 @@
 //! Holds by id, in id order. A hold's id is the transaction that opened it, so holds
-//! arrive in ascending id order and the table is a queue of chunks: opening a hold
-//! appends to the newest chunk, and finding one starts from the newest chunk (a post or
-//! a void usually follows its hold closely, so the search stays in memory the cache
-//! already holds). A forgotten hold leaves a gap in its chunk; a chunk with no hold left
-//! is dropped. A hash map would scatter consecutive holds over the whole table, a cache
-//! miss on every open and every post once it outgrows the cache.
+//! arrive in ascending id order. The table is a queue of chunks, each covering a fixed
+//! range of ids: a bitmap says which ids of the range are holds, and the holds sit in id
+//! order in a vector beside it, so finding hold `id` is a bitmap rank, with no search.
+//! Opening a hold appends; a post or void usually follows its hold closely, so it finds
+//! it in memory the cache already holds. A forgotten hold leaves a gap; a chunk with no
+//! hold left is dropped. A hash map would scatter consecutive holds over the whole table:
+//! a cache miss on every open and every post once it outgrows the cache.
 
 use std::collections::VecDeque;
 
 use crate::holds::{Hold, HoldId};
 
-/// Holds per chunk: a chunk's ids (8 KiB) are binary-searched in a few cache lines, and a
-/// long-open hold keeps at most this many slots of its neighbours alive.
-const CHUNK: usize = 1024;
+/// Ids per chunk: a chunk's bitmap is two cache lines. Where holds are sparse (one
+/// transaction in thousands), a chunk holds one or a few of them.
+const SPAN: u64 = 1024;
+const WORDS: usize = (SPAN / 64) as usize;
 
-/// Consecutive holds, by id.
+/// The holds among ids `base..base + SPAN`.
 #[derive(Clone, Debug)]
 struct Chunk {
-    /// The chunk's first id (a gap stays a gap: ids are never removed), kept here so that
-    /// choosing a chunk reads no chunk's memory.
-    first: HoldId,
-    /// Ascending, distinct.
-    ids: Vec<HoldId>,
-    /// `holds[i]` is hold `ids[i]`, `None` once forgotten.
+    base: HoldId,
+    /// Bit `i`: id `base + i` is a hold (it stays set once the hold is forgotten, so the
+    /// places of the others do not move).
+    bits: [u64; WORDS],
+    /// `before[w]`: how many bits are set in the words below `w`, for the words in use.
+    before: [u16; WORDS],
+    /// Words up to the one of the last id added.
+    used_words: usize,
+    /// The holds, by id; `None` once forgotten.
     holds: Vec<Option<Hold>>,
     /// Holds not forgotten.
     live: usize,
 }
 
 impl Chunk {
-    fn new(id: HoldId, hold: Hold) -> Chunk {
-        let mut ids = Vec::with_capacity(CHUNK);
-        let mut holds = Vec::with_capacity(CHUNK);
-        ids.push(id);
-        holds.push(Some(hold));
+    fn new(base: HoldId) -> Chunk {
         Chunk {
-            first: id,
-            ids,
-            holds,
-            live: 1,
+            base,
+            bits: [0; WORDS],
+            before: [0; WORDS],
+            used_words: 0,
+            holds: Vec::new(),
+            live: 0,
         }
     }
 
-    /// Where `id` is in `ids`. Ids are distinct and ascending, so the one `id` can be
-    /// at most `id - first` places from the start and at least `last - id` from the
-    /// end: where ids are dense (most transactions open holds) that leaves one place,
-    /// and a recent hold is searched for among the last few only.
+    /// Adds hold `id`, above every id added before, in this chunk's range.
+    fn push(&mut self, id: HoldId, hold: Hold) {
+        let offset = id - self.base;
+        let word = (offset / 64) as usize;
+        // The words from the first unused one up to this one hold nothing below it.
+        let count = u16::try_from(self.holds.len()).expect("a chunk holds at most SPAN ids");
+        for w in self.used_words..=word {
+            self.before[w] = count;
+        }
+        self.used_words = word + 1;
+        self.bits[word] |= 1 << (offset % 64);
+        self.holds.push(Some(hold));
+        self.live += 1;
+    }
+
+    /// Where hold `id` (in this chunk's range) is in `holds`, if it is one.
     #[inline]
     fn position(&self, id: HoldId) -> Option<usize> {
-        let last = *self.ids.last()?;
-        if id < self.first || id > last {
+        let offset = id.checked_sub(self.base).filter(|&o| o < SPAN)?;
+        let (word, bit) = ((offset / 64) as usize, offset % 64);
+        let bits = self.bits[word];
+        if bits & (1 << bit) == 0 {
             return None;
         }
-        let len = self.ids.len() as u64;
-        let low = (len - 1).saturating_sub(last - id) as usize;
-        let high = (id - self.first).min(len - 1) as usize;
-        let at = low + self.ids[low..=high].binary_search(&id).ok()?;
-        Some(at)
+        let below = (bits & ((1 << bit) - 1)).count_ones() as usize;
+        Some(usize::from(self.before[word]) + below)
+    }
+
+    /// The ids of the holds, in order (forgotten ones included).
+    fn ids(&self) -> impl Iterator<Item = HoldId> + '_ {
+        self.bits.iter().enumerate().flat_map(move |(w, &bits)| {
+            let base = self.base + 64 * w as u64;
+            BitIter(bits).map(move |bit| base + bit)
+        })
+    }
+}
+
+/// The set bits of a word, lowest first.
+struct BitIter(u64);
+
+impl Iterator for BitIter {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        if self.0 == 0 {
+            return None;
+        }
+        let bit = self.0.trailing_zeros();
+        self.0 &= self.0 - 1;
+        Some(u64::from(bit))
     }
 }
 
 /// The holds the state machine remembers, by id.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HoldTable {
+    /// By range, ascending; no chunk is empty.
     chunks: VecDeque<Chunk>,
     /// The highest id ever added (0: none): the next must be above it.
     last: HoldId,
@@ -80,30 +119,31 @@ impl HoldTable {
     pub fn push(&mut self, id: HoldId, hold: Hold) {
         assert!(self.accepts(id), "hold {id} is added after {}", self.last);
         self.last = id;
-        match self.chunks.back_mut() {
-            Some(chunk) if chunk.ids.len() < CHUNK => {
-                chunk.ids.push(id);
-                chunk.holds.push(Some(hold));
-                chunk.live += 1;
-            }
-            _ => self.chunks.push_back(Chunk::new(id, hold)),
+        let base = id - id % SPAN;
+        if self.chunks.back().is_none_or(|chunk| chunk.base != base) {
+            self.chunks.push_back(Chunk::new(base));
         }
+        let chunk = self.chunks.back_mut().expect("a chunk for the new id");
+        chunk.push(id, hold);
     }
 
-    /// The chunk that would hold `id`: the last whose first id is at most `id`. A hold
-    /// acted on is usually recent: the newest two chunks are tried first.
+    /// The chunk covering `id`, if any. A hold acted on is usually recent (the newest
+    /// two chunks), and one forgotten usually the oldest: those are tried first.
     #[inline]
     fn chunk_of(&self, id: HoldId) -> Option<usize> {
+        let base = id - id % SPAN;
         let newest = self.chunks.len().checked_sub(1)?;
-        if id >= self.chunks[newest].first {
+        if self.chunks[newest].base == base {
             return Some(newest);
         }
-        if newest > 0 && id >= self.chunks[newest - 1].first {
+        if newest > 0 && self.chunks[newest - 1].base == base {
             return Some(newest - 1);
         }
-        self.chunks
-            .partition_point(|chunk| chunk.first <= id)
-            .checked_sub(1)
+        if self.chunks[0].base == base {
+            return Some(0);
+        }
+        let at = self.chunks.partition_point(|chunk| chunk.base < base);
+        (self.chunks.get(at)?.base == base).then_some(at)
     }
 
     #[inline]
@@ -143,10 +183,9 @@ impl HoldTable {
     pub fn iter(&self) -> impl Iterator<Item = (HoldId, &Hold)> + '_ {
         self.chunks.iter().flat_map(|chunk| {
             chunk
-                .ids
-                .iter()
+                .ids()
                 .zip(&chunk.holds)
-                .filter_map(|(&id, hold)| hold.as_ref().map(|hold| (id, hold)))
+                .filter_map(|(id, hold)| hold.as_ref().map(|hold| (id, hold)))
         })
     }
 }
@@ -185,6 +224,7 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             3 => (1u64..4).prop_map(Op::Push),
+            1 => (60u64..3000).prop_map(Op::Push),
             2 => any::<usize>().prop_map(Op::Remove),
             1 => any::<u64>().prop_map(Op::Get),
         ]
@@ -230,22 +270,19 @@ mod tests {
     #[test]
     fn a_chunk_with_no_hold_left_is_dropped() {
         let mut table = HoldTable::default();
-        for id in 1..=(3 * CHUNK as u64) {
+        for id in 1..3 * SPAN {
             table.push(id, hold(id));
         }
         assert_eq!(table.chunks.len(), 3);
         // Empty the middle chunk: only it goes.
-        for id in (CHUNK as u64 + 1)..=(2 * CHUNK as u64) {
+        for id in SPAN..2 * SPAN {
             assert_eq!(table.remove(id), Some(hold(id)));
         }
         assert_eq!(table.chunks.len(), 2);
-        assert_eq!(table.get(CHUNK as u64), Some(&hold(CHUNK as u64)));
-        assert_eq!(table.get(CHUNK as u64 + 1), None);
-        assert_eq!(
-            table.get(2 * CHUNK as u64 + 1),
-            Some(&hold(2 * CHUNK as u64 + 1))
-        );
-        assert_eq!(table.iter().count(), 2 * CHUNK);
+        assert_eq!(table.get(SPAN - 1), Some(&hold(SPAN - 1)));
+        assert_eq!(table.get(SPAN), None);
+        assert_eq!(table.get(2 * SPAN), Some(&hold(2 * SPAN)));
+        assert_eq!(table.iter().count(), 2 * SPAN as usize - 1);
     }
 
     #[test]
