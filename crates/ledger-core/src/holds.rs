@@ -123,6 +123,8 @@ pub struct Holds {
     closed: VecDeque<(u64, HoldId)>,
     /// How long a closed hold is remembered (sequencer time).
     retention_ns: u64,
+    /// How many closed holds are remembered at most.
+    closed_max: usize,
     /// When the oldest closed hold is due to be forgotten (`u64::MAX`: none is): the one
     /// number every transaction compares its time with.
     forget_at_ns: u64,
@@ -130,19 +132,21 @@ pub struct Holds {
 
 impl Default for Holds {
     fn default() -> Self {
-        Holds::new(u64::MAX)
+        Holds::new(u64::MAX, usize::MAX)
     }
 }
 
 impl Holds {
-    /// An empty table whose closed holds are remembered `retention_ns` of sequencer time.
-    pub fn new(retention_ns: u64) -> Holds {
+    /// An empty table whose closed holds are remembered `retention_ns` of sequencer time,
+    /// at most `closed_max` of them (the first closed is forgotten first).
+    pub fn new(retention_ns: u64, closed_max: usize) -> Holds {
         Holds {
             all: HoldTable::default(),
             expiring: BTreeSet::new(),
             accounts: HashMap::default(),
             closed: VecDeque::new(),
             retention_ns,
+            closed_max,
             forget_at_ns: u64::MAX,
         }
     }
@@ -242,12 +246,27 @@ impl Holds {
             if closed_at.saturating_add(self.retention_ns) > now_ns {
                 break;
             }
-            self.closed.pop_front();
-            let forgotten = self.all.remove(id);
-            assert!(
-                forgotten.is_some_and(|h| h.state != HoldState::Open),
-                "a hold in the closed queue is closed"
-            );
+            self.forget_first_closed(id);
+        }
+        self.update_forget_at();
+    }
+
+    /// Forgets `id`, the hold at the front of the closed queue.
+    fn forget_first_closed(&mut self, id: HoldId) {
+        let front = self.closed.pop_front();
+        assert!(front.is_some_and(|(_, first)| first == id));
+        let forgotten = self.all.remove(id);
+        assert!(
+            forgotten.is_some_and(|h| h.state != HoldState::Open),
+            "a hold in the closed queue is closed"
+        );
+    }
+
+    /// Forgets the first closed holds while more than `closed_max` are remembered.
+    fn forget_beyond_max(&mut self) {
+        while self.closed.len() > self.closed_max {
+            let (_, id) = self.closed[0];
+            self.forget_first_closed(id);
         }
         self.update_forget_at();
     }
@@ -258,10 +277,12 @@ impl Holds {
         });
     }
 
-    /// Puts the closed holds restored from a snapshot (inserted by id) in closing order.
+    /// Puts the closed holds restored from a snapshot (inserted by id) in closing order,
+    /// and forgets the first closed beyond the maximum (a snapshot may have been written
+    /// under a larger one).
     pub fn order_closed(&mut self) {
         self.closed.make_contiguous().sort_unstable();
-        self.update_forget_at();
+        self.forget_beyond_max();
     }
 
     /// Records hold `id` (open or, from a snapshot, closed), above every hold recorded
@@ -306,7 +327,9 @@ impl Holds {
         let hold = *hold;
         debug_assert!(self.closed.back().is_none_or(|&(at, _)| at <= now_ns));
         self.closed.push_back((now_ns, id));
-        if self.closed.len() == 1 {
+        if self.closed.len() > self.closed_max {
+            self.forget_beyond_max();
+        } else if self.closed.len() == 1 {
             self.update_forget_at();
         }
         self.release(hold.from, id, |r| &mut r.outgoing, hold.amount);

@@ -32,10 +32,19 @@ pub struct TransactorConfig {
     /// post is `HoldClosed`, a read finds it), then forgotten (`HoldNotFound`). Like the
     /// dedup window, every replica and every replay of one log must use the same value.
     pub closed_hold_retention_ns: u64,
+    /// At most this many closed holds are remembered: past it, the one that closed first
+    /// is forgotten early. What keeps memory and snapshots bounded whatever the rate of
+    /// holds (a minute of a million holds a second is 60 million). The same on every
+    /// replica and replay, like the retention.
+    pub closed_holds_max: usize,
 }
 
 /// [`TransactorConfig::closed_hold_retention_ns`] by default: one minute.
 pub const CLOSED_HOLD_RETENTION_NS: u64 = 60_000_000_000;
+
+/// [`TransactorConfig::closed_holds_max`] by default: about 64 MiB of hold table in
+/// each of the state machine's copies, and 50 MiB in a snapshot.
+pub const CLOSED_HOLDS_MAX: usize = 1 << 20;
 
 impl Default for TransactorConfig {
     fn default() -> Self {
@@ -43,6 +52,7 @@ impl Default for TransactorConfig {
             max_accounts: 1_000_000,
             dedup_window_ns: 10_000_000_000,
             closed_hold_retention_ns: CLOSED_HOLD_RETENTION_NS,
+            closed_holds_max: CLOSED_HOLDS_MAX,
         }
     }
 }
@@ -199,7 +209,7 @@ impl Transactor {
             last_tx_id: 0,
             undo: Vec::with_capacity(COMPOSITE_STEPS_MAX),
             accounts: Accounts::default(),
-            holds: Holds::new(config.closed_hold_retention_ns),
+            holds: Holds::new(config.closed_hold_retention_ns, config.closed_holds_max),
             reversals: HashMap::default(),
         })
     }
@@ -1201,10 +1211,9 @@ impl Transactor {
         }
         if hold.to != SYSTEM_ACCOUNT
             && let Some(max) = self.accounts.config(hold.to).max_balance
+            && self.balances[hold.to as usize] as i128 + incoming as i128 > max as i128
         {
-            if self.balances[hold.to as usize] as i128 + incoming as i128 > max as i128 {
-                return Err(FailReason::MaxBalanceExceeded);
-            }
+            return Err(FailReason::MaxBalanceExceeded);
         }
         let inserted = self.holds.insert(hold_id, hold);
         assert!(inserted.is_ok(), "a new hold's id is this transaction's");

@@ -19,12 +19,16 @@ const MAX_ACCOUNTS: u64 = 8;
 const WINDOW_NS: u64 = 5_000;
 /// Short enough that runs forget closed holds, and act on forgotten ones.
 const RETENTION_NS: u64 = 3 * WINDOW_NS;
+/// Small enough that runs forget closed holds early, by count, often (a larger one is
+/// rarely reached within the retention).
+const CLOSED_HOLDS_MAX: usize = 1;
 
 fn config() -> TransactorConfig {
     TransactorConfig {
         max_accounts: MAX_ACCOUNTS,
         dedup_window_ns: WINDOW_NS,
         closed_hold_retention_ns: RETENTION_NS,
+        closed_holds_max: CLOSED_HOLDS_MAX,
     }
 }
 
@@ -206,8 +210,8 @@ struct Model {
     holds: std::collections::BTreeMap<u64, (u64, u64, u64, u64, u8, u64)>,
     /// Reversed transaction -> its reversal.
     reversed: std::collections::BTreeMap<u64, u64>,
-    /// When each closed hold closed.
-    closed_at: HashMap<u64, u64>,
+    /// The closed holds remembered, in closing order: (when, id).
+    closed: std::collections::VecDeque<(u64, u64)>,
 }
 
 const OPEN: u8 = 0;
@@ -563,21 +567,22 @@ impl Model {
     /// Records that hold `id` closed now, as `state`.
     fn close(&mut self, id: u64, state: u8) {
         self.holds.get_mut(&id).unwrap().4 = state;
-        self.closed_at.insert(id, self.now_ns);
+        self.closed.push_back((self.now_ns, id));
+        // Beyond the maximum, the first closed is forgotten.
+        if self.closed.len() > CLOSED_HOLDS_MAX {
+            let (_, first) = self.closed.pop_front().unwrap();
+            self.holds.remove(&first);
+        }
     }
 
     fn execute(&mut self, tx_id: u64, timestamp_ns: u64, op: &Operation) -> Outcome {
         self.now_ns = self.now_ns.max(timestamp_ns);
         // Closed holds are forgotten once their retention has passed.
         if let Some(up_to) = self.now_ns.checked_sub(RETENTION_NS) {
-            let forgotten: Vec<u64> = self
-                .closed_at
-                .iter()
-                .filter(|&(_, &at)| at <= up_to)
-                .map(|(&id, _)| id)
-                .collect();
-            for id in forgotten {
-                self.closed_at.remove(&id);
+            while let Some(&(at, id)) = self.closed.front()
+                && at <= up_to
+            {
+                self.closed.pop_front();
                 self.holds.remove(&id);
             }
         }

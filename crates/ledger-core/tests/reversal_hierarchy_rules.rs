@@ -294,6 +294,7 @@ fn a_closed_hold_is_forgotten_once_its_retention_has_passed() {
         max_accounts: 100,
         dedup_window_ns: 10 * SECOND,
         closed_hold_retention_ns: retention,
+        closed_holds_max: 10,
     });
     h.deposit(1, 100);
     let hold_id = h.next_tx_id;
@@ -326,4 +327,50 @@ fn a_closed_hold_is_forgotten_once_its_retention_has_passed() {
     h.now_ns += 100 * retention;
     h.deposit(3, 1);
     assert!(h.transactor.holds().get(open_id).is_some());
+}
+
+#[test]
+fn past_the_maximum_the_first_closed_hold_is_forgotten_early() {
+    let mut h = Harness::with(TransactorConfig {
+        max_accounts: 100,
+        closed_holds_max: 2,
+        ..TransactorConfig::default()
+    });
+    h.deposit(1, 100);
+    let ids: Vec<u64> = (0..3)
+        .map(|_| {
+            let id = h.next_tx_id;
+            assert_eq!(
+                h.outcome(Operation::hold(1, 2, 10, 0, 0)),
+                Outcome::Committed
+            );
+            id
+        })
+        .collect();
+    let post = |hold_id| Operation::PostHold {
+        hold_id,
+        amount: 0,
+        user_ref: 0,
+    };
+    // The third is voided after the first two are posted: the first closed goes.
+    assert_eq!(h.outcome(post(ids[0])), Outcome::Committed);
+    assert_eq!(h.outcome(post(ids[1])), Outcome::Committed);
+    let void = Operation::VoidHold {
+        hold_id: ids[2],
+        user_ref: 0,
+    };
+    assert_eq!(h.outcome(void), Outcome::Committed);
+    h.rejects(post(ids[0]), FailReason::HoldNotFound);
+    h.rejects(post(ids[1]), FailReason::HoldClosed);
+    h.rejects(post(ids[2]), FailReason::HoldClosed);
+    assert!(h.transactor.holds().get(ids[0]).is_none());
+    assert_eq!(h.transactor.holds().closed_len(), 2);
+    // An open hold never counts: a fourth, open, is kept beside the two closed.
+    let open = h.next_tx_id;
+    assert_eq!(
+        h.outcome(Operation::hold(1, 2, 10, 0, 0)),
+        Outcome::Committed
+    );
+    assert!(h.transactor.holds().get(open).is_some());
+    assert_eq!(h.transactor.holds().closed_len(), 2);
 }

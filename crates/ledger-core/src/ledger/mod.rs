@@ -731,6 +731,8 @@ impl Engine {
             dedup_window_ns: u64::try_from(config.dedup_window.as_nanos()).unwrap_or(u64::MAX),
             closed_hold_retention_ns: u64::try_from(config.closed_hold_retention.as_nanos())
                 .unwrap_or(u64::MAX),
+            // A constant, not a setting: every node of a cluster agrees on it by itself.
+            closed_holds_max: crate::transactor::CLOSED_HOLDS_MAX,
         };
         let reads = ReadPath {
             storage: Arc::clone(storage),
