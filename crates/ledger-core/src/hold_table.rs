@@ -6,13 +6,8 @@
 //! it in memory the cache already holds. A forgotten hold leaves a gap; a chunk with no
 //! hold left is dropped. A hash map would scatter consecutive holds over the whole table:
 //! a cache miss on every open and every post once it outgrows the cache.
-//!
-//! Chunks are shared (`Arc`) with a snapshot being written: taking the snapshot's copy
-//! costs a pointer per chunk, not a copy of every hold, and a chunk changed meanwhile is
-//! copied then, once.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use crate::holds::{Hold, HoldId};
 
@@ -107,7 +102,7 @@ impl Iterator for BitIter {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HoldTable {
     /// By range, ascending; no chunk is empty.
-    chunks: VecDeque<Arc<Chunk>>,
+    chunks: VecDeque<Chunk>,
     /// The highest id ever added (0: none): the next must be above it.
     last: HoldId,
 }
@@ -126,10 +121,10 @@ impl HoldTable {
         self.last = id;
         let base = id - id % SPAN;
         if self.chunks.back().is_none_or(|chunk| chunk.base != base) {
-            self.chunks.push_back(Arc::new(Chunk::new(base)));
+            self.chunks.push_back(Chunk::new(base));
         }
         let chunk = self.chunks.back_mut().expect("a chunk for the new id");
-        Arc::make_mut(chunk).push(id, hold);
+        chunk.push(id, hold);
     }
 
     /// The chunk covering `id`, if any. A hold acted on is usually recent (the newest
@@ -169,54 +164,30 @@ impl HoldTable {
     #[inline]
     pub fn get_mut(&mut self, id: HoldId) -> Option<&mut Hold> {
         let (chunk, at) = self.find(id)?;
-        Arc::make_mut(&mut self.chunks[chunk]).holds[at].as_mut()
+        self.chunks[chunk].holds[at].as_mut()
     }
 
     /// Forgets hold `id`, returning it.
     pub fn remove(&mut self, id: HoldId) -> Option<Hold> {
         let (chunk, at) = self.find(id)?;
-        if self.chunks[chunk].live == 1 {
-            // Its chunk's last hold: the chunk goes (a snapshot sharing it keeps it).
+        let hold = self.chunks[chunk].holds[at].take();
+        self.chunks[chunk].live -= 1;
+        if self.chunks[chunk].live == 0 {
             // Holds are mostly forgotten oldest first: almost always the front.
-            let chunk = self.chunks.remove(chunk).expect("the chunk just found");
-            return chunk.holds[at];
+            self.chunks.remove(chunk);
         }
-        let chunk = Arc::make_mut(&mut self.chunks[chunk]);
-        chunk.live -= 1;
-        chunk.holds[at].take()
+        hold
     }
 
     /// Every hold, by id.
     pub fn iter(&self) -> impl Iterator<Item = (HoldId, &Hold)> + '_ {
-        holds_of(self.chunks.iter())
+        self.chunks.iter().flat_map(|chunk| {
+            chunk
+                .ids()
+                .zip(&chunk.holds)
+                .filter_map(|(id, hold)| hold.as_ref().map(|hold| (id, hold)))
+        })
     }
-
-    /// The holds as they are now, sharing the table's memory (see the module's doc).
-    pub fn share(&self) -> SharedHolds {
-        SharedHolds(self.chunks.iter().cloned().collect())
-    }
-}
-
-/// The holds of a [`HoldTable`] at one moment, read beside it (by the snapshot writer).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct SharedHolds(Vec<Arc<Chunk>>);
-
-impl SharedHolds {
-    /// Every hold, by id.
-    pub fn iter(&self) -> impl Iterator<Item = (HoldId, &Hold)> + '_ {
-        holds_of(self.0.iter())
-    }
-}
-
-fn holds_of<'a>(
-    chunks: impl Iterator<Item = &'a Arc<Chunk>>,
-) -> impl Iterator<Item = (HoldId, &'a Hold)> {
-    chunks.flat_map(|chunk| {
-        chunk
-            .ids()
-            .zip(&chunk.holds)
-            .filter_map(|(id, hold)| hold.as_ref().map(|hold| (id, hold)))
-    })
 }
 
 #[cfg(test)]
@@ -312,25 +283,6 @@ mod tests {
         assert_eq!(table.get(SPAN), None);
         assert_eq!(table.get(2 * SPAN), Some(&hold(2 * SPAN)));
         assert_eq!(table.iter().count(), 2 * SPAN as usize - 1);
-    }
-
-    #[test]
-    fn a_shared_copy_keeps_the_holds_as_they_were() {
-        let mut table = HoldTable::default();
-        for id in 1..2 * SPAN {
-            table.push(id, hold(id));
-        }
-        let before: Vec<_> = table.iter().map(|(id, h)| (id, *h)).collect();
-        let shared = table.share();
-        table.get_mut(5).expect("hold 5").amount = 0;
-        for id in SPAN..2 * SPAN {
-            table.remove(id);
-        }
-        table.push(3 * SPAN, hold(1));
-        let kept: Vec<_> = shared.iter().map(|(id, h)| (id, *h)).collect();
-        assert_eq!(kept, before);
-        assert_eq!(table.get(5).map(|h| h.amount), Some(0));
-        assert_eq!(table.iter().count(), SPAN as usize);
     }
 
     #[test]

@@ -8,13 +8,12 @@
 //! reads of a hold by id), then is forgotten: memory holds the open holds and the recently
 //! closed ones, never every hold ever placed.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use foldhash::fast::RandomState;
 use smallvec::SmallVec;
 
-use crate::hold_table::{HoldTable, SharedHolds};
+use crate::hold_table::HoldTable;
 use crate::transaction::{AccountId, TxId};
 
 /// A hold's id: the transaction that opened it.
@@ -213,12 +212,6 @@ impl Holds {
         self.all.iter()
     }
 
-    /// Every hold as it is now, sharing the table's memory: for a snapshot written beside
-    /// the state machine.
-    pub(crate) fn share(&self) -> SharedHolds {
-        self.all.share()
-    }
-
     /// Every hold, by id, copied.
     pub fn sorted(&self) -> Vec<(HoldId, Hold)> {
         self.iter().map(|(id, &hold)| (id, hold)).collect()
@@ -372,10 +365,10 @@ impl Holds {
         sum: impl FnOnce(&mut Reserved) -> &mut u64,
         amount: u64,
     ) {
-        let Entry::Occupied(mut entry) = self.accounts.entry(account) else {
-            panic!("an open hold's accounts have reserved funds");
-        };
-        let holds = entry.get_mut();
+        let holds = self
+            .accounts
+            .get_mut(&account)
+            .expect("an open hold's accounts have reserved funds");
         let sum = sum(&mut holds.reserved);
         *sum = sum
             .checked_sub(amount)
@@ -390,7 +383,7 @@ impl Holds {
                 Reserved::default(),
                 "no open hold, nothing held"
             );
-            entry.remove();
+            self.accounts.remove(&account);
         }
     }
 }

@@ -17,7 +17,6 @@ use ledger_snapshot::{SnapshotError, SnapshotStore, WriteReport};
 use super::metrics::Metrics;
 use super::saved::{STATE_FORMAT, SnapshotState};
 use super::visible::Visible;
-use crate::hold_table::SharedHolds;
 
 /// Takes copies from the snapshot stage and writes them on its own thread.
 pub(crate) struct Checkpointer {
@@ -26,7 +25,7 @@ pub(crate) struct Checkpointer {
     store: Arc<SnapshotStore>,
     /// Set while a copy is queued or being written.
     busy: Arc<AtomicBool>,
-    sender: Mutex<Option<SyncSender<PendingCopy>>>,
+    sender: Mutex<Option<SyncSender<SnapshotState>>>,
     /// The last copy, handed back by the writer once written, so the next copy reuses
     /// its memory (taken and returned under `busy`, so it is never contended).
     spare: Arc<Mutex<Option<SnapshotState>>>,
@@ -57,7 +56,7 @@ impl Checkpointer {
         retention_floor: Arc<AtomicU64>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Checkpointer> {
-        let (sender, receiver) = sync_channel::<PendingCopy>(1);
+        let (sender, receiver) = sync_channel::<SnapshotState>(1);
         let busy = Arc::new(AtomicBool::new(false));
         let last_written = Arc::new(AtomicU64::new(last_written));
         let last_error = Arc::new(Mutex::new(None));
@@ -98,14 +97,12 @@ impl Checkpointer {
         let mut copy = lock(&self.spare)
             .take()
             .unwrap_or_else(SnapshotState::empty);
-        let holds = copy.copy_from(state);
+        copy.copy_from(state);
         self.metrics
             .last_snapshot_copy_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let sender = lock(&self.sender);
-        let sent = sender
-            .as_ref()
-            .is_some_and(|s| s.try_send(PendingCopy { state: copy, holds }).is_ok());
+        let sent = sender.as_ref().is_some_and(|s| s.try_send(copy).is_ok());
         if !sent {
             self.busy.store(false, Ordering::Release);
         }
@@ -162,13 +159,6 @@ impl Checkpointer {
     }
 }
 
-/// A copy of the readers' state, as the snapshot stage hands it to the writer.
-struct PendingCopy {
-    state: SnapshotState,
-    /// Shared with the readers' state until the writer has copied them out.
-    holds: SharedHolds,
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -184,12 +174,10 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(self, receiver: Receiver<PendingCopy>) {
-        while let Ok(PendingCopy { mut state, holds }) = receiver.recv() {
+    fn run(self, receiver: Receiver<SnapshotState>) {
+        while let Ok(mut state) = receiver.recv() {
             let started = std::time::Instant::now();
-            state.finish(&holds);
-            // The table's chunks are its own again: a change need not copy one.
-            drop(holds);
+            state.order();
             match self
                 .store
                 .write_format(state.last_tx_id, STATE_FORMAT, &state)

@@ -11,7 +11,6 @@ use rkyv::vec::ArchivedVec;
 
 use super::visible::Visible;
 use crate::accounts::AccountState;
-use crate::hold_table::SharedHolds;
 use crate::holds::{Hold, HoldState};
 use crate::transaction::AccountConfig;
 use crate::transactor::{RestoreError, SavedState, Transactor, TransactorConfig};
@@ -228,18 +227,9 @@ impl SnapshotState {
     /// A copy of `visible`, in order (ready to write).
     pub(crate) fn of(visible: &Visible) -> SnapshotState {
         let mut state = SnapshotState::empty();
-        let holds = state.copy_from(visible);
-        state.finish(&holds);
+        state.copy_from(visible);
+        state.order();
         state
-    }
-
-    /// Completes a copy taken by [`copy_from`](Self::copy_from), beside the pipeline: adds
-    /// the holds and puts everything in id order, ready to write.
-    pub(crate) fn finish(&mut self, holds: &SharedHolds) {
-        self.holds.clear();
-        self.holds
-            .extend(holds.iter().map(|(id, hold)| SavedHold::of(id, hold)));
-        self.order();
     }
 
     /// Puts the accounts, holds and reversals in id order: done by the snapshot writer,
@@ -268,10 +258,9 @@ impl SnapshotState {
     }
 
     /// Overwrites this state with `visible`, reusing the vectors' memory: a reused copy
-    /// costs a `memcpy`, a fresh one also a page fault per 4 KiB. The holds are not
-    /// copied but shared (returned), and the accounts and reversals come in table order:
-    /// [`finish`](Self::finish) the copy before writing.
-    pub(crate) fn copy_from(&mut self, visible: &Visible) -> SharedHolds {
+    /// costs a `memcpy`, a fresh one also a page fault per 4 KiB. The accounts, holds and
+    /// reversals come in table order: [`order`](Self::order) them before writing.
+    pub(crate) fn copy_from(&mut self, visible: &Visible) {
         let transactor = &visible.state;
         self.latest.clear();
         self.latest.extend_from_slice(visible.links.as_slice());
@@ -305,13 +294,18 @@ impl SnapshotState {
                 .map(|(currency, balance)| CurrencyBalance { currency, balance }),
         );
         self.holds.clear();
+        self.holds.extend(
+            transactor
+                .holds()
+                .iter()
+                .map(|(id, hold)| SavedHold::of(id, hold)),
+        );
         self.reversals.clear();
         self.reversals.extend(
             transactor
                 .reversals_iter()
                 .map(|(original, reversal)| SavedReversal { original, reversal }),
         );
-        transactor.holds().share()
     }
 }
 
