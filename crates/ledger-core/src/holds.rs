@@ -8,11 +8,9 @@
 //! reads of a hold by id), then is forgotten: memory holds the open holds and the recently
 //! closed ones, never every hold ever placed.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
-use foldhash::fast::RandomState;
-use smallvec::SmallVec;
-
+use crate::hold_accounts::HoldAccounts;
 use crate::hold_table::HoldTable;
 use crate::transaction::{AccountId, TxId};
 
@@ -88,13 +86,6 @@ pub struct Reserved {
     pub incoming: u64,
 }
 
-/// An account's open holds (either side), by id, and what they reserve.
-#[derive(Clone, Debug, Default)]
-struct AccountHolds {
-    reserved: Reserved,
-    open: SmallVec<[HoldId; 2]>,
-}
-
 /// A hold operation found the table in a state it cannot apply to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HoldFault {
@@ -116,7 +107,7 @@ pub struct Holds {
     expiring: BTreeSet<(u64, HoldId)>,
     /// Accounts with open holds: what those reserve, and their ids (one lookup serves
     /// both when a hold opens or closes).
-    accounts: HashMap<AccountId, AccountHolds, RandomState>,
+    accounts: HoldAccounts,
     /// Closed holds in the order they closed (sequencer time never runs backwards), to
     /// forget them when their retention ends.
     closed: VecDeque<(u64, HoldId)>,
@@ -142,7 +133,7 @@ impl Holds {
         Holds {
             all: HoldTable::default(),
             expiring: BTreeSet::new(),
-            accounts: HashMap::default(),
+            accounts: HoldAccounts::default(),
             closed: VecDeque::new(),
             retention_ns,
             closed_max,
@@ -163,14 +154,20 @@ impl Holds {
             return Reserved::default();
         }
         self.accounts
-            .get(&account)
+            .get(account)
             .map_or(Reserved::default(), |a| a.reserved)
+    }
+
+    /// A hint: `account`'s reserved sums will be looked up soon.
+    #[inline]
+    pub fn prefetch_account(&self, account: AccountId) {
+        self.accounts.prefetch(account);
     }
 
     /// Whether `account` has open holds.
     #[inline]
     pub fn has_open(&self, account: AccountId) -> bool {
-        !self.accounts.is_empty() && self.accounts.contains_key(&account)
+        self.accounts.get(account).is_some()
     }
 
     pub fn get(&self, id: HoldId) -> Option<&Hold> {
@@ -199,7 +196,7 @@ impl Holds {
         after: HoldId,
         limit: usize,
     ) -> impl Iterator<Item = (HoldId, &Hold)> + '_ {
-        let open = self.accounts.get(&account).map_or(&[][..], |a| &a.open[..]);
+        let open = self.accounts.get(account).map_or(&[][..], |a| &a.open[..]);
         let from = open.partition_point(|&id| id <= after);
         open[from..]
             .iter()
@@ -342,11 +339,11 @@ impl Holds {
         sum: impl FnOnce(&mut Reserved) -> &mut u64,
         amount: u64,
     ) -> Result<(), HoldFault> {
-        let holds = self.accounts.entry(account).or_default();
+        let holds = self.accounts.get_or_default(account);
         let sum = sum(&mut holds.reserved);
         let Some(reserved) = sum.checked_add(amount) else {
             if holds.open.is_empty() {
-                self.accounts.remove(&account);
+                self.accounts.remove(account);
             }
             return Err(HoldFault::Overflow);
         };
@@ -367,7 +364,7 @@ impl Holds {
     ) {
         let holds = self
             .accounts
-            .get_mut(&account)
+            .get_mut(account)
             .expect("an open hold's accounts have reserved funds");
         let sum = sum(&mut holds.reserved);
         *sum = sum
@@ -383,7 +380,7 @@ impl Holds {
                 Reserved::default(),
                 "no open hold, nothing held"
             );
-            self.accounts.remove(&account);
+            self.accounts.remove(account);
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod accounts;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod dedup;
+mod hold_accounts;
 mod hold_table;
 pub mod holds;
 pub mod ledger;

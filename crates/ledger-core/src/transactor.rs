@@ -523,6 +523,36 @@ impl Transactor {
         self.for_each_account(operation, |a| self.accounts.prefetch(a));
     }
 
+    /// Whether any hold is open: then [`prefetch_holds`](Self::prefetch_holds) is worth
+    /// calling (asked once per batch).
+    #[inline]
+    pub fn has_open_holds(&self) -> bool {
+        !self.holds.none_open()
+    }
+
+    /// A hint, like [`prefetch`](Self::prefetch): loads what open holds reserve on the
+    /// accounts `operation` touches (a hold's and a post's, and any movement's while holds
+    /// are open).
+    #[inline]
+    pub fn prefetch_holds(&self, operation: &Operation) {
+        self.for_each_account(operation, |a| self.holds.prefetch_account(a));
+    }
+
+    /// [`prefetch_holds`](Self::prefetch_holds) for a stored transaction: its entries'
+    /// accounts and those of a hold it opened.
+    #[inline]
+    pub fn prefetch_holds_stored(&self, entries: &[Entry], effects: &[Effect]) {
+        for entry in entries.iter().take(PREFETCH_STEPS_MAX) {
+            self.holds.prefetch_account(entry.account_id);
+        }
+        for effect in effects {
+            if let Effect::HoldOpened { from, to, .. } = *effect {
+                self.holds.prefetch_account(from);
+                self.holds.prefetch_account(to);
+            }
+        }
+    }
+
     /// [`prefetch_rules`](Self::prefetch_rules) for a stored transaction.
     #[inline]
     pub fn prefetch_rules_entries(&self, entries: &[Entry]) {

@@ -63,6 +63,7 @@ impl Stage<Slot> for TransactorStage {
     fn on_batch(&mut self, batch: &mut Batch<'_, Slot>) -> Result<(), StageError> {
         let mut seq = batch.first_sequence();
         let rules = self.transactor.has_configured_accounts();
+        let holds = self.transactor.has_open_holds();
         let (head, tail) = batch.as_mut_slices();
         for slots in [head, tail] {
             for i in 0..slots.len() {
@@ -82,6 +83,9 @@ impl Stage<Slot> for TransactorStage {
                             .for_each_account(&ahead.op, |a| links.prefetch_account(a));
                         if rules {
                             self.transactor.prefetch_rules(&ahead.op);
+                        }
+                        if holds {
+                            self.transactor.prefetch_holds(&ahead.op);
                         }
                     }
                 }
@@ -248,11 +252,20 @@ impl Stage<Slot> for SnapshotStage {
         let mut visible = self.visible.write().unwrap_or_else(|e| e.into_inner());
         let mut seq = batch.first_sequence();
         let rules = visible.state.has_configured_accounts();
+        let holds = visible.state.has_open_holds();
         let (head, tail) = batch.as_mut_slices();
         for slots in [&*head, &*tail] {
             for (i, slot) in slots.iter().enumerate() {
                 if let Some(further) = slots.get(i + 2 * APPLY_PREFETCH_AHEAD) {
                     further.prefetch_boxes(false);
+                }
+                if let Some(ahead) = slots.get(i + APPLY_PREFETCH_AHEAD / 2)
+                    && holds
+                {
+                    // Its effects were loaded half the distance ago.
+                    visible
+                        .state
+                        .prefetch_holds_stored(&ahead.entries, ahead.effects());
                 }
                 if let Some(ahead) = slots.get(i + APPLY_PREFETCH_AHEAD) {
                     ahead.prefetch_effects();
