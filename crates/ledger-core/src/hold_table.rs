@@ -57,6 +57,8 @@ impl Chunk {
         self.used_words = word + 1;
         self.bits[word] |= 1 << (offset % 64);
         self.holds.push(Some(hold));
+        // The next holds go right after: their memory is likely not in cache yet.
+        crate::transactor::prefetch_ptr(self.holds.as_ptr().wrapping_add(self.holds.len() + 3));
         self.live += 1;
     }
 
@@ -165,6 +167,16 @@ impl HoldTable {
     pub fn get_mut(&mut self, id: HoldId) -> Option<&mut Hold> {
         let (chunk, at) = self.find(id)?;
         self.chunks[chunk].holds[at].as_mut()
+    }
+
+    /// A hint: hold `id` will be looked up soon.
+    #[inline]
+    pub fn prefetch(&self, id: HoldId) {
+        if let Some(chunk) = self.chunk_of(id)
+            && let Some(at) = self.chunks[chunk].position(id)
+        {
+            crate::transactor::prefetch_read(&self.chunks[chunk].holds[at]);
+        }
     }
 
     /// Forgets hold `id`, returning it.
