@@ -45,7 +45,8 @@ impl Slot {
 /// Accounts with open holds, by id.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HoldAccounts {
-    /// A power of two long (or empty), at most 3/4 full.
+    /// A power of two long (or empty), at most half full: runs stay short, so the
+    /// removal's walk over the next slots (each a cache line) does too.
     slots: Vec<Slot>,
     len: usize,
     /// Seeded per process: ids come from clients, so their spread is not trusted.
@@ -71,7 +72,7 @@ impl HoldAccounts {
         assert_ne!(account, EMPTY, "no account has the empty slot's id");
         let mask = self.slots.len() - 1;
         let mut index = self.home(account);
-        // Never full (at most 3/4), so the walk meets the account or an empty slot.
+        // Never full (at most half), so the walk meets the account or an empty slot.
         loop {
             let slot = &self.slots[index];
             if slot.account == account || slot.account == EMPTY {
@@ -144,9 +145,9 @@ impl HoldAccounts {
         }
     }
 
-    /// Room for one more account: doubles (and re-places every account) past 3/4 full.
+    /// Room for one more account: doubles (and re-places every account) past half full.
     fn reserve_one(&mut self) {
-        if (self.len + 1) * 4 <= self.slots.len() * 3 {
+        if (self.len + 1) * 2 <= self.slots.len() {
             return;
         }
         let capacity = (self.slots.len() * 2).max(16);
