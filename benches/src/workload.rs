@@ -178,6 +178,8 @@ impl Generator {
     /// Fills `ops` (cleared first) with the next `n` operations.
     pub fn fill(&mut self, ops: &mut Vec<Operation>, n: usize) {
         ops.clear();
+        // One allocation: the caller hands each batch over, so `ops` is often new.
+        ops.reserve(n);
         self.last_holds.clear();
         for i in 0..n {
             let op = self.next_op();
