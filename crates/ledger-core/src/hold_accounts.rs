@@ -91,16 +91,6 @@ impl HoldAccounts {
         (slot.account == account).then_some(&slot.holds)
     }
 
-    #[inline]
-    pub fn get_mut(&mut self, account: AccountId) -> Option<&mut AccountHolds> {
-        if self.len == 0 {
-            return None;
-        }
-        let index = self.find(account);
-        let slot = &mut self.slots[index];
-        (slot.account == account).then_some(&mut slot.holds)
-    }
-
     /// `account`'s entry, added empty if it has none.
     pub fn get_or_default(&mut self, account: AccountId) -> &mut AccountHolds {
         self.reserve_one();
@@ -113,17 +103,38 @@ impl HoldAccounts {
         &mut slot.holds
     }
 
-    /// Removes `account`'s entry, if any: each later entry of its run that may live
-    /// closer to its home moves back into the gap, so every walk still ends at an empty
-    /// slot only past its account.
+    /// Applies `change` to `account`'s entry, then removes the entry if it lists no open
+    /// hold any more (one lookup for both). Returns whether `account` had an entry.
+    pub fn update(&mut self, account: AccountId, change: impl FnOnce(&mut AccountHolds)) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        let index = self.find(account);
+        if self.slots[index].account != account {
+            return false;
+        }
+        change(&mut self.slots[index].holds);
+        if self.slots[index].holds.open.is_empty() {
+            self.remove_at(index);
+        }
+        true
+    }
+
+    /// Removes `account`'s entry, if any.
     pub fn remove(&mut self, account: AccountId) {
         if self.len == 0 {
             return;
         }
-        let mut gap = self.find(account);
-        if self.slots[gap].account != account {
-            return;
+        let index = self.find(account);
+        if self.slots[index].account == account {
+            self.remove_at(index);
         }
+    }
+
+    /// Empties slot `gap`: each later entry of its run that may live closer to its home
+    /// moves back into the gap, so every walk still ends at an empty slot only past its
+    /// account.
+    fn remove_at(&mut self, mut gap: usize) {
         self.slots[gap] = Slot::empty();
         self.len -= 1;
         let mask = self.slots.len() - 1;
@@ -206,9 +217,24 @@ mod tests {
                 }
             }
             for (&account, expected) in &model {
-                prop_assert_eq!(table.get_mut(account).cloned(), Some(expected.clone()));
+                prop_assert_eq!(table.get(account), Some(expected));
             }
         }
+    }
+
+    #[test]
+    fn an_update_that_leaves_no_open_hold_removes_the_account() {
+        let mut table = HoldAccounts::default();
+        *table.get_or_default(7) = holds(7);
+        table.get_or_default(7).open.push(8);
+        assert!(table.update(7, |h| {
+            h.open.pop();
+        }));
+        assert_eq!(table.get(7), Some(&holds(7)));
+        assert!(table.update(7, |h| h.open.clear()));
+        assert_eq!(table.get(7), None);
+        assert_eq!(table.len, 0);
+        assert!(!table.update(7, |_| unreachable!("no entry to change")));
     }
 
     #[test]

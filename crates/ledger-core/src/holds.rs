@@ -369,25 +369,23 @@ impl Holds {
         sum: impl FnOnce(&mut Reserved) -> &mut u64,
         amount: u64,
     ) {
-        let holds = self
-            .accounts
-            .get_mut(account)
-            .expect("an open hold's accounts have reserved funds");
-        let sum = sum(&mut holds.reserved);
-        *sum = sum
-            .checked_sub(amount)
-            .expect("an open hold's amount is in its accounts' reserved sums");
-        let at = holds.open.binary_search(&id);
-        holds
-            .open
-            .remove(at.expect("an open hold is listed on its accounts"));
-        if holds.open.is_empty() {
-            assert_eq!(
-                holds.reserved,
-                Reserved::default(),
-                "no open hold, nothing held"
-            );
-            self.accounts.remove(account);
-        }
+        let found = self.accounts.update(account, |holds| {
+            let sum = sum(&mut holds.reserved);
+            *sum = sum
+                .checked_sub(amount)
+                .expect("an open hold's amount is in its accounts' reserved sums");
+            let at = holds.open.binary_search(&id);
+            holds
+                .open
+                .remove(at.expect("an open hold is listed on its accounts"));
+            if holds.open.is_empty() {
+                assert_eq!(
+                    holds.reserved,
+                    Reserved::default(),
+                    "no open hold, nothing held"
+                );
+            }
+        });
+        assert!(found, "an open hold's accounts have reserved funds");
     }
 }
