@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use foldhash::fast::RandomState;
 
-use crate::account_table::AccountTable;
+use crate::account_map::AccountMap;
 use crate::transaction::{AccountConfig, AccountId, Entry, HIERARCHY_DEPTH_MAX, SYSTEM_ACCOUNT};
 
 /// One configured account.
@@ -29,6 +29,12 @@ impl AccountState {
     };
 }
 
+impl Default for AccountState {
+    fn default() -> Self {
+        AccountState::UNCONFIGURED
+    }
+}
+
 // What a configured account costs: with its id, one table slot of 64 bytes
 // (docs/money-model.md, "Memory").
 const _: () = assert!(size_of::<(AccountId, AccountState)>() == 56);
@@ -43,7 +49,7 @@ pub struct SystemOverflow {
 #[derive(Clone, Debug, Default)]
 pub struct Accounts {
     /// Iteration order is never observed but through [`sorted`](Self::sorted).
-    configured: AccountTable,
+    configured: AccountMap<AccountState>,
     /// The system account's balance in each currency but 0, non-zero ones only.
     /// Currency 0's is the rest of the system account's balance.
     system: BTreeMap<u32, i64>,
@@ -123,7 +129,7 @@ impl Accounts {
             },
             moved: false,
         };
-        self.configured.get_or_insert(account, fresh);
+        self.configured.get_or_insert_with(account, || fresh);
         let inserted = self.configured.len() > before;
         let state = self.configured.get_mut(account).expect("just inserted");
         let restarted = state.config.currency != config.currency && state.moved;
@@ -290,7 +296,7 @@ impl Accounts {
     /// Restores one account as a snapshot saved it.
     pub fn restore(&mut self, account: AccountId, state: AccountState) {
         debug_assert!(self.configured.get(account).is_none(), "restored once");
-        self.configured.insert(account, state);
+        *self.configured.get_or_insert_with(account, || state) = state;
         self.unmoved += usize::from(!state.moved);
     }
 

@@ -10,7 +10,9 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use crate::hold_accounts::HoldAccounts;
+use smallvec::SmallVec;
+
+use crate::account_map::AccountMap;
 use crate::hold_table::HoldTable;
 use crate::transaction::{AccountId, TxId};
 
@@ -89,6 +91,13 @@ pub struct Reserved {
     pub incoming: u64,
 }
 
+/// An account's open holds (either side), by id, and what they reserve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AccountHolds {
+    reserved: Reserved,
+    open: SmallVec<[HoldId; 2]>,
+}
+
 /// A hold operation found the table in a state it cannot apply to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HoldFault {
@@ -110,7 +119,7 @@ pub struct Holds {
     expiring: BTreeSet<(u64, HoldId)>,
     /// Accounts with open holds: what those reserve, and their ids (one lookup serves
     /// both when a hold opens or closes).
-    accounts: HoldAccounts,
+    accounts: AccountMap<AccountHolds>,
     /// Closed holds in the order they closed (sequencer time never runs backwards), to
     /// forget them when their retention ends.
     closed: VecDeque<(u64, HoldId)>,
@@ -136,7 +145,7 @@ impl Holds {
         Holds {
             all: HoldTable::default(),
             expiring: BTreeSet::new(),
-            accounts: HoldAccounts::default(),
+            accounts: AccountMap::default(),
             closed: VecDeque::new(),
             retention_ns,
             closed_max,
@@ -346,7 +355,9 @@ impl Holds {
         sum: impl FnOnce(&mut Reserved) -> &mut u64,
         amount: u64,
     ) -> Result<(), HoldFault> {
-        let holds = self.accounts.get_or_default(account);
+        let holds = self
+            .accounts
+            .get_or_insert_with(account, AccountHolds::default);
         let sum = sum(&mut holds.reserved);
         let Some(reserved) = sum.checked_add(amount) else {
             if holds.open.is_empty() {
@@ -385,6 +396,8 @@ impl Holds {
                     "no open hold, nothing held"
                 );
             }
+            // An account with no open hold leaves the table.
+            !holds.open.is_empty()
         });
         assert!(found, "an open hold's accounts have reserved funds");
     }

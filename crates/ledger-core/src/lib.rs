@@ -21,12 +21,11 @@
 //! assert_eq!(transactor.balance_sum(), 0);
 //! ```
 
-mod account_table;
+mod account_map;
 pub mod accounts;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod dedup;
-mod hold_accounts;
 mod hold_table;
 pub mod holds;
 pub mod ledger;
