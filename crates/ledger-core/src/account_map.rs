@@ -37,9 +37,12 @@ impl<V: Default> Slot<V> {
 /// Values by account id.
 #[derive(Clone, Debug)]
 pub(crate) struct AccountMap<V> {
-    /// A power of two long (or empty), at most 3/4 full.
+    /// A power of two long (or empty), at most `max_quarters`/4 full.
     slots: Vec<Slot<V>>,
     len: usize,
+    /// 3 by default; 2 for a table of few entries that come and go, where shorter runs
+    /// (removal walks its entry's run) are worth the memory.
+    max_quarters: usize,
     /// Seeded per process: ids come from clients, so their spread is not trusted.
     hasher: RandomState,
 }
@@ -49,7 +52,18 @@ impl<V> Default for AccountMap<V> {
         AccountMap {
             slots: Vec::new(),
             len: 0,
+            max_quarters: 3,
             hasher: RandomState::default(),
+        }
+    }
+}
+
+impl<V> AccountMap<V> {
+    /// A table kept at most half full.
+    pub fn half_full() -> Self {
+        AccountMap {
+            max_quarters: 2,
+            ..AccountMap::default()
         }
     }
 }
@@ -174,9 +188,10 @@ impl<V: Clone + Default> AccountMap<V> {
         }
     }
 
-    /// Room for one more account: doubles (and re-places every account) past 3/4 full.
+    /// Room for one more account: doubles (and re-places every account) past the
+    /// table's fill.
     fn reserve_one(&mut self) {
-        if (self.len + 1) * 4 <= self.slots.len() * 3 {
+        if (self.len + 1) * 4 <= self.slots.len() * self.max_quarters {
             return;
         }
         let capacity = (self.slots.len() * 2).max(16);
@@ -216,8 +231,11 @@ mod tests {
         /// Inserts, updates and removes agree with a map, through growth and the shifts
         /// of removal (a few dozen ids crowd a small table's runs).
         #[test]
-        fn behaves_as_a_map(ops in proptest::collection::vec((0u8..3, 0u64..48), 1..2000)) {
-            let mut table = AccountMap::<u64>::default();
+        fn behaves_as_a_map(
+            half in any::<bool>(),
+            ops in proptest::collection::vec((0u8..3, 0u64..48), 1..2000),
+        ) {
+            let mut table = if half { AccountMap::<u64>::half_full() } else { AccountMap::default() };
             let mut model = HashMap::new();
             for (op, account) in ops {
                 match op {

@@ -145,7 +145,8 @@ impl Holds {
         Holds {
             all: HoldTable::default(),
             expiring: BTreeSet::new(),
-            accounts: AccountMap::default(),
+            // Few entries (accounts with open holds), added and removed all the time.
+            accounts: AccountMap::half_full(),
             closed: VecDeque::new(),
             retention_ns,
             closed_max,
