@@ -63,7 +63,8 @@ pub struct Settings {
     #[arg(long, env = "LEDGER_DEDUP_WINDOW_SECS")]
     pub dedup_window_secs: Option<u64>,
     /// How long a posted, voided or expired hold is remembered, in seconds (then acting
-    /// on it is HoldNotFound); the same on every node [default: 60].
+    /// on it is HoldNotFound; at most the 2^20 most recently closed are remembered); the
+    /// same on every node [default: 60].
     #[arg(long, env = "LEDGER_CLOSED_HOLD_RETENTION_SECS")]
     pub closed_hold_retention_secs: Option<u64>,
     /// How stage threads wait for work: `default` (spin, yield, park), `low-cpu` (park

@@ -62,8 +62,10 @@ pub struct LedgerConfig {
     pub dedup_window: Duration,
     /// A posted, voided or expired hold is remembered this much sequencer time (a second
     /// post is `HoldClosed`; `get_hold` finds it), then forgotten (`HoldNotFound`): the
-    /// memory of holds is the open ones plus what closes in this window. Every node of a
-    /// cluster must use the same value, as for `dedup_window`. Default 60 s.
+    /// memory of holds is the open ones plus what closes in this window, and at most
+    /// [`CLOSED_HOLDS_MAX`](crate::transactor::CLOSED_HOLDS_MAX) closed ones whatever the
+    /// window (the first closed is forgotten early). Every node of a cluster must use
+    /// the same value, as for `dedup_window`. Default 60 s.
     pub closed_hold_retention: Duration,
     /// Pin the stage threads to cores. Default: not pinned.
     pub pinning: StagePinning,
