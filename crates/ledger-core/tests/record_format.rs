@@ -888,6 +888,92 @@ fn the_fixtures_are_what_the_encoder_writes_and_the_decoder_reads() {
     assert_eq!(decoded, want);
 }
 
+/// Version 2's records of holds, reversals and hierarchies (`record-v2-money.bin`): every
+/// effect kind, the Configured presence bit of a parent, and the fail codes of the money
+/// model. Ids 1-10 from `base_ts`.
+fn fixture_v2_money_records() -> Vec<Rec> {
+    let t = FIXTURE_BASE_NS;
+    let sub_account = AccountConfig {
+        currency: 978,
+        flags: 0,
+        overdraft_limit: 0,
+        max_balance: None,
+        parent: 3,
+    };
+    let hold = |from, to, amount, expires_at_ns| Effect::HoldOpened {
+        from,
+        to,
+        amount,
+        expires_at_ns,
+    };
+    vec![
+        // 1: configure account 4 as a sub-account of 3, currency 978.
+        committed(t, 0, Vec::new()).with_effects(vec![Effect::Configured {
+            account: 4,
+            config: sub_account,
+        }]),
+        // 2: hold 100 of account 1 for account 2, for one second.
+        committed(t + 10, 0, Vec::new()).with_effects(vec![hold(1, 2, 100, t + 1_000_000_010)]),
+        // 3: hold 50 of account 1 for account 3, no expiry, user_ref 9.
+        committed(t + 20, 9, Vec::new()).with_effects(vec![hold(1, 3, 50, 0)]),
+        // 4: post 80 of hold 2: the entries move it, the rest is released.
+        committed(t + 30, 0, vec![credit(1, 80, 920), debit(2, 80, 80)]).with_effects(vec![
+            Effect::HoldPosted {
+                hold_id: 2,
+                amount: 80,
+            },
+        ]),
+        // 5: void hold 3.
+        committed(t + 40, 0, Vec::new()).with_effects(vec![Effect::HoldVoided { hold_id: 3 }]),
+        // 6: post hold 3 again: it is closed.
+        rejected(t + 40, 0, FailReason::HoldClosed),
+        // 7: hold 5 of account 2 for account 1, expiring at once.
+        committed(t + 50, 0, Vec::new()).with_effects(vec![hold(2, 1, 5, t + 51)]),
+        // 8: the expiry of hold 7.
+        committed(t + 60, 0, Vec::new()).with_effects(vec![Effect::HoldExpired { hold_id: 7 }]),
+        // 9: reverse transaction 4: the inverse entries, linked to 4 by both accounts.
+        linked(
+            t + 70,
+            11,
+            vec![credit(2, 80, 0), debit(1, 80, 1000)],
+            vec![4, 4],
+        )
+        .with_effects(vec![Effect::Reversed { tx_id: 4 }]),
+        // 10: reverse transaction 4 again: refused.
+        rejected(t + 80, 0, FailReason::AlreadyReversed),
+    ]
+}
+
+/// The money model's records in version 2 (`record-v2-money.bin`, written once with
+/// `RECORD_FIXTURE_WRITE=1` like version 2's): today's encoder writes these bytes and the
+/// decoder reads them back, so no later change can move them unnoticed.
+#[test]
+fn the_money_model_fixture_is_what_the_encoder_writes_and_the_decoder_reads() {
+    let records = fixture_v2_money_records();
+    let payload = encode(FIXTURE_FIRST_SEQ, &records);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/record-v2-money.bin");
+    if std::env::var_os("RECORD_FIXTURE_WRITE").is_some() {
+        std::fs::write(&path, &payload).unwrap();
+        eprintln!("wrote {} ({} bytes)", path.display(), payload.len());
+    }
+    let fixture = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (create it with RECORD_FIXTURE_WRITE=1, once, and commit it)",
+            path.display()
+        )
+    });
+    assert_eq!(fixture[0], RECORD_FORMAT_VERSION);
+    assert_eq!(
+        hex(&payload),
+        hex(&fixture),
+        "today's encoder differs from the fixture"
+    );
+    let (decoded, end) = decode(&fixture, FIXTURE_FIRST_SEQ, records.len() as u32);
+    assert_eq!(end, Ok(()));
+    let want: Vec<(TxId, Rec)> = (FIXTURE_FIRST_SEQ..).zip(records).collect();
+    assert_eq!(decoded, want);
+}
+
 /// The annotated hex dumps in docs/record-format.md are the fixtures, byte for byte, and
 /// their offset columns are right.
 #[test]
