@@ -4,7 +4,8 @@
 //! survives), a node killed (its page cache survives), several nodes' power pulled at
 //! once, a node cut off and healed. After each cycle and at the end: every acknowledged
 //! transaction is on every node with the same outcome and `user_ref`, and every node
-//! holds the same balances, summing to zero.
+//! holds the same balances, summing to zero, and the same holds (the writes include
+//! holds, posts and voids).
 //!
 //! `CLUSTER_SIM_SEEDS=N` runs more seeds (the default keeps CI short); a failure names
 //! its seed: `CLUSTER_SIM_SEED=S` replays just that one.
@@ -57,6 +58,10 @@ struct Sim {
     disks: BTreeMap<NodeId, SimDisk>,
     acked: BTreeMap<u64, Acked>,
     next_ref: u64,
+    /// Acknowledged holds placed, and posts or voids that closed one: the run must have
+    /// some of each for its check of the holds to mean something.
+    holds_placed: u64,
+    holds_closed: u64,
 }
 
 impl Sim {
@@ -75,6 +80,8 @@ impl Sim {
                 .collect(),
             acked: BTreeMap::new(),
             next_ref: 1,
+            holds_placed: 0,
+            holds_closed: 0,
         };
         for id in IDS {
             sim.start(id).await;
@@ -151,13 +158,17 @@ impl Sim {
     async fn write_on(&mut self, leader: NodeId) {
         let n = 1 + self.rng.below(40) as usize;
         let mut ops = Vec::with_capacity(n);
+        // Posts and voids name one of the last acknowledged ids: a hold, or not (then
+        // they are refused, the same way on every node).
+        let recent = self.acked.keys().next_back().copied().unwrap_or(0);
         for _ in 0..n {
             let user_ref = self.next_ref;
             self.next_ref += 1;
             let a = 1 + self.rng.below(ACCOUNTS);
             let b = 1 + self.rng.below(ACCOUNTS);
             let amount = 1 + self.rng.below(50);
-            ops.push(match self.rng.below(3) {
+            let some_hold = recent.saturating_sub(self.rng.below(30));
+            ops.push(match self.rng.below(6) {
                 0 => Operation::Deposit {
                     account: a,
                     amount,
@@ -168,21 +179,44 @@ impl Sim {
                     amount,
                     user_ref,
                 },
-                _ => Operation::Transfer {
+                2 => Operation::Transfer {
                     from: a,
                     to: b,
                     amount,
                     user_ref,
                 },
+                3 => Operation::hold(a, b, amount, 0, user_ref),
+                4 => Operation::PostHold {
+                    hold_id: some_hold,
+                    amount: 0,
+                    user_ref,
+                },
+                _ => Operation::VoidHold {
+                    hold_id: some_hold,
+                    user_ref,
+                },
             });
         }
         let refs: Vec<u64> = ops.iter().map(Operation::user_ref).collect();
+        let kinds: Vec<(bool, bool)> = ops
+            .iter()
+            .map(|op| {
+                (
+                    matches!(op, Operation::Hold(_)),
+                    matches!(op, Operation::PostHold { .. } | Operation::VoidHold { .. }),
+                )
+            })
+            .collect();
         let ledger = self.node(leader).ledger().unwrap();
         let results = tokio::task::spawn_blocking(move || net::replicate(&ledger, ops))
             .await
             .unwrap();
         if let Ok(results) = results {
-            for (r, user_ref) in results.iter().zip(refs) {
+            for ((r, user_ref), (hold, close)) in results.iter().zip(refs).zip(kinds) {
+                if r.is_committed() {
+                    self.holds_placed += u64::from(hold);
+                    self.holds_closed += u64::from(close);
+                }
                 self.acked.insert(
                     r.tx_id,
                     Acked {
@@ -273,8 +307,13 @@ impl Sim {
 }
 
 /// One node's view: each acknowledged transaction as recorded; its balances, which sum
-/// to zero.
-fn check_node(ledger: &Ledger, acked: &BTreeMap<u64, Acked>, seed: u64, id: NodeId) -> Vec<i64> {
+/// to zero, and what open holds reserve on each account.
+fn check_node(
+    ledger: &Ledger,
+    acked: &BTreeMap<u64, Acked>,
+    seed: u64,
+    id: NodeId,
+) -> Vec<(i64, u64, u64)> {
     for (&tx_id, want) in acked {
         let tx = match ledger.get_transaction(tx_id) {
             Ok(tx) => tx,
@@ -298,10 +337,21 @@ fn check_node(ledger: &Ledger, acked: &BTreeMap<u64, Acked>, seed: u64, id: Node
     let accounts: Vec<u64> = (0..=ACCOUNTS).collect();
     let b = ledger.get_balances(&accounts);
     assert_eq!(b.balances.iter().sum::<i64>(), 0, "seed {seed}: node {id}");
-    b.balances
+    accounts
+        .iter()
+        .map(|&account| {
+            let info = ledger.get_account(account).unwrap();
+            assert_eq!(
+                info.balance, b.balances[account as usize],
+                "seed {seed}: node {id}"
+            );
+            (info.balance, info.held_outgoing, info.held_incoming)
+        })
+        .collect()
 }
 
-async fn run(seed: u64) {
+/// Runs one seed; returns how many holds it placed and closed.
+async fn run(seed: u64) -> (u64, u64) {
     let mut sim = Sim::new(seed).await;
     for _ in 0..CYCLES {
         sim.write().await;
@@ -310,7 +360,9 @@ async fn run(seed: u64) {
     }
     sim.write().await;
     sim.check().await;
+    let holds = (sim.holds_placed, sim.holds_closed);
     sim.stop().await;
+    holds
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +377,14 @@ async fn acknowledged_writes_survive_crashes_power_losses_and_partitions_of_any_
             (0..n).collect()
         }
     };
+    let (mut placed, mut closed) = (0, 0);
     for seed in seeds {
-        run(seed).await;
+        let (p, c) = run(seed).await;
+        placed += p;
+        closed += c;
     }
+    assert!(
+        placed > 0 && closed > 0,
+        "the runs placed {placed} holds and closed {closed}"
+    );
 }
