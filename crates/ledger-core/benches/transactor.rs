@@ -60,6 +60,19 @@ fn transfers(accounts: u64, shape: Shape) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
+/// Transfers of `moves` (from, to, amount), without `user_ref`.
+fn transfer_ops(moves: &[(u64, u64, u64)]) -> Vec<Operation> {
+    moves
+        .iter()
+        .map(|&(from, to, amount)| Operation::Transfer {
+            from,
+            to,
+            amount,
+            user_ref: 0,
+        })
+        .collect()
+}
+
 /// A transactor whose every account holds enough to never be rejected during the bench;
 /// each first configured with `config`, if any (a currency must be set before money
 /// moves). Closed holds are remembered 1 s of sequencer time (see [`bench_holds`]).
@@ -105,7 +118,7 @@ struct Run {
     transactor: Transactor,
     tx_id: u64,
     entries: Vec<Entry>,
-    /// Stays empty: transfers change nothing but balances.
+    /// Where holds write their effects (cleared every batch).
     effects: Vec<Effect>,
     /// The bench measures committed work: a rejection would be a cheaper path.
     rejected: u64,
@@ -127,41 +140,23 @@ impl Run {
         }
     }
 
-    /// The measured loop: `batch` as consecutive transactions at time 0, with `PREFETCH`
-    /// calling `Transactor::prefetch` `PREFETCH_DISTANCE` operations ahead (a constant, so
-    /// the loop without it carries no branch for it).
+    /// The measured loop: `batch` as consecutive transactions, with `PREFETCH` calling
+    /// `Transactor::prefetch` `PREFETCH_DISTANCE` operations ahead (a constant, so the
+    /// loop without it carries no branch for it), at time 0 or, `TIMED`, 250 ns of
+    /// sequencer time per operation. Effects are dropped batch by batch.
     #[inline(always)]
-    fn execute<const PREFETCH: bool>(&mut self, batch: &[Operation]) {
+    fn execute<const PREFETCH: bool, const TIMED: bool>(&mut self, batch: &[Operation]) {
         self.entries.clear();
+        self.effects.clear();
         for (i, op) in batch.iter().enumerate() {
             if PREFETCH && let Some(ahead) = batch.get(i + PREFETCH_DISTANCE) {
                 self.transactor.prefetch(ahead);
             }
             self.tx_id += 1;
+            let now = if TIMED { self.tx_id * 250 } else { 0 };
             let outcome =
                 self.transactor
-                    .execute(self.tx_id, 0, op, &mut self.entries, &mut self.effects);
-            self.rejected += u64::from(!outcome.is_committed());
-        }
-    }
-
-    /// [`execute`](Self::execute) with prefetching, at 250 ns of sequencer time per
-    /// operation, dropping the effects.
-    fn execute_timed(&mut self, batch: &[Operation]) {
-        self.entries.clear();
-        self.effects.clear();
-        for (i, op) in batch.iter().enumerate() {
-            if let Some(ahead) = batch.get(i + PREFETCH_DISTANCE) {
-                self.transactor.prefetch(ahead);
-            }
-            self.tx_id += 1;
-            let outcome = self.transactor.execute(
-                self.tx_id,
-                self.tx_id * 250,
-                op,
-                &mut self.entries,
-                &mut self.effects,
-            );
+                    .execute(self.tx_id, now, op, &mut self.entries, &mut self.effects);
             self.rejected += u64::from(!outcome.is_committed());
         }
     }
@@ -188,15 +183,7 @@ fn bench_execute(c: &mut Criterion) {
             });
             black_box(&floor);
 
-            let ops: Vec<Operation> = moves
-                .iter()
-                .map(|&(from, to, amount)| Operation::Transfer {
-                    from,
-                    to,
-                    amount,
-                    user_ref: 0,
-                })
-                .collect();
+            let ops = transfer_ops(&moves);
             let deposits: Vec<Operation> = moves
                 .iter()
                 .map(|&(_, to, amount)| Operation::Deposit {
@@ -209,15 +196,15 @@ fn bench_execute(c: &mut Criterion) {
             let mut run = Run::new(accounts);
             let mut at = 0;
             group.bench_function(BenchmarkId::new("transfer", name), |b| {
-                b.iter(|| run.execute::<false>(next_batch(&ops, &mut at)))
+                b.iter(|| run.execute::<false, false>(next_batch(&ops, &mut at)))
             });
             let mut at = 0;
             group.bench_function(BenchmarkId::new("transfer_prefetched", name), |b| {
-                b.iter(|| run.execute::<true>(next_batch(&ops, &mut at)))
+                b.iter(|| run.execute::<true, false>(next_batch(&ops, &mut at)))
             });
             let mut at = 0;
             group.bench_function(BenchmarkId::new("deposit", name), |b| {
-                b.iter(|| run.execute::<false>(next_batch(&deposits, &mut at)))
+                b.iter(|| run.execute::<false, false>(next_batch(&deposits, &mut at)))
             });
             assert_eq!(run.rejected, 0, "every measured operation committed");
             assert_eq!(run.transactor.balance_sum(), 0);
@@ -274,15 +261,7 @@ fn bench_limited(c: &mut Criterion) {
     let accounts = 1_000_000;
     let mut group = c.benchmark_group("execute/limited_1000000_accounts");
     group.throughput(Throughput::Elements(BATCH as u64));
-    let ops: Vec<Operation> = transfers(accounts, Shape::Uniform)
-        .into_iter()
-        .map(|(from, to, amount)| Operation::Transfer {
-            from,
-            to,
-            amount,
-            user_ref: 0,
-        })
-        .collect();
+    let ops = transfer_ops(&transfers(accounts, Shape::Uniform));
     let limited = AccountConfig {
         currency: 1,
         overdraft_limit: 1_000,
@@ -293,7 +272,7 @@ fn bench_limited(c: &mut Criterion) {
         let mut run = Run::configured(accounts, config);
         let mut at = 0;
         group.bench_function(BenchmarkId::new("transfer_prefetched", name), |b| {
-            b.iter(|| run.execute::<true>(next_batch(&ops, &mut at)))
+            b.iter(|| run.execute::<true, false>(next_batch(&ops, &mut at)))
         });
         assert_eq!(run.rejected, 0, "every measured operation committed");
     }
@@ -309,15 +288,7 @@ fn bench_holds(c: &mut Criterion) {
     let mut group = c.benchmark_group("execute/holds_1000000_accounts");
     group.throughput(Throughput::Elements(BATCH as u64));
     let pairs = transfers(accounts, Shape::Uniform);
-    let transfers: Vec<Operation> = pairs
-        .iter()
-        .map(|&(from, to, amount)| Operation::Transfer {
-            from,
-            to,
-            amount,
-            user_ref: 0,
-        })
-        .collect();
+    let transfers = transfer_ops(&pairs);
     let holds: Vec<Operation> = pairs
         .iter()
         .map(|&(from, to, amount)| Operation::hold(from, to, amount, 0, 0))
@@ -325,7 +296,7 @@ fn bench_holds(c: &mut Criterion) {
     let mut run = Run::new(accounts);
     let mut at = 0;
     group.bench_function("transfer_prefetched", |b| {
-        b.iter(|| run.execute::<true>(next_batch(&transfers, &mut at)))
+        b.iter(|| run.execute::<true, false>(next_batch(&transfers, &mut at)))
     });
     let mut run = Run::new(accounts);
     let mut posts = Vec::with_capacity(BATCH / 2);
@@ -333,7 +304,7 @@ fn bench_holds(c: &mut Criterion) {
         b.iter(|| {
             let placed = next_batch(&holds, &mut at);
             let first_hold = run.tx_id + 1;
-            run.execute_timed(&placed[..BATCH / 2]);
+            run.execute::<true, true>(&placed[..BATCH / 2]);
             posts.clear();
             posts.extend((first_hold..first_hold + BATCH as u64 / 2).map(|hold_id| {
                 Operation::PostHold {
@@ -342,7 +313,7 @@ fn bench_holds(c: &mut Criterion) {
                     user_ref: 0,
                 }
             }));
-            run.execute_timed(&posts);
+            run.execute::<true, true>(&posts);
         })
     });
     assert_eq!(run.rejected, 0, "every measured operation committed");
