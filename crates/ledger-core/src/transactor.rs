@@ -507,41 +507,41 @@ impl Transactor {
         }
     }
 
-    /// Whether any account is configured: then [`prefetch_rules`](Self::prefetch_rules)
-    /// is worth calling (asked once per batch, so the plain path's prefetch loop stays as
-    /// tight as it was).
+    /// What the pipeline's prefetch pass loads beyond balances (asked once per batch).
     #[inline]
-    pub fn has_configured_accounts(&self) -> bool {
-        !self.accounts.is_empty()
+    pub(crate) fn prefetch_plan(&self) -> PrefetchPlan {
+        PrefetchPlan {
+            rules: !self.accounts.is_empty(),
+            holds: !self.holds.none_open(),
+        }
     }
 
-    /// Hints the CPU to start loading the configured-account slots `operation` will look
-    /// up (a cache miss each at a million configured accounts), like
-    /// [`prefetch`](Self::prefetch) does for balances.
+    /// [`prefetch`](Self::prefetch) for the pipeline, in one pass over the operation's
+    /// accounts (a post's hold is found once): each account's balance, its slots in the
+    /// side tables `plan` names, and whatever `also` loads (the history links).
     #[inline]
-    pub fn prefetch_rules(&self, operation: &Operation) {
-        self.for_each_account(operation, |a| self.accounts.prefetch(a));
+    pub(crate) fn prefetch_with(
+        &self,
+        operation: &Operation,
+        plan: PrefetchPlan,
+        mut also: impl FnMut(AccountId),
+    ) {
+        self.for_each_account(operation, |a| {
+            self.prefetch_account(a);
+            if plan.rules {
+                self.accounts.prefetch(a);
+            }
+            if plan.holds {
+                self.holds.prefetch_account(a);
+            }
+            also(a);
+        });
     }
 
-    /// Whether any hold is open: then [`prefetch_holds`](Self::prefetch_holds) is worth
-    /// calling (asked once per batch).
+    /// For a stored transaction (while holds are open): the open-hold slots of its
+    /// entries' accounts and of those of a hold it opened.
     #[inline]
-    pub fn has_open_holds(&self) -> bool {
-        !self.holds.none_open()
-    }
-
-    /// A hint, like [`prefetch`](Self::prefetch): loads what open holds reserve on the
-    /// accounts `operation` touches (a hold's and a post's, and any movement's while holds
-    /// are open).
-    #[inline]
-    pub fn prefetch_holds(&self, operation: &Operation) {
-        self.for_each_account(operation, |a| self.holds.prefetch_account(a));
-    }
-
-    /// [`prefetch_holds`](Self::prefetch_holds) for a stored transaction: its entries'
-    /// accounts and those of a hold it opened.
-    #[inline]
-    pub fn prefetch_holds_stored(&self, entries: &[Entry], effects: &[Effect]) {
+    pub(crate) fn prefetch_holds_stored(&self, entries: &[Entry], effects: &[Effect]) {
         for entry in entries.iter().take(PREFETCH_STEPS_MAX) {
             self.holds.prefetch_account(entry.account_id);
         }
@@ -553,9 +553,10 @@ impl Transactor {
         }
     }
 
-    /// [`prefetch_rules`](Self::prefetch_rules) for a stored transaction.
+    /// For a stored transaction (while accounts are configured): its entries' accounts'
+    /// configured slots.
     #[inline]
-    pub fn prefetch_rules_entries(&self, entries: &[Entry]) {
+    pub(crate) fn prefetch_rules_entries(&self, entries: &[Entry]) {
         for entry in entries.iter().take(PREFETCH_STEPS_MAX) {
             self.accounts.prefetch(entry.account_id);
         }
@@ -1626,6 +1627,17 @@ pub(crate) fn prefetch_ptr<V>(pointer: *const V) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = pointer;
+}
+
+/// What the pipeline's prefetch pass loads beyond balances, for each account an
+/// operation touches: asked once per batch, so the plain path's loop carries only two
+/// well-predicted branches.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PrefetchPlan {
+    /// Some account is configured: the account's slot in the configured accounts' table.
+    pub rules: bool,
+    /// Some hold is open: the account's slot in the table of accounts with open holds.
+    pub holds: bool,
 }
 
 /// The configured states of a movement's two accounts (`None`: not configured).

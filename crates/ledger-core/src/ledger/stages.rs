@@ -62,8 +62,7 @@ pub(crate) struct TransactorStage {
 impl Stage<Slot> for TransactorStage {
     fn on_batch(&mut self, batch: &mut Batch<'_, Slot>) -> Result<(), StageError> {
         let mut seq = batch.first_sequence();
-        let rules = self.transactor.has_configured_accounts();
-        let holds = self.transactor.has_open_holds();
+        let plan = self.transactor.prefetch_plan();
         let (head, tail) = batch.as_mut_slices();
         for slots in [head, tail] {
             for i in 0..slots.len() {
@@ -77,16 +76,9 @@ impl Stage<Slot> for TransactorStage {
                         self.transactor.prefetch_entries(&ahead.entries);
                         self.links.prefetch(&ahead.entries);
                     } else {
-                        self.transactor.prefetch(&ahead.op);
                         let links = &self.links;
                         self.transactor
-                            .for_each_account(&ahead.op, |a| links.prefetch_account(a));
-                        if rules {
-                            self.transactor.prefetch_rules(&ahead.op);
-                        }
-                        if holds {
-                            self.transactor.prefetch_holds(&ahead.op);
-                        }
+                            .prefetch_with(&ahead.op, plan, |a| links.prefetch_account(a));
                     }
                 }
                 let slot = &mut slots[i];
@@ -251,16 +243,15 @@ impl Stage<Slot> for SnapshotStage {
     fn on_batch(&mut self, batch: &mut Batch<'_, Slot>) -> Result<(), StageError> {
         let mut visible = self.visible.write().unwrap_or_else(|e| e.into_inner());
         let mut seq = batch.first_sequence();
-        let rules = visible.state.has_configured_accounts();
-        let holds = visible.state.has_open_holds();
+        let plan = visible.state.prefetch_plan();
         let (head, tail) = batch.as_mut_slices();
         for slots in [&*head, &*tail] {
             for (i, slot) in slots.iter().enumerate() {
                 if let Some(further) = slots.get(i + 2 * APPLY_PREFETCH_AHEAD) {
                     further.prefetch_boxes(false);
                 }
-                if let Some(ahead) = slots.get(i + APPLY_PREFETCH_AHEAD / 2)
-                    && holds
+                if plan.holds
+                    && let Some(ahead) = slots.get(i + APPLY_PREFETCH_AHEAD / 2)
                 {
                     // Its effects were loaded half the distance ago.
                     visible
@@ -270,7 +261,7 @@ impl Stage<Slot> for SnapshotStage {
                 if let Some(ahead) = slots.get(i + APPLY_PREFETCH_AHEAD) {
                     ahead.prefetch_effects();
                     visible.prefetch(&ahead.entries);
-                    if rules {
+                    if plan.rules {
                         visible.state.prefetch_rules_entries(&ahead.entries);
                     }
                 }
