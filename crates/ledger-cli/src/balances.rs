@@ -2,6 +2,7 @@
 //! chain (to check back-links): dense, indexed by account id like the engine's, but grown
 //! on demand (the engine's `max_accounts` is not in the log).
 
+use ledger_core::record::AccountLink;
 use ledger_core::transaction::{Entry, TxId};
 use ledger_core::transactor::{
     ReplayError, apply_entries, check_links, link_entries, prefetch_read,
@@ -78,14 +79,39 @@ impl Balances {
         tx_id: TxId,
         entries: &[Entry],
         prev_tx_ids: &[TxId],
+        effect_links: &[(usize, AccountLink)],
     ) -> Result<(), ApplyError> {
-        let needed = entries.iter().map(|e| e.account_id).max().unwrap_or(0);
+        let accounts = entries.iter().map(|e| e.account_id);
+        let linked = effect_links.iter().map(|(_, l)| l.account_id);
+        let needed = accounts.chain(linked).max().unwrap_or(0);
         if usize::try_from(needed).map_or(true, |n| n >= self.table.len()) {
             self.grow(tx_id, needed)?;
         }
-        check_links(&self.latest, tx_id, entries, prev_tx_ids).map_err(ApplyError::Mismatch)?;
+        if effect_links.is_empty() {
+            check_links(&self.latest, tx_id, entries, prev_tx_ids, &[])
+                .map_err(ApplyError::Mismatch)?;
+            apply_entries(&mut self.table, tx_id, entries).map_err(ApplyError::Mismatch)?;
+            link_entries(&mut self.latest, tx_id, entries, &[]);
+            return Ok(());
+        }
+        self.apply_linked(tx_id, entries, prev_tx_ids, effect_links)
+    }
+
+    /// [`apply`](Self::apply) for a transaction whose effects have links too (a hold, a
+    /// configuration).
+    #[cold]
+    fn apply_linked(
+        &mut self,
+        tx_id: TxId,
+        entries: &[Entry],
+        prev_tx_ids: &[TxId],
+        effect_links: &[(usize, AccountLink)],
+    ) -> Result<(), ApplyError> {
+        let links: Vec<AccountLink> = effect_links.iter().map(|&(_, l)| l).collect();
+        check_links(&self.latest, tx_id, entries, prev_tx_ids, &links)
+            .map_err(ApplyError::Mismatch)?;
         apply_entries(&mut self.table, tx_id, entries).map_err(ApplyError::Mismatch)?;
-        link_entries(&mut self.latest, tx_id, entries);
+        link_entries(&mut self.latest, tx_id, entries, &links);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use ledger_core::record::FrameDecoder;
+use ledger_core::record::{AccountLink, FrameDecoder};
 use ledger_core::transaction::{Entry, TxId};
 use ledger_wal::{FrameKind, Frames, SegmentEnd, segment_file_name};
 
@@ -34,11 +34,13 @@ pub struct RawChunk {
 /// Consecutive decoded records: record `first_tx + i`'s entries are
 /// `entries[ends[i - 1]..ends[i]]`, the first one's start at `base` (a rejected record
 /// has none); `prev_tx_ids` holds their back-links at the same indices.
+/// `effect_links` holds the few records' effect links, `(i, link)` in record order.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub first_tx: TxId,
     pub entries: Vec<Entry>,
     pub prev_tx_ids: Vec<TxId>,
+    pub effect_links: Vec<(usize, AccountLink)>,
     pub base: usize,
     pub ends: Vec<usize>,
     /// For error messages: `(index of the frame's first record here, segment, offset)`.
@@ -82,6 +84,7 @@ impl Decoder<'_> {
     pub fn decode(&self, raw: &RawChunk, batch: &mut Batch) -> Result<(), CliError> {
         batch.entries.clear();
         batch.prev_tx_ids.clear();
+        batch.effect_links.clear();
         batch.ends.clear();
         batch.frames.clear();
         batch.first_tx = 0;
@@ -110,6 +113,9 @@ impl Decoder<'_> {
                         batch.base = begin;
                     }
                     batch.ends.push(end);
+                    let index = batch.ends.len() - 1;
+                    let links = decoder.effect_links().iter().map(|&l| (index, l));
+                    batch.effect_links.extend(links);
                 }
                 begin = end;
             }

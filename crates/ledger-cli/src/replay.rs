@@ -238,6 +238,7 @@ impl Applier<'_> {
                 )));
             }
             let mut begin = batch.base;
+            let mut effect_links = batch.effect_links.as_slice();
             for (i, &end) in batch.ends.iter().enumerate() {
                 if let Some(&ahead) = batch.ends.get(i + PREFETCH_AHEAD) {
                     let from = ahead.saturating_sub(2);
@@ -248,9 +249,12 @@ impl Applier<'_> {
                 let entries = batch.entries.get(begin..end).unwrap_or_default();
                 let links = batch.prev_tx_ids.get(begin..end).unwrap_or_default();
                 begin = end;
-                if !entries.is_empty() {
+                let mine = effect_links.partition_point(|&(at, _)| at == i);
+                let (own_links, rest) = effect_links.split_at(mine);
+                effect_links = rest;
+                if !entries.is_empty() || !own_links.is_empty() {
                     self.balances
-                        .apply(tx_id, entries, links)
+                        .apply(tx_id, entries, links, own_links)
                         .map_err(|e| self.apply_error(&batch, i, e))?;
                 }
                 if tx_id == next_check {

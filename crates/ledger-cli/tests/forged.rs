@@ -58,6 +58,7 @@ fn forge_with(
                 entries,
                 prev_tx_ids: &links,
                 effects: &[],
+                effect_links: &[],
             },
         );
         wal.append(id, id, &buf).unwrap();
@@ -208,6 +209,7 @@ fn deposits(dir: &std::path::Path, count: u64, per_frame: u64) {
                     entries: &entries,
                     prev_tx_ids: &links,
                     effects: &[],
+                    effect_links: &[],
                 },
             );
         }

@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::accounts::{AccountState, Accounts, HierarchyFault};
 use crate::dedup::DedupWindow;
 use crate::holds::{Hold, HoldFault, HoldId, HoldState, Holds};
+use crate::record::AccountLink;
 use crate::transaction::{
     AMOUNT_MAX, AccountConfig, AccountId, COMPOSITE_STEPS_MAX, CompositeOperation,
     EXPIRIES_PER_TRANSACTION, Effect, Entry, EntryKind, FailReason, Operation, Outcome, Reversal,
@@ -120,6 +121,8 @@ pub enum ReplayError {
         recorded: TxId,
         expected: TxId,
     },
+    #[error("transaction {tx_id}: its effect links name other accounts than its effects")]
+    BadEffectLinks { tx_id: TxId },
 }
 
 /// A saved state cannot be restored into a transactor of this configuration.
@@ -197,6 +200,10 @@ pub struct Transactor {
     holds: Holds,
     /// Reversed transactions: original id to the reversal's.
     reversals: HashMap<TxId, TxId, RandomState>,
+    /// The accounts the last executed or replayed transaction's effects touched without
+    /// an entry (`record::effect_accounts`), in effect order: the history chains pass
+    /// through them too.
+    effect_accounts: Vec<AccountId>,
 }
 
 impl Transactor {
@@ -211,6 +218,7 @@ impl Transactor {
             accounts: Accounts::default(),
             holds: Holds::new(config.closed_hold_retention_ns, config.closed_holds_max),
             reversals: HashMap::default(),
+            effect_accounts: Vec::new(),
         })
     }
 
@@ -412,6 +420,7 @@ impl Transactor {
         entries: &mut Vec<Entry>,
         effects: &mut Vec<Effect>,
     ) -> Result<(), FailReason> {
+        self.effect_accounts.clear();
         match operation {
             Operation::ConfigureAccount {
                 account, config, ..
@@ -588,6 +597,9 @@ impl Transactor {
             }
             Outcome::Rejected(_) => Ok(()),
             Outcome::Committed => {
+                if !effects.is_empty() {
+                    self.effect_accounts.clear();
+                }
                 for effect in effects {
                     self.replay_effect(tx_id, effect)?;
                 }
@@ -637,6 +649,7 @@ impl Transactor {
                     })?;
                 let balance = self.balances[account as usize];
                 self.accounts.configure(account, config, balance);
+                self.effect_accounts.push(account);
             }
             Effect::Reversed { tx_id: original } => {
                 if original == 0 || original >= tx_id {
@@ -675,6 +688,7 @@ impl Transactor {
                     closed_at_ns: 0,
                 };
                 self.holds.insert(tx_id, hold).map_err(|f| bad(tx_id, f))?;
+                self.effect_accounts.extend([from, to]);
             }
             Effect::HoldPosted { hold_id, amount } => {
                 self.holds
@@ -682,17 +696,47 @@ impl Transactor {
                     .map_err(|f| bad(hold_id, f))?;
             }
             Effect::HoldVoided { hold_id } => {
-                self.holds
+                let hold = self
+                    .holds
                     .close(hold_id, HoldState::Voided, 0, self.now_ns)
                     .map_err(|f| bad(hold_id, f))?;
+                self.effect_accounts.extend([hold.from, hold.to]);
             }
             Effect::HoldExpired { hold_id } => {
-                self.holds
+                let hold = self
+                    .holds
                     .close(hold_id, HoldState::Expired, 0, self.now_ns)
                     .map_err(|f| bad(hold_id, f))?;
+                self.effect_accounts.extend([hold.from, hold.to]);
             }
         }
         Ok(())
+    }
+
+    /// The accounts the effects of the last transaction executed or replayed with
+    /// effects touched without an entry, in effect order
+    /// ([`record::effect_accounts`](crate::record::effect_accounts) per effect): a
+    /// configured account, a hold's `from` and `to`. What the history chains link.
+    pub fn effect_accounts(&self) -> &[AccountId] {
+        &self.effect_accounts
+    }
+
+    /// Checks a stored record's effect links (when it has any: older records have none)
+    /// against the accounts its effects, just replayed, touched.
+    pub fn check_effect_links(
+        &self,
+        tx_id: TxId,
+        links: &[AccountLink],
+    ) -> Result<(), ReplayError> {
+        if links.is_empty()
+            || links
+                .iter()
+                .map(|l| l.account_id)
+                .eq(self.effect_accounts.iter().copied())
+        {
+            return Ok(());
+        }
+        Err(ReplayError::BadEffectLinks { tx_id })
     }
 
     /// The balance of `account`, or `None` if the id is at or above `max_accounts`.
@@ -905,6 +949,7 @@ impl Transactor {
         self.accounts
             .configure(account, config, self.balances[index]);
         effects.push(Effect::Configured { account, config });
+        self.effect_accounts.push(account);
         Ok(())
     }
 
@@ -1256,6 +1301,7 @@ impl Transactor {
             amount: hold.amount,
             expires_at_ns: hold.expires_at_ns,
         });
+        self.effect_accounts.extend([hold.from, hold.to]);
         Ok(())
     }
 
@@ -1326,10 +1372,11 @@ impl Transactor {
     /// Voids hold `hold_id`: it must be known, open and unexpired.
     #[inline(never)]
     fn void(&mut self, hold_id: HoldId, effects: &mut Vec<Effect>) -> Result<(), FailReason> {
-        self.open_hold(hold_id)?;
+        let hold = self.open_hold(hold_id)?;
         let closed = self.holds.close(hold_id, HoldState::Voided, 0, self.now_ns);
         assert!(closed.is_ok(), "hold {hold_id} was open");
         effects.push(Effect::HoldVoided { hold_id });
+        self.effect_accounts.extend([hold.from, hold.to]);
         Ok(())
     }
 
@@ -1398,8 +1445,11 @@ impl Transactor {
             let closed = self
                 .holds
                 .close(hold_id, HoldState::Expired, 0, self.now_ns);
-            assert!(closed.is_ok(), "an expiring hold is open");
+            let Ok(hold) = closed else {
+                panic!("an expiring hold is open: {hold_id}");
+            };
             effects.push(Effect::HoldExpired { hold_id });
+            self.effect_accounts.extend([hold.from, hold.to]);
         }
     }
 
@@ -1572,9 +1622,15 @@ pub fn check_links(
     tx_id: TxId,
     entries: &[Entry],
     prev_tx_ids: &[TxId],
+    effect_links: &[AccountLink],
 ) -> Result<(), ReplayError> {
-    for (entry, &recorded) in entries.iter().zip(prev_tx_ids) {
-        let expected = usize::try_from(entry.account_id)
+    let links = entries
+        .iter()
+        .zip(prev_tx_ids)
+        .map(|(e, &p)| (e.account_id, p));
+    let effect_links = effect_links.iter().map(|l| (l.account_id, l.prev_tx_id));
+    for (account_id, recorded) in links.chain(effect_links) {
+        let expected = usize::try_from(account_id)
             .ok()
             .and_then(|i| latest.get(i))
             .copied()
@@ -1582,7 +1638,7 @@ pub fn check_links(
         if recorded != expected {
             return Err(ReplayError::BrokenLink {
                 tx_id,
-                account_id: entry.account_id,
+                account_id,
                 recorded,
                 expected,
             });
@@ -1591,17 +1647,28 @@ pub fn check_links(
     Ok(())
 }
 
-/// Makes `tx_id` the last transaction of every account in `entries` (accounts beyond
-/// `latest` are not tracked).
+/// Makes `tx_id` the last transaction of every account in `entries` and `effect_links`
+/// (accounts beyond `latest` are not tracked).
 #[inline]
-pub fn link_entries(latest: &mut [TxId], tx_id: TxId, entries: &[Entry]) {
-    for entry in entries {
-        if let Some(slot) = usize::try_from(entry.account_id)
+pub fn link_entries(
+    latest: &mut [TxId],
+    tx_id: TxId,
+    entries: &[Entry],
+    effect_links: &[AccountLink],
+) {
+    let mut link = |account: AccountId| {
+        if let Some(slot) = usize::try_from(account)
             .ok()
             .and_then(|i| latest.get_mut(i))
         {
             *slot = tx_id;
         }
+    };
+    for entry in entries {
+        link(entry.account_id);
+    }
+    for effect_link in effect_links {
+        link(effect_link.account_id);
     }
 }
 

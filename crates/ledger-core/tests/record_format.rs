@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use ledger_core::record::{
-    ACCOUNT_ID_LIMIT, DecodedRecord, EncodeError, FrameDecoder, FrameEncoder, RECORD_EFFECTS_MAX,
-    RECORD_ENTRIES_MAX, RECORD_FORMAT_V1, RECORD_FORMAT_VERSION, RecordError, RecordHead,
-    RecordRef,
+    ACCOUNT_ID_LIMIT, AccountLink, DecodedRecord, EncodeError, FrameDecoder, FrameEncoder,
+    RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX, RECORD_FORMAT_V1, RECORD_FORMAT_VERSION, RecordError,
+    RecordHead, RecordRef, effect_accounts,
 };
 use ledger_core::transaction::{
     AMOUNT_MAX, AccountConfig, Effect, Entry, EntryKind, FailReason, Outcome, TxId, UserFailCode,
@@ -28,6 +28,7 @@ struct Rec {
     /// One back-link per entry (0: none).
     prev: Vec<TxId>,
     effects: Vec<Effect>,
+    effect_links: Vec<AccountLink>,
 }
 
 impl Rec {
@@ -39,6 +40,7 @@ impl Rec {
             entries: &self.entries,
             prev_tx_ids: &self.prev,
             effects: &self.effects,
+            effect_links: &self.effect_links,
         }
     }
 
@@ -50,11 +52,27 @@ impl Rec {
             entries: record.entries.to_vec(),
             prev: record.prev_tx_ids.to_vec(),
             effects: record.effects.to_vec(),
+            effect_links: record.effect_links.to_vec(),
         }
     }
 
     fn with_effects(self, effects: Vec<Effect>) -> Rec {
         Rec { effects, ..self }
+    }
+
+    /// With these links for its effects' accounts, `(account, previous transaction)`.
+    fn with_links(self, links: &[(u64, TxId)]) -> Rec {
+        let effect_links = links
+            .iter()
+            .map(|&(account_id, prev_tx_id)| AccountLink {
+                account_id,
+                prev_tx_id,
+            })
+            .collect();
+        Rec {
+            effect_links,
+            ..self
+        }
     }
 }
 
@@ -91,6 +109,7 @@ fn linked(timestamp_ns: u64, user_ref: u64, entries: Vec<Entry>, prev: Vec<TxId>
         entries,
         prev,
         effects: Vec::new(),
+        effect_links: Vec::new(),
     }
 }
 
@@ -102,6 +121,7 @@ fn rejected(timestamp_ns: u64, user_ref: u64, reason: FailReason) -> Rec {
         entries: Vec::new(),
         prev: Vec::new(),
         effects: Vec::new(),
+        effect_links: Vec::new(),
     }
 }
 
@@ -182,6 +202,7 @@ fn decode_shared(
                         Vec::new()
                     },
                     effects: decoder.effects().to_vec(),
+                    effect_links: decoder.effect_links().to_vec(),
                 },
             )),
             Ok(None) => return (out, Ok(())),
@@ -375,6 +396,39 @@ fn resolve_holds(tx_id: TxId, effects: Vec<Effect>) -> Vec<Effect> {
         .collect()
 }
 
+/// Links for `effects`' accounts (record `tx_id`), or none (a record written before
+/// effect links) when `seed` is even: a void's and an expiry's accounts are made up.
+fn effect_links_for(tx_id: TxId, effects: &[Effect], seed: u64) -> Vec<(u64, TxId)> {
+    if seed % 2 == 0 {
+        return Vec::new();
+    }
+    let prev = |k: usize| match tx_id {
+        0 => 0,
+        _ => seed.rotate_left(k as u32 * 5 % 64) % tx_id,
+    };
+    let mut links = Vec::new();
+    for (k, effect) in effects.iter().enumerate() {
+        let accounts = match *effect {
+            Effect::Configured { account, .. } => vec![account],
+            Effect::HoldOpened { from, to, .. } => vec![from, to],
+            Effect::HoldVoided { .. } | Effect::HoldExpired { .. } => {
+                let from = seed.rotate_left(k as u32 * 3 % 64) % ACCOUNT_ID_LIMIT;
+                vec![from, from ^ 1]
+            }
+            _ => Vec::new(),
+        };
+        assert_eq!(accounts.len(), effect_accounts(effect));
+        let first = links.len();
+        links.extend(
+            accounts
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| (a, prev(first + i))),
+        );
+    }
+    links
+}
+
 fn effects() -> impl Strategy<Value = Vec<Effect>> {
     prop_oneof![
         6 => Just(Vec::new()),
@@ -515,8 +569,11 @@ fn frame_gen() -> impl Strategy<Value = (TxId, Vec<Rec>)> {
                                     _ => g.link_seed.rotate_left(7 * k) % tx_id,
                                 })
                                 .collect();
+                            let effects = resolve_holds(tx_id, g.effects);
+                            let links = effect_links_for(tx_id, &effects, g.link_seed);
                             return linked(timestamp, g.user_ref, entries, prev)
-                                .with_effects(resolve_holds(tx_id, g.effects));
+                                .with_effects(effects)
+                                .with_links(&links);
                         }
                         OutcomeGen::Rejected(reason) => reason,
                         OutcomeGen::Duplicate(_) if tx_id == 0 => FailReason::InsufficientFunds,
@@ -744,6 +801,7 @@ fn the_encoder_appends_to_the_buffer_and_picks_the_shape() {
             entries: &pair,
             prev_tx_ids: &[0, 0],
             effects: &[],
+            effect_links: &[],
         },
     );
     assert_eq!(buf[6] & 0b11, 1, "Pair");
@@ -758,6 +816,7 @@ fn the_encoder_appends_to_the_buffer_and_picks_the_shape() {
                 entries,
                 prev_tx_ids: &[1, 0],
                 effects: &[],
+                effect_links: &[],
             },
         );
         assert_eq!(buf[at] & 0b11, 2, "List");
@@ -1029,6 +1088,7 @@ fn a_plain_transfer_takes_at_most_23_bytes() {
                 entries,
                 prev_tx_ids: &[0, 0],
                 effects: &[],
+                effect_links: &[],
             },
         );
         let header = buf.len();
@@ -1041,6 +1101,7 @@ fn a_plain_transfer_takes_at_most_23_bytes() {
                 entries,
                 prev_tx_ids: &prev,
                 effects: &[],
+                effect_links: &[],
             },
         );
         assert_eq!(buf.len() - header, want);

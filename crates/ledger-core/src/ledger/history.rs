@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use super::error::LedgerError;
 use super::reads::source::RecordSource;
 use super::{Balance, Engine, Ledger};
-use crate::record::DecodedRecord;
+use crate::record::{DecodedRecord, effect_accounts};
 use crate::transaction::{AccountId, Effect, Entry, FailReason, Outcome, TxId};
 
 /// Entries a history page holds when the caller asks for 0.
@@ -63,12 +63,37 @@ pub struct HistoryEntry {
     pub entry: Entry,
 }
 
+/// One change of an account's history besides its balance: a configuration, a hold
+/// placed (on both its accounts), posted, voided or expired, a reversal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryEvent {
+    pub tx_id: TxId,
+    pub timestamp_ns: u64,
+    pub effect: Effect,
+}
+
 /// A page of an account's history, newest first.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct AccountHistory {
+    /// The balance changes.
     pub entries: Vec<HistoryEntry>,
+    /// What else the page's transactions did to the account, newest first: a post's or
+    /// a reversal's event comes with its entries (same `tx_id`); a hold placed, voided
+    /// or expired, and a configuration, have no entry.
+    pub events: Vec<HistoryEvent>,
     /// Pass as `from_tx_id` for the next page; 0 when there is no more.
     pub next_tx_id: TxId,
+}
+
+impl AccountHistory {
+    /// How many items the page holds: entries and events.
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Ledger {
@@ -100,12 +125,15 @@ impl Ledger {
         Ok(transaction)
     }
 
-    /// A page of `account`'s entries, newest first: from its latest transaction when
-    /// `from_tx_id` is 0, else from its latest transaction at or before `from_tx_id`; at
-    /// most `limit` entries (0: [`HISTORY_LIMIT_DEFAULT`]; clamped to
-    /// [`HISTORY_LIMIT_MAX`]), never splitting one transaction's entries across pages
-    /// (a page holds more than `limit` only when one transaction alone does). Durable
-    /// transactions only, as of the snapshot index.
+    /// A page of `account`'s history, newest first: its entries, and the events of its
+    /// configurations and holds (see [`AccountHistory`]); from its latest transaction
+    /// when `from_tx_id` is 0, else from its latest transaction at or before
+    /// `from_tx_id`; at most `limit` items, entries and events together (0:
+    /// [`HISTORY_LIMIT_DEFAULT`]; clamped to [`HISTORY_LIMIT_MAX`]), never splitting
+    /// one transaction across pages (a page holds more than `limit` only when one
+    /// transaction alone does). Durable transactions only, as of the snapshot index.
+    /// Events are in the history from the build that links them on: records written
+    /// before have no links for their effects.
     ///
     /// # Errors
     /// [`LedgerError::AccountOutOfRange`]; [`LedgerError::NotRetained`] when the page
@@ -130,33 +158,24 @@ impl Ledger {
         };
         let mut page = AccountHistory::default();
         while next != 0 {
-            let mut step = Vec::new();
-            source.with_record(next, |record, _| {
-                for (entry, &prev) in record.entries.iter().zip(record.prev_tx_ids).rev() {
-                    if entry.account_id == account {
-                        step.push((
-                            HistoryEntry {
-                                tx_id: record.tx_id,
-                                timestamp_ns: record.timestamp_ns,
-                                entry: *entry,
-                            },
-                            prev,
-                        ));
-                    }
-                }
+            let mut step = AccountHistory::default();
+            let prev = source.with_record(next, |record, _| {
+                account_changes(&record, account, &mut step);
+                link_of(&record, account)
             })?;
-            let Some(&(_, prev)) = step.first() else {
+            let Some(prev) = prev else {
                 return Err(LedgerError::BrokenChain {
                     account,
                     tx_id: next,
                 });
             };
-            if !page.entries.is_empty() && page.entries.len() + step.len() > limit {
+            if !page.is_empty() && page.len() + step.len() > limit {
                 break;
             }
-            page.entries.extend(step.into_iter().map(|(e, _)| e));
+            page.entries.append(&mut step.entries);
+            page.events.append(&mut step.events);
             next = prev;
-            if page.entries.len() >= limit {
+            if page.len() >= limit {
                 break;
             }
         }
@@ -183,28 +202,34 @@ impl Ledger {
             });
         }
         let mut source = engine.source();
-        let at = locate(&mut source, account, head, tx_id, cut)?;
-        if at == 0 {
-            return Ok(Balance {
-                balance: 0,
-                last_snapshot_tx_id: tx_id,
-            });
+        let mut at = locate(&mut source, account, head, tx_id, cut)?;
+        // Back along the chain past the records without an entry (a hold, a
+        // configuration) to the last balance change.
+        while at != 0 {
+            let found = source.with_record(at, |record, _| {
+                let balance = record
+                    .entries
+                    .iter()
+                    .rev()
+                    .find(|e| e.account_id == account)
+                    .map(|e| e.balance_after);
+                (balance, link_of(&record, account))
+            })?;
+            match found {
+                (Some(balance), _) => {
+                    return Ok(Balance {
+                        balance,
+                        last_snapshot_tx_id: tx_id,
+                    });
+                }
+                (None, Some(prev)) => at = prev,
+                (None, None) => return Err(LedgerError::BrokenChain { account, tx_id: at }),
+            }
         }
-        let balance = source.with_record(at, |record, _| {
-            record
-                .entries
-                .iter()
-                .rev()
-                .find(|e| e.account_id == account)
-                .map(|e| e.balance_after)
-        })?;
-        match balance {
-            Some(balance) => Ok(Balance {
-                balance,
-                last_snapshot_tx_id: tx_id,
-            }),
-            None => Err(LedgerError::BrokenChain { account, tx_id: at }),
-        }
+        Ok(Balance {
+            balance: 0,
+            last_snapshot_tx_id: tx_id,
+        })
     }
 }
 
@@ -263,7 +288,7 @@ fn transaction(record: &DecodedRecord<'_>) -> Transaction {
     }
 }
 
-/// The back-link of `account`'s entry in `record`, if it has one.
+/// The back-link of `account` in `record` (an entry's or an effect's), if it is there.
 fn link_of(record: &DecodedRecord<'_>, account: AccountId) -> Option<TxId> {
     record
         .entries
@@ -271,6 +296,64 @@ fn link_of(record: &DecodedRecord<'_>, account: AccountId) -> Option<TxId> {
         .zip(record.prev_tx_ids)
         .find(|(e, _)| e.account_id == account)
         .map(|(_, &prev)| prev)
+        .or_else(|| {
+            record
+                .effect_links
+                .iter()
+                .find(|l| l.account_id == account)
+                .map(|l| l.prev_tx_id)
+        })
+}
+
+/// Appends what `record` did to `account`, newest first: its entries in reverse order,
+/// and the events of the effects that name the account (by a link, or for a post or a
+/// reversal, by an entry).
+fn account_changes(record: &DecodedRecord<'_>, account: AccountId, out: &mut AccountHistory) {
+    let tx = |effect| HistoryEvent {
+        tx_id: record.tx_id,
+        timestamp_ns: record.timestamp_ns,
+        effect,
+    };
+    out.entries.extend(
+        record
+            .entries
+            .iter()
+            .rev()
+            .filter(|e| e.account_id == account)
+            .map(|&entry| HistoryEntry {
+                tx_id: record.tx_id,
+                timestamp_ns: record.timestamp_ns,
+                entry,
+            }),
+    );
+    let has_entry = out.entries.last().is_some_and(|e| e.tx_id == record.tx_id);
+    let linked = !record.effect_links.is_empty();
+    let mut links = record.effect_links;
+    let start = out.events.len();
+    for &effect in record.effects {
+        let named = match effect {
+            Effect::HoldPosted { .. } | Effect::Reversed { .. } => has_entry,
+            _ if !linked => legacy_names(&effect, account),
+            _ => {
+                let (mine, rest) = links.split_at(effect_accounts(&effect).min(links.len()));
+                links = rest;
+                mine.iter().any(|l| l.account_id == account)
+            }
+        };
+        if named {
+            out.events.push(tx(effect));
+        }
+    }
+    out.events[start..].reverse();
+}
+
+/// Whether an effect of a record written before effect links names `account`.
+fn legacy_names(effect: &Effect, account: AccountId) -> bool {
+    match *effect {
+        Effect::Configured { account: a, .. } => a == account,
+        Effect::HoldOpened { from, to, .. } => from == account || to == account,
+        _ => false,
+    }
 }
 
 /// `account`'s latest transaction at or before `at` (0: none), given its latest of all,

@@ -4,7 +4,8 @@
 //! balances) starts an account's history; snapshots carry it, so a restart keeps every
 //! chain intact.
 
-use crate::transaction::{Entry, TxId};
+use crate::record::AccountLink;
+use crate::transaction::{AccountId, Entry, TxId};
 use crate::transactor::{PREFETCH_STEPS_MAX, link_entries, prefetch_read};
 
 /// `latest[account]`: the last transaction with an entry on `account` (0: none yet).
@@ -50,13 +51,34 @@ impl AccountLinks {
     pub fn link(&mut self, tx_id: TxId, entries: &[Entry], prev: &mut Vec<TxId>) {
         prev.clear();
         prev.extend(entries.iter().map(|e| self.latest(e.account_id)));
-        self.apply(tx_id, entries);
+        self.apply(tx_id, entries, &[]);
     }
 
-    /// Records that `tx_id` touched the accounts of `entries`.
+    /// [`link`](Self::link) for a transaction whose effects also touched `accounts`
+    /// (without an entry): their back-links go to `effect_links`. Every link of one
+    /// account in one transaction names the transaction before it.
+    pub fn link_with_effects(
+        &mut self,
+        tx_id: TxId,
+        entries: &[Entry],
+        prev: &mut Vec<TxId>,
+        accounts: &[AccountId],
+        effect_links: &mut Vec<AccountLink>,
+    ) {
+        effect_links.clear();
+        effect_links.extend(accounts.iter().map(|&account_id| AccountLink {
+            account_id,
+            prev_tx_id: self.latest(account_id),
+        }));
+        prev.clear();
+        prev.extend(entries.iter().map(|e| self.latest(e.account_id)));
+        self.apply(tx_id, entries, effect_links);
+    }
+
+    /// Records that `tx_id` touched the accounts of `entries` and `effect_links`.
     #[inline]
-    pub fn apply(&mut self, tx_id: TxId, entries: &[Entry]) {
-        link_entries(&mut self.latest, tx_id, entries);
+    pub fn apply(&mut self, tx_id: TxId, entries: &[Entry], effect_links: &[AccountLink]) {
+        link_entries(&mut self.latest, tx_id, entries, effect_links);
     }
 
     /// A hint: the links of `entries` will be used soon.

@@ -18,7 +18,7 @@ use super::links::AccountLinks;
 use super::reads::index::IndexWriter;
 use super::saved::load_newest;
 use super::visible::Visible;
-use crate::record::{FrameDecoder, RecordRef};
+use crate::record::{AccountLink, FrameDecoder, RecordRef};
 use crate::transaction::{Effect, Entry, Outcome, TxId};
 use crate::transactor::{Transactor, TransactorConfig};
 
@@ -164,6 +164,8 @@ pub(crate) struct Stored {
     pub entries: Range<usize>,
     /// A range of [`Decoded::effects`].
     pub effects: Range<usize>,
+    /// A range of [`Decoded::effect_links`].
+    pub effect_links: Range<usize>,
 }
 
 /// The records of one or more frames, decoded into buffers that are reused from frame to
@@ -174,6 +176,7 @@ pub(crate) struct Decoded {
     pub entries: Vec<Entry>,
     pub prev_tx_ids: Vec<TxId>,
     pub effects: Vec<Effect>,
+    pub effect_links: Vec<AccountLink>,
 }
 
 impl Decoded {
@@ -182,6 +185,7 @@ impl Decoded {
         self.entries.clear();
         self.prev_tx_ids.clear();
         self.effects.clear();
+        self.effect_links.clear();
     }
 
     /// Record `record`'s entries, back-links and effects.
@@ -193,6 +197,7 @@ impl Decoded {
             entries: &self.entries[record.entries.clone()],
             prev_tx_ids: &self.prev_tx_ids[record.entries.clone()],
             effects: &self.effects[record.effects.clone()],
+            effect_links: &self.effect_links[record.effect_links.clone()],
         }
     }
 
@@ -214,6 +219,8 @@ impl Decoded {
             self.prev_tx_ids.extend_from_slice(record.prev_tx_ids);
             let effects_start = self.effects.len();
             self.effects.extend_from_slice(record.effects);
+            let links_start = self.effect_links.len();
+            self.effect_links.extend_from_slice(record.effect_links);
             self.records.push(Stored {
                 tx_id: record.tx_id,
                 timestamp_ns: record.timestamp_ns,
@@ -221,6 +228,7 @@ impl Decoded {
                 outcome: record.outcome,
                 entries: start..self.entries.len(),
                 effects: effects_start..self.effects.len(),
+                effect_links: links_start..self.effect_links.len(),
             });
         }
         Ok(())

@@ -296,5 +296,8 @@ fn fill_replayed(slot: &mut Slot, decoded: &Decoded, record: &super::recovery::S
     slot.prev.clear();
     slot.prev
         .extend_from_slice(&decoded.prev_tx_ids[record.entries.clone()]);
-    slot.set_replayed(&decoded.effects[record.effects.clone()]);
+    slot.set_replayed(
+        &decoded.effects[record.effects.clone()],
+        &decoded.effect_links[record.effect_links.clone()],
+    );
 }

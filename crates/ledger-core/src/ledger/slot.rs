@@ -1,6 +1,6 @@
 //! What one ring slot carries from the sequencer to the last stage.
 
-use crate::record::RecordRef;
+use crate::record::{AccountLink, RecordRef};
 use crate::transaction::{Effect, Entry, FailReason, Operation, Outcome, TxId};
 use crate::transactor::{prefetch_ptr, prefetch_read};
 
@@ -56,6 +56,8 @@ struct Status {
 struct SlotExtra {
     /// What the transaction changed besides balances (a configuration, a hold).
     effects: Vec<Effect>,
+    /// The accounts the effects touched, with their history back-links.
+    effect_links: Vec<AccountLink>,
 }
 
 // Two cache lines per slot: the stages touch most of each slot they pass.
@@ -71,6 +73,7 @@ impl Slot {
             entries: &self.entries,
             prev_tx_ids: &self.prev,
             effects: self.effects(),
+            effect_links: self.effect_links(),
         }
     }
 
@@ -113,6 +116,23 @@ impl Slot {
             Some(extra) if self.status.has_effects => &extra.effects,
             _ => &[],
         }
+    }
+
+    /// The accounts the effects touched, with their back-links.
+    #[inline]
+    pub fn effect_links(&self) -> &[AccountLink] {
+        match &self.extra {
+            Some(extra) if self.status.has_effects => &extra.effect_links,
+            _ => &[],
+        }
+    }
+
+    /// The entries, their back-links and the effect links, to be written (after
+    /// [`swap_effects`](Self::swap_effects)).
+    #[inline]
+    pub fn links_mut(&mut self) -> (&[Entry], &mut Vec<TxId>, &mut Vec<AccountLink>) {
+        let extra = self.extra.get_or_insert_with(Box::default);
+        (&self.entries, &mut self.prev, &mut extra.effect_links)
     }
 
     /// Forgets what a previous transaction of this slot left (without touching its
@@ -168,11 +188,13 @@ impl Slot {
     /// Marks the slot as a transaction another node executed, with `effects` (a
     /// cluster's follower).
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    pub fn set_replayed(&mut self, effects: &[Effect]) {
+    pub fn set_replayed(&mut self, effects: &[Effect], effect_links: &[AccountLink]) {
         self.status.replayed = true;
         let extra = self.extra.get_or_insert_with(Box::default);
         extra.effects.clear();
         extra.effects.extend_from_slice(effects);
+        extra.effect_links.clear();
+        extra.effect_links.extend_from_slice(effect_links);
         self.status.has_effects = true;
     }
 

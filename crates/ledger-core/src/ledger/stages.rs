@@ -99,10 +99,15 @@ impl Stage<Slot> for TransactorStage {
                         slot.swap_effects(&mut self.effects);
                         self.effects.clear();
                     }
-                    if outcome.is_committed() {
+                    if !outcome.is_committed() {
+                        slot.prev.clear();
+                    } else if slot.effects().is_empty() {
                         self.links.link(seq, &slot.entries, &mut slot.prev);
                     } else {
-                        slot.prev.clear();
+                        let (entries, prev, effect_links) = slot.links_mut();
+                        let accounts = self.transactor.effect_accounts();
+                        self.links
+                            .link_with_effects(seq, entries, prev, accounts, effect_links);
                     }
                     slot.timestamp_ns = self.transactor.now_ns();
                 }
@@ -118,16 +123,25 @@ impl TransactorStage {
     /// Applies a transaction the leader executed: the same checks as recovery (every
     /// recorded balance and back-link), so a follower never disagrees silently.
     fn replay(&mut self, seq: u64, slot: &Slot) -> Result<(), StageError> {
-        check_links(self.links.as_slice(), seq, &slot.entries, &slot.prev)?;
+        let record = slot.record();
+        check_links(
+            self.links.as_slice(),
+            seq,
+            record.entries,
+            record.prev_tx_ids,
+            record.effect_links,
+        )?;
         self.transactor.replay(
             seq,
-            slot.timestamp_ns,
-            slot.user_ref,
-            slot.outcome(),
-            &slot.entries,
-            slot.effects(),
+            record.timestamp_ns,
+            record.user_ref,
+            record.outcome,
+            record.entries,
+            record.effects,
         )?;
-        self.links.apply(seq, &slot.entries);
+        self.transactor
+            .check_effect_links(seq, record.effect_links)?;
+        self.links.apply(seq, record.entries, record.effect_links);
         Ok(())
     }
 }
@@ -266,14 +280,7 @@ impl Stage<Slot> for SnapshotStage {
                     }
                 }
                 // Re-applying the stored result checks every balance the transactor claims.
-                visible.apply(
-                    seq,
-                    slot.timestamp_ns,
-                    slot.user_ref,
-                    slot.outcome(),
-                    &slot.entries,
-                    slot.effects(),
-                )?;
+                visible.apply(seq, slot.record())?;
                 seq += 1;
             }
         }

@@ -2,7 +2,7 @@
 
 use super::links::AccountLinks;
 use crate::record::RecordRef;
-use crate::transaction::{Effect, Entry, Outcome, TxId};
+use crate::transaction::{Entry, TxId};
 use crate::transactor::{ReplayError, Transactor, check_links};
 
 /// The readers' state, written by the snapshot stage a batch at a time under a write
@@ -18,18 +18,19 @@ pub(crate) struct Visible {
 impl Visible {
     /// Applies one committed (durable) transaction's stored result.
     #[inline]
-    pub fn apply(
-        &mut self,
-        tx_id: TxId,
-        timestamp_ns: u64,
-        user_ref: u64,
-        outcome: Outcome,
-        entries: &[Entry],
-        effects: &[Effect],
-    ) -> Result<(), ReplayError> {
-        self.state
-            .replay(tx_id, timestamp_ns, user_ref, outcome, entries, effects)?;
-        self.links.apply(tx_id, entries);
+    pub fn apply(&mut self, tx_id: TxId, record: RecordRef<'_>) -> Result<(), ReplayError> {
+        self.state.replay(
+            tx_id,
+            record.timestamp_ns,
+            record.user_ref,
+            record.outcome,
+            record.entries,
+            record.effects,
+        )?;
+        if !record.effect_links.is_empty() {
+            self.state.check_effect_links(tx_id, record.effect_links)?;
+        }
+        self.links.apply(tx_id, record.entries, record.effect_links);
         Ok(())
     }
 
@@ -42,15 +43,9 @@ impl Visible {
             tx_id,
             record.entries,
             record.prev_tx_ids,
+            record.effect_links,
         )?;
-        self.apply(
-            tx_id,
-            record.timestamp_ns,
-            record.user_ref,
-            record.outcome,
-            record.entries,
-            record.effects,
-        )
+        self.apply(tx_id, record)
     }
 
     /// A hint: `entries` will be applied soon.

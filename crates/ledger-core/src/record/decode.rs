@@ -3,11 +3,12 @@
 use super::error::RecordError;
 use super::varint::{self, VarintFault};
 use super::{
-    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, CONFIGURED_HAS_PARENT, EFFECT_CONFIGURED,
+    ACCOUNT_ID_LIMIT, AccountLink, CONFIGURED_HAS_MAX, CONFIGURED_HAS_PARENT, EFFECT_CONFIGURED,
     EFFECT_HOLD_EXPIRED, EFFECT_HOLD_OPENED, EFFECT_HOLD_POSTED, EFFECT_HOLD_VOIDED,
     EFFECT_REVERSED, FAIL_CODE_DUPLICATE, FAIL_CODE_MAX_V1, RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX,
     RECORD_FORMAT_V1, RECORD_FORMAT_VERSION, SHAPE_EMPTY, SHAPE_LIST, SHAPE_MASK, SHAPE_PAIR,
-    SHAPE_REJECTED, TAG_EFFECTS, TAG_RESERVED, TAG_RESERVED_V1, TAG_TIMESTAMP, TAG_USER_REF,
+    SHAPE_REJECTED, TAG_EFFECTS, TAG_LINKED, TAG_RESERVED, TAG_RESERVED_V1, TAG_TIMESTAMP,
+    TAG_USER_REF,
 };
 use crate::transaction::{
     AMOUNT_MAX, AccountConfig, Effect, Entry, EntryKind, FailReason, Outcome, SYSTEM_ACCOUNT, TxId,
@@ -30,6 +31,9 @@ pub struct DecodedRecord<'a> {
     pub prev_tx_ids: &'a [TxId],
     /// What the transaction changed besides balances (version 2); usually empty.
     pub effects: &'a [Effect],
+    /// The accounts the effects touched, with their back-links (see
+    /// [`RecordRef::effect_links`](super::RecordRef::effect_links)).
+    pub effect_links: &'a [AccountLink],
 }
 
 /// One decoded record without its entries: what [`FrameDecoder::next_record_into`]
@@ -81,6 +85,8 @@ pub struct FrameDecoder<'p> {
     prev_tx_ids: Vec<TxId>,
     /// The effects of the record last read.
     effects: Vec<Effect>,
+    /// Its effects' accounts and back-links.
+    effect_links: Vec<AccountLink>,
     /// Tag bits the payload's version leaves reserved.
     reserved: u8,
     /// The highest fail code the payload's version assigns.
@@ -107,6 +113,7 @@ impl<'p> FrameDecoder<'p> {
             entries: Vec::new(),
             prev_tx_ids: Vec::new(),
             effects: Vec::new(),
+            effect_links: Vec::new(),
             reserved: TAG_RESERVED,
             fail_code_max: u8::MAX,
             failed: None,
@@ -133,6 +140,7 @@ impl<'p> FrameDecoder<'p> {
             entries: self.entries,
             prev_tx_ids: self.prev_tx_ids,
             effects: self.effects,
+            effect_links: self.effect_links,
             reserved: TAG_RESERVED,
             fail_code_max: u8::MAX,
             failed: None,
@@ -209,6 +217,7 @@ impl<'p> FrameDecoder<'p> {
                     entries: if with_entries { &self.entries } else { &[] },
                     prev_tx_ids: if with_entries { &self.prev_tx_ids } else { &[] },
                     effects: &self.effects,
+                    effect_links: &self.effect_links,
                 }))
             }
             Err(error) => Err(self.fail(error)),
@@ -317,6 +326,12 @@ impl<'p> FrameDecoder<'p> {
         &self.effects
     }
 
+    /// The effect links of the record the last `next_record*` call returned.
+    #[inline]
+    pub fn effect_links(&self) -> &[AccountLink] {
+        &self.effect_links
+    }
+
     /// How many records are left to read.
     pub fn remaining(&self) -> u32 {
         self.remaining
@@ -369,6 +384,7 @@ impl<'p> FrameDecoder<'p> {
         let tag = self.byte(tx_id)?;
         if tag & self.reserved != 0
             || (tag & TAG_EFFECTS != 0 && tag & SHAPE_MASK == SHAPE_REJECTED)
+            || (tag & TAG_LINKED != 0 && tag & TAG_EFFECTS == 0)
         {
             return Err(RecordError::ReservedBits {
                 tx_id,
@@ -408,15 +424,17 @@ impl<'p> FrameDecoder<'p> {
             }
         };
         self.effects.clear();
+        self.effect_links.clear();
         if tag & TAG_EFFECTS != 0 {
-            self.effects_block(tx_id)?;
+            self.effects_block(tx_id, tag & TAG_LINKED != 0)?;
         }
         Ok((timestamp_ns, user_ref, body))
     }
 
-    /// The effects block after a committed record's body (version 2).
+    /// The effects block after a committed record's body (version 2), each effect
+    /// followed by its accounts' links when the record is `linked`.
     #[cold]
-    fn effects_block(&mut self, tx_id: TxId) -> Result<(), RecordError> {
+    fn effects_block(&mut self, tx_id: TxId, linked: bool) -> Result<(), RecordError> {
         let offset = self.pos;
         let count = self.varint(tx_id)?;
         if count == 0 || count > RECORD_EFFECTS_MAX as u64 {
@@ -452,7 +470,48 @@ impl<'p> FrameDecoder<'p> {
                     });
                 }
             };
+            if linked {
+                self.links_of(tx_id, &effect)?;
+            }
             self.effects.push(effect);
+        }
+        if linked && self.effect_links.is_empty() {
+            // Linking no account is the unlinked record's one encoding.
+            return Err(non_canonical(
+                tx_id,
+                offset,
+                "linked effects without an account",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A linked record's links after `effect`: a configuration's account's, a hold's
+    /// `from`'s and `to`'s (a void or an expiry names them first).
+    fn links_of(&mut self, tx_id: TxId, effect: &Effect) -> Result<(), RecordError> {
+        let accounts = match *effect {
+            Effect::Configured { account, .. } => [Some(account), None],
+            Effect::HoldOpened { from, to, .. } => [Some(from), Some(to)],
+            Effect::HoldVoided { .. } | Effect::HoldExpired { .. } => {
+                let offset = self.pos;
+                let (from, to) = (self.account(tx_id)?, self.account(tx_id)?);
+                if from == to {
+                    return Err(RecordError::InvalidEffect {
+                        tx_id,
+                        offset,
+                        reason: "a hold between an account and itself",
+                    });
+                }
+                [Some(from), Some(to)]
+            }
+            Effect::HoldPosted { .. } | Effect::Reversed { .. } => [None, None],
+        };
+        for account_id in accounts.into_iter().flatten() {
+            let prev_tx_id = self.link(tx_id)?;
+            self.effect_links.push(AccountLink {
+                account_id,
+                prev_tx_id,
+            });
         }
         Ok(())
     }

@@ -4,11 +4,11 @@ use super::DecodeMark;
 use super::error::EncodeError;
 use super::varint::{self, VARINT_BYTES_MAX};
 use super::{
-    ACCOUNT_ID_LIMIT, CONFIGURED_HAS_MAX, CONFIGURED_HAS_PARENT, EFFECT_CONFIGURED,
+    ACCOUNT_ID_LIMIT, AccountLink, CONFIGURED_HAS_MAX, CONFIGURED_HAS_PARENT, EFFECT_CONFIGURED,
     EFFECT_HOLD_EXPIRED, EFFECT_HOLD_OPENED, EFFECT_HOLD_POSTED, EFFECT_HOLD_VOIDED,
     EFFECT_REVERSED, FAIL_CODE_DUPLICATE, RECORD_EFFECTS_MAX, RECORD_ENTRIES_MAX,
     RECORD_FORMAT_VERSION, RecordRef, SHAPE_EMPTY, SHAPE_LIST, SHAPE_PAIR, SHAPE_REJECTED,
-    TAG_EFFECTS, TAG_TIMESTAMP, TAG_USER_REF,
+    TAG_EFFECTS, TAG_LINKED, TAG_TIMESTAMP, TAG_USER_REF, effect_accounts,
 };
 use crate::transaction::{
     AMOUNT_MAX, Effect, Entry, EntryKind, FailReason, Outcome, SYSTEM_ACCOUNT, TxId,
@@ -22,8 +22,9 @@ const REJECTED_BODY_MAX: usize = 1 + VARINT_BYTES_MAX;
 const PAIR_BODY_MAX: usize = 7 * VARINT_BYTES_MAX;
 /// A List entry: account and kind, amount, balance, back-link.
 const LIST_ENTRY_MAX: usize = 4 * VARINT_BYTES_MAX;
-/// One effect: its kind and presence bytes, and at most five varints.
-const EFFECT_MAX: usize = 2 + 6 * VARINT_BYTES_MAX;
+/// One effect: its kind and presence bytes, and at most six varints, then (in a linked
+/// record) at most two accounts and two back-links.
+const EFFECT_MAX: usize = 2 + 10 * VARINT_BYTES_MAX;
 
 /// Writes one records payload (docs/record-format.md) into a caller's buffer.
 ///
@@ -120,6 +121,7 @@ impl FrameEncoder {
             entries: if committed { record.entries } else { &[] },
             prev_tx_ids: if committed { record.prev_tx_ids } else { &[] },
             effects: if committed { record.effects } else { &[] },
+            effect_links: if committed { record.effect_links } else { &[] },
             ..record
         };
         if let Err(error) = self.try_push(buf, record) {
@@ -176,7 +178,12 @@ impl FrameEncoder {
             }
             _ => check_effects(tx_id, record.effects)?,
         };
-        let effects_tag = if effects != 0 { TAG_EFFECTS } else { 0 };
+        check_effect_links(tx_id, record)?;
+        let effects_tag = match (effects, record.effect_links) {
+            (0, _) => 0,
+            (_, []) => TAG_EFFECTS,
+            _ => TAG_EFFECTS | TAG_LINKED,
+        };
         let back = |index: usize| match record.prev_tx_ids.get(index) {
             Some(&prev) if prev != 0 => tx_id - prev,
             _ => 0,
@@ -256,7 +263,7 @@ impl FrameEncoder {
             },
         }
         if effects != 0 {
-            put_effects(buf, tx_id, record.effects);
+            put_effects(buf, tx_id, record.effects, record.effect_links);
         }
         self.previous_ns = record.timestamp_ns;
         self.records += 1;
@@ -326,61 +333,128 @@ fn check_effects(tx_id: TxId, effects: &[Effect]) -> Result<usize, EncodeError> 
     Ok(effects.len())
 }
 
+/// Checks a record's effect links (before anything is written): none (a record as
+/// written before links), or one per account each effect touches ([`effect_accounts`]),
+/// naming the accounts the effects name, each older than the transaction.
+fn check_effect_links(tx_id: TxId, record: RecordRef<'_>) -> Result<(), EncodeError> {
+    let links = record.effect_links;
+    if links.is_empty() {
+        return Ok(());
+    }
+    let invalid = |reason| EncodeError::InvalidEffectLinks { tx_id, reason };
+    let expected: usize = record.effects.iter().map(effect_accounts).sum();
+    if links.len() != expected {
+        return Err(invalid("not one per account the effects touch"));
+    }
+    if links
+        .iter()
+        .any(|l| l.account_id >= ACCOUNT_ID_LIMIT || (l.prev_tx_id != 0 && l.prev_tx_id >= tx_id))
+    {
+        return Err(invalid("an account not below 2^63 or a link not older"));
+    }
+    let mut rest = links;
+    for effect in record.effects {
+        let (mine, after) = rest.split_at(effect_accounts(effect));
+        rest = after;
+        let named = match (*effect, mine) {
+            (Effect::Configured { account, .. }, [link]) => link.account_id == account,
+            (Effect::HoldOpened { from, to, .. }, [a, b]) => {
+                (a.account_id, b.account_id) == (from, to)
+            }
+            (_, [a, b]) => a.account_id != b.account_id,
+            _ => true,
+        };
+        if !named {
+            return Err(invalid("an account the effect does not name"));
+        }
+    }
+    Ok(())
+}
+
 /// The effects block of transaction `tx_id`: count, then each effect
-/// (docs/record-format.md, "Effects"). A hold is named by its distance back.
-fn put_effects(buf: &mut Vec<u8>, tx_id: TxId, effects: &[Effect]) {
+/// (docs/record-format.md, "Effects"). A hold is named by its distance back. In a
+/// linked record (`links` not empty) each effect is followed by its accounts' back-links,
+/// a void's and an expiry's by their accounts first.
+fn put_effects(buf: &mut Vec<u8>, tx_id: TxId, effects: &[Effect], links: &[AccountLink]) {
     buf.reserve(VARINT_BYTES_MAX + EFFECT_MAX * effects.len());
     varint::put(buf, effects.len() as u64);
+    let mut links = links;
     for effect in effects {
-        match *effect {
-            Effect::HoldOpened {
-                from,
-                to,
-                amount,
-                expires_at_ns,
-            } => {
-                buf.push(EFFECT_HOLD_OPENED);
-                varint::put(buf, from);
-                varint::put(buf, to);
-                varint::put(buf, amount);
-                varint::put(buf, expires_at_ns);
+        put_effect(buf, tx_id, effect);
+        if links.is_empty() {
+            continue;
+        }
+        let (mine, rest) = links.split_at(effect_accounts(effect));
+        links = rest;
+        if matches!(
+            effect,
+            Effect::HoldVoided { .. } | Effect::HoldExpired { .. }
+        ) {
+            for link in mine {
+                varint::put(buf, link.account_id);
             }
-            Effect::HoldPosted { hold_id, amount } => {
-                buf.push(EFFECT_HOLD_POSTED);
-                varint::put(buf, tx_id - hold_id);
-                varint::put(buf, amount);
+        }
+        for link in mine {
+            varint::put(buf, back_link(tx_id, link.prev_tx_id));
+        }
+    }
+}
+
+/// A back-link as stored: the distance to the previous transaction, 0 for none.
+fn back_link(tx_id: TxId, prev: TxId) -> u64 {
+    if prev == 0 { 0 } else { tx_id - prev }
+}
+
+/// One effect's kind and fields.
+fn put_effect(buf: &mut Vec<u8>, tx_id: TxId, effect: &Effect) {
+    match *effect {
+        Effect::HoldOpened {
+            from,
+            to,
+            amount,
+            expires_at_ns,
+        } => {
+            buf.push(EFFECT_HOLD_OPENED);
+            varint::put(buf, from);
+            varint::put(buf, to);
+            varint::put(buf, amount);
+            varint::put(buf, expires_at_ns);
+        }
+        Effect::HoldPosted { hold_id, amount } => {
+            buf.push(EFFECT_HOLD_POSTED);
+            varint::put(buf, tx_id - hold_id);
+            varint::put(buf, amount);
+        }
+        Effect::HoldVoided { hold_id } => {
+            buf.push(EFFECT_HOLD_VOIDED);
+            varint::put(buf, tx_id - hold_id);
+        }
+        Effect::HoldExpired { hold_id } => {
+            buf.push(EFFECT_HOLD_EXPIRED);
+            varint::put(buf, tx_id - hold_id);
+        }
+        Effect::Reversed { tx_id: original } => {
+            buf.push(EFFECT_REVERSED);
+            varint::put(buf, tx_id - original);
+        }
+        Effect::Configured { account, config } => {
+            buf.push(EFFECT_CONFIGURED);
+            varint::put(buf, account);
+            varint::put(buf, u64::from(config.currency));
+            varint::put(buf, u64::from(config.flags));
+            varint::put(buf, config.overdraft_limit);
+            let has_max = config.max_balance.map_or(0, |_| CONFIGURED_HAS_MAX);
+            let has_parent = if config.parent != 0 {
+                CONFIGURED_HAS_PARENT
+            } else {
+                0
+            };
+            buf.push(has_max | has_parent);
+            if let Some(max) = config.max_balance {
+                varint::put(buf, varint::zigzag(max));
             }
-            Effect::HoldVoided { hold_id } => {
-                buf.push(EFFECT_HOLD_VOIDED);
-                varint::put(buf, tx_id - hold_id);
-            }
-            Effect::HoldExpired { hold_id } => {
-                buf.push(EFFECT_HOLD_EXPIRED);
-                varint::put(buf, tx_id - hold_id);
-            }
-            Effect::Reversed { tx_id: original } => {
-                buf.push(EFFECT_REVERSED);
-                varint::put(buf, tx_id - original);
-            }
-            Effect::Configured { account, config } => {
-                buf.push(EFFECT_CONFIGURED);
-                varint::put(buf, account);
-                varint::put(buf, u64::from(config.currency));
-                varint::put(buf, u64::from(config.flags));
-                varint::put(buf, config.overdraft_limit);
-                let has_max = config.max_balance.map_or(0, |_| CONFIGURED_HAS_MAX);
-                let has_parent = if config.parent != 0 {
-                    CONFIGURED_HAS_PARENT
-                } else {
-                    0
-                };
-                buf.push(has_max | has_parent);
-                if let Some(max) = config.max_balance {
-                    varint::put(buf, varint::zigzag(max));
-                }
-                if config.parent != 0 {
-                    varint::put(buf, config.parent);
-                }
+            if config.parent != 0 {
+                varint::put(buf, config.parent);
             }
         }
     }

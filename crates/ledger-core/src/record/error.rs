@@ -141,6 +141,10 @@ pub enum EncodeError {
         index: usize,
         reason: &'static str,
     },
+    /// Effect links that do not match the effects (see
+    /// [`RecordRef::effect_links`](super::RecordRef::effect_links)).
+    #[error("transaction {tx_id}: effect links cannot be stored: {reason}")]
+    InvalidEffectLinks { tx_id: TxId, reason: &'static str },
     /// A Duplicate whose original is not older than the transaction itself.
     #[error("transaction {tx_id}: duplicate of {original_tx_id}, which is not older")]
     InvalidDuplicate { tx_id: TxId, original_tx_id: TxId },

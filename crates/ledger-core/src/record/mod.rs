@@ -36,6 +36,7 @@
 //!     entries: &deposit,
 //!     prev_tx_ids: &[4, 0],
 //!     effects: &[],
+//!     effect_links: &[],
 //! });
 //! encoder.push(&mut buf, RecordRef {
 //!     timestamp_ns: 1_000,
@@ -44,6 +45,7 @@
 //!     entries: &[],
 //!     prev_tx_ids: &[],
 //!     effects: &[],
+//!     effect_links: &[],
 //! });
 //! assert_eq!(encoder.records(), 2);
 //!
@@ -68,7 +70,7 @@ pub use decode::{DecodeMark, DecodedRecord, FrameDecoder, RecordHead};
 pub use encode::FrameEncoder;
 pub use error::{EncodeError, RecordError};
 
-use crate::transaction::{Effect, Entry, Outcome, TxId};
+use crate::transaction::{AccountId, Effect, Entry, Outcome, TxId};
 
 /// The record format version this build writes, byte 0 of every records payload.
 /// Version 1 payloads (no effects, fail codes up to 8) stay readable.
@@ -102,6 +104,29 @@ pub struct RecordRef<'a> {
     pub prev_tx_ids: &'a [TxId],
     /// What a committed transaction changed besides balances; empty for a rejection.
     pub effects: &'a [Effect],
+    /// The accounts `effects` touched without an entry, in effect order (see
+    /// [`effect_accounts`]), each with its back-link: the history chains pass through
+    /// configurations and holds too. Empty in records written before they did.
+    pub effect_links: &'a [AccountLink],
+}
+
+/// An account a record's effects touched, with the account's previous transaction (0:
+/// none): one step of the account's history chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AccountLink {
+    pub account_id: AccountId,
+    pub prev_tx_id: TxId,
+}
+
+/// How many accounts `effect` touches without an entry, each with a link in a linked
+/// record: a configuration its account; a hold opened, voided or expired its `from` and
+/// `to`. A post's and a reversal's accounts have entries.
+pub fn effect_accounts(effect: &Effect) -> usize {
+    match effect {
+        Effect::Configured { .. } => 1,
+        Effect::HoldOpened { .. } | Effect::HoldVoided { .. } | Effect::HoldExpired { .. } => 2,
+        Effect::HoldPosted { .. } | Effect::Reversed { .. } => 0,
+    }
 }
 
 // Tag byte layout (docs/record-format.md, "Tag byte").
@@ -114,7 +139,9 @@ const TAG_TIMESTAMP: u8 = 0b0000_0100;
 const TAG_USER_REF: u8 = 0b0000_1000;
 /// Version 2: an effects block follows the body.
 const TAG_EFFECTS: u8 = 0b0001_0000;
-const TAG_RESERVED: u8 = 0b1110_0000;
+/// Version 2, with `TAG_EFFECTS`: the effects carry their accounts' back-links.
+const TAG_LINKED: u8 = 0b0010_0000;
+const TAG_RESERVED: u8 = 0b1100_0000;
 const TAG_RESERVED_V1: u8 = 0b1111_0000;
 
 /// Effect kinds (version 2): the byte that starts each effect.
