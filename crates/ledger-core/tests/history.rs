@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use ledger_core::ledger::{
-    HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEntry, Ledger, LedgerConfig, LedgerError,
-    LinkKind, Transaction,
+    HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEntry, HistoryEvent, Ledger, LedgerConfig,
+    LedgerError, LinkKind, Transaction,
 };
 use ledger_core::transaction::{
-    CompositeOperation, EntryKind, FailReason, Operation, Outcome, Step, TxId, WaitLevel,
+    AccountConfig, CompositeOperation, Effect, EntryKind, FailReason, Operation, Outcome, Step,
+    TxId, WaitLevel,
 };
 use proptest::prelude::*;
 
@@ -62,6 +63,33 @@ fn operation() -> impl Strategy<Value = Operation> {
                     user_ref,
                 }))
             }),
+        2 => money_operation(),
+    ]
+}
+
+/// The money model's operations: configurations, holds placed, posted, voided and
+/// expired, reversals (hold and transaction ids are guesses: many are refused).
+fn money_operation() -> impl Strategy<Value = Operation> {
+    let account = 1..ACCOUNTS;
+    let id = 1_u64..400;
+    prop_oneof![
+        1 => (account.clone(), 0_u64..300).prop_map(|(account, overdraft_limit)| {
+            Operation::ConfigureAccount {
+                account,
+                config: Box::new(AccountConfig {
+                    overdraft_limit,
+                    ..AccountConfig::default()
+                }),
+                user_ref: 0,
+            }
+        }),
+        3 => (account.clone(), account, 1_u64..200, prop_oneof![Just(0_u64), 1_u64..2_000])
+            .prop_map(|(from, to, amount, timeout)| Operation::hold(from, to, amount, timeout, 0)),
+        2 => (id.clone(), 0_u64..150)
+            .prop_map(|(hold_id, amount)| Operation::PostHold { hold_id, amount, user_ref: 0 }),
+        1 => id.clone().prop_map(|hold_id| Operation::VoidHold { hold_id, user_ref: 0 }),
+        1 => Just(Operation::ExpireHolds),
+        1 => id.prop_map(|tx_id| Operation::reverse(tx_id, 0)),
     ]
 }
 
@@ -72,44 +100,84 @@ fn all_transactions(ledger: &Ledger, last: TxId) -> Vec<Transaction> {
         .collect()
 }
 
-/// An account's whole history, page by page, checking each page's cursor.
-fn full_history(ledger: &Ledger, account: u64, limit: usize) -> Vec<HistoryEntry> {
-    let mut out: Vec<HistoryEntry> = Vec::new();
+/// An account's history: its entries and its events, each newest first.
+type History = (Vec<HistoryEntry>, Vec<HistoryEvent>);
+
+/// An account's whole history, page by page, checking each page's cursor and size.
+fn full_history(ledger: &Ledger, account: u64, limit: usize) -> History {
+    let mut out: History = (Vec::new(), Vec::new());
+    let mut newest_seen = TxId::MAX;
     let mut from = 0;
     loop {
         let page = ledger.get_account_history(account, from, limit).unwrap();
+        let txs: std::collections::BTreeSet<_> = page
+            .entries
+            .iter()
+            .map(|e| e.tx_id)
+            .chain(page.events.iter().map(|e| e.tx_id))
+            .collect();
         assert!(
-            !page.entries.is_empty() || out.is_empty(),
-            "an empty page after entries"
+            !txs.is_empty() || out.0.is_empty() && out.1.is_empty(),
+            "an empty page"
         );
-        if let (Some(last_seen), Some(first)) = (out.last(), page.entries.first()) {
-            assert!(first.tx_id < last_seen.tx_id, "pages overlap or go forward");
+        if let Some(&newest) = txs.last() {
+            assert!(newest < newest_seen, "pages overlap or go forward");
+            newest_seen = *txs.first().unwrap();
         }
-        let txs: std::collections::BTreeSet<_> = page.entries.iter().map(|e| e.tx_id).collect();
         assert!(
-            txs.len() <= limit.max(1),
-            "page of {} transactions",
+            page.len() <= limit.max(1) || txs.len() == 1,
+            "page of {} items in {} transactions",
+            page.len(),
             txs.len()
         );
-        out.extend(page.entries);
+        out.0.extend(page.entries);
+        out.1.extend(page.events);
         if page.next_tx_id == 0 {
             return out;
         }
-        assert!(out.last().unwrap().tx_id > page.next_tx_id);
+        assert!(newest_seen > page.next_tx_id);
         from = page.next_tx_id;
     }
 }
 
-/// Model: each account's entries newest first, from the transactions themselves.
-fn model_history(txs: &[Transaction], account: u64) -> Vec<HistoryEntry> {
-    let mut out = Vec::new();
+/// Model: each account's entries and events newest first, from the transactions
+/// themselves: an event for each effect naming the account (a hold's void or expiry
+/// names the accounts of the hold it closes; a post or a reversal, those of its entries).
+fn model_history(txs: &[Transaction], account: u64) -> History {
+    let mut holds = BTreeMap::new();
+    for tx in txs {
+        for effect in &tx.effects {
+            if let Effect::HoldOpened { from, to, .. } = *effect {
+                holds.insert(tx.tx_id, (from, to));
+            }
+        }
+    }
+    let names = |tx: &Transaction, effect: &Effect| match *effect {
+        Effect::Configured { account: a, .. } => a == account,
+        Effect::HoldOpened { from, to, .. } => from == account || to == account,
+        Effect::HoldVoided { hold_id } | Effect::HoldExpired { hold_id } => {
+            let (from, to) = holds[&hold_id];
+            from == account || to == account
+        }
+        _ => tx.entries.iter().any(|e| e.account_id == account),
+    };
+    let mut out: History = (Vec::new(), Vec::new());
     for tx in txs.iter().rev() {
         for entry in tx.entries.iter().rev() {
             if entry.account_id == account {
-                out.push(HistoryEntry {
+                out.0.push(HistoryEntry {
                     tx_id: tx.tx_id,
                     timestamp_ns: tx.timestamp_ns,
                     entry: *entry,
+                });
+            }
+        }
+        for effect in tx.effects.iter().rev() {
+            if names(tx, effect) {
+                out.1.push(HistoryEvent {
+                    tx_id: tx.tx_id,
+                    timestamp_ns: tx.timestamp_ns,
+                    effect: *effect,
                 });
             }
         }
@@ -152,7 +220,9 @@ fn check_everything(
         assert_eq!(tx.tx_id, i as u64 + 1);
         assert_eq!(tx.user_ref, ops[i].user_ref());
         match (tx.outcome, reasons[i]) {
-            (Outcome::Committed, None) => assert!(tx.links.is_empty()),
+            (Outcome::Committed, None) => {
+                assert!(tx.links.iter().all(|l| l.kind != LinkKind::Duplicate))
+            }
             (Outcome::Rejected(r), Some(expected)) => {
                 assert_eq!(r, expected);
                 assert!(tx.entries.is_empty());
@@ -166,8 +236,10 @@ fn check_everything(
         }
     }
     let final_balances = replay(&txs, last);
+    let mut events = 0;
     for account in 0..ACCOUNTS {
         let expected = model_history(&txs, account);
+        events += expected.1.len();
         for limit in [1, 3, HISTORY_LIMIT_DEFAULT] {
             assert_eq!(
                 full_history(ledger, account, limit),
@@ -178,6 +250,7 @@ fn check_everything(
         let balance = ledger.get_balance(account).balance;
         assert_eq!(balance, final_balances.get(&account).copied().unwrap_or(0));
     }
+    eprintln!("{} transactions, {events} events", txs.len());
     txs
 }
 

@@ -399,7 +399,7 @@ fn resolve_holds(tx_id: TxId, effects: Vec<Effect>) -> Vec<Effect> {
 /// Links for `effects`' accounts (record `tx_id`), or none (a record written before
 /// effect links) when `seed` is even: a void's and an expiry's accounts are made up.
 fn effect_links_for(tx_id: TxId, effects: &[Effect], seed: u64) -> Vec<(u64, TxId)> {
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         return Vec::new();
     }
     let prev = |k: usize| match tx_id {

@@ -67,8 +67,8 @@ pub use account_reads::{AccountInfo, HOLDS_PAGE_MAX, HoldsPage, SystemBalance};
 pub use config::{LedgerConfig, StagePinning, WaitStrategy};
 pub use error::{FailureKind, LedgerError, SharedError};
 pub use history::{
-    AccountHistory, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEntry, LinkKind, Transaction,
-    TransactionLink,
+    AccountHistory, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEntry, HistoryEvent, LinkKind,
+    Transaction, TransactionLink,
 };
 pub use metrics::LedgerMetrics;
 pub use queries::{TransactionStatus, TransactionStatusInfo};
