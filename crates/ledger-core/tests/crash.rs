@@ -220,8 +220,9 @@ fn limit_file_size(bytes: u64) {
     }
 }
 
-/// One record read back: id, outcome, entries, timestamp, user_ref, effects.
-type WalRecord = (u64, Outcome, Vec<Entry>, u64, u64, Vec<Effect>);
+/// One record read back: id, outcome, entries, timestamp, user_ref, effects, and the
+/// accounts the effects link.
+type WalRecord = (u64, Outcome, Vec<Entry>, u64, u64, Vec<Effect>, Vec<u64>);
 
 /// Every record in the WAL, in order, checked contiguous from 1.
 fn read_wal(dir: &Path) -> Vec<WalRecord> {
@@ -247,6 +248,7 @@ fn read_wal(dir: &Path) -> Vec<WalRecord> {
                 r.timestamp_ns,
                 r.user_ref,
                 r.effects.to_vec(),
+                r.effect_links.iter().map(|l| l.account_id).collect(),
             ));
         }
     }
@@ -277,7 +279,7 @@ fn check_recovered(dir: &Path, reported: &BTreeMap<u64, String>) {
         ..TransactorConfig::default()
     })
     .unwrap();
-    for (tx, outcome, entries, ts, user_ref, effects) in &records {
+    for (tx, outcome, entries, ts, user_ref, effects, _) in &records {
         if outcome.is_committed() {
             assert_eq!(entries.iter().map(Entry::delta).sum::<i128>(), 0, "tx {tx}");
             assert!(entries.iter().all(|e| e.amount > 0));
@@ -349,6 +351,7 @@ fn check_recovered(dir: &Path, reported: &BTreeMap<u64, String>) {
         replayed.accounts().unbalanced_currency(replayed.balances()),
         None
     );
+    check_histories(&ledger, &records);
     // And it takes new work.
     let result = ledger.submit_and_wait(
         Operation::Deposit {
@@ -361,6 +364,37 @@ fn check_recovered(dir: &Path, reported: &BTreeMap<u64, String>) {
     assert_eq!(result.tx_id, report.last_tx_id + 1);
     assert!(result.is_committed());
     ledger.stop().unwrap();
+}
+
+/// Each account's history, walked page by page after recovery, holds exactly the
+/// records that name the account by an entry or an effect link: the chains through
+/// holds and configurations survived the crash.
+fn check_histories(ledger: &Ledger, records: &[WalRecord]) {
+    for account in 0..ACCOUNTS {
+        let mut expected: Vec<u64> = records
+            .iter()
+            .filter(|(_, _, entries, _, _, _, linked)| {
+                entries.iter().any(|e| e.account_id == account) || linked.contains(&account)
+            })
+            .map(|r| r.0)
+            .collect();
+        expected.reverse();
+        let mut walked = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = ledger.get_account_history(account, from, 7).unwrap();
+            let ids = page.entries.iter().map(|e| e.tx_id);
+            let mut ids: Vec<u64> = ids.chain(page.events.iter().map(|e| e.tx_id)).collect();
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.dedup();
+            walked.extend(ids);
+            if page.next_tx_id == 0 {
+                break;
+            }
+            from = page.next_tx_id;
+        }
+        assert_eq!(walked, expected, "account {account}'s history");
+    }
 }
 
 /// Runs one child; `kill_after` complete `C` lines it is SIGKILLed (`None`: let it run
