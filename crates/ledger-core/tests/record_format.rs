@@ -1018,20 +1018,88 @@ fn the_money_model_fixture_is_what_the_encoder_writes_and_the_decoder_reads() {
     check_written_fixture(&path, fixture_v2_money_records());
 }
 
+/// Records whose effects carry their accounts' back-links (`record-v2-linked.bin`, tag
+/// bit 5): a configuration, holds placed, posted (a post's entries carry its links: the
+/// record is not linked), voided and expired. Ids 1-7 from `base_ts`.
+fn fixture_v2_linked_records() -> Vec<Rec> {
+    let t = FIXTURE_BASE_NS;
+    let hold = |from, to, amount, expires_at_ns| Effect::HoldOpened {
+        from,
+        to,
+        amount,
+        expires_at_ns,
+    };
+    vec![
+        // 1: configure account 4 (overdraft limit 100): its first transaction.
+        committed(t, 0, Vec::new())
+            .with_effects(vec![Effect::Configured {
+                account: 4,
+                config: AccountConfig {
+                    overdraft_limit: 100,
+                    ..AccountConfig::default()
+                },
+            }])
+            .with_links(&[(4, 0)]),
+        // 2: hold 100 of account 1 for account 2, no expiry: their first.
+        committed(t + 10, 0, Vec::new())
+            .with_effects(vec![hold(1, 2, 100, 0)])
+            .with_links(&[(1, 0), (2, 0)]),
+        // 3: hold 50 of account 1 for account 4: back to 2 and to 1.
+        committed(t + 10, 0, Vec::new())
+            .with_effects(vec![hold(1, 4, 50, 0)])
+            .with_links(&[(1, 2), (4, 1)]),
+        // 4: post 80 of hold 2: the entries link back to 3 and 2; no effect links.
+        linked(
+            t + 20,
+            0,
+            vec![credit(1, 80, -80), debit(2, 80, 80)],
+            vec![3, 2],
+        )
+        .with_effects(vec![Effect::HoldPosted {
+            hold_id: 2,
+            amount: 80,
+        }]),
+        // 5: void hold 3: its accounts 1 and 4, back to 4 and 3.
+        committed(t + 30, 0, Vec::new())
+            .with_effects(vec![Effect::HoldVoided { hold_id: 3 }])
+            .with_links(&[(1, 4), (4, 3)]),
+        // 6: hold 5 of account 2 for account 1, expiring at t + 50.
+        committed(t + 40, 0, Vec::new())
+            .with_effects(vec![hold(2, 1, 5, t + 50)])
+            .with_links(&[(2, 4), (1, 5)]),
+        // 7: its expiry: accounts 2 and 1, both back to 6.
+        committed(t + 50, 0, Vec::new())
+            .with_effects(vec![Effect::HoldExpired { hold_id: 6 }])
+            .with_links(&[(2, 6), (1, 6)]),
+    ]
+}
+
+/// The linked records (`record-v2-linked.bin`): written byte for byte by today's
+/// encoder, read back with their links.
+#[test]
+fn the_linked_fixture_is_what_the_encoder_writes_and_the_decoder_reads() {
+    check_written_fixture(&linked_fixture_path(), fixture_v2_linked_records());
+}
+
+fn linked_fixture_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/record-v2-linked.bin")
+}
+
 /// The annotated hex dumps in docs/record-format.md are the fixtures, byte for byte, and
 /// their offset columns are right.
 #[test]
 fn the_documented_hex_examples_are_the_fixtures() {
     let doc_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/record-format.md");
     let doc = std::fs::read_to_string(&doc_path).unwrap();
-    for (heading, version) in [
-        ("## Hex example, version 1\n", 1),
-        ("## Hex example, version 2\n", 2),
+    for (heading, path) in [
+        ("## Hex example, version 1\n", fixture_path(1)),
+        ("## Hex example, version 2\n", fixture_path(2)),
+        ("## Hex example, linked effects\n", linked_fixture_path()),
     ] {
         let section = doc.split(heading).nth(1).expect(heading);
         assert_eq!(
             hex(&documented_bytes(section)),
-            hex(&std::fs::read(fixture_path(version)).unwrap()),
+            hex(&std::fs::read(path).unwrap()),
             "{heading}"
         );
     }
@@ -1232,6 +1300,7 @@ fn varint_overlong() {
 
 #[test]
 fn reserved_bits() {
+    // Bit 5 (linked) only with bit 4 (effects).
     for bit in 5..8 {
         let tag = 0x03 | 1 << bit;
         assert_eq!(
@@ -1899,4 +1968,102 @@ fn the_encoder_refuses_effects_the_format_cannot_hold() {
             })
         );
     }
+}
+
+#[test]
+fn linked_records_are_refused_when_their_links_cannot_be_right() {
+    // A linked record whose effects link no account (a post alone): not canonical.
+    let post_only = frame(&[0x03, 0x33, 0x01, 0x03, 0x01, 0x05]);
+    assert_eq!(
+        decode_error(&post_only, 2),
+        RecordError::NonCanonical {
+            tx_id: 2,
+            offset: 4,
+            field: "linked effects without an account"
+        }
+    );
+    // A void between an account and itself.
+    assert_eq!(
+        decode_error(
+            &frame(&[0x03, 0x33, 0x01, 0x04, 0x01, 0x07, 0x07, 0x00, 0x00]),
+            2
+        ),
+        RecordError::InvalidEffect {
+            tx_id: 2,
+            offset: 7,
+            reason: "a hold between an account and itself",
+        }
+    );
+    // A link reaching before transaction 1.
+    assert_eq!(
+        decode_error(
+            &frame(&[0x33, 0x01, 0x01, 0x04, 0x00, 0x02, 0x00, 0x00, 0x02]),
+            1
+        ),
+        RecordError::InvalidLink {
+            tx_id: 1,
+            offset: 10,
+            distance: 2
+        }
+    );
+    // Truncated inside the links.
+    assert!(matches!(
+        decode_error(&frame(&[0x33, 0x01, 0x02, 0x01, 0x02, 0x05, 0x00, 0x00]), 1),
+        RecordError::Truncated { tx_id: 1, .. }
+    ));
+}
+
+#[test]
+fn encoder_refuses_effect_links_that_do_not_match_the_effects() {
+    let hold = Effect::HoldOpened {
+        from: 1,
+        to: 2,
+        amount: 5,
+        expires_at_ns: 0,
+    };
+    let base = committed(5, 0, Vec::new()).with_effects(vec![hold]);
+    for (links, reason) in [
+        (vec![(1, 0)], "not one per account the effects touch"),
+        (
+            vec![(1, 0), (2, 0), (3, 0)],
+            "not one per account the effects touch",
+        ),
+        (vec![(2, 0), (1, 0)], "an account the effect does not name"),
+        (
+            vec![(1, 4), (2, 0)],
+            "an account not below 2^63 or a link not older",
+        ),
+        (
+            vec![(ACCOUNT_ID_LIMIT, 0), (2, 0)],
+            "an account not below 2^63 or a link not older",
+        ),
+    ] {
+        let record = base.clone().with_links(&links);
+        assert_eq!(
+            try_push(4, 5, &record).0,
+            Err(EncodeError::InvalidEffectLinks { tx_id: 4, reason }),
+            "{links:?}"
+        );
+    }
+    let void = committed(5, 0, Vec::new())
+        .with_effects(vec![Effect::HoldVoided { hold_id: 1 }])
+        .with_links(&[(3, 0), (3, 0)]);
+    assert_eq!(
+        try_push(4, 5, &void).0,
+        Err(EncodeError::InvalidEffectLinks {
+            tx_id: 4,
+            reason: "an account the effect does not name"
+        })
+    );
+    // Links for effects that touch no account cannot be stored either.
+    let post = committed(5, 0, Vec::new())
+        .with_effects(vec![Effect::HoldPosted {
+            hold_id: 1,
+            amount: 5,
+        }])
+        .with_links(&[(1, 0)]);
+    assert!(matches!(
+        try_push(4, 5, &post).0,
+        Err(EncodeError::InvalidEffectLinks { .. })
+    ));
 }

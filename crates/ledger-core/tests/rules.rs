@@ -1101,3 +1101,69 @@ fn holds_count_against_every_limit() {
     );
     h.rejects(post(id, 0), FailReason::AccountFrozen);
 }
+
+#[test]
+fn execution_and_replay_name_the_accounts_effects_touch_and_replay_checks_the_links() {
+    use ledger_core::record::AccountLink;
+    let link = |account_id, prev_tx_id| AccountLink {
+        account_id,
+        prev_tx_id,
+    };
+    // Executed: a hold names its two accounts, a void the hold's, a configuration its own.
+    let mut h = Harness::new();
+    h.run(deposit(1, 100, 0));
+    let (mut entries, mut effects) = (Vec::new(), Vec::new());
+    let mut execute = |h: &mut Harness, id, op: &Operation| {
+        entries.clear();
+        effects.clear();
+        let outcome = h
+            .transactor
+            .execute(id, h.now_ns, op, &mut entries, &mut effects);
+        assert_eq!(outcome, Outcome::Committed, "{op:?}");
+        (effects.clone(), h.transactor.effect_accounts().to_vec())
+    };
+    let (opened, accounts) = execute(&mut h, 10, &Operation::hold(1, 2, 30, 0, 0));
+    assert_eq!(accounts, [1, 2]);
+    let (voided, accounts) = execute(
+        &mut h,
+        11,
+        &Operation::VoidHold {
+            hold_id: 10,
+            user_ref: 0,
+        },
+    );
+    assert_eq!(accounts, [1, 2]);
+    let configure = Operation::ConfigureAccount {
+        account: 3,
+        config: Box::new(AccountConfig::default()),
+        user_ref: 0,
+    };
+    assert_eq!(execute(&mut h, 12, &configure).1, [3]);
+    // Replayed: the same accounts, and a record's links must name them.
+    let mut replica = Transactor::new(TransactorConfig::default()).unwrap();
+    replica
+        .replay(10, 1, 0, Outcome::Committed, &[], &opened)
+        .unwrap();
+    assert_eq!(replica.effect_accounts(), [1, 2]);
+    replica
+        .replay(11, 2, 0, Outcome::Committed, &[], &voided)
+        .unwrap();
+    assert_eq!(replica.effect_accounts(), [1, 2]);
+    assert_eq!(
+        replica.check_effect_links(11, &[link(1, 10), link(2, 10)]),
+        Ok(())
+    );
+    // A record written before effect links has none: nothing to check.
+    assert_eq!(replica.check_effect_links(11, &[]), Ok(()));
+    for wrong in [
+        vec![link(2, 10), link(1, 10)],
+        vec![link(1, 10)],
+        vec![link(1, 10), link(3, 10)],
+    ] {
+        assert_eq!(
+            replica.check_effect_links(11, &wrong),
+            Err(ReplayError::BadEffectLinks { tx_id: 11 }),
+            "{wrong:?}"
+        );
+    }
+}
