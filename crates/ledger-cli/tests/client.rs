@@ -289,6 +289,37 @@ fn every_client_command_against_a_real_server() {
             .len(),
         0
     );
+    // Account 4's history shows the holds' events: the void, the second hold, the post
+    // (with its entry) and the first hold, newest first; as JSON and as text.
+    let second_id = second["transaction_id"].as_u64().unwrap();
+    let h = json(&server, &["history", "4", "--limit", "10"]);
+    let kinds: Vec<String> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let effect = e["effect"].as_object().unwrap();
+            let kind = effect.keys().find(|k| *k != "amount").unwrap();
+            format!("{} {kind}", e["tx_id"])
+        })
+        .collect();
+    let post_tx = posted["transaction_id"].as_u64().unwrap();
+    assert_eq!(
+        kinds,
+        [
+            format!("{} hold_voided", second_id + 1),
+            format!("{second_id} hold_opened"),
+            format!("{post_tx} hold_posted"),
+            format!("{hold_id} hold_opened"),
+        ],
+        "{h}"
+    );
+    let text = stdout(&server.cli(&["history", "4"]));
+    assert!(text.contains(&format!("tx {post_tx}  debit")), "{text}");
+    assert!(
+        text.contains(&format!("tx {hold_id}  event   {{\"hold_opened\"")),
+        "{text}"
+    );
     let o = server.cli(&["hold-show", "99999"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("NotFound"), "{}", stderr(&o));

@@ -4,7 +4,8 @@
 
 use ledger_core::holds::{Hold, HoldState};
 use ledger_core::ledger::{
-    AccountInfo, HistoryEntry, LinkKind, Transaction, TransactionStatus, TransactionStatusInfo,
+    AccountInfo, HistoryEntry, HistoryEvent, LinkKind, Transaction, TransactionStatus,
+    TransactionStatusInfo,
 };
 use ledger_core::transaction::{
     AMOUNT_MAX, AccountConfig, COMPOSITE_STEPS_MAX, CompositeOperation, Effect, Entry, EntryKind,
@@ -417,6 +418,14 @@ pub fn transaction(tx: &Transaction) -> pb::GetTransactionResponse {
 
 pub fn history_entry(e: &HistoryEntry) -> pb::TxEntryRecord {
     entry(&e.entry, e.tx_id)
+}
+
+pub fn history_event(e: &HistoryEvent) -> pb::HistoryEvent {
+    pb::HistoryEvent {
+        tx_id: e.tx_id,
+        timestamp_ns: e.timestamp_ns,
+        effect: Some(effect(&e.effect)),
+    }
 }
 
 /// A cluster node's status on the wire.

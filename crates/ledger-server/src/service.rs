@@ -564,6 +564,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             .await?;
         Ok(Response::new(pb::GetAccountHistoryResponse {
             entries: page.entries.iter().map(convert::history_entry).collect(),
+            events: page.events.iter().map(convert::history_event).collect(),
             next_tx_id: page.next_tx_id,
             applied_tx_id: applied,
         }))

@@ -1665,7 +1665,8 @@ async fn holds_over_grpc_survive_kill_9() {
     let server = Server::start(&data, &[]);
     let mut c = server.client().await;
     let r = c.submit_and_wait(and_wait(post(id, 25), committed)).await;
-    assert_eq!(r.unwrap().into_inner().fail_reason, 0);
+    let posted = r.unwrap().into_inner();
+    assert_eq!(posted.fail_reason, 0);
     let again = c.submit_and_wait(and_wait(post(id, 0), committed)).await;
     assert_eq!(again.unwrap().into_inner().fail_reason, 14, "posted twice");
     let h = c
@@ -1699,6 +1700,47 @@ async fn holds_over_grpc_survive_kill_9() {
         .unwrap()
         .into_inner();
     assert_eq!(b.balances, [75, 25]);
+    // Account 1's history, across the restart: the deposit's and the post's entries,
+    // and the hold's events (placed, then posted), newest first; refusals are absent.
+    let history = c
+        .get_account_history(pb::GetAccountHistoryRequest {
+            account_id: 1,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let entry_txs: Vec<u64> = history.entries.iter().map(|e| e.tx_id).collect();
+    assert_eq!(entry_txs, [posted.transaction_id, 1]);
+    use pb::tx_effect::Effect as E;
+    let events: Vec<(u64, Option<E>)> = history
+        .events
+        .into_iter()
+        .map(|e| (e.tx_id, e.effect.and_then(|e| e.effect)))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (
+                posted.transaction_id,
+                Some(E::HoldPosted(pb::HoldClosed {
+                    hold_id: id,
+                    amount: 25
+                }))
+            ),
+            (
+                id,
+                Some(E::HoldOpened(pb::HoldPlaced {
+                    from: 1,
+                    to: 2,
+                    amount: 60,
+                    expires_at_ns: 0
+                }))
+            ),
+        ]
+    );
+    assert_eq!(history.next_tx_id, 0);
 }
 
 /// Reversals and hierarchies over the wire: a reversal commits the inverse and links both

@@ -596,14 +596,13 @@ async fn execute(command: ClientCommand) -> CliResult {
                     "{}",
                     json!({
                         "entries": page.entries.iter().map(entry).collect::<Vec<_>>(),
+                        "events": page.events.iter().map(history_event).collect::<Vec<_>>(),
                         "next_tx_id": page.next_tx_id,
                     })
                 );
                 return Ok(());
             }
-            for e in &page.entries {
-                println!("tx {}  {}", e.tx_id, entry_line(e));
-            }
+            print_history(&page);
             if page.next_tx_id != 0 {
                 println!("more: --from {}", page.next_tx_id);
             }
@@ -1068,6 +1067,38 @@ fn entry(e: &pb::TxEntryRecord) -> Value {
         "amount": e.amount,
         "balance_after": e.computed_balance,
     })
+}
+
+fn history_event(e: &pb::HistoryEvent) -> Value {
+    json!({
+        "tx_id": e.tx_id,
+        "timestamp_ns": e.timestamp_ns,
+        "effect": e.effect.as_ref().map(effect_json),
+    })
+}
+
+/// A history page as text, newest first: each transaction's entries, then its events.
+fn print_history(page: &pb::GetAccountHistoryResponse) {
+    let (mut entries, mut events) = (
+        page.entries.iter().peekable(),
+        page.events.iter().peekable(),
+    );
+    loop {
+        let entry_tx = entries.peek().map(|e| e.tx_id);
+        let event_tx = events.peek().map(|e| e.tx_id);
+        match (entry_tx, event_tx) {
+            (Some(a), b) if b.is_none_or(|b| a >= b) => {
+                let e = entries.next().expect("peeked");
+                println!("tx {}  {}", e.tx_id, entry_line(e));
+            }
+            (_, Some(_)) => {
+                let e = events.next().expect("peeked");
+                let effect = e.effect.as_ref().map_or(Value::Null, effect_json);
+                println!("tx {}  event   {effect}", e.tx_id);
+            }
+            _ => break,
+        }
+    }
 }
 
 fn entry_line(e: &pb::TxEntryRecord) -> String {
