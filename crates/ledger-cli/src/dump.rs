@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use clap::Args;
-use ledger_core::record::DecodedRecord;
+use ledger_core::record::{AccountLink, DecodedRecord};
 use ledger_core::transaction::{Effect, Entry, EntryKind, FailReason, Outcome};
 use ledger_wal::{FrameKind, SegmentEnd, WalReader};
 use serde::Serialize;
@@ -62,7 +62,11 @@ pub fn run(wal_dir: &Path, args: &DumpArgs) -> CliResult {
                     || record
                         .entries
                         .iter()
-                        .any(|e| args.accounts.contains(&e.account_id)));
+                        .any(|e| args.accounts.contains(&e.account_id))
+                    || record
+                        .effect_links
+                        .iter()
+                        .any(|l| args.accounts.contains(&l.account_id)));
             if wanted {
                 sink.json(&TxRow::of(record))?;
             }
@@ -113,6 +117,13 @@ pub struct TxRow<'a> {
         skip_serializing_if = "<[Effect]>::is_empty"
     )]
     effects: &'a [Effect],
+    /// The accounts the effects touched without an entry, each with its previous
+    /// transaction: `[{"account", "link"}]`; omitted if none.
+    #[serde(
+        serialize_with = "effect_links",
+        skip_serializing_if = "<[AccountLink]>::is_empty"
+    )]
+    effect_links: &'a [AccountLink],
 }
 
 impl<'a> TxRow<'a> {
@@ -135,6 +146,7 @@ impl<'a> TxRow<'a> {
             entries: record.entries,
             links: record.prev_tx_ids,
             effects: record.effects,
+            effect_links: record.effect_links,
         }
     }
 }
@@ -195,6 +207,14 @@ fn effect_json(effect: &Effect) -> serde_json::Value {
 
 fn effects<S: Serializer>(effects: &&[Effect], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_seq(effects.iter().map(effect_json))
+}
+
+fn effect_links<S: Serializer>(links: &&[AccountLink], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(
+        links
+            .iter()
+            .map(|l| serde_json::json!({ "account": l.account_id, "link": l.prev_tx_id })),
+    )
 }
 
 /// A stable, script-friendly name for each fail reason (its `Display` is prose).

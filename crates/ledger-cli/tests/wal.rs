@@ -181,6 +181,27 @@ fn expected_json(t: &ledger_core::ledger::Transaction) -> Value {
     v
 }
 
+/// Whether `effect` touches one of `accounts` without an entry (a void names its hold's).
+fn names(
+    effect: &ledger_core::transaction::Effect,
+    accounts: &[u64],
+    all: &[ledger_core::ledger::Transaction],
+) -> bool {
+    use ledger_core::transaction::Effect;
+    let hold_accounts = |hold_id: u64| match all[hold_id as usize - 1].effects[0] {
+        Effect::HoldOpened { from, to, .. } => [from, to],
+        other => panic!("{other:?} is not a hold"),
+    };
+    match *effect {
+        Effect::Configured { account, .. } => accounts.contains(&account),
+        Effect::HoldOpened { from, to, .. } => accounts.contains(&from) || accounts.contains(&to),
+        Effect::HoldVoided { hold_id } | Effect::HoldExpired { hold_id } => {
+            hold_accounts(hold_id).iter().any(|a| accounts.contains(a))
+        }
+        _ => false,
+    }
+}
+
 /// Compares a dumped line with the engine's transaction (the fields both have).
 fn assert_same(line: &Value, t: &ledger_core::ledger::Transaction) {
     let expected = expected_json(t);
@@ -263,11 +284,30 @@ fn wal_dump_filters_by_id_range_and_account() {
         .transactions
         .iter()
         .filter(|t| t.tx_id <= 200)
-        .filter(|t| t.entries.iter().any(|e| [9, 10].contains(&e.account_id)))
+        .filter(|t| {
+            t.entries.iter().any(|e| [9, 10].contains(&e.account_id))
+                || t.effects
+                    .iter()
+                    .any(|e| names(e, &[9, 10], &written().transactions))
+        })
         .map(|t| t.tx_id)
         .collect();
     assert!(!expected.is_empty());
     assert_eq!(ids, expected);
+    // Holds on those accounts show, with their effect links.
+    let hold_lines: Vec<_> = run
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["effects"][0].get("hold_opened").is_some())
+        .collect();
+    assert!(!hold_lines.is_empty());
+    for line in hold_lines {
+        let links = line["effect_links"].as_array().unwrap();
+        assert_eq!(links.len(), 2, "{line}");
+        let hold = &line["effects"][0]["hold_opened"];
+        assert_eq!(links[0]["account"], hold["from"]);
+        assert_eq!(links[1]["account"], hold["to"]);
+    }
 
     let reversed = cli(data, &["wal", "dump", "--from", "9", "--to", "3"]);
     assert_eq!(reversed.code, 2, "{reversed:?}");

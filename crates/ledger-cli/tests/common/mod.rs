@@ -115,6 +115,18 @@ fn write() -> Written {
                 amount: 1 + next(50),
                 user_ref: 0,
             },
+            // Two-phase transfers (ids are positions: a fresh ledger, one at a time):
+            // a hold, then its post or its void; some holds are refused.
+            3 | 13 => Operation::hold(1 + next(8), 1 + next(10), 1 + next(300), 0, 0),
+            4 => Operation::PostHold {
+                hold_id: ops.len() as u64,
+                amount: 0,
+                user_ref: 0,
+            },
+            14 => Operation::VoidHold {
+                hold_id: ops.len() as u64,
+                user_ref: 0,
+            },
             // Accounts 9 and 10 start empty: some of these are rejected.
             _ => Operation::Transfer {
                 from: 1 + next(10),
