@@ -135,8 +135,28 @@ mod tests {
             ),
             (3, 5, 9, 0)
         );
+        // A hold between 2 and 7: both link back, then both heads move to it.
+        let mut effect_links = Vec::new();
+        links.link_with_effects(11, &[], &mut prev, &[2, 7], &mut effect_links);
+        assert!(prev.is_empty());
+        let link = |account_id, prev_tx_id| AccountLink {
+            account_id,
+            prev_tx_id,
+        };
+        assert_eq!(effect_links, [link(2, 9), link(7, 0)]);
+        // Entries and effect links of one account in one transaction all name the one
+        // before it.
+        links.link_with_effects(12, &[entry(7)], &mut prev, &[7, 1], &mut effect_links);
+        assert_eq!(
+            (prev.as_slice(), effect_links.as_slice()),
+            (&[11][..], &[link(7, 11), link(1, 5)][..])
+        );
+        assert_eq!(
+            (links.latest(7), links.latest(1), links.latest(2)),
+            (12, 12, 11)
+        );
         let restored = AccountLinks::restore(12, links.as_slice().iter().copied());
-        assert_eq!(restored.latest(2), 9);
+        assert_eq!(restored.latest(2), 11);
         assert_eq!(restored.as_slice().len(), 12);
     }
 }

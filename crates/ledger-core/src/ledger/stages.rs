@@ -94,14 +94,15 @@ impl Stage<Slot> for TransactorStage {
                         &mut self.effects,
                     );
                     slot.set_outcome(outcome);
-                    if !self.effects.is_empty() {
+                    let has_effects = !self.effects.is_empty();
+                    if has_effects {
                         // The slot's own vector (kept from earlier use) comes back.
                         slot.swap_effects(&mut self.effects);
                         self.effects.clear();
                     }
                     if !outcome.is_committed() {
                         slot.prev.clear();
-                    } else if slot.effects().is_empty() {
+                    } else if !has_effects {
                         self.links.link(seq, &slot.entries, &mut slot.prev);
                     } else {
                         let (entries, prev, effect_links) = slot.links_mut();
