@@ -797,6 +797,7 @@ impl Engine {
                 links: recovered.links,
                 outcomes: Arc::clone(&outcomes),
                 effects: Vec::new(),
+                effect_links: Vec::new(),
             },
             options(config.pinning.transactor, TRANSACTOR_BATCH_MAX),
         );

@@ -127,14 +127,6 @@ impl Slot {
         }
     }
 
-    /// The entries, their back-links and the effect links, to be written (after
-    /// [`swap_effects`](Self::swap_effects)).
-    #[inline]
-    pub fn links_mut(&mut self) -> (&[Entry], &mut Vec<TxId>, &mut Vec<AccountLink>) {
-        let extra = self.extra.get_or_insert_with(Box::default);
-        (&self.entries, &mut self.prev, &mut extra.effect_links)
-    }
-
     /// Forgets what a previous transaction of this slot left (without touching its
     /// extra part, likely out of cache).
     #[inline]
@@ -143,14 +135,13 @@ impl Slot {
         self.status.replayed = false;
     }
 
-    /// Gives the transaction `effects` (non-empty), taking the vector; `effects` comes
-    /// back holding the slot's previous vector, to be cleared and reused.
+    /// Gives the transaction `effects` (non-empty) and their `effect_links`, taking the
+    /// vectors; they come back holding the slot's previous ones, to be cleared and reused.
     #[inline]
-    pub fn swap_effects(&mut self, effects: &mut Vec<Effect>) {
-        std::mem::swap(
-            &mut self.extra.get_or_insert_with(Box::default).effects,
-            effects,
-        );
+    pub fn swap_effects(&mut self, effects: &mut Vec<Effect>, effect_links: &mut Vec<AccountLink>) {
+        let extra = self.extra.get_or_insert_with(Box::default);
+        std::mem::swap(&mut extra.effects, effects);
+        std::mem::swap(&mut extra.effect_links, effect_links);
         self.status.has_effects = true;
     }
 
@@ -174,7 +165,7 @@ impl Slot {
         prefetch_ptr(self.prev.as_ptr());
     }
 
-    /// A hint: loads the effects, reading the extra part (best loaded by
+    /// A hint: loads the effects and their links, reading the extra part (best loaded by
     /// [`prefetch_boxes`](Self::prefetch_boxes) a few steps earlier).
     #[inline]
     pub fn prefetch_effects(&self) {
@@ -182,6 +173,7 @@ impl Slot {
             && let Some(extra) = &self.extra
         {
             prefetch_ptr(extra.effects.as_ptr());
+            prefetch_ptr(extra.effect_links.as_ptr());
         }
     }
 

@@ -16,7 +16,7 @@ use super::reads::index::IndexWriter;
 use super::reads::recent::RecentWriter;
 use super::slot::Slot;
 use super::visible::Visible;
-use crate::record::{DecodeMark, FrameEncoder};
+use crate::record::{AccountLink, DecodeMark, FrameEncoder};
 use crate::transaction::Effect;
 use crate::transactor::{Transactor, check_links};
 
@@ -57,6 +57,9 @@ pub(crate) struct TransactorStage {
     pub outcomes: Arc<OutcomeRing>,
     /// Where `execute` writes effects, moved into the slot when there are any.
     pub effects: Vec<Effect>,
+    /// Where their accounts' back-links are written, moved into the slot with them (the
+    /// slot's own buffers are likely out of cache: a swap does not touch them).
+    pub effect_links: Vec<AccountLink>,
 }
 
 impl Stage<Slot> for TransactorStage {
@@ -94,21 +97,24 @@ impl Stage<Slot> for TransactorStage {
                         &mut self.effects,
                     );
                     slot.set_outcome(outcome);
-                    let has_effects = !self.effects.is_empty();
-                    if has_effects {
-                        // The slot's own vector (kept from earlier use) comes back.
-                        slot.swap_effects(&mut self.effects);
-                        self.effects.clear();
-                    }
-                    if !outcome.is_committed() {
-                        slot.prev.clear();
-                    } else if !has_effects {
-                        self.links.link(seq, &slot.entries, &mut slot.prev);
+                    if self.effects.is_empty() {
+                        if outcome.is_committed() {
+                            self.links.link(seq, &slot.entries, &mut slot.prev);
+                        } else {
+                            slot.prev.clear();
+                        }
                     } else {
-                        let (entries, prev, effect_links) = slot.links_mut();
-                        let accounts = self.transactor.effect_accounts();
-                        self.links
-                            .link_with_effects(seq, entries, prev, accounts, effect_links);
+                        assert!(outcome.is_committed(), "effects of a rejection");
+                        self.links.link_with_effects(
+                            seq,
+                            &slot.entries,
+                            &mut slot.prev,
+                            self.transactor.effect_accounts(),
+                            &mut self.effect_links,
+                        );
+                        // The slot's own vectors (kept from earlier use) come back.
+                        slot.swap_effects(&mut self.effects, &mut self.effect_links);
+                        self.effects.clear();
                     }
                     slot.timestamp_ns = self.transactor.now_ns();
                 }
@@ -272,6 +278,9 @@ impl Stage<Slot> for SnapshotStage {
                     visible
                         .state
                         .prefetch_holds_stored(&ahead.entries, ahead.effects());
+                    for link in ahead.effect_links() {
+                        visible.links.prefetch_account(link.account_id);
+                    }
                 }
                 if let Some(ahead) = slots.get(i + APPLY_PREFETCH_AHEAD) {
                     ahead.prefetch_effects();

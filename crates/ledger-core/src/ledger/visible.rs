@@ -16,26 +16,18 @@ pub(crate) struct Visible {
 }
 
 impl Visible {
-    /// Applies one committed (durable) transaction's stored result.
+    /// Applies one committed (durable) transaction's result as the transactor stage
+    /// produced it: re-applying it checks every balance the transactor claims.
     #[inline]
     pub fn apply(&mut self, tx_id: TxId, record: RecordRef<'_>) -> Result<(), ReplayError> {
-        self.state.replay(
-            tx_id,
-            record.timestamp_ns,
-            record.user_ref,
-            record.outcome,
-            record.entries,
-            record.effects,
-        )?;
-        if !record.effect_links.is_empty() {
-            self.state.check_effect_links(tx_id, record.effect_links)?;
-        }
+        self.replay(tx_id, record)?;
         self.links.apply(tx_id, record.entries, record.effect_links);
         Ok(())
     }
 
     /// [`apply`](Self::apply) for a record read back from the WAL, which also checks the
-    /// record's back-links against the chains (a mismatch is damage, not a crash).
+    /// record's back-links against the chains, and that its effect links name the
+    /// accounts its effects touched (a mismatch is damage, not a crash).
     #[inline]
     pub fn apply_stored(&mut self, tx_id: TxId, record: RecordRef<'_>) -> Result<(), ReplayError> {
         check_links(
@@ -45,7 +37,22 @@ impl Visible {
             record.prev_tx_ids,
             record.effect_links,
         )?;
-        self.apply(tx_id, record)
+        self.replay(tx_id, record)?;
+        self.state.check_effect_links(tx_id, record.effect_links)?;
+        self.links.apply(tx_id, record.entries, record.effect_links);
+        Ok(())
+    }
+
+    #[inline]
+    fn replay(&mut self, tx_id: TxId, record: RecordRef<'_>) -> Result<(), ReplayError> {
+        self.state.replay(
+            tx_id,
+            record.timestamp_ns,
+            record.user_ref,
+            record.outcome,
+            record.entries,
+            record.effects,
+        )
     }
 
     /// A hint: `entries` will be applied soon.

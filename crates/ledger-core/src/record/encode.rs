@@ -337,25 +337,21 @@ fn check_effects(tx_id: TxId, effects: &[Effect]) -> Result<usize, EncodeError> 
 /// written before links), or one per account each effect touches ([`effect_accounts`]),
 /// naming the accounts the effects name, each older than the transaction.
 fn check_effect_links(tx_id: TxId, record: RecordRef<'_>) -> Result<(), EncodeError> {
-    let links = record.effect_links;
-    if links.is_empty() {
+    let invalid = |reason| EncodeError::InvalidEffectLinks { tx_id, reason };
+    let mut rest = record.effect_links;
+    if rest.is_empty() {
         return Ok(());
     }
-    let invalid = |reason| EncodeError::InvalidEffectLinks { tx_id, reason };
-    let expected: usize = record.effects.iter().map(effect_accounts).sum();
-    if links.len() != expected {
-        return Err(invalid("not one per account the effects touch"));
-    }
-    if links
-        .iter()
-        .any(|l| l.account_id >= ACCOUNT_ID_LIMIT || (l.prev_tx_id != 0 && l.prev_tx_id >= tx_id))
-    {
-        return Err(invalid("an account not below 2^63 or a link not older"));
-    }
-    let mut rest = links;
     for effect in record.effects {
-        let (mine, after) = rest.split_at(effect_accounts(effect));
+        let Some((mine, after)) = rest.split_at_checked(effect_accounts(effect)) else {
+            return Err(invalid("not one per account the effects touch"));
+        };
         rest = after;
+        if mine.iter().any(|l| {
+            l.account_id >= ACCOUNT_ID_LIMIT || (l.prev_tx_id != 0 && l.prev_tx_id >= tx_id)
+        }) {
+            return Err(invalid("an account not below 2^63 or a link not older"));
+        }
         let named = match (*effect, mine) {
             (Effect::Configured { account, .. }, [link]) => link.account_id == account,
             (Effect::HoldOpened { from, to, .. }, [a, b]) => {
@@ -368,7 +364,10 @@ fn check_effect_links(tx_id: TxId, record: RecordRef<'_>) -> Result<(), EncodeEr
             return Err(invalid("an account the effect does not name"));
         }
     }
-    Ok(())
+    match rest {
+        [] => Ok(()),
+        _ => Err(invalid("not one per account the effects touch")),
+    }
 }
 
 /// The effects block of transaction `tx_id`: count, then each effect
