@@ -125,6 +125,41 @@ impl Ledger {
         Ok(transaction)
     }
 
+    /// Committed transactions in id order from `from_tx_id` (0: from 1), at most `max`,
+    /// up to the committed index: the change stream's read. Each is what
+    /// [`get_transaction`](Self::get_transaction) returns but for the `ReversedBy` link (a
+    /// later reversal comes later in the stream, linked to its original). Reads whole
+    /// frames in order (memory, else disk) on the caller's thread: a reader far behind
+    /// never slows the pipeline. Empty when `from_tx_id` is beyond the committed index.
+    ///
+    /// # Errors
+    /// [`LedgerError::NotRetained`] when `from_tx_id` is in a segment retention deleted;
+    /// WAL read errors.
+    pub fn read_transactions(
+        &self,
+        from_tx_id: TxId,
+        max: usize,
+    ) -> Result<Vec<Transaction>, LedgerError> {
+        let engine = self.engine()?;
+        let committed = engine.progress.index(engine.committed);
+        let mut next = from_tx_id.max(1);
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
+        let last = committed.min(next.saturating_add(max).saturating_sub(1));
+        let mut out = Vec::with_capacity(
+            usize::try_from(last.saturating_sub(next) + 1)
+                .unwrap_or(0)
+                .min(4096),
+        );
+        let mut source = engine.source();
+        while next <= last {
+            next = source.scan_frame(next, last, |record| {
+                out.push(transaction(&record));
+                ControlFlow::Continue(())
+            })?;
+        }
+        Ok(out)
+    }
+
     /// A page of `account`'s history, newest first: its entries, and the events of its
     /// configurations and holds (see [`AccountHistory`]); from its latest transaction
     /// when `from_tx_id` is 0, else from its latest transaction at or before

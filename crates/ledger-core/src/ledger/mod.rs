@@ -542,6 +542,20 @@ impl Ledger {
         WaitForTransaction { inner: Some(inner) }
     }
 
+    /// A future that resolves once transaction `tx_id` is committed (durable), whether
+    /// or not this ledger issued it yet: how a change stream waits for the next
+    /// transaction. Bound it with a timeout: on an idle ledger it waits until the next
+    /// commit, or until the ledger stops.
+    pub fn wait_committed_async(&self, tx_id: TxId) -> WaitForTransaction {
+        let inner = self.engine().map(|engine| {
+            (
+                engine.progress.wait_async(engine.committed, tx_id),
+                engine.progress.clone(),
+            )
+        });
+        WaitForTransaction { inner: Some(inner) }
+    }
+
     /// The outcome of an executed transaction ([`WaitLevel::Processed`] reached), from
     /// memory for recent ones and from the WAL for older ones.
     ///
