@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ledger_core::ledger::{
     HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEntry, HistoryEvent, Ledger, LedgerConfig,
-    LedgerError, LinkKind, Transaction,
+    LedgerError, LinkKind, StreamFilter, Transaction,
 };
 use ledger_core::transaction::{
     AccountConfig, CompositeOperation, Effect, EntryKind, FailReason, Operation, Outcome, Step,
@@ -252,18 +252,62 @@ fn check_everything(
             ..t.clone()
         })
         .collect();
+    let all = StreamFilter {
+        include_rejected: true,
+        ..StreamFilter::default()
+    };
     for max in [1, 7, 1000] {
         let mut read = Vec::new();
-        while read.len() < txs.len() {
-            let chunk = ledger
-                .read_transactions(read.len() as TxId + 1, max)
-                .unwrap();
-            assert!(!chunk.is_empty() && chunk.len() <= max);
-            read.extend(chunk);
+        let mut from = 1;
+        while from <= last {
+            let page = ledger.read_transactions(from, max, &all).unwrap();
+            assert!(!page.transactions.is_empty() && page.transactions.len() <= max);
+            assert_eq!(page.next_tx_id, page.transactions.last().unwrap().tx_id + 1);
+            read.extend(page.transactions);
+            from = page.next_tx_id;
         }
         assert_eq!(read, streamed, "max {max}");
     }
-    assert!(ledger.read_transactions(last + 1, 10).unwrap().is_empty());
+    let beyond = ledger.read_transactions(last + 1, 10, &all).unwrap();
+    assert_eq!(
+        (beyond.transactions.len(), beyond.next_tx_id),
+        (0, last + 1)
+    );
+    // Filtered: committed ones only, or those naming an account (as its history does).
+    let committed = ledger
+        .read_transactions(1, usize::MAX, &StreamFilter::default())
+        .unwrap();
+    let want: Vec<_> = streamed
+        .iter()
+        .filter(|t| t.outcome.is_committed())
+        .cloned()
+        .collect();
+    assert_eq!(
+        (committed.transactions, committed.next_tx_id),
+        (want, last + 1)
+    );
+    for account in [1, 5] {
+        let filter = StreamFilter {
+            accounts: vec![account],
+            ..StreamFilter::default()
+        };
+        let ids: Vec<TxId> = ledger
+            .read_transactions(1, usize::MAX, &filter)
+            .unwrap()
+            .transactions
+            .iter()
+            .map(|t| t.tx_id)
+            .collect();
+        let (entries, events) = model_history(&txs, account);
+        let mut want: Vec<TxId> = entries
+            .iter()
+            .map(|e| e.tx_id)
+            .chain(events.iter().map(|e| e.tx_id))
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(ids, want, "account {account}");
+    }
     let final_balances = replay(&txs, last);
     let mut events = 0;
     for account in 0..ACCOUNTS {
@@ -467,13 +511,14 @@ fn retention_makes_old_transactions_not_retained_and_keeps_recent_ones() {
     for id in last - 199..=last {
         ledger.get_transaction(id).unwrap();
     }
+    let all = StreamFilter::default();
     assert!(matches!(
-        ledger.read_transactions(1, 10),
+        ledger.read_transactions(1, 10, &all),
         Err(LedgerError::NotRetained { tx_id: 1, .. })
     ));
-    let tail = ledger.read_transactions(last - 199, 500).unwrap();
-    assert_eq!(tail.len(), 200);
-    assert_eq!(tail[0].tx_id, last - 199);
+    let tail = ledger.read_transactions(last - 199, 500, &all).unwrap();
+    assert_eq!(tail.transactions.len(), 200);
+    assert_eq!(tail.transactions[0].tx_id, last - 199);
     // A full history reaches the retention horizon and says so, never a wrong answer.
     let mut from = 0;
     let err = loop {

@@ -63,6 +63,33 @@ pub struct HistoryEntry {
     pub entry: Entry,
 }
 
+/// Which transactions [`Ledger::read_transactions`] keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamFilter {
+    /// Only transactions with an entry on one of these accounts, or an effect that names
+    /// one (a configuration; a hold placed, voided or expired); empty: every account.
+    pub accounts: Vec<AccountId>,
+    /// Rejected transactions too (they name no account: with `accounts`, none is kept).
+    pub include_rejected: bool,
+}
+
+impl StreamFilter {
+    fn keeps(&self, record: &DecodedRecord<'_>) -> bool {
+        if !self.include_rejected && !record.outcome.is_committed() {
+            return false;
+        }
+        self.accounts.is_empty() || self.accounts.iter().any(|&a| names(record, a))
+    }
+}
+
+/// A run of transactions in id order, and where the next run starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransactionPage {
+    pub transactions: Vec<Transaction>,
+    /// The id after the last one read (kept or filtered out): resume from here.
+    pub next_tx_id: TxId,
+}
+
 /// One change of an account's history besides its balance: a configuration, a hold
 /// placed (on both its accounts), posted, voided or expired, a reversal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,12 +152,14 @@ impl Ledger {
         Ok(transaction)
     }
 
-    /// Committed transactions in id order from `from_tx_id` (0: from 1), at most `max`,
-    /// up to the committed index: the change stream's read. Each is what
-    /// [`get_transaction`](Self::get_transaction) returns but for the `ReversedBy` link (a
-    /// later reversal comes later in the stream, linked to its original). Reads whole
-    /// frames in order (memory, else disk) on the caller's thread: a reader far behind
-    /// never slows the pipeline. Empty when `from_tx_id` is beyond the committed index.
+    /// Committed transactions in id order from `from_tx_id` (0: from 1) that `filter`
+    /// keeps, reading at most `max` of them (kept or not), up to the committed index: the
+    /// change stream's read. Each is what [`get_transaction`](Self::get_transaction)
+    /// returns but for the `ReversedBy` link (a later reversal comes later in the stream,
+    /// linked to its original). Reads whole frames in order (memory, else disk) on the
+    /// caller's thread: a reader far behind never slows the pipeline. The page's
+    /// `next_tx_id` is where to go on (`from_tx_id` itself when it is beyond the
+    /// committed index).
     ///
     /// # Errors
     /// [`LedgerError::NotRetained`] when `from_tx_id` is in a segment retention deleted;
@@ -139,25 +168,28 @@ impl Ledger {
         &self,
         from_tx_id: TxId,
         max: usize,
-    ) -> Result<Vec<Transaction>, LedgerError> {
+        filter: &StreamFilter,
+    ) -> Result<TransactionPage, LedgerError> {
         let engine = self.engine()?;
         let committed = engine.progress.index(engine.committed);
         let mut next = from_tx_id.max(1);
         let max = u64::try_from(max).unwrap_or(u64::MAX);
         let last = committed.min(next.saturating_add(max).saturating_sub(1));
-        let mut out = Vec::with_capacity(
-            usize::try_from(last.saturating_sub(next) + 1)
-                .unwrap_or(0)
-                .min(4096),
-        );
+        let mut page = TransactionPage {
+            transactions: Vec::new(),
+            next_tx_id: next,
+        };
         let mut source = engine.source();
         while next <= last {
             next = source.scan_frame(next, last, |record| {
-                out.push(transaction(&record));
+                if filter.keeps(&record) {
+                    page.transactions.push(transaction(&record));
+                }
                 ControlFlow::Continue(())
             })?;
         }
-        Ok(out)
+        page.next_tx_id = next;
+        Ok(page)
     }
 
     /// A page of `account`'s history, newest first: its entries, and the events of its
@@ -338,6 +370,12 @@ fn link_of(record: &DecodedRecord<'_>, account: AccountId) -> Option<TxId> {
                 .find(|l| l.account_id == account)
                 .map(|l| l.prev_tx_id)
         })
+}
+
+/// Whether `record` names `account`: an entry, an effect link, or (a record written
+/// before effect links) a configuration or a hold placed.
+fn names(record: &DecodedRecord<'_>, account: AccountId) -> bool {
+    link_of(record, account).is_some() || record.effects.iter().any(|e| legacy_names(e, account))
 }
 
 /// Appends what `record` did to `account`, newest first: its entries in reverse order,

@@ -68,7 +68,7 @@ pub use config::{LedgerConfig, StagePinning, WaitStrategy};
 pub use error::{FailureKind, LedgerError, SharedError};
 pub use history::{
     AccountHistory, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEntry, HistoryEvent, LinkKind,
-    Transaction, TransactionLink,
+    StreamFilter, Transaction, TransactionLink, TransactionPage,
 };
 pub use metrics::LedgerMetrics;
 pub use queries::{TransactionStatus, TransactionStatusInfo};
