@@ -25,3 +25,4 @@ pub mod pb;
 pub mod serve;
 mod service;
 pub mod settings;
+mod subscribe;

@@ -696,6 +696,22 @@ impl pb::ledger_server::Ledger for LedgerService {
         })))
     }
 
+    type SubscribeTransactionsStream = crate::subscribe::TransactionStream;
+
+    async fn subscribe_transactions(
+        &self,
+        request: Request<pb::SubscribeTransactionsRequest>,
+    ) -> Result<Response<Self::SubscribeTransactionsStream>, Status> {
+        auth::require(&request, Role::Read)?;
+        let ledger = self.ledger()?;
+        let service = self.clone();
+        Ok(Response::new(crate::subscribe::subscribe(
+            ledger,
+            request.into_inner(),
+            move |e| service.status(e),
+        )))
+    }
+
     type SubmitBatchStreamStream = BatchResultStream;
 
     async fn submit_batch_stream(
