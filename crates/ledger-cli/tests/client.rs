@@ -324,6 +324,36 @@ fn every_client_command_against_a_real_server() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("NotFound"), "{}", stderr(&o));
 
+    // The change stream: every transaction so far, in order, rejected ones included;
+    // then only those naming account 4 (its holds, its post), committed ones.
+    let committed = json(&server, &["index"])["committed_index"]
+        .as_u64()
+        .unwrap();
+    let n = committed.to_string();
+    let o = server.cli(&["tail", "--from", "1", "--rejected", "--count", &n, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<u64> = lines.iter().map(|l| l["tx_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=committed).collect::<Vec<_>>());
+    assert!(lines.iter().any(|l| l["fail_reason"] != 0));
+    let o = server.cli(&["tail", "--from", "1", "--account", "4", "--count", "4"]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for id in [
+        hold_id.to_string(),
+        post_tx.to_string(),
+        second_id.to_string(),
+    ] {
+        assert!(
+            text.contains(&format!("transaction {id}  committed")),
+            "{text}"
+        );
+    }
+    assert!(!text.contains("rejected"), "{text}");
+
     // Reversals: a hold moved no money; its post is moved back once, not twice.
     let o = server.cli(&["reverse", &hold_id]);
     assert!(stdout(&o).contains("(code 18)"), "{}", stdout(&o));

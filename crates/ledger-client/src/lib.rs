@@ -61,3 +61,5 @@ mod rpc;
 pub use client::{ATTEMPTS_MAX, Client, Stub};
 pub use error::{Error, source_chain};
 pub use options::{Auth, ConnectOptions};
+/// The gRPC types a caller of the streaming methods handles (a stream, its end status).
+pub use tonic::{Code, Status, Streaming};

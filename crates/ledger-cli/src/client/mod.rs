@@ -6,6 +6,7 @@
 
 mod connect;
 mod steps;
+mod tail;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,8 @@ pub enum ClientCommand {
     Tx(Tx),
     /// An account's entries, newest first, one page at a time.
     History(History),
+    /// Committed transactions as they commit (the change stream), from an id or live.
+    Tail(tail::Tail),
     /// The pipeline's computed, committed and snapshot indexes.
     Index(Index),
     /// A cluster's nodes: role, term, leader and indexes of each.
@@ -545,42 +548,10 @@ async fn execute(command: ClientCommand) -> CliResult {
                     ..Default::default()
                 })
                 .await?;
-            let value = json!({
-                "tx_id": t.tx_id,
-                "timestamp_ns": t.timestamp_ns,
-                "user_ref": t.user_ref,
-                "fail_reason": t.fail_reason,
-                "entries": t.entries.iter().map(entry).collect::<Vec<_>>(),
-                "links": t.links.iter().map(|l| json!({
-                    "to_tx_id": l.to_tx_id,
-                    "kind": l.kind().as_str_name(),
-                })).collect::<Vec<_>>(),
-                "effects": t.effects.iter().map(effect_json).collect::<Vec<_>>(),
-            });
-            if c.connect.json {
-                println!("{value}");
-                return Ok(());
-            }
-            let outcome = if t.fail_reason == 0 {
-                "committed".to_owned()
-            } else {
-                format!("rejected: {}", reason(t.fail_reason, 0))
-            };
-            println!(
-                "transaction {}  {outcome}  user_ref {}  timestamp_ns {}",
-                t.tx_id, t.user_ref, t.timestamp_ns
-            );
-            for e in &t.entries {
-                println!("  {}", entry_line(e));
-            }
-            for l in &t.links {
-                println!("  link {} -> {}", l.kind().as_str_name(), l.to_tx_id);
-            }
-            for e in &t.effects {
-                println!("  effect {}", effect_json(e));
-            }
+            print_transaction(&t, c.connect.json);
             Ok(())
         }
+        ClientCommand::Tail(c) => tail::tail(&c).await,
         ClientCommand::History(c) => {
             let client = connect(&c.connect)?;
             let page = client
@@ -1067,6 +1038,44 @@ fn entry(e: &pb::TxEntryRecord) -> Value {
         "amount": e.amount,
         "balance_after": e.computed_balance,
     })
+}
+
+/// A transaction as `ledger-cli tx` and `tail` print it: one JSON line, or text.
+fn print_transaction(t: &pb::GetTransactionResponse, as_json: bool) {
+    if as_json {
+        let value = json!({
+            "tx_id": t.tx_id,
+            "timestamp_ns": t.timestamp_ns,
+            "user_ref": t.user_ref,
+            "fail_reason": t.fail_reason,
+            "entries": t.entries.iter().map(entry).collect::<Vec<_>>(),
+            "links": t.links.iter().map(|l| json!({
+                "to_tx_id": l.to_tx_id,
+                "kind": l.kind().as_str_name(),
+            })).collect::<Vec<_>>(),
+            "effects": t.effects.iter().map(effect_json).collect::<Vec<_>>(),
+        });
+        println!("{value}");
+        return;
+    }
+    let outcome = if t.fail_reason == 0 {
+        "committed".to_owned()
+    } else {
+        format!("rejected: {}", reason(t.fail_reason, 0))
+    };
+    println!(
+        "transaction {}  {outcome}  user_ref {}  timestamp_ns {}",
+        t.tx_id, t.user_ref, t.timestamp_ns
+    );
+    for e in &t.entries {
+        println!("  {}", entry_line(e));
+    }
+    for l in &t.links {
+        println!("  link {} -> {}", l.kind().as_str_name(), l.to_tx_id);
+    }
+    for e in &t.effects {
+        println!("  effect {}", effect_json(e));
+    }
 }
 
 fn history_event(e: &pb::HistoryEvent) -> Value {
