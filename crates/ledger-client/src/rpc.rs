@@ -143,6 +143,22 @@ impl Idempotent for pb::SubmitBatchAndWaitRequest {
     }
 }
 
+impl Client {
+    /// `SubscribeTransactions`: the change stream. Opening it follows the crate's retry
+    /// rules (a read); a stream that breaks is the caller's to open again from the last
+    /// batch's `next_tx_id`.
+    pub async fn subscribe_transactions(
+        &self,
+        request: pb::SubscribeTransactionsRequest,
+    ) -> Result<tonic::Streaming<pb::TransactionBatch>, Error> {
+        self.call(true, |mut stub| {
+            let request = request.clone();
+            async move { stub.subscribe_transactions(request).await }
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,21 +206,5 @@ mod tests {
             }
             .idempotent()
         );
-    }
-}
-
-impl Client {
-    /// `SubscribeTransactions`: the change stream. Opening it follows the crate's retry
-    /// rules (a read); a stream that breaks is the caller's to open again from the last
-    /// batch's `next_tx_id`.
-    pub async fn subscribe_transactions(
-        &self,
-        request: pb::SubscribeTransactionsRequest,
-    ) -> Result<tonic::Streaming<pb::TransactionBatch>, Error> {
-        self.call(true, |mut stub| {
-            let request = request.clone();
-            async move { stub.subscribe_transactions(request).await }
-        })
-        .await
     }
 }
