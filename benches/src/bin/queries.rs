@@ -65,6 +65,29 @@ fn report(name: &str, hist: &Histogram<u64>) {
     );
 }
 
+/// The change stream's read (`read_transactions`, pages of 4096, every committed
+/// transaction) over the last `count` ids up to `last`: transactions per second.
+fn stream_rate(ledger: &Ledger, tier: &str, count: u64, last: u64) -> Result<(), String> {
+    let filter = ledger_core::ledger::StreamFilter::default();
+    let t = Instant::now();
+    let mut from = last + 1 - count;
+    let mut read = 0usize;
+    while from <= last {
+        let page = ledger
+            .read_transactions(from, 4096, &filter)
+            .map_err(|e| format!("read_transactions from {from}: {e}"))?;
+        read += page.transactions.len();
+        from = page.next_tx_id;
+        std::hint::black_box(page);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "read_transactions, {tier}: {read} transactions in {secs:.2} s = {:.2}M tx/s",
+        read as f64 / secs / 1e6
+    );
+    Ok(())
+}
+
 fn run(args: &Args) -> Result<(), String> {
     let temp;
     let data_dir = match &args.data_dir {
@@ -162,6 +185,7 @@ fn run(args: &Args) -> Result<(), String> {
         after.records_read_memory - before.records_read_memory,
         after.records_read_disk - before.records_read_disk
     );
+    stream_rate(&ledger, "memory", recent, last)?;
     ledger.stop().map_err(|e| format!("stop: {e}"))?;
     drop(ledger);
 
@@ -187,6 +211,7 @@ fn run(args: &Args) -> Result<(), String> {
         std::hint::black_box(tx);
     }
     report("get_transaction, disk (any id)", &hist);
+    stream_rate(&ledger, "disk", last, last)?;
 
     let first_page = ledger
         .get_account_history(HOT_ACCOUNT, 0, 20)
