@@ -97,6 +97,10 @@ struct Args {
     /// Runtime worker threads of the client.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
+    /// Subscribers to the change stream (`SubscribeTransactions`, every committed
+    /// transaction from the run's start), each counting what it receives.
+    #[arg(long, default_value_t = 0)]
+    subscribers: usize,
 }
 
 fn main() {
@@ -327,6 +331,13 @@ async fn run(args: Args) -> Result<(), String> {
     let usage_before = process::usage();
     let done = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
+    let subscribers: Vec<_> = (0..args.subscribers)
+        .map(|i| {
+            let client = LedgerClient::new(channels[i % channels.len()].clone())
+                .max_decoding_message_size(64 << 20);
+            tokio::spawn(subscribe(client, before + 1, Arc::clone(&done)))
+        })
+        .collect();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..args.concurrency {
@@ -407,7 +418,45 @@ async fn run(args: Args) -> Result<(), String> {
         "client process: {:.2} cores busy",
         (usage.cpu - usage_before.cpu).as_secs_f64() / secs
     );
+    for (i, s) in subscribers.into_iter().enumerate() {
+        let (received, next) = s.await.map_err(|e| e.to_string())??;
+        println!(
+            "subscriber {i}: {received} tx = {:.0} tx/s, {} behind the committed index at the end",
+            received as f64 / secs,
+            (after + 1).saturating_sub(next)
+        );
+    }
     Ok(())
+}
+
+/// One change-stream subscriber from `from`, until `done`: what it received, and the
+/// id it would resume from.
+async fn subscribe(
+    mut client: LedgerClient<Channel>,
+    from: u64,
+    done: Arc<AtomicBool>,
+) -> Result<(u64, u64), String> {
+    let mut stream = client
+        .subscribe_transactions(pb::SubscribeTransactionsRequest {
+            from_tx_id: from,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("subscribe: {e}"))?
+        .into_inner();
+    let (mut received, mut next) = (0u64, from);
+    while !done.load(Ordering::Acquire) {
+        match tokio::time::timeout(Duration::from_millis(100), stream.message()).await {
+            Ok(Ok(Some(batch))) => {
+                received += batch.transactions.len() as u64;
+                next = batch.next_tx_id;
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => return Err(format!("subscriber: {e}")),
+            Err(_) => {}
+        }
+    }
+    Ok((received, next))
 }
 
 /// One client's loop; returns its latency histogram and acknowledged operations.
