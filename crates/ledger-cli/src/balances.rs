@@ -88,30 +88,25 @@ impl Balances {
             self.grow(tx_id, needed)?;
         }
         if effect_links.is_empty() {
-            check_links(&self.latest, tx_id, entries, prev_tx_ids, &[])
-                .map_err(ApplyError::Mismatch)?;
-            apply_entries(&mut self.table, tx_id, entries).map_err(ApplyError::Mismatch)?;
-            link_entries(&mut self.latest, tx_id, entries, &[]);
-            return Ok(());
+            return self.check_and_apply(tx_id, entries, prev_tx_ids, &[]);
         }
-        self.apply_linked(tx_id, entries, prev_tx_ids, effect_links)
+        // A hold or a configuration: rare, so a small copy of its links is fine.
+        let links: Vec<AccountLink> = effect_links.iter().map(|&(_, l)| l).collect();
+        self.check_and_apply(tx_id, entries, prev_tx_ids, &links)
     }
 
-    /// [`apply`](Self::apply) for a transaction whose effects have links too (a hold, a
-    /// configuration).
-    #[cold]
-    fn apply_linked(
+    #[inline]
+    fn check_and_apply(
         &mut self,
         tx_id: TxId,
         entries: &[Entry],
         prev_tx_ids: &[TxId],
-        effect_links: &[(usize, AccountLink)],
+        effect_links: &[AccountLink],
     ) -> Result<(), ApplyError> {
-        let links: Vec<AccountLink> = effect_links.iter().map(|&(_, l)| l).collect();
-        check_links(&self.latest, tx_id, entries, prev_tx_ids, &links)
+        check_links(&self.latest, tx_id, entries, prev_tx_ids, effect_links)
             .map_err(ApplyError::Mismatch)?;
         apply_entries(&mut self.table, tx_id, entries).map_err(ApplyError::Mismatch)?;
-        link_entries(&mut self.latest, tx_id, entries, &links);
+        link_entries(&mut self.latest, tx_id, entries, effect_links);
         Ok(())
     }
 
