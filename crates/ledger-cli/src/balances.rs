@@ -81,9 +81,11 @@ impl Balances {
         prev_tx_ids: &[TxId],
         effect_links: &[(usize, AccountLink)],
     ) -> Result<(), ApplyError> {
-        let accounts = entries.iter().map(|e| e.account_id);
-        let linked = effect_links.iter().map(|(_, l)| l.account_id);
-        let needed = accounts.chain(linked).max().unwrap_or(0);
+        let mut needed = entries.iter().map(|e| e.account_id).max().unwrap_or(0);
+        if !effect_links.is_empty() {
+            let linked = effect_links.iter().map(|(_, l)| l.account_id).max();
+            needed = needed.max(linked.unwrap_or(0));
+        }
         if usize::try_from(needed).map_or(true, |n| n >= self.table.len()) {
             self.grow(tx_id, needed)?;
         }

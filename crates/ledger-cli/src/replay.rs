@@ -249,9 +249,11 @@ impl Applier<'_> {
                 let entries = batch.entries.get(begin..end).unwrap_or_default();
                 let links = batch.prev_tx_ids.get(begin..end).unwrap_or_default();
                 begin = end;
-                let mine = effect_links.partition_point(|&(at, _)| at == i);
-                let (own_links, rest) = effect_links.split_at(mine);
-                effect_links = rest;
+                let mut own_links: &[_] = &[];
+                if effect_links.first().is_some_and(|&(at, _)| at == i) {
+                    let mine = effect_links.partition_point(|&(at, _)| at == i);
+                    (own_links, effect_links) = effect_links.split_at(mine);
+                }
                 if !entries.is_empty() || !own_links.is_empty() {
                     self.balances
                         .apply(tx_id, entries, links, own_links)

@@ -1624,25 +1624,28 @@ pub fn check_links(
     prev_tx_ids: &[TxId],
     effect_links: &[AccountLink],
 ) -> Result<(), ReplayError> {
-    let links = entries
-        .iter()
-        .zip(prev_tx_ids)
-        .map(|(e, &p)| (e.account_id, p));
-    let effect_links = effect_links.iter().map(|l| (l.account_id, l.prev_tx_id));
-    for (account_id, recorded) in links.chain(effect_links) {
+    let check = |account_id: AccountId, recorded: TxId| {
         let expected = usize::try_from(account_id)
             .ok()
             .and_then(|i| latest.get(i))
             .copied()
             .unwrap_or(0);
-        if recorded != expected {
-            return Err(ReplayError::BrokenLink {
+        if recorded == expected {
+            Ok(())
+        } else {
+            Err(ReplayError::BrokenLink {
                 tx_id,
                 account_id,
                 recorded,
                 expected,
-            });
+            })
         }
+    };
+    for (entry, &recorded) in entries.iter().zip(prev_tx_ids) {
+        check(entry.account_id, recorded)?;
+    }
+    for link in effect_links {
+        check(link.account_id, link.prev_tx_id)?;
     }
     Ok(())
 }
