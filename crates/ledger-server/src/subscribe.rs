@@ -1,6 +1,7 @@
 //! The change stream (`SubscribeTransactions`): committed transactions in id order from a
 //! starting id, then live as they commit. One task per subscriber reads whole frames
-//! (`Ledger::read_transactions`: memory, else disk) and sends batches into a bounded
+//! (`Ledger::read_transactions`: memory, else disk; on the blocking pool, not the I/O
+//! threads that serve submissions) and sends batches into a bounded
 //! channel, so a slow subscriber stops only its own task, never the pipeline, and holds
 //! at most [`BATCHES_IN_FLIGHT`] batches of memory.
 
@@ -39,7 +40,7 @@ pub(crate) fn subscribe(
         from => from,
     };
     tokio::spawn(async move {
-        if let Err(error) = run(&ledger, from, request, &out).await {
+        if let Err(error) = run(ledger, from, request, &out).await {
             let _ = out.send(Err(status(&error))).await;
         }
     });
@@ -50,7 +51,7 @@ pub(crate) fn subscribe(
 /// fails a read or a wait. A batch that the filter left empty is sent only once caught
 /// up, so that an idle filtered subscriber still learns where to resume.
 async fn run(
-    ledger: &Ledger,
+    ledger: Arc<Ledger>,
     from: u64,
     request: pb::SubscribeTransactionsRequest,
     out: &mpsc::Sender<Result<pb::TransactionBatch, Status>>,
@@ -73,16 +74,24 @@ async fn run(
             }
             continue;
         }
-        let page =
-            tokio::task::block_in_place(|| ledger.read_transactions(next, BATCH_TX_MAX, &filter))?;
-        next = page.next_tx_id;
-        if page.transactions.is_empty() && next <= ledger.pipeline_index().committed {
+        // Read and converted on the blocking pool, off the I/O threads that serve
+        // submissions.
+        let reader = Arc::clone(&ledger);
+        let page_filter = filter.clone();
+        let (batch, empty) = tokio::task::spawn_blocking(move || {
+            let page = reader.read_transactions(next, BATCH_TX_MAX, &page_filter)?;
+            let batch = pb::TransactionBatch {
+                transactions: page.transactions.iter().map(convert::transaction).collect(),
+                next_tx_id: page.next_tx_id,
+            };
+            Ok::<_, LedgerError>((batch, page.transactions.is_empty()))
+        })
+        .await
+        .expect("the reading task does not panic")?;
+        next = batch.next_tx_id;
+        if empty && next <= ledger.pipeline_index().committed {
             continue;
         }
-        let batch = pb::TransactionBatch {
-            transactions: page.transactions.iter().map(convert::transaction).collect(),
-            next_tx_id: next,
-        };
         if out.send(Ok(batch)).await.is_err() {
             return Ok(());
         }
