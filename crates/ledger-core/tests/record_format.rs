@@ -953,6 +953,16 @@ fn check_written_fixture(path: &std::path::Path, records: Vec<Rec>) {
     assert_eq!(decoded, want);
 }
 
+/// A HoldOpened effect, for the fixtures.
+fn hold_opened(from: u64, to: u64, amount: u64, expires_at_ns: u64) -> Effect {
+    Effect::HoldOpened {
+        from,
+        to,
+        amount,
+        expires_at_ns,
+    }
+}
+
 /// Version 2's records of holds, reversals and hierarchies (`record-v2-money.bin`): every
 /// effect kind, the Configured presence bit of a parent, and the fail codes of the money
 /// model. Ids 1-10 from `base_ts`.
@@ -965,12 +975,6 @@ fn fixture_v2_money_records() -> Vec<Rec> {
         max_balance: None,
         parent: 3,
     };
-    let hold = |from, to, amount, expires_at_ns| Effect::HoldOpened {
-        from,
-        to,
-        amount,
-        expires_at_ns,
-    };
     vec![
         // 1: configure account 4 as a sub-account of 3, currency 978.
         committed(t, 0, Vec::new()).with_effects(vec![Effect::Configured {
@@ -978,9 +982,14 @@ fn fixture_v2_money_records() -> Vec<Rec> {
             config: sub_account,
         }]),
         // 2: hold 100 of account 1 for account 2, for one second.
-        committed(t + 10, 0, Vec::new()).with_effects(vec![hold(1, 2, 100, t + 1_000_000_010)]),
+        committed(t + 10, 0, Vec::new()).with_effects(vec![hold_opened(
+            1,
+            2,
+            100,
+            t + 1_000_000_010,
+        )]),
         // 3: hold 50 of account 1 for account 3, no expiry, user_ref 9.
-        committed(t + 20, 9, Vec::new()).with_effects(vec![hold(1, 3, 50, 0)]),
+        committed(t + 20, 9, Vec::new()).with_effects(vec![hold_opened(1, 3, 50, 0)]),
         // 4: post 80 of hold 2: the entries move it, the rest is released.
         committed(t + 30, 0, vec![credit(1, 80, 920), debit(2, 80, 80)]).with_effects(vec![
             Effect::HoldPosted {
@@ -993,7 +1002,7 @@ fn fixture_v2_money_records() -> Vec<Rec> {
         // 6: post hold 3 again: it is closed.
         rejected(t + 40, 0, FailReason::HoldClosed),
         // 7: hold 5 of account 2 for account 1, expiring at once.
-        committed(t + 50, 0, Vec::new()).with_effects(vec![hold(2, 1, 5, t + 51)]),
+        committed(t + 50, 0, Vec::new()).with_effects(vec![hold_opened(2, 1, 5, t + 51)]),
         // 8: the expiry of hold 7.
         committed(t + 60, 0, Vec::new()).with_effects(vec![Effect::HoldExpired { hold_id: 7 }]),
         // 9: reverse transaction 4: the inverse entries, linked to 4 by both accounts.
@@ -1023,12 +1032,6 @@ fn the_money_model_fixture_is_what_the_encoder_writes_and_the_decoder_reads() {
 /// record is not linked), voided and expired. Ids 1-7 from `base_ts`.
 fn fixture_v2_linked_records() -> Vec<Rec> {
     let t = FIXTURE_BASE_NS;
-    let hold = |from, to, amount, expires_at_ns| Effect::HoldOpened {
-        from,
-        to,
-        amount,
-        expires_at_ns,
-    };
     vec![
         // 1: configure account 4 (overdraft limit 100): its first transaction.
         committed(t, 0, Vec::new())
@@ -1042,11 +1045,11 @@ fn fixture_v2_linked_records() -> Vec<Rec> {
             .with_links(&[(4, 0)]),
         // 2: hold 100 of account 1 for account 2, no expiry: their first.
         committed(t + 10, 0, Vec::new())
-            .with_effects(vec![hold(1, 2, 100, 0)])
+            .with_effects(vec![hold_opened(1, 2, 100, 0)])
             .with_links(&[(1, 0), (2, 0)]),
         // 3: hold 50 of account 1 for account 4: back to 2 and to 1.
         committed(t + 10, 0, Vec::new())
-            .with_effects(vec![hold(1, 4, 50, 0)])
+            .with_effects(vec![hold_opened(1, 4, 50, 0)])
             .with_links(&[(1, 2), (4, 1)]),
         // 4: post 80 of hold 2: the entries link back to 3 and 2; no effect links.
         linked(
@@ -1065,7 +1068,7 @@ fn fixture_v2_linked_records() -> Vec<Rec> {
             .with_links(&[(1, 4), (4, 3)]),
         // 6: hold 5 of account 2 for account 1, expiring at t + 50.
         committed(t + 40, 0, Vec::new())
-            .with_effects(vec![hold(2, 1, 5, t + 50)])
+            .with_effects(vec![hold_opened(2, 1, 5, t + 50)])
             .with_links(&[(2, 4), (1, 5)]),
         // 7: its expiry: accounts 2 and 1, both back to 6.
         committed(t + 50, 0, Vec::new())
