@@ -1,5 +1,7 @@
 //! The `ledger-server` binary: settings, logging, then [`ledger_server::serve::run`].
 
+use std::io::IsTerminal as _;
+
 use ledger_server::settings::Settings;
 use tracing_subscriber::EnvFilter;
 
@@ -12,10 +14,15 @@ fn main() {
         }
     };
     let filter = EnvFilter::try_new(settings.log()).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if settings.log_json() {
+        logs.json().init();
+    } else {
+        // Colour codes only for a person at a terminal, never into a file or a pipe.
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Named so operators (and a test) can tell the gRPC threads from the stage threads.
     builder

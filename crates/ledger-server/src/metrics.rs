@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ledger_core::ledger::Ledger;
 
 use crate::backend::Backend;
+use crate::cdc::CdcProgress;
 use ledger_core::transaction::FailReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,6 +33,8 @@ pub struct ServerMetrics {
     latency_sum_us: AtomicU64,
     last_snapshot_tx: AtomicU64,
     last_snapshot_seen: std::sync::Mutex<Instant>,
+    /// The change-stream sink's progress, when it runs.
+    cdc: Option<Arc<CdcProgress>>,
 }
 
 impl Default for ServerMetrics {
@@ -45,11 +48,20 @@ impl Default for ServerMetrics {
             latency_sum_us: AtomicU64::new(0),
             last_snapshot_tx: AtomicU64::new(0),
             last_snapshot_seen: std::sync::Mutex::new(Instant::now()),
+            cdc: None,
         }
     }
 }
 
 impl ServerMetrics {
+    /// The counters, and the change-stream sink's progress to show beside them.
+    pub fn with_cdc(cdc: Arc<CdcProgress>) -> ServerMetrics {
+        ServerMetrics {
+            cdc: Some(cdc),
+            ..ServerMetrics::default()
+        }
+    }
+
     pub fn submitted(&self, n: u64) {
         self.submitted.fetch_add(n, Ordering::Relaxed);
     }
@@ -190,6 +202,9 @@ impl ServerMetrics {
             }
         }
         self.write_latency(&mut out);
+        if let Some(cdc) = &self.cdc {
+            write_cdc(&mut out, cdc, index.committed);
+        }
         out
     }
 
@@ -218,6 +233,43 @@ impl ServerMetrics {
             self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "ledger_submit_commit_seconds_count {count}");
+    }
+}
+
+/// The change-stream sink's lines: how far the broker acknowledged, and how far behind
+/// the committed index that is.
+fn write_cdc(out: &mut String, cdc: &CdcProgress, committed: u64) {
+    let acked = cdc.acked_through();
+    for (name, kind, help, value) in [
+        (
+            "ledger_cdc_acked_tx_id",
+            "gauge",
+            "Every transaction up to this id is acknowledged by the broker (or filtered out).",
+            acked,
+        ),
+        (
+            "ledger_cdc_lag_transactions",
+            "gauge",
+            "Committed index minus the acknowledged id.",
+            committed.saturating_sub(acked),
+        ),
+        (
+            "ledger_cdc_published_total",
+            "counter",
+            "Messages published to the broker, resends included.",
+            cdc.published(),
+        ),
+        (
+            "ledger_cdc_retries_total",
+            "counter",
+            "Sink sessions that failed and started again.",
+            cdc.retries(),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
 }
 

@@ -11,6 +11,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::auth::Tokens;
 use crate::backend::Backend;
+use crate::cdc::{self, CdcProgress};
 use crate::cluster::{GrpcNetwork, RaftService};
 use crate::health::LedgerHealth;
 use crate::metrics::{self, ServerMetrics};
@@ -101,7 +102,16 @@ pub async fn serve(
             Backend::Cluster(node)
         }
     };
-    let server_metrics = Arc::new(ServerMetrics::default());
+    // The change-stream sink, beside the service, on the same engine.
+    let (server_metrics, cdc_task) = match settings.cdc() {
+        Some(cdc) => {
+            let progress = Arc::new(CdcProgress::default());
+            tracing::info!(url = %cdc.url, stream = %cdc.stream, subject = %cdc.subject, "change stream sink into NATS JetStream");
+            let task = tokio::spawn(cdc::run(backend.clone(), cdc, Arc::clone(&progress)));
+            (Arc::new(ServerMetrics::with_cdc(progress)), Some(task))
+        }
+        None => (Arc::new(ServerMetrics::default()), None),
+    };
 
     let metrics_task = match settings.metrics_addr {
         Some(addr) => {
@@ -193,6 +203,10 @@ pub async fn serve(
         task.abort();
     }
     health_task.abort();
+    if let Some(task) = cdc_task {
+        // Whatever it had not published yet, the next start publishes.
+        task.abort();
+    }
     // In-flight requests are done; make everything durable and stop.
     let stopped = match &backend {
         Backend::Single(ledger) => tokio::task::block_in_place(|| ledger.stop()),

@@ -11,6 +11,8 @@ use clap::Parser;
 use ledger_core::ledger::{LedgerConfig, WaitStrategy};
 use serde::Deserialize;
 
+use crate::cdc::CdcSettings;
+
 /// `ledger-server`: the roda.ledger.v1.Ledger gRPC API over an embedded ledger.
 ///
 /// Run with no arguments it listens on 127.0.0.1:50051 with its data in ./data.
@@ -80,6 +82,10 @@ pub struct Settings {
     /// Log filter (error, warn, info, debug, trace, or a tracing filter) [default: info].
     #[arg(long, env = "LEDGER_LOG")]
     pub log: Option<String>,
+    /// Log format: `text` (coloured only on a terminal) or `json` (one object per line,
+    /// for log shippers) [default: text].
+    #[arg(long, env = "LEDGER_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     /// Serve Prometheus metrics on this address (off when unset).
     #[arg(long, env = "LEDGER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -135,6 +141,25 @@ pub struct Settings {
     /// [default: this node's own --tls-cert, for nodes sharing one certificate or CA].
     #[arg(long, env = "LEDGER_PEER_TLS_CA")]
     pub peer_tls_ca: Option<PathBuf>,
+    /// Publish every committed transaction into NATS JetStream at this server
+    /// (`nats://host:port`), exactly once, resuming from the stream's last message
+    /// (docs/change-stream.md). Off when unset.
+    #[arg(long, env = "LEDGER_CDC_NATS_URL", value_name = "URL")]
+    pub cdc_nats_url: Option<String>,
+    /// The JetStream stream the sink publishes into, created when missing
+    /// [default: LEDGER].
+    #[arg(long, env = "LEDGER_CDC_STREAM", requires = "cdc_nats_url")]
+    pub cdc_stream: Option<String>,
+    /// The subject of the sink's messages; nothing else may publish on it
+    /// [default: ledger.transactions].
+    #[arg(long, env = "LEDGER_CDC_SUBJECT", requires = "cdc_nats_url")]
+    pub cdc_subject: Option<String>,
+    /// Publish rejected transactions too [default: false].
+    #[arg(long, env = "LEDGER_CDC_INCLUDE_REJECTED", requires = "cdc_nats_url")]
+    pub cdc_include_rejected: Option<bool>,
+    /// The first transaction published into an empty stream [default: 1].
+    #[arg(long, env = "LEDGER_CDC_FROM_TX_ID", requires = "cdc_nats_url")]
+    pub cdc_from_tx_id: Option<u64>,
 }
 
 /// A cluster node's identity and peers, from `--node-id` and `--peers`, and its Raft
@@ -197,6 +222,7 @@ impl Settings {
             wait_strategy,
             io_threads,
             log,
+            log_format,
             metrics_addr,
             tls_cert,
             tls_key,
@@ -207,7 +233,12 @@ impl Settings {
             join,
             raft_snapshot_every,
             raft_keep_entries,
-            peer_tls_ca
+            peer_tls_ca,
+            cdc_nats_url,
+            cdc_stream,
+            cdc_subject,
+            cdc_include_rejected,
+            cdc_from_tx_id
         )
     }
 
@@ -261,6 +292,25 @@ impl Settings {
 
     pub fn log(&self) -> &str {
         self.log.as_deref().unwrap_or("info")
+    }
+
+    /// Logs as JSON lines (`--log-format json`) rather than text.
+    pub fn log_json(&self) -> bool {
+        self.log_format.as_deref() == Some("json")
+    }
+
+    /// The change-stream sink, `None` when `--cdc-nats-url` is unset.
+    pub fn cdc(&self) -> Option<CdcSettings> {
+        Some(CdcSettings {
+            url: self.cdc_nats_url.clone()?,
+            stream: self.cdc_stream.clone().unwrap_or_else(|| "LEDGER".into()),
+            subject: self
+                .cdc_subject
+                .clone()
+                .unwrap_or_else(|| "ledger.transactions".into()),
+            include_rejected: self.cdc_include_rejected.unwrap_or(false),
+            from_tx_id: self.cdc_from_tx_id.unwrap_or(1),
+        })
     }
 
     /// The ledger's configuration: the defaults with every setting given applied.
@@ -346,6 +396,34 @@ mod tests {
         assert_eq!(c.snapshot_interval, d.snapshot_interval);
         assert_eq!(c.dedup_window, d.dedup_window);
         assert_eq!(c.closed_hold_retention, d.closed_hold_retention);
+    }
+
+    #[test]
+    fn the_sink_is_off_by_default_and_needs_a_url() {
+        let none = Settings::try_parse_from(["ledger-server"]).unwrap();
+        assert!(none.cdc().is_none());
+        assert!(!none.log_json());
+        assert!(Settings::try_parse_from(["ledger-server", "--cdc-stream", "S"]).is_err());
+        let on = Settings::try_parse_from([
+            "ledger-server",
+            "--cdc-nats-url",
+            "nats://127.0.0.1:4222",
+            "--cdc-include-rejected",
+            "true",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let cdc = on.cdc().unwrap();
+        assert_eq!(cdc.url, "nats://127.0.0.1:4222");
+        assert_eq!(
+            (cdc.stream.as_str(), cdc.subject.as_str()),
+            ("LEDGER", "ledger.transactions")
+        );
+        assert!(cdc.include_rejected);
+        assert_eq!(cdc.from_tx_id, 1);
+        assert!(on.log_json());
+        assert!(Settings::try_parse_from(["ledger-server", "--log-format", "xml"]).is_err());
     }
 
     #[test]

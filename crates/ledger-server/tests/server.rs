@@ -3,93 +3,18 @@
 //! reflection, metrics, graceful shutdown and kill -9 under load.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+mod common;
+
+use common::Server;
 use ledger_server::pb;
 use ledger_server::pb::ledger_client::LedgerClient;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
-
-/// A running server process, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    metrics: Option<String>,
-}
-
-impl Server {
-    fn start(data: &Path, extra: &[&str]) -> Server {
-        Server::start_with(data, extra, |_| {})
-    }
-
-    /// [`Server::start`], with `prepare` applied to the command first.
-    fn start_with(data: &Path, extra: &[&str], prepare: impl FnOnce(&mut Command)) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ledger-server"));
-        prepare(&mut command);
-        let mut child = command
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--max-accounts",
-                "1000",
-                "--ring-size",
-                "4096",
-            ])
-            .arg("--data-dir")
-            .arg(data)
-            .args(extra)
-            .env("LEDGER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ledger-server");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut metrics = None;
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the server exited before listening")
-                .unwrap();
-            if let Some(m) = line.strip_prefix("metrics on http://") {
-                metrics = Some(m.trim_end_matches("/metrics").to_owned());
-            }
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            addr,
-            metrics,
-        }
-    }
-
-    async fn client(&self) -> LedgerClient<Channel> {
-        LedgerClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap()
-    }
-
-    fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, signal);
-        }
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn deposit(account: u64, amount: u64) -> pb::submit_operation_request::Operation {
     pb::submit_operation_request::Operation::Deposit(pb::Deposit {
@@ -841,11 +766,7 @@ async fn health_reflection_and_metrics() {
     c.submit_and_wait(and_wait(wait_deposit(1, 5, 0), pb::WaitLevel::Committed))
         .await
         .unwrap();
-    let metrics_addr = server.metrics.clone().expect("metrics address printed");
-    let mut http = std::net::TcpStream::connect(&metrics_addr).unwrap();
-    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut text = String::new();
-    http.read_to_string(&mut text).unwrap();
+    let text = common::metrics_page(&server);
     assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
     assert!(text.contains("ledger_committed_index 1"), "{text}");
     assert!(
@@ -2002,4 +1923,44 @@ async fn subscribers_get_every_transaction_once_in_order_across_a_kill_9() {
     }
     let (ids, _, _) = stream_until(&mut resumed, 86).await;
     assert_eq!(ids, (81..=85).collect::<Vec<_>>());
+}
+
+/// Logs into a pipe are plain text, without colour codes; `--log-format json` writes one
+/// JSON object per line.
+#[test]
+fn logs_are_plain_text_into_a_pipe_and_json_when_asked() {
+    use std::io::{BufRead, BufReader};
+    for json in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ledger-server"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--log", "info"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env_remove("LEDGER_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if json {
+            command.args(["--log-format", "json"]);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let line = lines
+            .find_map(|l| {
+                l.ok()
+                    .filter(|l| l.contains("serving roda.ledger.v1.Ledger"))
+            })
+            .expect("the serving line");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!line.contains('\x1b'), "no colour codes: {line:?}");
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["level"], "INFO");
+            assert_eq!(v["fields"]["message"], "serving roda.ledger.v1.Ledger");
+            assert!(v["timestamp"].is_string());
+        } else {
+            assert!(line.contains(" INFO "), "{line}");
+        }
+    }
 }
