@@ -18,6 +18,11 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, extra: impl FnOnce(&mut Settings)) -> Server {
+        Server::start_at(data, "127.0.0.1:0".parse().unwrap(), extra)
+    }
+
+    /// [`Server::start`] on `addr` (port 0: a free one).
+    fn start_at(data: &Path, addr: SocketAddr, extra: impl FnOnce(&mut Settings)) -> Server {
         let mut settings = Settings {
             data_dir: Some(data.to_path_buf()),
             max_accounts: Some(1000),
@@ -25,7 +30,7 @@ impl Server {
         };
         extra(&mut settings);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (bound, addr) = std::sync::mpsc::channel();
+        let (bound, bound_addr) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -33,7 +38,7 @@ impl Server {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
                 bound.send(listener.local_addr().unwrap()).unwrap();
                 ledger_server::serve::serve(listener, settings, async {
                     let _ = stopped.await;
@@ -42,7 +47,7 @@ impl Server {
             })
         });
         Server {
-            addr: addr.recv().unwrap(),
+            addr: bound_addr.recv().unwrap(),
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -528,4 +533,48 @@ fn a_list_of_servers_skips_the_ones_that_are_down() {
 fn closed_port() -> String {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     closed.local_addr().unwrap().to_string()
+}
+
+/// `ledger-cli tail` opens the stream again where it stopped when the server goes away
+/// (a graceful stop with the subscriber attached, then a new server on the same address):
+/// every transaction printed once, in order.
+#[test]
+fn tail_reopens_the_stream_after_the_server_restarts() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, |_| {});
+    let addr = server.addr;
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_ledger-cli"))
+        .args(["tail", "--from", "1", "--count", "20", "--json", "--server"])
+        .arg(addr.to_string())
+        .env_remove("LEDGER_SERVER")
+        .env_remove("LEDGER_TOKEN_FILE")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut ids = Vec::new();
+    let mut read = |n: usize, ids: &mut Vec<u64>| {
+        for _ in 0..n {
+            let line = lines.next().expect("a line from tail").unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap();
+            ids.push(v["tx_id"].as_u64().unwrap());
+        }
+    };
+    for i in 1..=10 {
+        let o = server.cli(&["deposit", "1", &i.to_string()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    read(10, &mut ids);
+    // Stops with the subscriber attached: the stop must not wait for it.
+    drop(server);
+    let server = Server::start_at(&data, addr, |_| {});
+    for i in 11..=20 {
+        let o = server.cli(&["deposit", "1", &i.to_string()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    read(10, &mut ids);
+    assert!(tail.wait().unwrap().success());
+    assert_eq!(ids, (1..=20).collect::<Vec<u64>>());
 }

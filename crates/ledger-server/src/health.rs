@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ledger_core::cluster::Role;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -22,7 +22,8 @@ pub(crate) struct LedgerHealth {
     reporter: HealthReporter,
     backend: Backend,
     look: Notify,
-    stopping: std::sync::atomic::AtomicBool,
+    /// Turns true once at shutdown; long-lived streams end on it.
+    stopping: watch::Sender<bool>,
 }
 
 impl LedgerHealth {
@@ -35,7 +36,7 @@ impl LedgerHealth {
             reporter,
             backend,
             look: Notify::new(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
+            stopping: watch::Sender::new(false),
         }
     }
 
@@ -51,7 +52,7 @@ impl LedgerHealth {
     pub(crate) async fn watch(&self) {
         let mut serving = true;
         loop {
-            if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            if *self.stopping.borrow() {
                 return;
             }
             match &self.backend {
@@ -84,9 +85,18 @@ impl LedgerHealth {
 
     /// NOT_SERVING for good: the server is stopping.
     pub(crate) async fn stopping(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.stopping.send_replace(true);
         self.not_serving().await;
+    }
+
+    /// Resolves once the server is stopping: a stream that would otherwise never end
+    /// (a change-stream subscriber) ends on it, so the graceful stop does not wait for
+    /// its client to leave.
+    pub(crate) fn when_stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
     }
 
     /// SERVING for "" and the ledger service.

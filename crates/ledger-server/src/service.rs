@@ -708,6 +708,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(crate::subscribe::subscribe(
             ledger,
             request.into_inner(),
+            self.health.when_stopping(),
             move |e| service.status(e),
         )))
     }

@@ -27,10 +27,13 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 pub(crate) type TransactionStream =
     Pin<Box<dyn Stream<Item = Result<pb::TransactionBatch, Status>> + Send>>;
 
-/// Starts a subscriber's task; `status` maps the engine's errors to the wire's.
+/// Starts a subscriber's task, which ends when `stopping` resolves (the server's graceful
+/// stop) with UNAVAILABLE, so the client subscribes again elsewhere or later; `status`
+/// maps the engine's errors to the wire's.
 pub(crate) fn subscribe(
     ledger: Arc<Ledger>,
     request: pb::SubscribeTransactionsRequest,
+    stopping: impl Future<Output = ()> + Send + 'static,
     status: impl Fn(&LedgerError) -> Status + Send + 'static,
 ) -> TransactionStream {
     let (out, rx) = mpsc::channel(BATCHES_IN_FLIGHT);
@@ -40,8 +43,19 @@ pub(crate) fn subscribe(
         from => from,
     };
     tokio::spawn(async move {
-        if let Err(error) = run(ledger, from, request, &out).await {
-            let _ = out.send(Err(status(&error))).await;
+        tokio::select! {
+            ran = run(ledger, from, request, &out) => {
+                if let Err(error) = ran {
+                    let _ = out.send(Err(status(&error))).await;
+                }
+            }
+            () = stopping => {
+                // Not waiting for room: a full queue ends the stream without the status,
+                // which the client reads as a dropped connection just the same.
+                let _ = out.try_send(Err(Status::unavailable(
+                    "the server is stopping: subscribe again from the last batch's next_tx_id",
+                )));
+            }
         }
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))

@@ -1923,6 +1923,16 @@ async fn subscribers_get_every_transaction_once_in_order_across_a_kill_9() {
     }
     let (ids, _, _) = stream_until(&mut resumed, 86).await;
     assert_eq!(ids, (81..=85).collect::<Vec<_>>());
+    // A filtered subscriber whose account nothing touched still learns where to resume
+    // once caught up: an empty batch carrying next_tx_id.
+    let mut idle = c
+        .subscribe_transactions(subscribe(81, vec![999], false))
+        .await
+        .unwrap()
+        .into_inner();
+    let (ids, _, next) = stream_until(&mut idle, 86).await;
+    assert!(ids.is_empty());
+    assert_eq!(next, 86);
 }
 
 /// Logs into a pipe are plain text, without colour codes; `--log-format json` writes one
