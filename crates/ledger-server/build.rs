@@ -20,6 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(false)
         .codec_path("crate::codec::RequestCodec")
+        // The change stream's batches go out already encoded (src/subscribe.rs).
+        .extern_path(
+            ".roda.ledger.v1.TransactionBatch",
+            "crate::subscribe::EncodedBatch",
+        )
         .extern_path(".roda.ledger.v1", "::ledger_client::pb")
         .compile_fds(fds)?;
     compile_cluster(&proto_dir)

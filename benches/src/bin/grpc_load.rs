@@ -101,6 +101,10 @@ struct Args {
     /// transaction from the run's start), each counting what it receives.
     #[arg(long, default_value_t = 0)]
     subscribers: usize,
+    /// Subscribers read each batch with its transactions left as bytes, not decoded:
+    /// what a consumer on another machine costs this one.
+    #[arg(long)]
+    light_subscribers: bool,
 }
 
 fn main() {
@@ -333,9 +337,12 @@ async fn run(args: Args) -> Result<(), String> {
     let errors = Arc::new(AtomicU64::new(0));
     let subscribers: Vec<_> = (0..args.subscribers)
         .map(|i| {
-            let client = LedgerClient::new(channels[i % channels.len()].clone())
-                .max_decoding_message_size(64 << 20);
-            tokio::spawn(subscribe(client, before + 1, Arc::clone(&done)))
+            tokio::spawn(subscribe(
+                channels[i % channels.len()].clone(),
+                before + 1,
+                args.light_subscribers,
+                Arc::clone(&done),
+            ))
         })
         .collect();
     let started = Instant::now();
@@ -429,27 +436,73 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `TransactionBatch` with each transaction left as its bytes (the same wire type as an
+/// embedded message): counted, never decoded.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LightBatch {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    transactions: Vec<bytes::Bytes>,
+    #[prost(uint64, tag = "2")]
+    next_tx_id: u64,
+}
+
 /// One change-stream subscriber from `from`, until `done`: what it received, and the
-/// id it would resume from.
+/// id it would resume from. `light`: batches read as [`LightBatch`].
 async fn subscribe(
-    mut client: LedgerClient<Channel>,
+    channel: Channel,
     from: u64,
+    light: bool,
     done: Arc<AtomicBool>,
 ) -> Result<(u64, u64), String> {
-    let mut stream = client
-        .subscribe_transactions(pb::SubscribeTransactionsRequest {
-            from_tx_id: from,
-            ..Default::default()
+    let request = pb::SubscribeTransactionsRequest {
+        from_tx_id: from,
+        ..Default::default()
+    };
+    if light {
+        let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20);
+        grpc.ready().await.map_err(|e| format!("subscribe: {e}"))?;
+        let codec =
+            tonic_prost::ProstCodec::<pb::SubscribeTransactionsRequest, LightBatch>::default();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/roda.ledger.v1.Ledger/SubscribeTransactions",
+        );
+        let stream = grpc
+            .server_streaming(tonic::Request::new(request), path, codec)
+            .await
+            .map_err(|e| format!("subscribe: {e}"))?
+            .into_inner();
+        count(stream, from, done, |b: &LightBatch| {
+            (b.transactions.len(), b.next_tx_id)
         })
         .await
-        .map_err(|e| format!("subscribe: {e}"))?
-        .into_inner();
+    } else {
+        let mut client = LedgerClient::new(channel).max_decoding_message_size(64 << 20);
+        let stream = client
+            .subscribe_transactions(request)
+            .await
+            .map_err(|e| format!("subscribe: {e}"))?
+            .into_inner();
+        count(stream, from, done, |b: &pb::TransactionBatch| {
+            (b.transactions.len(), b.next_tx_id)
+        })
+        .await
+    }
+}
+
+/// Reads `stream` until `done`: transactions received, and the last `next_tx_id`.
+async fn count<M>(
+    mut stream: tonic::Streaming<M>,
+    from: u64,
+    done: Arc<AtomicBool>,
+    sizes: impl Fn(&M) -> (usize, u64),
+) -> Result<(u64, u64), String> {
     let (mut received, mut next) = (0u64, from);
     while !done.load(Ordering::Acquire) {
         match tokio::time::timeout(Duration::from_millis(100), stream.message()).await {
             Ok(Ok(Some(batch))) => {
-                received += batch.transactions.len() as u64;
-                next = batch.next_tx_id;
+                let (n, batch_next) = sizes(&batch);
+                received += n as u64;
+                next = batch_next;
             }
             Ok(Ok(None)) => break,
             Ok(Err(e)) => return Err(format!("subscriber: {e}")),

@@ -25,10 +25,9 @@ use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use ledger_core::ledger::{Ledger, StreamFilter};
-use prost::Message as _;
 
 use crate::backend::Backend;
-use crate::convert;
+use crate::batch_wire;
 
 /// Transactions read and published per page, at most.
 const PAGE_TX_MAX: usize = 4096;
@@ -247,18 +246,11 @@ async fn read_page(
     filter: StreamFilter,
 ) -> Result<(Vec<(u64, Bytes)>, u64), SinkError> {
     tokio::task::spawn_blocking(move || {
-        let page = ledger.read_transactions(from, PAGE_TX_MAX, &filter)?;
-        let messages = page
-            .transactions
-            .iter()
-            .map(|tx| {
-                (
-                    tx.tx_id,
-                    Bytes::from(convert::transaction(tx).encode_to_vec()),
-                )
-            })
-            .collect();
-        Ok((messages, page.next_tx_id))
+        let mut messages = Vec::new();
+        let next = ledger.visit_transactions(from, PAGE_TX_MAX, &filter, |tx| {
+            messages.push((tx.tx_id, batch_wire::transaction_message(tx)));
+        })?;
+        Ok((messages, next))
     })
     .await
     .expect("the reading task does not panic")

@@ -337,21 +337,41 @@ pub fn status(info: TransactionStatusInfo) -> pb::GetStatusResponse {
 }
 
 pub fn entry(entry: &Entry, tx_id: u64) -> pb::TxEntryRecord {
-    let kind = match entry.kind {
-        EntryKind::Credit => pb::EntryKind::Credit,
-        EntryKind::Debit => pb::EntryKind::Debit,
-    };
     pb::TxEntryRecord {
         account_id: entry.account_id,
         amount: entry.amount,
-        kind: kind.into(),
+        kind: entry_kind(entry.kind).into(),
         computed_balance: entry.balance_after,
         tx_id,
     }
 }
 
+pub(crate) fn entry_kind(kind: EntryKind) -> pb::EntryKind {
+    match kind {
+        EntryKind::Credit => pb::EntryKind::Credit,
+        EntryKind::Debit => pb::EntryKind::Debit,
+    }
+}
+
+pub(crate) fn link_kind(kind: LinkKind) -> pb::LinkKind {
+    match kind {
+        LinkKind::Duplicate => pb::LinkKind::Duplicate,
+        LinkKind::Reversal => pb::LinkKind::Reversal,
+        LinkKind::ReversedBy => pb::LinkKind::ReversedBy,
+        // A kind newer than this server's wire API: the closest it has.
+        _ => pb::LinkKind::Duplicate,
+    }
+}
+
+pub(crate) fn outcome_code(outcome: Outcome) -> u32 {
+    match outcome {
+        Outcome::Committed => 0,
+        Outcome::Rejected(r) => u32::from(r.code()),
+    }
+}
+
 /// An effect on the wire.
-fn effect(e: &Effect) -> pb::TxEffect {
+pub(crate) fn effect(e: &Effect) -> pb::TxEffect {
     use pb::tx_effect::Effect as E;
     let closed = |hold_id, amount| pb::HoldClosed { hold_id, amount };
     let effect = match *e {
@@ -394,23 +414,13 @@ pub fn transaction(tx: &Transaction) -> pb::GetTransactionResponse {
             .iter()
             .map(|l| pb::TxLinkRecord {
                 to_tx_id: l.to_tx_id,
-                kind: match l.kind {
-                    LinkKind::Duplicate => pb::LinkKind::Duplicate,
-                    LinkKind::Reversal => pb::LinkKind::Reversal,
-                    LinkKind::ReversedBy => pb::LinkKind::ReversedBy,
-                    // A kind newer than this server's wire API: the closest it has.
-                    _ => pb::LinkKind::Duplicate,
-                }
-                .into(),
+                kind: link_kind(l.kind).into(),
             })
             .collect(),
         timestamp_ns: tx.timestamp_ns,
         user_ref: tx.user_ref,
         effects: tx.effects.iter().map(effect).collect(),
-        fail_reason: match tx.outcome {
-            Outcome::Committed => 0,
-            Outcome::Rejected(r) => u32::from(r.code()),
-        },
+        fail_reason: outcome_code(tx.outcome),
         // Set by the service, which knows the node's applied index.
         applied_tx_id: 0,
     }

@@ -10,12 +10,15 @@
 //! - `service` (private): the service itself, only ever served behind the token
 //!   interceptor: [`serve::serve`] is the way to embed it.
 //! - `health` (private): `grpc.health.v1.Health` following the ledger's state.
+//! - `batch_wire` (private): change-stream batches and messages written straight into
+//!   protobuf bytes.
 //! - [`cdc`]: the change stream's sink into NATS JetStream (`--cdc-nats-url`).
 //! - [`auth`], [`metrics`], [`settings`], [`serve`]: security, observability,
 //!   configuration and the process lifecycle.
 
 pub mod auth;
 mod backend;
+mod batch_wire;
 pub mod cdc;
 pub mod cluster;
 mod codec;

@@ -1,7 +1,7 @@
 //! The change stream (`SubscribeTransactions`): committed transactions in id order from a
 //! starting id, then live as they commit. One task per subscriber reads whole frames
-//! (`Ledger::read_transactions`: memory, else disk; on the blocking pool, not the I/O
-//! threads that serve submissions) and sends batches into a bounded
+//! (`Ledger::visit_transactions`: memory, else disk; on the blocking pool, not the I/O
+//! threads that serve submissions), writes them straight into a batch's wire bytes, and sends batches into a bounded
 //! channel, so a slow subscriber stops only its own task, never the pipeline, and holds
 //! at most [`BATCHES_IN_FLIGHT`] batches of memory.
 
@@ -9,12 +9,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Buf, BufMut, Bytes};
 use ledger_core::ledger::{Ledger, LedgerError, StreamFilter};
+use prost::DecodeError;
+use prost::encoding::{DecodeContext, WireType};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::Status;
 
-use crate::{convert, pb};
+use crate::batch_wire::BatchWriter;
+use crate::pb;
 
 /// Transactions read per batch, at most (kept or filtered out).
 const BATCH_TX_MAX: usize = 4096;
@@ -25,7 +29,39 @@ const BATCHES_IN_FLIGHT: usize = 4;
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 pub(crate) type TransactionStream =
-    Pin<Box<dyn Stream<Item = Result<pb::TransactionBatch, Status>> + Send>>;
+    Pin<Box<dyn Stream<Item = Result<EncodedBatch, Status>> + Send>>;
+
+/// A `TransactionBatch` in its wire bytes, encoded on the blocking pool beside its read:
+/// the I/O threads, which also serve submissions, only frame it. The generated server
+/// sends it in place of `pb::TransactionBatch` (build.rs), as a message whose encoding
+/// is these bytes; it is never decoded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EncodedBatch(Bytes);
+
+impl prost::Message for EncodedBatch {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        // Only ever sent: a decoder (none calls this) would skip what it got.
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0 = Bytes::new();
+    }
+}
 
 /// Starts a subscriber's task, which ends when `stopping` resolves (the server's graceful
 /// stop) with UNAVAILABLE, so the client subscribes again elsewhere or later; `status`
@@ -68,7 +104,7 @@ async fn run(
     ledger: Arc<Ledger>,
     from: u64,
     request: pb::SubscribeTransactionsRequest,
-    out: &mpsc::Sender<Result<pb::TransactionBatch, Status>>,
+    out: &mpsc::Sender<Result<EncodedBatch, Status>>,
 ) -> Result<(), LedgerError> {
     let filter = StreamFilter {
         accounts: request.accounts,
@@ -92,17 +128,16 @@ async fn run(
         // submissions.
         let reader = Arc::clone(&ledger);
         let page_filter = filter.clone();
-        let (batch, empty) = tokio::task::spawn_blocking(move || {
-            let page = reader.read_transactions(next, BATCH_TX_MAX, &page_filter)?;
-            let batch = pb::TransactionBatch {
-                transactions: page.transactions.iter().map(convert::transaction).collect(),
-                next_tx_id: page.next_tx_id,
-            };
-            Ok::<_, LedgerError>((batch, page.transactions.is_empty()))
+        let (batch, page_next, empty) = tokio::task::spawn_blocking(move || {
+            let mut batch = BatchWriter::default();
+            let page_next =
+                reader.visit_transactions(next, BATCH_TX_MAX, &page_filter, |t| batch.push(t))?;
+            let empty = batch.is_empty();
+            Ok::<_, LedgerError>((EncodedBatch(batch.finish(page_next)), page_next, empty))
         })
         .await
         .expect("the reading task does not panic")?;
-        next = batch.next_tx_id;
+        next = page_next;
         if empty && next <= ledger.pipeline_index().committed {
             continue;
         }

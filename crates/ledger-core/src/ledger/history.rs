@@ -170,26 +170,47 @@ impl Ledger {
         max: usize,
         filter: &StreamFilter,
     ) -> Result<TransactionPage, LedgerError> {
+        let mut transactions = Vec::new();
+        let next_tx_id = self.visit_transactions(from_tx_id, max, filter, |t| {
+            transactions.push(t.clone());
+        })?;
+        Ok(TransactionPage {
+            transactions,
+            next_tx_id,
+        })
+    }
+
+    /// [`read_transactions`](Self::read_transactions) without the page: `visit` sees
+    /// each kept transaction in turn, in one [`Transaction`] refilled each time (no
+    /// allocation per transaction); returns the page's `next_tx_id`. For a reader that
+    /// turns each into something else at once (the server encodes them for the wire).
+    ///
+    /// # Errors
+    /// As [`read_transactions`](Self::read_transactions).
+    pub fn visit_transactions(
+        &self,
+        from_tx_id: TxId,
+        max: usize,
+        filter: &StreamFilter,
+        mut visit: impl FnMut(&Transaction),
+    ) -> Result<TxId, LedgerError> {
         let engine = self.engine()?;
         let committed = engine.progress.index(engine.committed);
         let mut next = from_tx_id.max(1);
         let max = u64::try_from(max).unwrap_or(u64::MAX);
         let last = committed.min(next.saturating_add(max).saturating_sub(1));
-        let mut page = TransactionPage {
-            transactions: Vec::new(),
-            next_tx_id: next,
-        };
         let mut source = engine.source();
+        let mut current = Transaction::empty();
         while next <= last {
             next = source.scan_frame(next, last, |record| {
                 if filter.keeps(&record) {
-                    page.transactions.push(transaction(&record));
+                    fill_transaction(&record, &mut current);
+                    visit(&current);
                 }
                 ControlFlow::Continue(())
             })?;
         }
-        page.next_tx_id = next;
-        Ok(page)
+        Ok(next)
     }
 
     /// A page of `account`'s history, newest first: its entries, and the events of its
@@ -329,29 +350,50 @@ impl Engine {
 
 /// The record as a [`Transaction`].
 fn transaction(record: &DecodedRecord<'_>) -> Transaction {
-    let mut links = match record.outcome {
-        Outcome::Rejected(FailReason::Duplicate { original_tx_id }) => vec![TransactionLink {
+    let mut transaction = Transaction::empty();
+    fill_transaction(record, &mut transaction);
+    transaction
+}
+
+/// `transaction` made `record`'s, reusing its vectors.
+fn fill_transaction(record: &DecodedRecord<'_>, transaction: &mut Transaction) {
+    transaction.tx_id = record.tx_id;
+    transaction.timestamp_ns = record.timestamp_ns;
+    transaction.user_ref = record.user_ref;
+    transaction.outcome = record.outcome;
+    transaction.entries.clear();
+    transaction.entries.extend_from_slice(record.entries);
+    transaction.effects.clear();
+    transaction.effects.extend_from_slice(record.effects);
+    transaction.links.clear();
+    if let Outcome::Rejected(FailReason::Duplicate { original_tx_id }) = record.outcome {
+        transaction.links.push(TransactionLink {
             to_tx_id: original_tx_id,
             kind: LinkKind::Duplicate,
-        }],
-        _ => Vec::new(),
-    };
+        });
+    }
     for effect in record.effects {
         if let Effect::Reversed { tx_id } = *effect {
-            links.push(TransactionLink {
+            transaction.links.push(TransactionLink {
                 to_tx_id: tx_id,
                 kind: LinkKind::Reversal,
             });
         }
     }
-    Transaction {
-        tx_id: record.tx_id,
-        timestamp_ns: record.timestamp_ns,
-        user_ref: record.user_ref,
-        outcome: record.outcome,
-        entries: record.entries.to_vec(),
-        links,
-        effects: record.effects.to_vec(),
+}
+
+impl Transaction {
+    /// No transaction yet: vectors to fill.
+    fn empty() -> Transaction {
+        Transaction {
+            tx_id: 0,
+            timestamp_ns: 0,
+            user_ref: 0,
+            outcome: Outcome::Committed,
+            entries: Vec::new(),
+            links: Vec::new(),
+            effects: Vec::new(),
+        }
     }
 }
 
