@@ -24,6 +24,7 @@ pub mod cluster;
 mod codec;
 pub mod convert;
 pub mod errors;
+mod feed;
 mod health;
 pub mod metrics;
 pub mod pb;

@@ -16,6 +16,7 @@ use crate::auth::{self, Role};
 use crate::backend::Backend;
 use crate::convert::{self, WireOperation};
 use crate::errors;
+use crate::feed::Feeds;
 use crate::health::LedgerHealth;
 use crate::metrics::ServerMetrics;
 use crate::pb;
@@ -35,6 +36,8 @@ pub(crate) struct LedgerService {
     max_accounts: u64,
     metrics: Arc<ServerMetrics>,
     health: Arc<LedgerHealth>,
+    /// The change stream of every account, read once for its subscribers.
+    feeds: Arc<Feeds>,
 }
 
 impl LedgerService {
@@ -49,6 +52,7 @@ impl LedgerService {
             max_accounts,
             metrics,
             health,
+            feeds: Arc::default(),
         }
     }
 
@@ -708,6 +712,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(crate::subscribe::subscribe(
             ledger,
             request.into_inner(),
+            &self.feeds,
             self.health.when_stopping(),
             move |e| service.status(e),
         )))

@@ -13,11 +13,12 @@ use bytes::{Buf, BufMut, Bytes};
 use ledger_core::ledger::{Ledger, LedgerError, StreamFilter};
 use prost::DecodeError;
 use prost::encoding::{DecodeContext, WireType};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::batch_wire::BatchWriter;
+use crate::feed::Feeds;
 use crate::pb;
 
 /// Transactions read per batch, at most (kept or filtered out).
@@ -65,10 +66,12 @@ impl prost::Message for EncodedBatch {
 
 /// Starts a subscriber's task, which ends when `stopping` resolves (the server's graceful
 /// stop) with UNAVAILABLE, so the client subscribes again elsewhere or later; `status`
-/// maps the engine's errors to the wire's.
+/// maps the engine's errors to the wire's. A subscriber of every account takes the
+/// pages `feeds` read and encoded once for all of them, once it has caught up.
 pub(crate) fn subscribe(
     ledger: Arc<Ledger>,
     request: pb::SubscribeTransactionsRequest,
+    feeds: &Arc<Feeds>,
     stopping: impl Future<Output = ()> + Send + 'static,
     status: impl Fn(&LedgerError) -> Status + Send + 'static,
 ) -> TransactionStream {
@@ -78,71 +81,163 @@ pub(crate) fn subscribe(
         0 => ledger.pipeline_index().committed + 1,
         from => from,
     };
+    let filter = StreamFilter {
+        accounts: request.accounts,
+        include_rejected: request.include_rejected,
+    };
+    let feed = filter
+        .accounts
+        .is_empty()
+        .then(|| feeds.receiver(&ledger, filter.include_rejected));
+    let mut subscriber = Subscriber {
+        ledger,
+        filter,
+        out,
+        next: from,
+    };
     tokio::spawn(async move {
-        tokio::select! {
-            ran = run(ledger, from, request, &out) => {
-                if let Err(error) = ran {
-                    let _ = out.send(Err(status(&error))).await;
-                }
-            }
+        let ran = tokio::select! {
+            ran = subscriber.run(feed) => ran,
             () = stopping => {
                 // Not waiting for room: a full queue ends the stream without the status,
                 // which the client reads as a dropped connection just the same.
-                let _ = out.try_send(Err(Status::unavailable(
+                let _ = subscriber.out.try_send(Err(Status::unavailable(
                     "the server is stopping: subscribe again from the last batch's next_tx_id",
                 )));
+                return;
             }
+        };
+        if let Err(error) = ran {
+            let _ = subscriber.out.send(Err(status(&error))).await;
         }
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-/// Sends batches from transaction `from` until the client leaves (`Ok`) or the engine
-/// fails a read or a wait. A batch that the filter left empty is sent only once caught
-/// up, so that an idle filtered subscriber still learns where to resume.
-async fn run(
-    ledger: Arc<Ledger>,
+/// Transactions `from..next` that a filter kept, as a batch's wire bytes.
+#[derive(Debug)]
+pub(crate) struct Page {
+    pub(crate) from: u64,
+    pub(crate) next: u64,
+    batch: EncodedBatch,
+    empty: bool,
+}
+
+/// Reads and encodes up to `max` transactions from `from` on the blocking pool, off the
+/// I/O threads that serve submissions.
+pub(crate) async fn read_page(
+    ledger: &Arc<Ledger>,
     from: u64,
-    request: pb::SubscribeTransactionsRequest,
-    out: &mpsc::Sender<Result<EncodedBatch, Status>>,
-) -> Result<(), LedgerError> {
-    let filter = StreamFilter {
-        accounts: request.accounts,
-        include_rejected: request.include_rejected,
-    };
-    let mut next = from;
-    loop {
-        if out.is_closed() {
-            return Ok(());
-        }
-        if next > ledger.pipeline_index().committed {
-            // Caught up: wait for the next commit (a stopped engine ends the wait).
-            if let Ok(waited) =
-                tokio::time::timeout(IDLE_CHECK, ledger.wait_committed_async(next)).await
-            {
-                waited?;
-            }
-            continue;
-        }
-        // Read and converted on the blocking pool, off the I/O threads that serve
-        // submissions.
-        let reader = Arc::clone(&ledger);
-        let page_filter = filter.clone();
-        let (batch, page_next, empty) = tokio::task::spawn_blocking(move || {
-            let mut batch = BatchWriter::default();
-            let page_next =
-                reader.visit_transactions(next, BATCH_TX_MAX, &page_filter, |t| batch.push(t))?;
-            let empty = batch.is_empty();
-            Ok::<_, LedgerError>((EncodedBatch(batch.finish(page_next)), page_next, empty))
+    max: usize,
+    filter: &StreamFilter,
+) -> Result<Page, LedgerError> {
+    let (ledger, filter) = (Arc::clone(ledger), filter.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut batch = BatchWriter::default();
+        let next = ledger.visit_transactions(from, max, &filter, |t| batch.push(t))?;
+        let empty = batch.is_empty();
+        Ok(Page {
+            from,
+            next,
+            batch: EncodedBatch(batch.finish(next)),
+            empty,
         })
-        .await
-        .expect("the reading task does not panic")?;
-        next = page_next;
-        if empty && next <= ledger.pipeline_index().committed {
-            continue;
+    })
+    .await
+    .expect("the reading task does not panic")
+}
+
+/// One subscriber: where it is, and where its batches go.
+struct Subscriber {
+    ledger: Arc<Ledger>,
+    filter: StreamFilter,
+    out: mpsc::Sender<Result<EncodedBatch, Status>>,
+    /// Every transaction below this one was sent or filtered out.
+    next: u64,
+}
+
+impl Subscriber {
+    /// Sends batches until the client leaves (`Ok`) or the engine fails a read or a
+    /// wait: from the shared `feed` where there is one, else by its own reads.
+    async fn run(
+        &mut self,
+        feed: Option<broadcast::Receiver<Arc<Page>>>,
+    ) -> Result<(), LedgerError> {
+        if let Some(feed) = feed {
+            self.run_shared(feed).await?;
         }
-        if out.send(Ok(batch)).await.is_err() {
-            return Ok(());
+        self.run_own().await
+    }
+
+    /// Its own reads, page after page, then a wait for commits once caught up.
+    async fn run_own(&mut self) -> Result<(), LedgerError> {
+        while !self.out.is_closed() {
+            if self.next > self.ledger.pipeline_index().committed {
+                // Caught up: wait for the next commit (a stopped engine ends the wait).
+                let waited =
+                    tokio::time::timeout(IDLE_CHECK, self.ledger.wait_committed_async(self.next));
+                if let Ok(waited) = waited.await {
+                    waited?;
+                }
+                continue;
+            }
+            let page = read_page(&self.ledger, self.next, BATCH_TX_MAX, &self.filter).await?;
+            if !self.send(&page).await {
+                return Ok(());
+            }
         }
+        Ok(())
+    }
+
+    /// The feed's pages, each sent as it came (no read, no encoding of its own); what
+    /// lies between its position and a page (it started behind, or fell behind and
+    /// missed pages) it reads itself. Returns when the feed ends.
+    async fn run_shared(
+        &mut self,
+        mut feed: broadcast::Receiver<Arc<Page>>,
+    ) -> Result<(), LedgerError> {
+        loop {
+            let page = tokio::select! {
+                page = feed.recv() => page,
+                () = self.out.closed() => return Ok(()),
+            };
+            let page = match page {
+                Ok(page) => page,
+                // Pages dropped: the next one shows the gap, which its own reads fill.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            };
+            if page.next <= self.next {
+                continue;
+            }
+            // Up to the page's start, or through its end if it starts before `next`.
+            let until = if page.from < self.next {
+                page.next
+            } else {
+                page.from
+            };
+            while self.next < until {
+                let max = usize::try_from(until - self.next)
+                    .map_or(BATCH_TX_MAX, |n| n.min(BATCH_TX_MAX));
+                let own = read_page(&self.ledger, self.next, max, &self.filter).await?;
+                if !self.send(&own).await {
+                    return Ok(());
+                }
+            }
+            if page.from == self.next && !self.send(&page).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends `page` unless the filter left it empty and more is committed (an empty
+    /// batch is sent only once caught up, so that an idle filtered subscriber still
+    /// learns where to resume); false once the client left.
+    async fn send(&mut self, page: &Page) -> bool {
+        self.next = page.next;
+        if page.empty && self.next <= self.ledger.pipeline_index().committed {
+            return true;
+        }
+        self.out.send(Ok(page.batch.clone())).await.is_ok()
     }
 }

@@ -1974,3 +1974,58 @@ fn logs_are_plain_text_into_a_pipe_and_json_when_asked() {
         }
     }
 }
+
+/// Subscribers of every account share the server's feed: started at different points
+/// (from the first transaction, live, midway) while batches commit, each gets every
+/// transaction from its start once and in order, through the hand-over from its own
+/// reads to the shared pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_sharing_the_feed_each_get_their_whole_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let mut c = server.client().await;
+    let committed = pb::WaitLevel::Committed;
+    c.submit_batch_and_wait(deposit_batch(1, 1000, committed))
+        .await
+        .unwrap();
+    let subscribe = |from_tx_id| pb::SubscribeTransactionsRequest {
+        from_tx_id,
+        accounts: Vec::new(),
+        include_rejected: false,
+    };
+    let mut s = server.client().await;
+    let mut from_first = s
+        .subscribe_transactions(subscribe(1))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut live = s
+        .subscribe_transactions(subscribe(0))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut midway = None;
+    for round in 0..10 {
+        c.submit_batch_and_wait(deposit_batch(2, 500, committed))
+            .await
+            .unwrap();
+        if round == 3 {
+            midway = Some(
+                s.subscribe_transactions(subscribe(2500))
+                    .await
+                    .unwrap()
+                    .into_inner(),
+            );
+        }
+    }
+    let last = 6000;
+    for (stream, first) in [
+        (&mut from_first, 1),
+        (&mut live, 1001),
+        (midway.as_mut().unwrap(), 2500),
+    ] {
+        let (ids, _, next) = stream_until(stream, last + 1).await;
+        assert_eq!(ids, (first..=last).collect::<Vec<u64>>());
+        assert_eq!(next, last + 1);
+    }
+}
