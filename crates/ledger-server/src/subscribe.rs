@@ -1,9 +1,15 @@
 //! The change stream (`SubscribeTransactions`): committed transactions in id order from a
-//! starting id, then live as they commit. One task per subscriber reads whole frames
-//! (`Ledger::visit_transactions`: memory, else disk; on the blocking pool, not the I/O
-//! threads that serve submissions), writes them straight into a batch's wire bytes, and sends batches into a bounded
-//! channel, so a slow subscriber stops only its own task, never the pipeline, and holds
-//! at most [`BATCHES_IN_FLIGHT`] batches of memory.
+//! starting id, then live as they commit.
+//!
+//! - One task per subscriber sends batches into a bounded channel: a slow subscriber
+//!   stops only its own task, never the pipeline, and holds at most
+//!   [`BATCHES_IN_FLIGHT`] batches of memory.
+//! - It reads whole frames (`Ledger::visit_transactions`: memory, else disk) and writes
+//!   them straight into a batch's wire bytes, on the blocking pool, not the I/O threads
+//!   that serve submissions.
+//! - A subscriber of every account, once caught up, sends the pages of the server's
+//!   shared feed instead ([`crate::feed`]), reading only what lies before or between
+//!   them.
 
 use std::pin::Pin;
 use std::sync::Arc;
