@@ -4,6 +4,7 @@
 //! four live subscribers cost the server about what one does. One feed per
 //! `include_rejected`, started by its first subscriber and stopped once it has none.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,22 @@ pub(crate) struct Feeds {
 struct Feed {
     ledger: Arc<Ledger>,
     pages: broadcast::Sender<Arc<Page>>,
+    position: Arc<AtomicU64>,
+}
+
+/// A subscriber's end of a feed.
+#[derive(Debug)]
+pub(crate) struct FeedReceiver {
+    pub(crate) pages: broadcast::Receiver<Arc<Page>>,
+    position: Arc<AtomicU64>,
+}
+
+impl FeedReceiver {
+    /// Where the feed's next page starts: every page before it was sent (a subscriber
+    /// that has not received one reads that part itself).
+    pub(crate) fn position(&self) -> u64 {
+        self.position.load(Ordering::Acquire)
+    }
 }
 
 impl Feeds {
@@ -39,24 +56,33 @@ impl Feeds {
         self: &Arc<Self>,
         ledger: &Arc<Ledger>,
         include_rejected: bool,
-    ) -> broadcast::Receiver<Arc<Page>> {
+    ) -> FeedReceiver {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut slots[usize::from(include_rejected)];
         if let Some(feed) = slot.as_ref().filter(|f| Arc::ptr_eq(&f.ledger, ledger)) {
-            return feed.pages.subscribe();
+            return FeedReceiver {
+                pages: feed.pages.subscribe(),
+                position: Arc::clone(&feed.position),
+            };
         }
         let (pages, receiver) = broadcast::channel(PAGES_KEPT);
+        let position = Arc::new(AtomicU64::new(ledger.pipeline_index().committed + 1));
         *slot = Some(Feed {
             ledger: Arc::clone(ledger),
             pages: pages.clone(),
+            position: Arc::clone(&position),
         });
         tokio::spawn(run(
             Arc::clone(self),
             Arc::clone(ledger),
             include_rejected,
             pages,
+            Arc::clone(&position),
         ));
-        receiver
+        FeedReceiver {
+            pages: receiver,
+            position,
+        }
     }
 
     /// Takes `pages`' feed out of its slot if it has no subscriber left (or `always`);
@@ -87,12 +113,13 @@ async fn run(
     ledger: Arc<Ledger>,
     include_rejected: bool,
     pages: broadcast::Sender<Arc<Page>>,
+    position: Arc<AtomicU64>,
 ) {
     let filter = StreamFilter {
         accounts: Vec::new(),
         include_rejected,
     };
-    let mut next = ledger.pipeline_index().committed + 1;
+    let mut next = position.load(Ordering::Acquire);
     loop {
         if pages.receiver_count() == 0 && feeds.retire(&pages, include_rejected, false) {
             return;
@@ -108,6 +135,10 @@ async fn run(
         match read_page(&ledger, next, PAGE_TX_MAX, &filter).await {
             Ok(page) => {
                 next = page.next;
+                // The position first: a subscriber (subscribed before it looks) that
+                // sees the old one receives this page; one that sees the new one reads
+                // up to it itself and skips the page.
+                position.store(next, Ordering::Release);
                 // No receiver right now is fine: the loop's check retires the feed.
                 let _ = pages.send(Arc::new(page));
             }

@@ -234,10 +234,25 @@ const STREAM_IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1)
 /// The next message of a client stream; once the stream's engine has failed (on a
 /// cluster node: it lost its leadership, and the node restarts with a new engine), an
 /// error that ends the stream, so an idle client does not keep the old engine, and its
-/// files, open.
-async fn next_message<T>(inbound: &mut Streaming<T>, ledger: &Ledger) -> Option<Result<T, Status>> {
+/// files, open; once the server is stopping, an error too, so an open stream does not
+/// hold up the graceful stop.
+async fn next_message<T>(
+    inbound: &mut Streaming<T>,
+    ledger: &Ledger,
+    health: &LedgerHealth,
+) -> Option<Result<T, Status>> {
     loop {
-        match tokio::time::timeout(STREAM_IDLE_CHECK, inbound.next()).await {
+        let read = tokio::select! {
+            read = tokio::time::timeout(STREAM_IDLE_CHECK, inbound.next()) => read,
+            // The graceful stop waits for open streams: this one reads no more, answers
+            // what it read, and ends.
+            () = health.when_stopping() => {
+                return Some(Err(Status::unavailable(
+                    "the server is stopping: open a new stream (elsewhere, or once it is back)",
+                )));
+            }
+        };
+        match read {
             Ok(message) => return message,
             Err(_) if ledger.failure().is_some() => {
                 return Some(Err(Status::unavailable(
@@ -614,7 +629,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             let mut levels = Vec::with_capacity(STREAM_GROUP_MAX);
             // Reads what the client has sent so far (at least one message), submits it as
             // one batch: one ring claim for many operations, as SubmitBatch does.
-            while let Some(first) = next_message(&mut inbound, &ledger).await {
+            while let Some(first) = next_message(&mut inbound, &ledger, &service.health).await {
                 let mut failure = None;
                 let mut next = Some(first);
                 while let Some(message) = next.take() {
@@ -737,7 +752,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         let ledger_for_answers = Arc::clone(&ledger);
         tokio::spawn(async move {
             let mut index = 0usize;
-            while let Some(message) = next_message(&mut inbound, &ledger).await {
+            while let Some(message) = next_message(&mut inbound, &ledger, &service.health).await {
                 let started = Instant::now();
                 let submitted = message.and_then(|req| {
                     let level = convert::wait_level(req.wait_level)?;

@@ -24,7 +24,7 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::batch_wire::BatchWriter;
-use crate::feed::Feeds;
+use crate::feed::{FeedReceiver, Feeds};
 use crate::pb;
 
 /// Transactions read per batch, at most (kept or filtered out).
@@ -165,10 +165,7 @@ struct Subscriber {
 impl Subscriber {
     /// Sends batches until the client leaves (`Ok`) or the engine fails a read or a
     /// wait: from the shared `feed` where there is one, else by its own reads.
-    async fn run(
-        &mut self,
-        feed: Option<broadcast::Receiver<Arc<Page>>>,
-    ) -> Result<(), LedgerError> {
+    async fn run(&mut self, feed: Option<FeedReceiver>) -> Result<(), LedgerError> {
         if let Some(feed) = feed {
             self.run_shared(feed).await?;
         }
@@ -195,43 +192,37 @@ impl Subscriber {
         Ok(())
     }
 
-    /// The feed's pages, each sent as it came (no read, no encoding of its own); what
-    /// lies between its position and a page (it started behind, or fell behind and
-    /// missed pages) it reads itself. Returns when the feed ends.
-    async fn run_shared(
-        &mut self,
-        mut feed: broadcast::Receiver<Arc<Page>>,
-    ) -> Result<(), LedgerError> {
+    /// The feed's pages, each sent as it came (no read, no encoding of its own). What
+    /// lies below the feed's position and was not sent yet (it started behind, or fell
+    /// behind and missed pages) it reads itself, never past that position, so the next
+    /// page starts where it is. Returns when the feed ends.
+    async fn run_shared(&mut self, mut feed: FeedReceiver) -> Result<(), LedgerError> {
         loop {
-            let page = tokio::select! {
-                page = feed.recv() => page,
-                () = self.out.closed() => return Ok(()),
-            };
-            let page = match page {
-                Ok(page) => page,
-                // Pages dropped: the next one shows the gap, which its own reads fill.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
-            };
-            if page.next <= self.next {
-                continue;
-            }
-            // Up to the page's start, or through its end if it starts before `next`.
-            let until = if page.from < self.next {
-                page.next
-            } else {
-                page.from
-            };
-            while self.next < until {
-                let max = usize::try_from(until - self.next)
+            let position = feed.position();
+            if self.next < position {
+                let max = usize::try_from(position - self.next)
                     .map_or(BATCH_TX_MAX, |n| n.min(BATCH_TX_MAX));
                 let own = read_page(&self.ledger, self.next, max, &self.filter).await?;
                 if !self.send(&own).await {
                     return Ok(());
                 }
+                continue;
             }
-            if page.from == self.next && !self.send(&page).await {
-                return Ok(());
+            let page = tokio::select! {
+                page = feed.pages.recv() => page,
+                () = self.out.closed() => return Ok(()),
+            };
+            match page {
+                Ok(page) if page.from == self.next => {
+                    if !self.send(&page).await {
+                        return Ok(());
+                    }
+                }
+                // One already sent, or past a gap that the reads above fill.
+                Ok(_) => {}
+                // Pages dropped: the reads above fill the gap.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
             }
         }
     }

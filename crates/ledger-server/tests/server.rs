@@ -2019,13 +2019,92 @@ async fn subscribers_sharing_the_feed_each_get_their_whole_range() {
         }
     }
     let last = 6000;
+    // And one from the start once nothing commits any more: its own reads, to the end.
+    let mut idle = s
+        .subscribe_transactions(subscribe(1))
+        .await
+        .unwrap()
+        .into_inner();
     for (stream, first) in [
         (&mut from_first, 1),
         (&mut live, 1001),
         (midway.as_mut().unwrap(), 2500),
+        (&mut idle, 1),
     ] {
         let (ids, _, next) = stream_until(stream, last + 1).await;
         assert_eq!(ids, (first..=last).collect::<Vec<u64>>());
         assert_eq!(next, last + 1);
     }
+}
+
+/// A graceful stop does not wait for clients that keep streams open: a SubmitBatchStream
+/// whose client never closes its side and a change-stream subscriber both end with
+/// UNAVAILABLE (or just end), and the server exits 0 with what it acknowledged durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_streams_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    let mut c = server.client().await;
+    let (batches, rx) = tokio::sync::mpsc::channel(4);
+    batches
+        .send(deposit_batch(1, 10, pb::WaitLevel::Committed))
+        .await
+        .unwrap();
+    let mut answers = c
+        .submit_batch_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    answers
+        .message()
+        .await
+        .unwrap()
+        .expect("the first batch's answer");
+    let mut subscriber = c
+        .subscribe_transactions(pb::SubscribeTransactionsRequest {
+            from_tx_id: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    subscriber.message().await.unwrap().expect("a first batch");
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(server.child.id() as i32, libc::SIGTERM);
+    }
+    let mut exited = None;
+    for _ in 0..300 {
+        exited = server.child.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exited = exited.expect("the server stops within 30 s with streams open");
+    assert!(exited.success(), "{exited:?}");
+    for end in [
+        answers.message().await.map(|m| m.is_some()),
+        subscriber.message().await.map(|m| m.is_some()),
+    ] {
+        assert!(
+            matches!(&end, Ok(false)) || matches!(&end, Err(s) if s.code() == Code::Unavailable),
+            "{end:?}"
+        );
+    }
+    drop(batches);
+    let server = Server::start(&data, &[]);
+    let balance = server
+        .client()
+        .await
+        .get_balance(pb::GetBalanceRequest {
+            account_id: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(balance.balance, 10);
 }
