@@ -198,6 +198,19 @@ impl Subscriber {
     /// page starts where it is. Returns when the feed ends.
     async fn run_shared(&mut self, mut feed: FeedReceiver) -> Result<(), LedgerError> {
         loop {
+            // Pages already here first: the feed moves its position just before it
+            // sends a page, so a page in flight must not look like a gap to read.
+            match feed.pages.try_recv() {
+                Ok(page) => {
+                    if page.from == self.next && !self.send(&page).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(broadcast::error::TryRecvError::Closed) => return Ok(()),
+                Err(broadcast::error::TryRecvError::Empty) => {}
+            }
             let position = feed.position();
             if self.next < position {
                 let max = usize::try_from(position - self.next)
