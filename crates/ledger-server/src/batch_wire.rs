@@ -27,9 +27,10 @@ pub(crate) struct BatchWriter {
 impl BatchWriter {
     /// Appends `tx` as the batch's next `transactions` element.
     pub(crate) fn push(&mut self, tx: &Transaction) {
+        let len = transaction_len(tx);
         key(&mut self.buf, 1, LEN);
-        encode_varint(transaction_len(tx) as u64, &mut self.buf);
-        transaction(&mut self.buf, tx);
+        encode_varint(len as u64, &mut self.buf);
+        transaction(&mut self.buf, tx, len);
         self.len += 1;
     }
 
@@ -47,13 +48,15 @@ impl BatchWriter {
 
 /// `tx` alone, as a `GetTransactionResponse` message (the sink's payload).
 pub(crate) fn transaction_message(tx: &Transaction) -> Bytes {
-    let mut buf = Vec::with_capacity(transaction_len(tx));
-    transaction(&mut buf, tx);
+    let len = transaction_len(tx);
+    let mut buf = Vec::with_capacity(len);
+    transaction(&mut buf, tx, len);
     buf.into()
 }
 
-/// `tx`'s `GetTransactionResponse` fields, [`transaction_len`] bytes of them.
-fn transaction(buf: &mut Vec<u8>, tx: &Transaction) {
+/// `tx`'s `GetTransactionResponse` fields: `len` bytes of them, as [`transaction_len`]
+/// said (computed once by the caller, which wrote it ahead).
+fn transaction(buf: &mut Vec<u8>, tx: &Transaction, len: usize) {
     let start = buf.len();
     uint(buf, 1, tx.tx_id);
     for e in &tx.entries {
@@ -78,11 +81,7 @@ fn transaction(buf: &mut Vec<u8>, tx: &Transaction) {
             .encode_length_delimited(buf)
             .expect("a Vec grows");
     }
-    assert_eq!(
-        buf.len() - start,
-        transaction_len(tx),
-        "the length written ahead"
-    );
+    assert_eq!(buf.len() - start, len, "the length written ahead");
 }
 
 /// A `GetTransactionResponse`'s length (`applied_tx_id` stays 0: a stream's transactions
