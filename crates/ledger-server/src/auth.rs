@@ -110,24 +110,31 @@ impl Tokens {
         if has_peer { Role::Peer } else { Role::Write }
     }
 
+    /// The role of a caller presenting `token` (none: `None`): every caller may do
+    /// everything when open; else the token's role, or `None` for an unknown token.
+    pub fn role_of(&self, token: Option<&str>) -> Option<Role> {
+        match &self.tokens {
+            None => Some(Role::Write),
+            Some(tokens) => tokens.get(token?.trim()).copied(),
+        }
+    }
+
     /// The interceptor: UNAUTHENTICATED without a known bearer token; else the request
     /// carries the token's role for [`require`].
     pub fn check(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let role = match &self.tokens {
-            None => Role::Write,
-            Some(tokens) => {
-                let header = request
-                    .metadata()
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-                let token = header.strip_prefix("Bearer ").ok_or_else(|| {
-                    Status::unauthenticated("authorization is not a bearer token")
-                })?;
-                *tokens
-                    .get(token.trim())
-                    .ok_or_else(|| Status::unauthenticated("unknown token"))?
-            }
+        let role = if self.is_open() {
+            Role::Write
+        } else {
+            let header = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
+            let token = header
+                .strip_prefix("Bearer ")
+                .ok_or_else(|| Status::unauthenticated("authorization is not a bearer token"))?;
+            self.role_of(Some(token))
+                .ok_or_else(|| Status::unauthenticated("unknown token"))?
         };
         request.extensions_mut().insert(role);
         Ok(request)

@@ -13,6 +13,7 @@
 //! - `batch_wire` (private): change-stream batches and messages written straight into
 //!   protobuf bytes.
 //! - [`cdc`]: the change stream's sink into NATS JetStream (`--cdc-nats-url`).
+//! - `console` (private): the web console (`--console-listen`), over the service.
 //! - [`auth`], [`metrics`], [`settings`], [`serve`]: security, observability,
 //!   configuration and the process lifecycle.
 
@@ -22,6 +23,7 @@ mod batch_wire;
 pub mod cdc;
 pub mod cluster;
 mod codec;
+mod console;
 pub mod convert;
 pub mod errors;
 mod feed;

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
-const LATENCY_BUCKETS: [f64; 12] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
 ];
 
@@ -88,6 +88,15 @@ impl ServerMetrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Observations per latency bucket (not cumulative; those above the last bound are
+    /// in none), and all observations.
+    pub(crate) fn latency_counts(&self) -> ([u64; LATENCY_BUCKETS.len()], u64) {
+        (
+            std::array::from_fn(|i| self.latency_buckets[i].load(Ordering::Relaxed)),
+            self.latency_count.load(Ordering::Relaxed),
+        )
     }
 
     /// The exposition text.

@@ -13,6 +13,7 @@ use crate::auth::Tokens;
 use crate::backend::Backend;
 use crate::cdc::{self, CdcProgress};
 use crate::cluster::{GrpcNetwork, RaftService};
+use crate::console;
 use crate::health::LedgerHealth;
 use crate::metrics::{self, ServerMetrics};
 use crate::pb;
@@ -158,6 +159,12 @@ pub async fn serve(
         Arc::clone(&server_metrics),
         Arc::clone(&health),
     );
+    let console = match settings.console_listen {
+        Some(addr) => {
+            Some(start_console(addr, &settings, &service, &tokens, &server_metrics, &health).await?)
+        }
+        None => None,
+    };
     let max_message = settings.max_message_bytes();
     // Node-to-node traffic, on this same port, behind the same tokens.
     let raft_api = backend.node().map(|node| {
@@ -203,6 +210,15 @@ pub async fn serve(
         task.abort();
     }
     health_task.abort();
+    if let Some(mut console) = console {
+        // Its graceful stop began with the server's; a client that holds on is cut off.
+        if tokio::time::timeout(CONSOLE_STOP_WAIT, &mut console.task)
+            .await
+            .is_err()
+        {
+            console.task.abort();
+        }
+    }
     if let Some(task) = cdc_task {
         // Whatever it had not published yet, the next start publishes.
         task.abort();
@@ -225,6 +241,39 @@ pub async fn serve(
 /// (about 1.7 MB of transfers at the default ring), and openraft sends at most 32 entries
 /// per AppendEntries (`ClusterConfig`); clients keep `--max-message-bytes`.
 const RAFT_MESSAGE_BYTES_MAX: usize = 256 << 20;
+
+/// How long a stopping server waits for the console's open connections.
+const CONSOLE_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts the web console on `addr`, over TLS when the gRPC port has it.
+async fn start_console(
+    addr: std::net::SocketAddr,
+    settings: &Settings,
+    service: &LedgerService,
+    tokens: &Tokens,
+    metrics: &Arc<ServerMetrics>,
+    health: &Arc<LedgerHealth>,
+) -> Result<console::Running, String> {
+    let tls = settings
+        .tls_cert
+        .as_deref()
+        .zip(settings.tls_key.as_deref());
+    let parts = console::Parts {
+        service: service.clone(),
+        backend: service.backend().clone(),
+        tokens: tokens.clone(),
+        metrics: Arc::clone(metrics),
+        health: Arc::clone(health),
+    };
+    let running = console::start(addr, tls, parts).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Tests and scripts read this line to find the console.
+    println!("console on {scheme}://{}/", running.addr);
+    if !running.addr.ip().is_loopback() && (tls.is_none() || tokens.is_open()) {
+        tracing::warn!(addr = %running.addr, "the console listens on a non-loopback address without TLS and tokens");
+    }
+    Ok(running)
+}
 
 /// Recovers the single-node ledger in the configured directory.
 fn start_single(config: &ledger_core::ledger::LedgerConfig) -> Result<Arc<Ledger>, String> {

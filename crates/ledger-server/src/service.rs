@@ -56,6 +56,10 @@ impl LedgerService {
         }
     }
 
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     /// The status for a ledger error. One the server is to blame for may mean the ledger
     /// failed: health is told to look now, so it stops saying SERVING.
     fn status(&self, error: &LedgerError) -> Status {

@@ -89,6 +89,10 @@ pub struct Settings {
     /// Serve Prometheus metrics on this address (off when unset).
     #[arg(long, env = "LEDGER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve the web console on this address (off when unset): HTTPS with --tls-cert,
+    /// behind the same tokens as gRPC (a read token sees, a write token also submits).
+    #[arg(long, env = "LEDGER_CONSOLE_LISTEN")]
+    pub console_listen: Option<SocketAddr>,
     /// TLS certificate chain (PEM); with --tls-key, the server speaks TLS only.
     #[arg(long, env = "LEDGER_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -224,6 +228,7 @@ impl Settings {
             log,
             log_format,
             metrics_addr,
+            console_listen,
             tls_cert,
             tls_key,
             token_file,
