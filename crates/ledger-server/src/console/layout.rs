@@ -106,7 +106,9 @@ pub(crate) async fn not_found() -> PageError {
 }
 
 /// Headers every response carries: nothing from elsewhere runs or loads (the console's
-/// assets are its own), no framing, no sniffing, no referrer to other sites.
+/// assets are its own), no framing, no sniffing, no referrer to other sites (only
+/// `same-origin`: with `no-referrer` a browser posts forms with `Origin: null`, which
+/// the same-origin check must refuse).
 pub(crate) async fn secure_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
@@ -116,7 +118,7 @@ pub(crate) async fn secure_headers(mut response: Response) -> Response {
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }

@@ -14,6 +14,8 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub metrics: Option<String>,
+    /// The console's base URL (`http(s)://host:port`), when started with one.
+    pub console: Option<String>,
 }
 
 impl Server {
@@ -44,6 +46,7 @@ impl Server {
             .expect("start ledger-server");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut metrics = None;
+        let mut console = None;
         let addr = loop {
             let line = lines
                 .next()
@@ -51,6 +54,9 @@ impl Server {
                 .unwrap();
             if let Some(m) = line.strip_prefix("metrics on http://") {
                 metrics = Some(m.trim_end_matches("/metrics").to_owned());
+            }
+            if let Some(url) = line.strip_prefix("console on ") {
+                console = Some(url.trim_end_matches('/').to_owned());
             }
             if let Some(addr) = line.strip_prefix("listening on ") {
                 break addr.to_owned();
@@ -62,6 +68,7 @@ impl Server {
             child,
             addr,
             metrics,
+            console,
         }
     }
 

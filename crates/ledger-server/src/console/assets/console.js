@@ -103,7 +103,7 @@ function balanceChart(el) {
         el.dataset.rendered = "empty";
         return;
       }
-      chart(el.id, ["transaction", "balance"], points, { stepPlot: true, includeZero: true });
+      chart(el.id, ["transaction", "balance"], points, { stepPlot: true });
     })
     .catch(status => { el.textContent = "The balance chart could not be loaded (" + status + ")."; });
 }
