@@ -811,6 +811,7 @@ async fn sigterm_drains_and_a_restart_has_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_tls_only_and_the_probe_checks_health() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let dir = tempfile::tempdir().unwrap();
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -824,6 +825,8 @@ async fn tls_serves_tls_only_and_the_probe_checks_health() {
             cert_path.to_str().unwrap(),
             "--tls-key",
             key_path.to_str().unwrap(),
+            "--console-listen",
+            "127.0.0.1:0",
         ],
     );
     let tls = tonic::transport::ClientTlsConfig::new()
@@ -856,6 +859,25 @@ async fn tls_serves_tls_only_and_the_probe_checks_health() {
     })
     .await
     .unwrap();
+    // The console is HTTPS with the same certificate, and nothing else.
+    let console = server.console.as_deref().unwrap();
+    let console = console
+        .strip_prefix("https://")
+        .expect("the console over TLS");
+    let page = https_get(console, &cert.pem(), "/accounts/1").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains(r#"<p class="big" id="balance">5</p>"#),
+        "{page}"
+    );
+    let mut plain = tokio::net::TcpStream::connect(console).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer).await;
+    assert!(!answer.starts_with(b"HTTP/1.1 200"), "plain HTTP answered");
     // The container health check.
     let probe = |listen: &str| {
         Command::new(env!("CARGO_BIN_EXE_ledger-server"))
@@ -868,6 +890,32 @@ async fn tls_serves_tls_only_and_the_probe_checks_health() {
     assert!(probe(&server.addr).success());
     let refused = probe("127.0.0.1:1");
     assert_eq!(refused.code(), Some(1), "{refused:?}");
+}
+
+/// `GET path` over TLS trusting `cert_pem`, the whole response as text.
+async fn https_get(addr: &str, cert_pem: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = ClientConfig::builder_with_provider(std::sync::Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.unwrap();
+    response
 }
 
 #[test]
