@@ -4,8 +4,9 @@
 //! survives), a node killed (its page cache survives), several nodes' power pulled at
 //! once, a node cut off and healed. After each cycle and at the end: every acknowledged
 //! transaction is on every node with the same outcome and `user_ref`, and every node
-//! holds the same balances, summing to zero, and the same holds (the writes include
-//! holds, posts and voids).
+//! holds the same balances, summing to zero, the same holds, configurations and
+//! aggregates (the writes include holds, some expiring, posts, voids, reversals and
+//! account configurations with limits and parents).
 //!
 //! `CLUSTER_SIM_SEEDS=N` runs more seeds (the default keeps CI short); a failure names
 //! its seed: `CLUSTER_SIM_SEED=S` replays just that one.
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use ledger_core::cluster::{ClusterConfig, ClusterNode, NodeId};
 use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError};
-use ledger_core::transaction::Operation;
+use ledger_core::transaction::{AccountConfig, Operation};
 use ledger_storage::sim::{Restart, Rng, SimDisk};
 
 use net::{Node, Router};
@@ -60,8 +61,8 @@ struct Sim {
     next_ref: u64,
     /// Acknowledged holds placed, and posts or voids that closed one: the run must have
     /// some of each for its check of the holds to mean something.
-    holds_placed: u64,
-    holds_closed: u64,
+    /// Committed operations by [`Kind`].
+    committed: [u64; Kind::COUNT],
 }
 
 impl Sim {
@@ -80,8 +81,7 @@ impl Sim {
                 .collect(),
             acked: BTreeMap::new(),
             next_ref: 1,
-            holds_placed: 0,
-            holds_closed: 0,
+            committed: [0; Kind::COUNT],
         };
         for id in IDS {
             sim.start(id).await;
@@ -168,7 +168,7 @@ impl Sim {
             let b = 1 + self.rng.below(ACCOUNTS);
             let amount = 1 + self.rng.below(50);
             let some_hold = recent.saturating_sub(self.rng.below(30));
-            ops.push(match self.rng.below(6) {
+            ops.push(match self.rng.below(9) {
                 0 => Operation::Deposit {
                     account: a,
                     amount,
@@ -191,31 +191,29 @@ impl Sim {
                     amount: 0,
                     user_ref,
                 },
-                _ => Operation::VoidHold {
+                5 => Operation::VoidHold {
                     hold_id: some_hold,
                     user_ref,
                 },
+                // A hold that expires in sequencer time a few milliseconds on: the
+                // expiry is the leader's, in the log, and every node must agree on it.
+                6 => Operation::hold(a, b, amount, 1_000_000 * (1 + self.rng.below(20)), user_ref),
+                // Reversing one of the last acknowledged ids (refused when it is not
+                // reversible or already reversed, the same way on every node).
+                7 => Operation::reverse(some_hold.max(1), user_ref),
+                _ => Operation::configure(a, self.config(a), user_ref),
             });
         }
         let refs: Vec<u64> = ops.iter().map(Operation::user_ref).collect();
-        let kinds: Vec<(bool, bool)> = ops
-            .iter()
-            .map(|op| {
-                (
-                    matches!(op, Operation::Hold(_)),
-                    matches!(op, Operation::PostHold { .. } | Operation::VoidHold { .. }),
-                )
-            })
-            .collect();
+        let kinds: Vec<Kind> = ops.iter().map(Kind::of).collect();
         let ledger = self.node(leader).ledger().unwrap();
         let results = tokio::task::spawn_blocking(move || net::replicate(&ledger, ops))
             .await
             .unwrap();
         if let Ok(results) = results {
-            for ((r, user_ref), (hold, close)) in results.iter().zip(refs).zip(kinds) {
+            for ((r, user_ref), kind) in results.iter().zip(refs).zip(kinds) {
                 if r.is_committed() {
-                    self.holds_placed += u64::from(hold);
-                    self.holds_closed += u64::from(close);
+                    self.committed[kind as usize] += 1;
                 }
                 self.acked.insert(
                     r.tx_id,
@@ -225,6 +223,24 @@ impl Sim {
                     },
                 );
             }
+        }
+    }
+
+    /// Rules for `account`: a currency (1 in a few: then its transfers are refused as a
+    /// currency mismatch), an overdraft, a maximum, and a parent (refused when it would
+    /// make a cycle or change a parent's currency).
+    fn config(&mut self, account: u64) -> AccountConfig {
+        let parent = 1 + self.rng.below(ACCOUNTS);
+        AccountConfig {
+            currency: u32::from(self.rng.below(8) == 0),
+            flags: AccountConfig::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            overdraft_limit: self.rng.below(60),
+            max_balance: (self.rng.below(2) == 0).then(|| 200 + self.rng.below(400) as i64),
+            parent: if parent == account || self.rng.below(2) == 0 {
+                0
+            } else {
+                parent
+            },
         }
     }
 
@@ -266,37 +282,54 @@ impl Sim {
         }
     }
 
-    /// Every acknowledged transaction on every node, as acknowledged; equal balances.
+    /// Every acknowledged transaction on every node, as acknowledged; equal balances,
+    /// holds and configurations. Holds expiring after the last write add transactions of
+    /// the leader's own (the expiries) that the others apply a moment later: the nodes
+    /// are compared once all three show the same last transaction.
     async fn check(&self) {
         let Some((&last, _)) = self.acked.last_key_value() else {
             return;
         };
-        let mut balances = Vec::new();
-        for id in IDS {
-            let node = self.node(id);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while node.status().applied < last {
-                assert!(
-                    Instant::now() < deadline,
-                    "seed {}: node {id} never applied {last}: {:?}",
-                    self.seed,
-                    node.status()
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut views = Vec::new();
+            for id in IDS {
+                let node = self.node(id);
+                while node.status().applied < last {
+                    assert!(
+                        Instant::now() < deadline,
+                        "seed {}: node {id} never applied {last}: {:?}",
+                        self.seed,
+                        node.status()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let ledger = node.ledger().unwrap();
+                let acked = self.acked.clone();
+                let seed = self.seed;
+                let view =
+                    tokio::task::spawn_blocking(move || check_node(&ledger, &acked, seed, id))
+                        .await
+                        .unwrap();
+                views.push(view);
             }
-            let ledger = node.ledger().unwrap();
-            let acked = self.acked.clone();
-            let seed = self.seed;
-            let cut = tokio::task::spawn_blocking(move || check_node(&ledger, &acked, seed, id))
-                .await
-                .unwrap();
-            balances.push(cut);
+            let cuts: Vec<Option<u64>> = views.iter().map(|(cut, _)| *cut).collect();
+            if cuts[0].is_some() && cuts.windows(2).all(|w| w[0] == w[1]) {
+                assert!(
+                    views.windows(2).all(|w| w[0].1 == w[1].1),
+                    "seed {}: nodes disagree at transaction {:?}: {views:?}",
+                    self.seed,
+                    cuts[0]
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "seed {}: the nodes never showed one last transaction: {cuts:?}",
+                self.seed
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(
-            balances.windows(2).all(|w| w[0] == w[1]),
-            "seed {}: nodes disagree: {balances:?}",
-            self.seed
-        );
     }
 
     async fn stop(self) {
@@ -306,14 +339,15 @@ impl Sim {
     }
 }
 
-/// One node's view: each acknowledged transaction as recorded; its balances, which sum
-/// to zero, and what open holds reserve on each account.
+/// One node's view: each acknowledged transaction as recorded; its accounts (balances,
+/// which sum to zero, holds, configurations), and the last transaction they include
+/// (`None` when one committed while they were read).
 fn check_node(
     ledger: &Ledger,
     acked: &BTreeMap<u64, Acked>,
     seed: u64,
     id: NodeId,
-) -> Vec<(i64, u64, u64)> {
+) -> (Option<u64>, Vec<NodeAccount>) {
     for (&tx_id, want) in acked {
         let tx = match ledger.get_transaction(tx_id) {
             Ok(tx) => tx,
@@ -334,10 +368,11 @@ fn check_node(
             "seed {seed}: node {id} tx {tx_id}"
         );
     }
+    let before = ledger.pipeline_index().snapshot;
     let accounts: Vec<u64> = (0..=ACCOUNTS).collect();
     let b = ledger.get_balances(&accounts);
     assert_eq!(b.balances.iter().sum::<i64>(), 0, "seed {seed}: node {id}");
-    accounts
+    let view = accounts
         .iter()
         .map(|&account| {
             let info = ledger.get_account(account).unwrap();
@@ -345,13 +380,59 @@ fn check_node(
                 info.balance, b.balances[account as usize],
                 "seed {seed}: node {id}"
             );
-            (info.balance, info.held_outgoing, info.held_incoming)
+            NodeAccount {
+                balance: info.balance,
+                held_outgoing: info.held_outgoing,
+                held_incoming: info.held_incoming,
+                config: info.config,
+                configured: info.configured,
+                aggregate_balance: info.aggregate_balance,
+                children: info.children,
+            }
         })
-        .collect()
+        .collect();
+    let after = ledger.pipeline_index().snapshot;
+    ((before == after).then_some(after), view)
 }
 
-/// Runs one seed; returns how many holds it placed and closed.
-async fn run(seed: u64) -> (u64, u64) {
+/// What every node must agree on for an account.
+#[derive(Debug, PartialEq)]
+struct NodeAccount {
+    balance: i64,
+    held_outgoing: u64,
+    held_incoming: u64,
+    config: AccountConfig,
+    configured: bool,
+    aggregate_balance: i128,
+    children: u32,
+}
+
+/// The operations a run must have committed some of.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Money,
+    HoldPlaced,
+    HoldClosed,
+    Configured,
+    Reversal,
+}
+
+impl Kind {
+    const COUNT: usize = 5;
+
+    fn of(op: &Operation) -> Kind {
+        match op {
+            Operation::Hold(_) => Kind::HoldPlaced,
+            Operation::PostHold { .. } | Operation::VoidHold { .. } => Kind::HoldClosed,
+            Operation::ConfigureAccount { .. } => Kind::Configured,
+            Operation::Reverse(_) => Kind::Reversal,
+            _ => Kind::Money,
+        }
+    }
+}
+
+/// Runs one seed; returns how many operations of each [`Kind`] it committed.
+async fn run(seed: u64) -> [u64; Kind::COUNT] {
     let mut sim = Sim::new(seed).await;
     for _ in 0..CYCLES {
         sim.write().await;
@@ -360,9 +441,9 @@ async fn run(seed: u64) -> (u64, u64) {
     }
     sim.write().await;
     sim.check().await;
-    let holds = (sim.holds_placed, sim.holds_closed);
+    let committed = sim.committed;
     sim.stop().await;
-    holds
+    committed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,14 +458,21 @@ async fn acknowledged_writes_survive_crashes_power_losses_and_partitions_of_any_
             (0..n).collect()
         }
     };
-    let (mut placed, mut closed) = (0, 0);
+    let mut committed = [0; Kind::COUNT];
     for seed in seeds {
-        let (p, c) = run(seed).await;
-        placed += p;
-        closed += c;
+        for (total, n) in committed.iter_mut().zip(run(seed).await) {
+            *total += n;
+        }
     }
     assert!(
-        placed > 0 && closed > 0,
-        "the runs placed {placed} holds and closed {closed}"
+        committed.iter().all(|&n| n > 0),
+        "every kind of operation committed at least once: {committed:?} by {:?}",
+        [
+            Kind::Money,
+            Kind::HoldPlaced,
+            Kind::HoldClosed,
+            Kind::Configured,
+            Kind::Reversal
+        ]
     );
 }
