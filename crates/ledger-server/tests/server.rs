@@ -2092,8 +2092,20 @@ async fn subscribers_sharing_the_feed_each_get_their_whole_range() {
 async fn sigterm_ends_open_streams_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Server::start(&data, &[]);
+    let mut server = Server::start(&data, &["--console-listen", "127.0.0.1:0"]);
     let mut c = server.client().await;
+    // A console page's live stream, open across the stop too.
+    let console = server.console.clone().unwrap();
+    let mut live = std::net::TcpStream::connect(console.trim_start_matches("http://")).unwrap();
+    live.write_all(b"GET /api/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: history") {
+        let n = live.read(&mut buf).unwrap();
+        assert!(n > 0, "the live stream ended before its history");
+        seen.extend_from_slice(&buf[..n]);
+    }
     let (batches, rx) = tokio::sync::mpsc::channel(4);
     batches
         .send(deposit_batch(1, 10, pb::WaitLevel::Committed))
@@ -2133,6 +2145,9 @@ async fn sigterm_ends_open_streams_and_exits_0() {
     }
     let exited = exited.expect("the server stops within 30 s with streams open");
     assert!(exited.success(), "{exited:?}");
+    live.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    live.read_to_end(&mut rest).expect("the live stream ended");
     for end in [
         answers.message().await.map(|m| m.is_some()),
         subscriber.message().await.map(|m| m.is_some()),
