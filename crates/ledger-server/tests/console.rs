@@ -440,6 +440,112 @@ async fn the_console_in_a_real_browser() {
     })
     .await;
 
+    // A hold from the form; the account lists it, and its Post link posts it.
+    browser.goto(&format!("{base}/submit")).await.unwrap();
+    browser
+        .find(Locator::Css("input[name=kind][value=hold]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill(&browser, "#account", "1").await;
+    fill(&browser, "#to", "3").await;
+    fill(&browser, "#amount", "77").await;
+    fill(&browser, "#timeout_secs", "3600").await;
+    browser
+        .find(Locator::Css("#submit-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the hold's page", || async {
+        path(&browser).await.starts_with("/tx/")
+    })
+    .await;
+    assert_eq!(text(&browser, "#outcome").await, "committed");
+    assert!(
+        text(&browser, "#effects")
+            .await
+            .contains("Hold of 77 from account 1 to account 3")
+    );
+    let hold_id = path(&browser).await.trim_start_matches("/tx/").to_owned();
+    browser.goto(&format!("{base}/accounts/1")).await.unwrap();
+    assert!(
+        text(&browser, "#holds tbody")
+            .await
+            .starts_with(&format!("{hold_id} 1 3 77"))
+    );
+    browser
+        .find(Locator::Css("#holds a[href^='/submit?kind=post']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the post form", || async {
+        path(&browser).await.starts_with("/submit?")
+    })
+    .await;
+    browser
+        .find(Locator::Css("#submit-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the post's page", || async {
+        path(&browser).await.starts_with("/tx/")
+    })
+    .await;
+    assert_eq!(text(&browser, "#outcome").await, "committed");
+    assert_eq!(
+        text(&browser, "#effects").await,
+        format!("hold {hold_id} posted: 77 moved")
+    );
+    browser.goto(&format!("{base}/accounts/1")).await.unwrap();
+    assert!(
+        !has(&browser, "#holds").await,
+        "the posted hold is no longer open"
+    );
+
+    // Reverse the transfer submitted above: linked both ways.
+    browser.goto(&format!("{base}/submit")).await.unwrap();
+    browser
+        .find(Locator::Css("input[name=kind][value=reverse]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill(&browser, "#target", &submitted.to_string()).await;
+    browser
+        .find(Locator::Css("#submit-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the reversal's page", || async {
+        path(&browser).await.starts_with("/tx/")
+    })
+    .await;
+    assert_eq!(text(&browser, "#outcome").await, "committed");
+    assert_eq!(
+        text(&browser, "#links").await,
+        format!("Reverses transaction {submitted}")
+    );
+    browser
+        .goto(&format!("{base}/tx/{submitted}"))
+        .await
+        .unwrap();
+    assert!(
+        text(&browser, "#links")
+            .await
+            .starts_with("Reversed by transaction")
+    );
+
     // Bad input: a clear error, the form kept, nothing submitted.
     let before = client
         .get_pipeline_index(pb::GetPipelineIndexRequest {})

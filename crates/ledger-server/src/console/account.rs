@@ -1,4 +1,5 @@
-//! `/accounts/{id}`: an account's balance, holds and configuration, its history a page at
+//! `/accounts/{id}`: an account's balance, open holds (with links to post or void them)
+//! and configuration, its history a page at
 //! a time (the history's own cursor), and a chart of its balance over its recent
 //! transactions drawn from `get_balance_at` (`/api/accounts/{id}/balances`).
 
@@ -16,6 +17,8 @@ use crate::pb::ledger_server::Ledger as _;
 
 /// History rows (entries and events) per page.
 const PAGE: u32 = 25;
+/// Open holds listed.
+const OPEN_HOLDS: u32 = 20;
 /// The chart's window: the account's last this many history rows...
 const CHART_WINDOW: u32 = 1000;
 /// ...sampled at this many points.
@@ -61,6 +64,17 @@ pub(crate) async fn page(
         ))
         .await?
         .into_inner();
+    let holds = service
+        .get_open_holds(request(
+            viewer.role,
+            pb::GetOpenHoldsRequest {
+                account_id: id,
+                limit: OPEN_HOLDS,
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
     let body = html! {
         h1 { "Account " (id) }
         section.cards {
@@ -91,6 +105,30 @@ pub(crate) async fn page(
                     p { "Not configured: currency 0, no overdraft." }
                 }
             }
+        }
+        @if !holds.holds.is_empty() {
+            h2 { "Open holds" }
+            div.scroll {
+                table #holds {
+                    thead { tr { th { "Hold" } th { "From" } th { "To" } th.num { "Amount" } th { "Expires" } th {} } }
+                    tbody {
+                        @for h in &holds.holds {
+                            tr {
+                                td { a href={ "/tx/" (h.hold_id) } { (h.hold_id) } }
+                                td { a href={ "/accounts/" (h.from) } { (h.from) } }
+                                td { a href={ "/accounts/" (h.to) } { (h.to) } }
+                                td.num { (h.amount) }
+                                td { (if h.expires_at_ns == 0 { "never".to_owned() } else { layout::utc(h.expires_at_ns) }) }
+                                td {
+                                    a href={ "/submit?kind=post&target=" (h.hold_id) } { "Post" } " · "
+                                    a href={ "/submit?kind=void&target=" (h.hold_id) } { "Void" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if holds.next_after_hold_id != 0 { p.hint { "The first " (OPEN_HOLDS) " open holds are shown." } }
         }
         figure.chart {
             figcaption { "Balance by transaction id (recent history)" }

@@ -1,10 +1,11 @@
-//! `/submit`: a form for a deposit, a withdrawal or a transfer. It goes through the
+//! `/submit`: a form for a deposit, a withdrawal, a transfer, a hold, posting or voiding
+//! one, or a reversal. It goes through the
 //! service's `SubmitAndWait` (committed: durable before the answer), so it is checked,
 //! authorised and counted as any client's; the browser then lands on the transaction's
 //! page, committed or rejected. A read token sees the form but may not post it.
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -28,12 +29,19 @@ pub(crate) struct Submission {
     to: String,
     #[serde(default)]
     amount: String,
+    /// The hold to post or void, or the transaction to reverse.
+    #[serde(default)]
+    target: String,
+    /// A hold's timeout in seconds (empty or 0: never).
+    #[serde(default)]
+    timeout_secs: String,
     #[serde(default)]
     user_ref: String,
 }
 
-pub(crate) async fn form(viewer: Viewer) -> Markup {
-    page(viewer, &Submission::default(), None)
+/// The form, filled in from the query (the account page links a hold's post and void).
+pub(crate) async fn form(viewer: Viewer, Query(prefill): Query<Submission>) -> Markup {
+    page(viewer, &prefill, None)
 }
 
 pub(crate) async fn post(
@@ -76,48 +84,86 @@ fn refused(viewer: Viewer, form: &Submission, status: StatusCode, message: &str)
 
 /// The operation the form describes, or what is wrong with it.
 fn operation(form: &Submission) -> Result<Operation, String> {
-    let number = |what: &str, text: &str| -> Result<u64, String> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(format!("{what} is required."));
-        }
-        text.parse().map_err(|_| {
-            format!(
-                "{what} must be a whole number from 0 to {}, not {text:?}.",
-                u64::MAX
-            )
-        })
-    };
-    let account = number("The account", &form.account)?;
-    let amount = number("The amount (in minor units)", &form.amount)?;
-    let user_ref = match form.user_ref.trim() {
-        "" => 0,
-        text => number("The user reference", text)?,
-    };
+    let user_ref = optional("The user reference", &form.user_ref)?;
+    let account = || number("The account", &form.account);
+    let to = || number("The receiving account", &form.to);
+    let amount = || number("The amount (in minor units)", &form.amount);
+    let target = |what: &str| number(what, &form.target);
     Ok(match form.kind.as_str() {
         "deposit" => Operation::Deposit(pb::Deposit {
-            account,
-            amount,
+            account: account()?,
+            amount: amount()?,
             user_ref,
         }),
         "withdrawal" => Operation::Withdrawal(pb::Withdrawal {
-            account,
-            amount,
+            account: account()?,
+            amount: amount()?,
             user_ref,
         }),
         "transfer" => Operation::Transfer(pb::Transfer {
-            from: account,
-            to: number("The receiving account", &form.to)?,
-            amount,
+            from: account()?,
+            to: to()?,
+            amount: amount()?,
             user_ref,
         }),
-        other => {
-            return Err(format!(
-                "Choose a deposit, a withdrawal or a transfer, not {other:?}."
-            ));
-        }
+        "hold" => Operation::Hold(pb::Hold {
+            from: account()?,
+            to: to()?,
+            amount: amount()?,
+            timeout_ns: optional("The timeout", &form.timeout_secs)?
+                .checked_mul(1_000_000_000)
+                .ok_or("The timeout is too long.")?,
+            user_ref,
+        }),
+        "post" => Operation::PostHold(pb::PostHold {
+            hold_id: target("The hold id")?,
+            amount: optional("The amount (in minor units)", &form.amount)?,
+            user_ref,
+        }),
+        "void" => Operation::VoidHold(pb::VoidHold {
+            hold_id: target("The hold id")?,
+            user_ref,
+        }),
+        "reverse" => Operation::Reverse(pb::Reverse {
+            tx_id: target("The transaction id")?,
+            user_ref,
+        }),
+        other => return Err(format!("Choose one of the operations, not {other:?}.")),
     })
 }
+
+/// A required whole number.
+fn number(what: &str, text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("{what} is required."));
+    }
+    text.parse().map_err(|_| {
+        format!(
+            "{what} must be a whole number from 0 to {}, not {text:?}.",
+            u64::MAX
+        )
+    })
+}
+
+/// An optional whole number: empty is 0.
+fn optional(what: &str, text: &str) -> Result<u64, String> {
+    match text.trim() {
+        "" => Ok(0),
+        text => number(what, text),
+    }
+}
+
+/// The operations the form offers: value and label.
+const KINDS: [(&str, &str); 7] = [
+    ("deposit", "Deposit"),
+    ("withdrawal", "Withdrawal"),
+    ("transfer", "Transfer"),
+    ("hold", "Hold"),
+    ("post", "Post a hold"),
+    ("void", "Void a hold"),
+    ("reverse", "Reverse"),
+];
 
 fn page(viewer: Viewer, form: &Submission, error: Option<&str>) -> Markup {
     let kind = if form.kind.is_empty() {
@@ -134,19 +180,23 @@ fn page(viewer: Viewer, form: &Submission, error: Option<&str>) -> Markup {
         form.card #submit method="post" action="/submit" {
             fieldset {
                 legend { "Operation" }
-                @for (value, label) in [("deposit", "Deposit"), ("withdrawal", "Withdrawal"), ("transfer", "Transfer")] {
+                @for (value, label) in KINDS {
                     label.choice {
                         input type="radio" name="kind" value=(value) checked[kind == value];
                         " " (label)
                     }
                 }
             }
-            label for="account" { "Account (the payer of a transfer)" }
-            input #account name="account" inputmode="numeric" required value=(form.account);
-            label for="to" { "Receiving account (transfers)" }
+            label for="account" { "Account (the payer of a transfer or a hold)" }
+            input #account name="account" inputmode="numeric" value=(form.account);
+            label for="to" { "Receiving account (transfers and holds)" }
             input #to name="to" inputmode="numeric" value=(form.to);
-            label for="amount" { "Amount, in minor units" }
-            input #amount name="amount" inputmode="numeric" required value=(form.amount);
+            label for="amount" { "Amount, in minor units (a post: empty moves all it holds)" }
+            input #amount name="amount" inputmode="numeric" value=(form.amount);
+            label for="target" { "Hold id (post, void) or transaction id (reverse)" }
+            input #target name="target" inputmode="numeric" value=(form.target);
+            label for="timeout_secs" { "Hold timeout, in seconds (empty: never expires)" }
+            input #timeout_secs name="timeout_secs" inputmode="numeric" value=(form.timeout_secs);
             label for="user_ref" { "User reference (idempotency key; optional)" }
             input #user_ref name="user_ref" inputmode="numeric" value=(form.user_ref);
             button #submit-button type="submit" disabled[!viewer.may_submit()] { "Submit and wait for commit" }
@@ -165,7 +215,7 @@ mod tests {
             account: account.into(),
             to: to.into(),
             amount: amount.into(),
-            user_ref: String::new(),
+            ..Submission::default()
         }
     }
 
@@ -190,5 +240,46 @@ mod tests {
         assert!(err.contains("whole number"), "{err}");
         let err = operation(&form("mint", "1", "", "5")).unwrap_err();
         assert!(err.contains("not \"mint\""), "{err}");
+        let hold = Submission {
+            timeout_secs: "30".into(),
+            ..form("hold", "1", "2", "40")
+        };
+        assert!(matches!(
+            operation(&hold),
+            Ok(Operation::Hold(pb::Hold {
+                from: 1,
+                to: 2,
+                amount: 40,
+                timeout_ns: 30_000_000_000,
+                ..
+            }))
+        ));
+        let post = Submission {
+            target: "7".into(),
+            ..form("post", "", "", "")
+        };
+        assert!(matches!(
+            operation(&post),
+            Ok(Operation::PostHold(pb::PostHold {
+                hold_id: 7,
+                amount: 0,
+                ..
+            }))
+        ));
+        let err = operation(&form("void", "", "", "")).unwrap_err();
+        assert!(err.contains("hold id is required"), "{err}");
+        let reverse = Submission {
+            target: "9".into(),
+            ..form("reverse", "", "", "")
+        };
+        assert!(matches!(
+            operation(&reverse),
+            Ok(Operation::Reverse(pb::Reverse { tx_id: 9, .. }))
+        ));
+        let too_long = Submission {
+            timeout_secs: u64::MAX.to_string(),
+            ..form("hold", "1", "2", "40")
+        };
+        assert!(operation(&too_long).unwrap_err().contains("too long"));
     }
 }
