@@ -179,6 +179,32 @@ async fn chart_drawn(browser: &Client, css: &str) {
     eventually(&format!("the chart {css} drew"), || has(browser, &drawn)).await;
 }
 
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Submits the operation form, waits for the transaction's page and checks it
+/// committed; its id.
+async fn submit_form(browser: &Client) -> u64 {
+    click(browser, "#submit-button").await;
+    eventually("the submitted transaction's page", || async {
+        path(browser).await.starts_with("/tx/")
+    })
+    .await;
+    assert_eq!(text(browser, "#outcome").await, "committed");
+    path(browser)
+        .await
+        .trim_start_matches("/tx/")
+        .parse()
+        .unwrap()
+}
+
 async fn fill(browser: &Client, css: &str, value: &str) {
     let input = browser.find(Locator::Css(css)).await.unwrap();
     input.clear().await.unwrap();
@@ -193,13 +219,7 @@ async fn sign_in(browser: &Client, base: &str, token: &str) {
         "a visitor without a token signs in first"
     );
     fill(browser, "#token", token).await;
-    browser
-        .find(Locator::Css("form.card button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(browser, "form.card button").await;
     eventually("the overview after signing in", || async {
         path(browser).await == "/"
     })
@@ -294,13 +314,7 @@ async fn the_console_in_a_real_browser() {
 
     // Search for account 1: its page, its balance as the API says, its chart.
     fill(&browser, "form.search input[name=q]", "1").await;
-    browser
-        .find(Locator::Css("form.search button[value=account]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "form.search button[value=account]").await;
     eventually("the account page", || async {
         path(&browser).await == "/accounts/1"
     })
@@ -325,13 +339,7 @@ async fn the_console_in_a_real_browser() {
         .unwrap()
         .len();
     assert_eq!(first_page, 25);
-    browser
-        .find(Locator::Css("#older"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#older").await;
     eventually("the older page", || async {
         path(&browser).await.starts_with("/accounts/1?from=")
     })
@@ -344,25 +352,13 @@ async fn the_console_in_a_real_browser() {
     assert!(older > 0, "the older page lists the rest");
 
     // A transaction from the history, then an account it names.
-    browser
-        .find(Locator::Css("#history tbody tr:first-child a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#history tbody tr:first-child a").await;
     eventually("a transaction page", || async {
         path(&browser).await.starts_with("/tx/")
     })
     .await;
     assert_eq!(text(&browser, "#outcome").await, "committed");
-    browser
-        .find(Locator::Css("#entries tbody tr:last-child a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#entries tbody tr:last-child a").await;
     eventually("the receiving account's page", || async {
         path(&browser).await == "/accounts/2"
     })
@@ -380,13 +376,7 @@ async fn the_console_in_a_real_browser() {
             original.transaction_id
         )
     );
-    browser
-        .find(Locator::Css("#links a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#links a").await;
     eventually("the original", || async {
         path(&browser).await == format!("/tx/{}", original.transaction_id)
     })
@@ -399,23 +389,7 @@ async fn the_console_in_a_real_browser() {
     fill(&browser, "#account", "2").await;
     fill(&browser, "#to", "3").await;
     fill(&browser, "#amount", "250").await;
-    browser
-        .find(Locator::Css("#submit-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    eventually("the submitted transaction's page", || async {
-        path(&browser).await.starts_with("/tx/")
-    })
-    .await;
-    assert_eq!(text(&browser, "#outcome").await, "committed");
-    let submitted: u64 = path(&browser)
-        .await
-        .trim_start_matches("/tx/")
-        .parse()
-        .unwrap();
+    let submitted = submit_form(&browser).await;
     let tx = client
         .get_transaction(pb::GetTransactionRequest {
             tx_id: submitted,
@@ -442,64 +416,29 @@ async fn the_console_in_a_real_browser() {
 
     // A hold from the form; the account lists it, and its Post link posts it.
     browser.goto(&format!("{base}/submit")).await.unwrap();
-    browser
-        .find(Locator::Css("input[name=kind][value=hold]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "input[name=kind][value=hold]").await;
     fill(&browser, "#account", "1").await;
     fill(&browser, "#to", "3").await;
     fill(&browser, "#amount", "77").await;
     fill(&browser, "#timeout_secs", "3600").await;
-    browser
-        .find(Locator::Css("#submit-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    eventually("the hold's page", || async {
-        path(&browser).await.starts_with("/tx/")
-    })
-    .await;
-    assert_eq!(text(&browser, "#outcome").await, "committed");
+    let hold_id = submit_form(&browser).await;
     assert!(
         text(&browser, "#effects")
             .await
             .contains("Hold of 77 from account 1 to account 3")
     );
-    let hold_id = path(&browser).await.trim_start_matches("/tx/").to_owned();
     browser.goto(&format!("{base}/accounts/1")).await.unwrap();
     assert!(
         text(&browser, "#holds tbody")
             .await
             .starts_with(&format!("{hold_id} 1 3 77"))
     );
-    browser
-        .find(Locator::Css("#holds a[href^='/submit?kind=post']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#holds a[href^='/submit?kind=post']").await;
     eventually("the post form", || async {
         path(&browser).await.starts_with("/submit?")
     })
     .await;
-    browser
-        .find(Locator::Css("#submit-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    eventually("the post's page", || async {
-        path(&browser).await.starts_with("/tx/")
-    })
-    .await;
-    assert_eq!(text(&browser, "#outcome").await, "committed");
+    submit_form(&browser).await;
     assert_eq!(
         text(&browser, "#effects").await,
         format!("hold {hold_id} posted: 77 moved")
@@ -512,26 +451,9 @@ async fn the_console_in_a_real_browser() {
 
     // Reverse the transfer submitted above: linked both ways.
     browser.goto(&format!("{base}/submit")).await.unwrap();
-    browser
-        .find(Locator::Css("input[name=kind][value=reverse]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "input[name=kind][value=reverse]").await;
     fill(&browser, "#target", &submitted.to_string()).await;
-    browser
-        .find(Locator::Css("#submit-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    eventually("the reversal's page", || async {
-        path(&browser).await.starts_with("/tx/")
-    })
-    .await;
-    assert_eq!(text(&browser, "#outcome").await, "committed");
+    submit_form(&browser).await;
     assert_eq!(
         text(&browser, "#links").await,
         format!("Reverses transaction {submitted}")
@@ -557,13 +479,7 @@ async fn the_console_in_a_real_browser() {
     fill(&browser, "#account", "2").await;
     fill(&browser, "#to", "3").await;
     fill(&browser, "#amount", "ten").await;
-    browser
-        .find(Locator::Css("#submit-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#submit-button").await;
     eventually("the form's error", || has(&browser, "#submit-error")).await;
     assert!(
         text(&browser, "#submit-error")
@@ -603,13 +519,7 @@ async fn the_console_in_a_real_browser() {
     browser.set_window_size(1280, 1000).await.unwrap();
 
     // A read token sees, but may not submit.
-    browser
-        .find(Locator::Css("form.signout button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "form.signout button").await;
     eventually("signed out", || async { path(&browser).await == "/login" }).await;
     sign_in(&browser, &base, READ_TOKEN).await;
     browser.goto(&format!("{base}/submit")).await.unwrap();
