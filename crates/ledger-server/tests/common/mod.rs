@@ -131,7 +131,7 @@ pub fn ensure_tool(tool: &str, package: &str) {
         // One installer at a time across test binaries.
         let script = format!(
             "flock /tmp/ledger-tests-apt.lock sh -c \
-             'command -v {tool} || (apt-get update -qq && apt-get install -y -qq {package})'"
+             'command -v {tool} || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package})'"
         );
         let _ = Command::new("sh")
             .args(["-c", &script])
