@@ -69,6 +69,24 @@ pub async fn serve(
         );
     }
 
+    // Every other socket too, before the ledger starts.
+    let metrics_listener = match settings.metrics_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let console_tls = settings
+        .tls_cert
+        .as_deref()
+        .zip(settings.tls_key.as_deref());
+    let console_bound = match settings.console_listen {
+        Some(addr) => Some(console::bind(addr, console_tls).await?),
+        None => None,
+    };
+
     let bound = listen;
     let config = settings.ledger_config();
     let backend = match settings.cluster()? {
@@ -114,11 +132,8 @@ pub async fn serve(
         None => (Arc::new(ServerMetrics::default()), None),
     };
 
-    let metrics_task = match settings.metrics_addr {
-        Some(addr) => {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("metrics on {addr}: {e}"))?;
+    let metrics_task = match metrics_listener {
+        Some(l) => {
             let addr = l.local_addr().map_err(|e| e.to_string())?;
             println!("metrics on http://{addr}/metrics");
             Some(tokio::spawn(metrics::serve(
@@ -159,10 +174,15 @@ pub async fn serve(
         Arc::clone(&server_metrics),
         Arc::clone(&health),
     );
-    let console = match settings.console_listen {
-        Some(addr) => {
-            Some(start_console(addr, &settings, &service, &tokens, &server_metrics, &health).await?)
-        }
+    let console = match console_bound {
+        Some(bound) => Some(start_console(
+            bound,
+            console_tls.is_some(),
+            &service,
+            &tokens,
+            &server_metrics,
+            &health,
+        )?),
         None => None,
     };
     let max_message = settings.max_message_bytes();
@@ -245,19 +265,15 @@ const RAFT_MESSAGE_BYTES_MAX: usize = 256 << 20;
 /// How long a stopping server waits for the console's open connections.
 const CONSOLE_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Starts the web console on `addr`, over TLS when the gRPC port has it.
-async fn start_console(
-    addr: std::net::SocketAddr,
-    settings: &Settings,
+/// Starts the web console on its bound socket (`tls`: it serves HTTPS).
+fn start_console(
+    bound: console::Bound,
+    tls: bool,
     service: &LedgerService,
     tokens: &Tokens,
     metrics: &Arc<ServerMetrics>,
     health: &Arc<LedgerHealth>,
 ) -> Result<console::Running, String> {
-    let tls = settings
-        .tls_cert
-        .as_deref()
-        .zip(settings.tls_key.as_deref());
     let parts = console::Parts {
         service: service.clone(),
         backend: service.backend().clone(),
@@ -265,11 +281,11 @@ async fn start_console(
         metrics: Arc::clone(metrics),
         health: Arc::clone(health),
     };
-    let running = console::start(addr, tls, parts).await?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let running = console::start(bound, parts)?;
+    let scheme = if tls { "https" } else { "http" };
     // Tests and scripts read this line to find the console.
     println!("console on {scheme}://{}/", running.addr);
-    if !running.addr.ip().is_loopback() && (tls.is_none() || tokens.is_open()) {
+    if !running.addr.ip().is_loopback() && (!tls || tokens.is_open()) {
         tracing::warn!(addr = %running.addr, "the console listens on a non-loopback address without TLS and tokens");
     }
     Ok(running)

@@ -956,6 +956,21 @@ fn a_taken_port_or_data_dir_is_a_clear_error_at_start() {
         !other.exists(),
         "a failed start must not create the data directory"
     );
+    // The console's and the metrics' addresses are bound before the ledger starts too.
+    for flag in ["--console-listen", "--metrics-addr"] {
+        let taken = run(&[
+            "--listen",
+            "127.0.0.1:0",
+            flag,
+            &running.addr,
+            "--data-dir",
+            other.to_str().unwrap(),
+        ]);
+        assert_eq!(taken.status.code(), Some(1), "{flag}");
+        let stderr = String::from_utf8_lossy(&taken.stderr);
+        assert!(stderr.contains("in use"), "{flag}: {stderr}");
+        assert!(!other.exists(), "{flag}: the data directory was created");
+    }
     let bad = run(&[
         "--max-accounts",
         "0",

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Role, Tokens};
 use crate::backend::Backend;
@@ -72,22 +73,43 @@ pub(crate) struct Parts {
     pub(crate) health: Arc<LedgerHealth>,
 }
 
-/// Binds `addr` and serves the console there (HTTPS when `tls` names a certificate and
-/// key) until the server stops; the live sampler runs as long as the console does.
+/// The console's socket, bound (and its certificate read) before the ledger starts, so a
+/// taken port or a bad certificate fails fast without touching the data.
+pub(crate) struct Bound {
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("listener", &self.listener)
+            .field("tls", &self.acceptor.is_some())
+            .finish()
+    }
+}
+
+/// Binds `addr` for the console, over TLS when `tls` names a certificate and key.
 ///
 /// # Errors
 /// The address cannot be bound, or the certificate or key cannot be read.
-pub(crate) async fn start(
-    addr: SocketAddr,
-    tls: Option<(&Path, &Path)>,
-    parts: Parts,
-) -> Result<Running, String> {
+pub(crate) async fn bind(addr: SocketAddr, tls: Option<(&Path, &Path)>) -> Result<Bound, String> {
     let acceptor = tls
         .map(|(cert, key)| tls::acceptor(cert, key))
         .transpose()?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("console on {addr}: {e}"))?;
+    Ok(Bound { listener, acceptor })
+}
+
+/// Serves the console on `bound` until the server stops; the live sampler runs as long
+/// as the console does.
+///
+/// # Errors
+/// The bound socket has no address.
+pub(crate) fn start(bound: Bound, parts: Parts) -> Result<Running, String> {
+    let Bound { listener, acceptor } = bound;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let live = Arc::new(Live::default());
     let console = Arc::new(Console {
