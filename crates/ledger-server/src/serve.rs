@@ -276,7 +276,6 @@ fn start_console(
 ) -> Result<console::Running, String> {
     let parts = console::Parts {
         service: service.clone(),
-        backend: service.backend().clone(),
         tokens: tokens.clone(),
         metrics: Arc::clone(metrics),
         health: Arc::clone(health),

@@ -109,6 +109,15 @@ async fn writer(server: &Server) -> Writer {
     LedgerClient::with_interceptor(channel, with_write_token as fn(_) -> _)
 }
 
+async fn committed(client: &mut Writer) -> u64 {
+    client
+        .get_pipeline_index(pb::GetPipelineIndexRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .committed_index
+}
+
 fn submit(op: pb::submit_and_wait_request::Operation) -> pb::SubmitAndWaitRequest {
     pb::SubmitAndWaitRequest {
         operation: Some(op),
@@ -276,6 +285,18 @@ async fn the_console_in_a_real_browser() {
 
     let driver = Driver::start();
     let browser = driver.browser().await;
+
+    // Without a token: the API says to sign in; an unknown token is refused.
+    browser
+        .goto(&format!("{base}/api/accounts/1/balances"))
+        .await
+        .unwrap();
+    assert!(text(&browser, "body").await.starts_with("sign in"));
+    browser.goto(&format!("{base}/login")).await.unwrap();
+    fill(&browser, "#token", "not-a-token-0123456789").await;
+    click(&browser, "form.card button").await;
+    eventually("the refusal", || has(&browser, "p.error")).await;
+    assert!(text(&browser, "p.error").await.starts_with("Unknown token"));
 
     // Overview: figures, live charts, the newest transactions.
     sign_in(&browser, &base, WRITE_TOKEN).await;
@@ -469,12 +490,7 @@ async fn the_console_in_a_real_browser() {
     );
 
     // Bad input: a clear error, the form kept, nothing submitted.
-    let before = client
-        .get_pipeline_index(pb::GetPipelineIndexRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .committed_index;
+    let before = committed(&mut client).await;
     browser.goto(&format!("{base}/submit")).await.unwrap();
     fill(&browser, "#account", "2").await;
     fill(&browser, "#to", "3").await;
@@ -486,12 +502,7 @@ async fn the_console_in_a_real_browser() {
             .await
             .contains("whole number")
     );
-    let after = client
-        .get_pipeline_index(pb::GetPipelineIndexRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .committed_index;
+    let after = committed(&mut client).await;
     assert_eq!(before, after, "nothing was submitted");
     // An unknown transaction and a malformed id: error pages that say why.
     browser.goto(&format!("{base}/tx/999999")).await.unwrap();

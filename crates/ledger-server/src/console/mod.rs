@@ -34,7 +34,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Role, Tokens};
-use crate::backend::Backend;
 use crate::health::LedgerHealth;
 use crate::metrics::ServerMetrics;
 use crate::service::LedgerService;
@@ -45,7 +44,6 @@ pub(crate) use live::Live;
 #[derive(Debug)]
 pub(crate) struct Console {
     service: LedgerService,
-    backend: Backend,
     tokens: Tokens,
     metrics: Arc<ServerMetrics>,
     health: Arc<LedgerHealth>,
@@ -67,7 +65,6 @@ pub(crate) struct Running {
 #[derive(Debug)]
 pub(crate) struct Parts {
     pub(crate) service: LedgerService,
-    pub(crate) backend: Backend,
     pub(crate) tokens: Tokens,
     pub(crate) metrics: Arc<ServerMetrics>,
     pub(crate) health: Arc<LedgerHealth>,
@@ -114,7 +111,6 @@ pub(crate) fn start(bound: Bound, parts: Parts) -> Result<Running, String> {
     let live = Arc::new(Live::default());
     let console = Arc::new(Console {
         service: parts.service,
-        backend: parts.backend,
         tokens: parts.tokens,
         metrics: parts.metrics,
         health: parts.health,
@@ -124,7 +120,7 @@ pub(crate) fn start(bound: Bound, parts: Parts) -> Result<Running, String> {
     let stopping = console.health.when_stopping();
     let sampler = tokio::spawn(live::sample(
         live,
-        console.backend.clone(),
+        console.service.backend().clone(),
         Arc::clone(&console.metrics),
     ));
     let app = router(console);

@@ -14,7 +14,7 @@ pub(crate) async fn page(
     State(console): State<Shared>,
     viewer: Viewer,
 ) -> Result<Markup, PageError> {
-    let ledger = console.backend.ledger().map_err(|e| {
+    let ledger = console.service.backend().ledger().map_err(|e| {
         PageError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("The ledger is not running: {e}"),
@@ -28,7 +28,7 @@ pub(crate) async fn page(
             .await
             .unwrap_or_default()
     };
-    let node = console.backend.node().map(|node| {
+    let node = console.service.backend().node().map(|node| {
         let leader = node
             .leader()
             .map(|(id, addr)| format!("node {id} at {addr}"));

@@ -56,7 +56,11 @@ impl Listener {
                     Ok(conn) => conn,
                     Err(error) => {
                         tracing::debug!(%error, "console: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Out of descriptors or memory: pause rather than spin, as the
+                        // metrics page does.
+                        if let Some(pause) = crate::metrics::accept_backoff(&error) {
+                            tokio::time::sleep(pause).await;
+                        }
                         continue;
                     }
                 };
