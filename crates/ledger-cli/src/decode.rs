@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use ledger_core::record::{AccountLink, FrameDecoder};
-use ledger_core::transaction::{Entry, TxId};
+use ledger_core::record::{AccountLink, FrameDecoder, RecordHead};
+use ledger_core::transaction::{Effect, Entry, TxId};
 use ledger_wal::{FrameKind, Frames, SegmentEnd, segment_file_name};
 
 use crate::exit::CliError;
@@ -31,16 +31,20 @@ pub struct RawChunk {
     records: u64,
 }
 
-/// Consecutive decoded records: record `first_tx + i`'s entries are
+/// Consecutive decoded records: record `first_tx + i`'s head is `heads[i]`, its entries
 /// `entries[ends[i - 1]..ends[i]]`, the first one's start at `base` (a rejected record
-/// has none); `prev_tx_ids` holds their back-links at the same indices.
-/// `effect_links` holds the few records' effect links, `(i, link)` in record order.
+/// has none); `prev_tx_ids` holds their back-links at the same indices. The few records
+/// with effects are listed in `extras`, `(i, effects end, effect links end)` in record
+/// order, each one's effects and links starting where the previous one's end.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub first_tx: TxId,
+    pub heads: Vec<RecordHead>,
     pub entries: Vec<Entry>,
     pub prev_tx_ids: Vec<TxId>,
-    pub effect_links: Vec<(usize, AccountLink)>,
+    pub effects: Vec<Effect>,
+    pub effect_links: Vec<AccountLink>,
+    pub extras: Vec<(usize, usize, usize)>,
     pub base: usize,
     pub ends: Vec<usize>,
     /// For error messages: `(index of the frame's first record here, segment, offset)`.
@@ -82,9 +86,12 @@ pub struct Decoder<'a> {
 impl Decoder<'_> {
     /// Decodes `raw` into `batch` (cleared first).
     pub fn decode(&self, raw: &RawChunk, batch: &mut Batch) -> Result<(), CliError> {
+        batch.heads.clear();
         batch.entries.clear();
         batch.prev_tx_ids.clear();
+        batch.effects.clear();
         batch.effect_links.clear();
+        batch.extras.clear();
         batch.ends.clear();
         batch.frames.clear();
         batch.first_tx = 0;
@@ -113,9 +120,14 @@ impl Decoder<'_> {
                         batch.base = begin;
                     }
                     batch.ends.push(end);
-                    let index = batch.ends.len() - 1;
-                    let links = decoder.effect_links().iter().map(|&l| (index, l));
-                    batch.effect_links.extend(links);
+                    batch.heads.push(record);
+                    if !decoder.effects().is_empty() || !decoder.effect_links().is_empty() {
+                        batch.effects.extend_from_slice(decoder.effects());
+                        batch.effect_links.extend_from_slice(decoder.effect_links());
+                        let index = batch.ends.len() - 1;
+                        let ends = (batch.effects.len(), batch.effect_links.len());
+                        batch.extras.push((index, ends.0, ends.1));
+                    }
                 }
                 begin = end;
             }

@@ -7,8 +7,8 @@
 //! Each command group is a module with its clap arguments and a `run` returning a
 //! `CliResult`; adding a group is one variant in `Command` and one arm in `main`.
 
-mod balances;
 mod client;
+mod compare;
 mod completions;
 mod data_dir;
 mod decode;
@@ -19,6 +19,8 @@ mod progress;
 mod repair;
 mod replay;
 mod snapshot;
+mod state;
+mod state_rows;
 mod wal;
 
 use std::path::PathBuf;

@@ -1,7 +1,9 @@
-//! `replay`: rebuilds balances from the WAL (from scratch or from a snapshot), checking
-//! as it goes what the engine's recovery checks — contiguous ids, every back-link, every
-//! balance-after, every transaction netting to zero — and that the result equals each
-//! snapshot it passes. Stops at `--until` for point-in-time balances.
+//! `replay`: rebuilds the ledger's state from the WAL (from scratch or from a snapshot)
+//! with the engine's own replay, checking as it goes what the engine's recovery checks —
+//! contiguous ids, every back-link, every balance-after, every transaction netting to
+//! zero, every effect (configurations, holds, reversals) possible — and that the result
+//! equals each snapshot it passes, in every part. Stops at `--until` for the state at a
+//! point in time.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,17 +12,21 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use ledger_core::ledger::ACCOUNTS_MAX;
+use ledger_core::record::RecordRef;
 use ledger_core::transaction::TxId;
+use ledger_core::transactor::TransactorConfig;
 use ledger_snapshot::list_dir;
 use ledger_wal::{WalError, WalReader};
 
-use crate::balances::{ApplyError, Balances};
+use crate::compare::first_difference;
 use crate::data_dir::DataDir;
 use crate::decode::{self, Batch, Chunk, Decoder, Spare};
 use crate::exit::{CliError, CliResult};
 use crate::output::Sink;
 use crate::progress::WalProgress;
-use crate::snapshot::{self, BalanceRow, SnapshotChoice};
+use crate::snapshot::{self, SnapshotChoice};
+use crate::state::{ApplyError, State};
+use crate::state_rows::{BalanceRow, StateRows, Summary};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -41,9 +47,17 @@ pub struct ReplayArgs {
     /// Format of the balances written.
     #[arg(long, value_enum, default_value_t = Format::Csv)]
     format: Format,
-    /// The most accounts the balance table may grow to (a bound on memory, 8 bytes each).
+    /// The most accounts the balance table may grow to (a bound on memory, 16 bytes each).
     #[arg(long, default_value_t = ACCOUNTS_MAX)]
     max_accounts: u64,
+    /// The server's idempotency window, in seconds: the replayed window then equals the
+    /// snapshots'.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    dedup_window_secs: u64,
+    /// The server's retention of closed holds, in seconds: the replayed holds then equal
+    /// the snapshots'.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    closed_hold_retention_secs: u64,
     /// Do not compare with the snapshots the replay passes.
     #[arg(long)]
     no_snapshot_check: bool,
@@ -62,6 +76,10 @@ pub enum Format {
     Csv,
     /// One `{"account": A, "balance": B}` object per line.
     Json,
+    /// The whole state as JSON lines, in `snapshot dump`'s shape: a summary, configured
+    /// accounts, system balances per currency, balances (the --account ones, or every
+    /// non-zero one), holds, reversals.
+    State,
 }
 
 /// How many transactions ahead of applying their balances are prefetched.
@@ -71,21 +89,23 @@ const CHUNKS_IN_FLIGHT: usize = 2;
 
 pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
     let wal_dir = data.wal_dir()?;
-    let limit = usize::try_from(args.max_accounts).unwrap_or(usize::MAX);
+    let limit = args.max_accounts;
     let until = args.until.unwrap_or(u64::MAX);
+    let config = args.transactor_config();
 
     // The starting state.
-    let (mut balances, start, origin) = match args.from_snapshot {
-        None => (Balances::new(limit), 0, "scratch".to_owned()),
+    let (mut state, start, origin) = match args.from_snapshot {
+        None => (
+            State::new(config, limit).map_err(CliError::usage)?,
+            0,
+            "scratch".to_owned(),
+        ),
         Some(choice) => {
             let loaded = snapshot::choose(data.snapshot_dir()?, choice)?;
-            let balances = Balances::from_snapshot(
-                loaded.balances().iter().map(|b| b.to_native()),
-                loaded.latest().iter().map(|l| l.to_native()),
-                limit,
-            );
+            let state = State::from_snapshot(&loaded, config, limit)
+                .map_err(|e| CliError::verification(format!("{}: {e}", loaded.path().display())))?;
             (
-                balances,
+                state,
                 loaded.sequence(),
                 format!("snapshot {}", loaded.path().display()),
             )
@@ -137,7 +157,7 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
     };
     let mut applier = Applier {
         wal_dir,
-        balances: &mut balances,
+        state: &mut state,
         limit,
         last: start,
         checks,
@@ -190,14 +210,26 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
             segment.display()
         );
     }
-    write_balances(args, &balances)
+    write_balances(args, &state)
+}
+
+impl ReplayArgs {
+    /// The engine's configuration as far as replay depends on it: the windows.
+    fn transactor_config(&self) -> TransactorConfig {
+        const NS: u64 = 1_000_000_000;
+        TransactorConfig {
+            dedup_window_ns: self.dedup_window_secs.saturating_mul(NS),
+            closed_hold_retention_ns: self.closed_hold_retention_secs.saturating_mul(NS),
+            ..TransactorConfig::default()
+        }
+    }
 }
 
 /// The applying half of replay (the calling thread).
 struct Applier<'a> {
     wal_dir: &'a Path,
-    balances: &'a mut Balances,
-    limit: usize,
+    state: &'a mut State,
+    limit: u64,
     /// The last transaction applied.
     last: TxId,
     /// Snapshots still to compare with, the next one last.
@@ -238,30 +270,42 @@ impl Applier<'_> {
                 )));
             }
             let mut begin = batch.base;
-            let mut effect_links = batch.effect_links.as_slice();
-            for (i, &end) in batch.ends.iter().enumerate() {
+            let mut extras = batch.extras.iter().peekable();
+            let (mut effects_at, mut links_at) = (0, 0);
+            for (i, (&end, head)) in batch.ends.iter().zip(&batch.heads).enumerate() {
                 if let Some(&ahead) = batch.ends.get(i + PREFETCH_AHEAD) {
                     let from = ahead.saturating_sub(2);
-                    self.balances
+                    self.state
                         .prefetch(batch.entries.get(from..ahead).unwrap_or_default());
                 }
                 let tx_id = batch.first_tx + i as u64;
-                let entries = batch.entries.get(begin..end).unwrap_or_default();
-                let links = batch.prev_tx_ids.get(begin..end).unwrap_or_default();
+                let mut record = RecordRef {
+                    timestamp_ns: head.timestamp_ns,
+                    user_ref: head.user_ref,
+                    outcome: head.outcome,
+                    entries: batch.entries.get(begin..end).unwrap_or_default(),
+                    prev_tx_ids: batch.prev_tx_ids.get(begin..end).unwrap_or_default(),
+                    effects: &[],
+                    effect_links: &[],
+                };
                 begin = end;
-                let mut own_links: &[_] = &[];
-                if effect_links.first().is_some_and(|&(at, _)| at == i) {
-                    let mine = effect_links.partition_point(|&(at, _)| at == i);
-                    (own_links, effect_links) = effect_links.split_at(mine);
+                if let Some(&(_, effects_end, links_end)) = extras.next_if(|e| e.0 == i) {
+                    record.effects = batch
+                        .effects
+                        .get(effects_at..effects_end)
+                        .unwrap_or_default();
+                    record.effect_links = batch
+                        .effect_links
+                        .get(links_at..links_end)
+                        .unwrap_or_default();
+                    (effects_at, links_at) = (effects_end, links_end);
                 }
-                if !entries.is_empty() || !own_links.is_empty() {
-                    self.balances
-                        .apply(tx_id, entries, links, own_links)
-                        .map_err(|e| self.apply_error(&batch, i, e))?;
-                }
+                self.state
+                    .apply(tx_id, record)
+                    .map_err(|e| self.apply_error(&batch, i, e))?;
                 if tx_id == next_check {
                     if let Some((seq, path)) = self.checks.pop() {
-                        compare(&path, seq, self.balances.as_slice())?;
+                        compare(&path, seq, self.state)?;
                         self.checked += 1;
                     }
                     next_check = self.checks.last().map_or(u64::MAX, |c| c.0);
@@ -296,9 +340,9 @@ impl Applier<'_> {
 }
 
 /// The replayed state must equal a snapshot taken at the same transaction.
-fn compare(path: &Path, seq: u64, balances: &[i64]) -> CliResult {
+fn compare(path: &Path, seq: u64, state: &State) -> CliResult {
     let loaded = snapshot::load(path)?;
-    match snapshot::first_difference(balances, &loaded) {
+    match first_difference(state.replay(), &loaded) {
         None => Ok(()),
         Some(difference) => Err(CliError::verification(format!(
             "{} disagrees with the WAL at transaction {seq}: {difference}",
@@ -307,29 +351,63 @@ fn compare(path: &Path, seq: u64, balances: &[i64]) -> CliResult {
     }
 }
 
-fn write_balances(args: &ReplayArgs, balances: &Balances) -> CliResult {
+fn write_balances(args: &ReplayArgs, state: &State) -> CliResult {
     let mut sink = match &args.output {
         Some(path) => Sink::create(path)?,
         None if !args.accounts.is_empty() => Sink::stdout(),
         None => return Ok(()),
     };
-    if args.format == Format::Csv {
-        sink.line("account,balance")?;
-    }
-    let mut row = |account: u64, balance: i64| match args.format {
-        Format::Csv => sink.line(format_args!("{account},{balance}")),
-        Format::Json => sink.json(&BalanceRow { account, balance }),
+    let balances: Vec<(u64, i64)> = if args.accounts.is_empty() {
+        let table = state.replay().transactor().balances();
+        (0u64..)
+            .zip(table.iter().copied())
+            .filter(|&(_, balance)| balance != 0)
+            .collect()
+    } else {
+        let balance = |&account: &u64| (account, state.balance(account));
+        args.accounts.iter().map(balance).collect()
     };
-    if args.accounts.is_empty() {
-        for (account, &balance) in balances.as_slice().iter().enumerate() {
-            if balance != 0 {
-                row(account as u64, balance)?;
+    match args.format {
+        Format::Csv => {
+            sink.line("account,balance")?;
+            for (account, balance) in balances {
+                sink.line(format_args!("{account},{balance}"))?;
             }
         }
-    } else {
-        for &account in &args.accounts {
-            row(account, balances.get(account))?;
+        Format::Json => {
+            for (account, balance) in balances {
+                sink.json(&BalanceRow { account, balance })?;
+            }
         }
+        Format::State => state_rows(state, balances).write(&mut sink)?,
     }
     sink.finish()
+}
+
+/// The replayed state in `snapshot dump`'s shape.
+fn state_rows(state: &State, balances: Vec<(u64, i64)>) -> StateRows {
+    let transactor = state.replay().transactor();
+    let accounts = transactor.accounts();
+    let holds = transactor.holds().sorted();
+    let reversals = transactor.reversals();
+    StateRows {
+        summary: Summary {
+            file: None,
+            sequence: None,
+            format: None,
+            last_tx_id: transactor.last_tx_id(),
+            now_ns: transactor.now_ns(),
+            accounts: transactor.balances().len(),
+            configured_accounts: accounts.len(),
+            dedup_entries: transactor.dedup().len(),
+            holds: holds.len(),
+            reversals: reversals.len(),
+        },
+        accounts: accounts.sorted(),
+        system_balances: accounts.system_balances().collect(),
+        balances,
+        holds,
+        reversals,
+        dedup: Vec::new(),
+    }
 }

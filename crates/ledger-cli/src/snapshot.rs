@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::data_dir::DataDir;
 use crate::exit::{CliError, CliResult};
 use crate::output::{Sink, Table};
+use crate::state_rows::{StateRows, Summary};
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
@@ -19,8 +20,8 @@ pub enum SnapshotCommand {
     /// Check every snapshot (or one): header, checksums, and the payload as the engine's
     /// state. Exits 1 naming the first file that fails.
     Verify(VerifyArgs),
-    /// Print one snapshot's state: a summary line, then balances (non-zero ones) as JSON
-    /// lines.
+    /// Print one snapshot's state as JSON lines: a summary, configured accounts, system
+    /// balances per currency, balances (non-zero ones), holds, reversals.
     Dump(DumpArgs),
 }
 
@@ -185,96 +186,48 @@ fn check_zero_sum(loaded: &LoadedSnapshot) -> CliResult {
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
-struct DumpHeader<'a> {
-    file: &'a str,
-    sequence: u64,
-    last_tx_id: u64,
-    now_ns: u64,
-    format: u32,
-    accounts: usize,
-    configured_accounts: usize,
-    dedup_entries: usize,
-}
-
-#[derive(Debug, Serialize)]
-pub struct BalanceRow {
-    pub account: u64,
-    pub balance: i64,
-}
-
-#[derive(Debug, Serialize)]
-struct AccountRow {
-    configured: u64,
-    currency: u32,
-    flags: u32,
-    overdraft_limit: u64,
-    max_balance: Option<i64>,
-    moved: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct SystemBalanceRow {
-    currency: u32,
-    system_balance: i64,
-}
-
-#[derive(Debug, Serialize)]
-struct DedupRow {
-    user_ref: u64,
-    tx_id: u64,
-    timestamp_ns: u64,
-}
-
 fn dump(dir: &Path, args: &DumpArgs) -> CliResult {
     let loaded = choose(dir, args.sequence)?;
-    let mut sink = Sink::stdout();
+    let holds = loaded
+        .holds()
+        .map_err(|e| CliError::verification(format!("{}: {e}", loaded.path().display())))?;
     let accounts = loaded.accounts();
-    sink.json(&DumpHeader {
-        file: &loaded.path().display().to_string(),
-        sequence: loaded.sequence(),
-        format: loaded.format(),
+    let reversals = loaded.reversals();
+    let summary = Summary {
+        file: Some(loaded.path().display().to_string()),
+        sequence: Some(loaded.sequence()),
+        format: Some(loaded.format()),
         last_tx_id: loaded.last_tx_id(),
         now_ns: loaded.now_ns(),
         accounts: loaded.balances().len(),
         configured_accounts: accounts.len(),
         dedup_entries: loaded.dedup().len(),
-    })?;
-    for (account, state) in &accounts {
-        let c = &state.config;
-        sink.json(&AccountRow {
-            configured: *account,
-            currency: c.currency,
-            flags: c.flags,
-            overdraft_limit: c.overdraft_limit,
-            max_balance: c.max_balance,
-            moved: state.moved,
-        })?;
-    }
-    for (currency, system_balance) in loaded.system_balances() {
-        sink.json(&SystemBalanceRow {
-            currency,
-            system_balance,
-        })?;
-    }
-    for (account, balance) in loaded.balances().iter().enumerate() {
-        let balance = balance.to_native();
-        if balance != 0 || args.all {
-            sink.json(&BalanceRow {
-                account: account as u64,
-                balance,
-            })?;
-        }
-    }
-    if args.dedup {
-        for entry in loaded.dedup().iter() {
-            sink.json(&DedupRow {
-                user_ref: entry.user_ref.to_native(),
-                tx_id: entry.tx_id.to_native(),
-                timestamp_ns: entry.timestamp_ns.to_native(),
-            })?;
-        }
-    }
+        holds: holds.len(),
+        reversals: reversals.len(),
+    };
+    let balances = loaded.balances().iter().map(|b| b.to_native());
+    let rows = StateRows {
+        summary,
+        accounts,
+        system_balances: loaded.system_balances(),
+        balances: (0u64..)
+            .zip(balances)
+            .filter(|&(_, balance)| balance != 0 || args.all)
+            .collect(),
+        holds,
+        reversals,
+        dedup: match args.dedup {
+            true => (loaded.dedup().iter())
+                .map(|e| {
+                    let user_ref = e.user_ref.to_native();
+                    (user_ref, e.tx_id.to_native(), e.timestamp_ns.to_native())
+                })
+                .collect(),
+            false => Vec::new(),
+        },
+    };
+    let mut sink = Sink::stdout();
+    rows.write(&mut sink)?;
     sink.finish()
 }
 
@@ -324,18 +277,4 @@ pub fn choose(dir: &Path, choice: SnapshotChoice) -> Result<LoadedSnapshot, CliE
             )))
         }
     }
-}
-
-/// Compares a replayed balance table with a snapshot's; `None` when equal (an account
-/// missing from the shorter table is zero).
-pub fn first_difference(replayed: &[i64], snapshot: &LoadedSnapshot) -> Option<String> {
-    let stored = snapshot.balances();
-    let len = replayed.len().max(stored.len());
-    (0..len).find_map(|account| {
-        let ours = replayed.get(account).copied().unwrap_or(0);
-        let theirs = stored.get(account).map_or(0, |b| b.to_native());
-        (ours != theirs).then(|| {
-            format!("account {account}: the WAL gives {ours}, the snapshot holds {theirs}")
-        })
-    })
 }

@@ -362,7 +362,18 @@ fn a_replay_from_a_snapshot_follows_the_snapshots_chain_heads() {
          says 6, but its previous transaction is 5"
     );
     assert!(run.stderr.contains(&expected), "{}", run.stderr);
-    // From scratch the log itself is sound (the snapshot check compares balances).
+    // From scratch the log itself is sound, and the snapshot check (every part of the
+    // state, chain heads included) finds the snapshot's wrong head.
     let scratch = cli(dir.path(), &["replay", "-a", "1"]);
-    assert_eq!(scratch.code, 0, "{scratch:?}");
+    assert_eq!(scratch.code, 1, "{scratch:?}");
+    assert!(
+        scratch.stderr.contains(
+            "snapshot-00000000000000000006.snap disagrees with the WAL at transaction 6: \
+             last transaction of account 0: the WAL gives 6, the snapshot holds 5"
+        ),
+        "{}",
+        scratch.stderr
+    );
+    let unchecked = cli(dir.path(), &["replay", "-a", "1", "--no-snapshot-check"]);
+    assert_eq!(unchecked.code, 0, "{unchecked:?}");
 }

@@ -70,10 +70,21 @@ fn snapshot_dump_prints_the_state() {
     assert_eq!(header["last_tx_id"], written().last_tx_id());
     assert_eq!(header["accounts"], common::ACCOUNTS);
     let mut balances = vec![0i64; common::ACCOUNTS as usize];
-    for line in &lines[1..] {
+    for line in lines[1..].iter().filter(|l| l.get("account").is_some()) {
         balances[line["account"].as_u64().unwrap() as usize] = line["balance"].as_i64().unwrap();
     }
     assert_eq!(balances, written().final_balances);
+    // The workload's holds, each posted or voided (one per transaction, with its state).
+    let holds: Vec<_> = lines.iter().filter(|l| l.get("hold").is_some()).collect();
+    assert_eq!(holds.len() as u64, header["holds"].as_u64().unwrap());
+    assert!(!holds.is_empty());
+    for hold in &holds {
+        let id = hold["hold"].as_u64().unwrap();
+        let opened = &written().transactions[id as usize - 1];
+        assert!(opened.outcome.is_committed(), "hold {id}");
+        let state = hold["state"].as_str().unwrap();
+        assert!(["posted", "voided"].contains(&state), "{hold}");
+    }
 
     let (first, _) = snapshots(data)[0];
     let run = cli(
@@ -92,7 +103,8 @@ fn snapshot_dump_prints_the_state() {
         );
     }
     let dedup = lines[0]["dedup_entries"].as_u64().unwrap() as usize;
-    assert_eq!(lines.len(), 1 + model.len() + dedup);
+    let holds = lines[0]["holds"].as_u64().unwrap() as usize;
+    assert_eq!(lines.len(), 1 + model.len() + holds + dedup);
     assert!(dedup > 0, "the workload uses user_refs");
 
     assert_eq!(cli(data, &["snapshot", "dump", "4"]).code, 2);

@@ -222,6 +222,19 @@ impl Transactor {
         })
     }
 
+    /// Makes room for accounts `0..max_accounts` (new ones with zero balances); a smaller
+    /// `max_accounts` changes nothing. For offline replay, which learns the table's size
+    /// from the log: the engine's own table never grows.
+    pub(crate) fn grow_accounts(&mut self, max_accounts: u64) -> Result<(), ConfigError> {
+        if max_accounts <= self.balances.len() as u64 {
+            return Ok(());
+        }
+        let mut balances = zeroed_balances(max_accounts)?;
+        balances[..self.balances.len()].copy_from_slice(&self.balances);
+        self.balances = balances;
+        Ok(())
+    }
+
     /// A transactor continuing from a saved state (a snapshot): balances, last id and time,
     /// and the dedup window, checked (zero sum, accounts within `max_accounts`, window in
     /// commit order) before anything is used.

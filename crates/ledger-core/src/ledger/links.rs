@@ -31,6 +31,13 @@ impl AccountLinks {
         links
     }
 
+    /// Makes room for accounts `0..max_accounts` (new ones with no history).
+    pub fn grow(&mut self, max_accounts: usize) {
+        if max_accounts > self.latest.len() {
+            self.latest.resize(max_accounts, 0);
+        }
+    }
+
     pub fn as_slice(&self) -> &[TxId] {
         &self.latest
     }

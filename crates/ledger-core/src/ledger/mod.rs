@@ -41,6 +41,7 @@ mod expiry;
 mod history;
 mod links;
 mod metrics;
+mod offline;
 mod outcomes;
 mod queries;
 mod reads;
@@ -71,6 +72,7 @@ pub use history::{
     StreamFilter, Transaction, TransactionLink, TransactionPage,
 };
 pub use metrics::LedgerMetrics;
+pub use offline::ReplayState;
 pub use queries::{TransactionStatus, TransactionStatusInfo};
 pub use recovery::RecoveryReport;
 pub use saved::{
