@@ -13,7 +13,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use ledger_core::ledger::ACCOUNTS_MAX;
 use ledger_core::record::RecordRef;
-use ledger_core::transaction::TxId;
+use ledger_core::transaction::{Outcome, TxId};
 use ledger_core::transactor::TransactorConfig;
 use ledger_snapshot::list_dir;
 use ledger_wal::{WalError, WalReader};
@@ -272,7 +272,7 @@ impl Applier<'_> {
             let mut begin = batch.base;
             let mut extras = batch.extras.iter().peekable();
             let (mut effects_at, mut links_at) = (0, 0);
-            for (i, (&end, head)) in batch.ends.iter().zip(&batch.heads).enumerate() {
+            for (i, (&end, &timestamp_ns)) in batch.ends.iter().zip(&batch.timestamps).enumerate() {
                 if let Some(&ahead) = batch.ends.get(i + PREFETCH_AHEAD) {
                     let from = ahead.saturating_sub(2);
                     self.state
@@ -280,25 +280,25 @@ impl Applier<'_> {
                 }
                 let tx_id = batch.first_tx + i as u64;
                 let mut record = RecordRef {
-                    timestamp_ns: head.timestamp_ns,
-                    user_ref: head.user_ref,
-                    outcome: head.outcome,
+                    timestamp_ns,
+                    user_ref: 0,
+                    outcome: Outcome::Committed,
                     entries: batch.entries.get(begin..end).unwrap_or_default(),
                     prev_tx_ids: batch.prev_tx_ids.get(begin..end).unwrap_or_default(),
                     effects: &[],
                     effect_links: &[],
                 };
                 begin = end;
-                if let Some(&(_, effects_end, links_end)) = extras.next_if(|e| e.0 == i) {
-                    record.effects = batch
-                        .effects
-                        .get(effects_at..effects_end)
+                if let Some(extra) = extras.next_if(|e| e.index == i) {
+                    record.user_ref = extra.user_ref;
+                    record.outcome = extra.outcome;
+                    record.effects = (batch.effects)
+                        .get(effects_at..extra.effects_end)
                         .unwrap_or_default();
-                    record.effect_links = batch
-                        .effect_links
-                        .get(links_at..links_end)
+                    record.effect_links = (batch.effect_links)
+                        .get(links_at..extra.links_end)
                         .unwrap_or_default();
-                    (effects_at, links_at) = (effects_end, links_end);
+                    (effects_at, links_at) = (extra.effects_end, extra.links_end);
                 }
                 self.state
                     .apply(tx_id, record)

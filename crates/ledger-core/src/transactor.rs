@@ -230,6 +230,9 @@ impl Transactor {
             return Ok(());
         }
         let mut balances = zeroed_balances(max_accounts)?;
+        // Before the copy touches any page. Offline replay reads the table at random
+        // (the engine's own, sized once, is left as it always was).
+        ledger_storage::advise_huge_pages(&balances);
         balances[..self.balances.len()].copy_from_slice(&self.balances);
         self.balances = balances;
         Ok(())

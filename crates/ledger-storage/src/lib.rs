@@ -13,11 +13,13 @@
 //!
 //! The shared helpers of the layers live here too: [`write_all_at`], [`read_full_at`],
 //! [`NumberedName`] (the `prefix-<20 digits>.suffix` file names), [`AtomicFile`] (create
-//! under a temporary name, fsync, rename, fsync the directory).
+//! under a temporary name, fsync, rename, fsync the directory), and
+//! [`advise_huge_pages`] for the large tables read at random.
 //!
 //! The crate knows nothing of logs, snapshots or money.
 
 mod atomic;
+mod huge_pages;
 mod io;
 mod mapped;
 mod names;
@@ -31,6 +33,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use atomic::{AtomicFile, PathError};
+pub use huge_pages::advise_huge_pages;
 pub use io::{read_full_at, read_whole, write_all_at, write_whole};
 pub use mapped::Mapped;
 pub use names::NumberedName;

@@ -34,7 +34,11 @@ impl AccountLinks {
     /// Makes room for accounts `0..max_accounts` (new ones with no history).
     pub fn grow(&mut self, max_accounts: usize) {
         if max_accounts > self.latest.len() {
-            self.latest.resize(max_accounts, 0);
+            let mut latest = Vec::with_capacity(max_accounts);
+            ledger_storage::advise_huge_pages(&latest);
+            latest.extend_from_slice(&self.latest);
+            latest.resize(max_accounts, 0);
+            self.latest = latest;
         }
     }
 
