@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ledger_core::cluster::{ClusterConfig, ClusterNode};
+use ledger_core::cluster::{ClusterConfig, ClusterNode, SharedRules};
 use ledger_core::ledger::Ledger;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -89,11 +89,12 @@ pub async fn serve(
 
     let bound = listen;
     let config = settings.ledger_config();
+    let rules = Arc::new(SharedRules::of(&config));
     let backend = match settings.cluster()? {
         None => Backend::Single(start_single(&config)?),
         Some(cluster) => {
             let mut network =
-                GrpcNetwork::new(tokens.peer_token(), RAFT_MESSAGE_BYTES_MAX, listen)?;
+                GrpcNetwork::new(tokens.peer_token(), &rules, RAFT_MESSAGE_BYTES_MAX, listen)?;
             if let Some(cert) = &settings.tls_cert {
                 // Peers are dialled over TLS too, trusting the given CA (or this node's
                 // own certificate: nodes sharing one certificate or one CA's).
@@ -193,6 +194,8 @@ pub async fn serve(
             pb::cluster::raft_server::RaftServer::new(RaftService {
                 node: Arc::clone(node),
                 needed: tokens.peer_role(),
+                rules: Arc::clone(&rules),
+                refused: Arc::default(),
             })
             .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX),

@@ -11,6 +11,7 @@ use std::time::Duration;
 mod common;
 
 use common::Server;
+use ledger_core::cluster::SharedRules;
 use ledger_server::pb;
 use ledger_server::pb::ledger_client::LedgerClient;
 use tonic::transport::Channel;
@@ -701,6 +702,41 @@ async fn only_a_peer_token_may_send_raft_messages() {
         .vote(vote)
         .await
         .unwrap();
+
+    // A node with another idempotency window is refused, naming the difference (once
+    // leader it would let through a retry this node refuses); one with the same rules
+    // is heard.
+    let with_rules = |rules: String| {
+        let mut request = tonic::Request::new(vote);
+        request.metadata_mut().insert(
+            "authorization",
+            "Bearer peer-token-0123456789abc".parse().unwrap(),
+        );
+        request
+            .metadata_mut()
+            .insert("x-ledger-rules", rules.parse().unwrap());
+        request
+    };
+    // The test server's settings: its --max-accounts, the rest default.
+    let config = ledger_core::ledger::LedgerConfig {
+        max_accounts: 1000,
+        ..Default::default()
+    };
+    let ours = SharedRules::of(&config);
+    let other = SharedRules::of(&ledger_core::ledger::LedgerConfig {
+        dedup_window: Duration::from_secs(1),
+        ..config
+    });
+    let mut raft = RaftClient::new(channel.clone());
+    let err = raft.vote(with_rules(other.to_wire())).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .contains("dedup_window_ns: the sender has 1000000000, this node 10000000000")
+            && err.message().contains("--dedup-window-secs"),
+        "{err:?}"
+    );
+    raft.vote(with_rules(ours.to_wire())).await.unwrap();
 
     let mut writer = LedgerClient::with_interceptor(channel, bearer("writer-token-0123456789"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -7,11 +7,13 @@
 //!   role changes. Reads on any node; writes on the leader.
 //! - The network is the embedder's: an [`openraft::RaftNetworkFactory`] of
 //!   [`TypeConfig`] (the server sends the Raft RPCs over its own gRPC port).
+//! - [`SharedRules`]: the settings every node must share, for the network to check.
 
 mod entry_format;
 mod log_store;
 mod node;
 mod raft_snapshot;
+mod rules;
 mod state_machine;
 mod types;
 mod wire;
@@ -20,6 +22,7 @@ pub use entry_format::ENTRY_HEADER_KIND;
 pub use node::{ClusterConfig, ClusterError, ClusterNode, MembershipError, NodeStatus, Role};
 /// The Raft library, for implementing the network and its RPC messages.
 pub use openraft;
+pub use rules::SharedRules;
 pub use types::{Entry, Frames, LogId, Membership, NodeId, Raft, TypeConfig, Vote};
 
 pub use crate::ledger::replica::EncodedFrame;

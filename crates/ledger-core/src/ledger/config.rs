@@ -1,5 +1,6 @@
 //! Every knob of the engine, with a default that works embedded.
 
+use crate::transactor::TransactorConfig;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -132,5 +133,17 @@ impl LedgerConfig {
     /// The snapshot directory.
     pub fn snapshot_dir(&self) -> PathBuf {
         self.data_dir.join("snapshots")
+    }
+
+    /// The state machine's sizing and windows, as these settings give them.
+    pub fn transactor_config(&self) -> TransactorConfig {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        TransactorConfig {
+            max_accounts: self.max_accounts,
+            dedup_window_ns: nanos(self.dedup_window),
+            closed_hold_retention_ns: nanos(self.closed_hold_retention),
+            // A constant, not a setting: every node of a cluster agrees on it by itself.
+            closed_holds_max: crate::transactor::CLOSED_HOLDS_MAX,
+        }
     }
 }

@@ -92,7 +92,6 @@ use stages::{SnapshotStage, TransactorStage, WalStage};
 use visible::Visible;
 
 use crate::transaction::{AccountId, Operation, Outcome, SubmitResult, TxId, WaitLevel};
-use crate::transactor::TransactorConfig;
 
 /// The most slots the transactor takes per batch: its index (and so the WAL stage's
 /// work) advances at least this often under load.
@@ -742,14 +741,7 @@ impl Engine {
         mode: Mode,
     ) -> Result<Engine, LedgerError> {
         validate(config)?;
-        let transactor_config = TransactorConfig {
-            max_accounts: config.max_accounts,
-            dedup_window_ns: u64::try_from(config.dedup_window.as_nanos()).unwrap_or(u64::MAX),
-            closed_hold_retention_ns: u64::try_from(config.closed_hold_retention.as_nanos())
-                .unwrap_or(u64::MAX),
-            // A constant, not a setting: every node of a cluster agrees on it by itself.
-            closed_holds_max: crate::transactor::CLOSED_HOLDS_MAX,
-        };
+        let transactor_config = config.transactor_config();
         let reads = ReadPath {
             storage: Arc::clone(storage),
             wal_dir: config.wal_dir(),

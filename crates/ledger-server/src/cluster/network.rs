@@ -1,8 +1,9 @@
 //! Raft's outgoing RPCs: one lazily connected gRPC channel per peer, to the address the
 //! peer serves on (its membership entry), carrying this node's peer token if the
-//! cluster uses tokens.
+//! cluster uses tokens, and this node's [`SharedRules`] (header [`RULES_HEADER`]).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ledger_core::cluster::openraft::error::{
@@ -14,7 +15,7 @@ use ledger_core::cluster::openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use ledger_core::cluster::openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
-use ledger_core::cluster::{NodeId, TypeConfig};
+use ledger_core::cluster::{NodeId, SharedRules, TypeConfig};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
@@ -22,10 +23,14 @@ use tonic::{Code, Request, Status};
 use super::convert;
 use crate::pb::cluster::raft_client::RaftClient;
 
+/// The header every Raft message carries this node's [`SharedRules`] in.
+pub const RULES_HEADER: &str = "x-ledger-rules";
+
 /// Creates one [`Peer`] per target node.
 #[derive(Clone, Debug)]
 pub struct GrpcNetwork {
     token: Option<MetadataValue<Ascii>>,
+    rules: MetadataValue<Ascii>,
     max_message_bytes: usize,
     /// The address outgoing connections come from: the node's listen address when it
     /// names one, so a peer (or a test's proxy) can tell the nodes apart by address.
@@ -37,6 +42,7 @@ pub struct GrpcNetwork {
 impl GrpcNetwork {
     pub fn new(
         token: Option<String>,
+        rules: &SharedRules,
         max_message_bytes: usize,
         listen: SocketAddr,
     ) -> Result<GrpcNetwork, String> {
@@ -44,8 +50,13 @@ impl GrpcNetwork {
             .map(|t| format!("Bearer {t}").parse())
             .transpose()
             .map_err(|_| "the peer token is not printable ASCII".to_owned())?;
+        let rules = rules
+            .to_wire()
+            .parse()
+            .map_err(|_| "the rules are not ASCII")?;
         Ok(GrpcNetwork {
             token,
+            rules,
             max_message_bytes,
             local_ip: (!listen.ip().is_unspecified()).then(|| listen.ip()),
             tls_ca: None,
@@ -84,6 +95,9 @@ pub struct Peer {
     target: NodeId,
     client: Result<RaftClient<Channel>, String>,
     token: Option<MetadataValue<Ascii>>,
+    rules: MetadataValue<Ascii>,
+    /// The peer refused this node's rules, and it was logged.
+    refused_rules: AtomicBool,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
@@ -104,6 +118,8 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             target,
             client,
             token: self.token.clone(),
+            rules: self.rules.clone(),
+            refused_rules: AtomicBool::new(false),
         }
     }
 }
@@ -125,6 +141,9 @@ impl Peer {
                 .insert("authorization", token.clone());
         }
         request
+            .metadata_mut()
+            .insert(RULES_HEADER, self.rules.clone());
+        request
     }
 
     fn client(&self) -> Result<RaftClient<Channel>, PeerError> {
@@ -140,6 +159,12 @@ impl Peer {
             target: self.target,
             message: status.to_string(),
         };
+        // Retried by Raft as long as it lasts: said once, loudly, not every heartbeat.
+        if status.code() == Code::FailedPrecondition
+            && !self.refused_rules.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(peer = self.target, error = %status.message(), "a peer refuses this node's messages");
+        }
         match status.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
                 RPCError::Unreachable(Unreachable::new(&e))
