@@ -57,6 +57,8 @@ pub struct Options {
     pub proxy: bool,
     /// Server flags beyond [`NODE_ARGS`].
     pub extra_args: Vec<String>,
+    /// One node's flags beyond those (a node set up unlike the others).
+    pub node_args: BTreeMap<u64, Vec<String>>,
 }
 
 impl Options {
@@ -65,6 +67,7 @@ impl Options {
             nodes,
             proxy,
             extra_args: Vec::new(),
+            node_args: BTreeMap::new(),
         }
     }
 }
@@ -102,6 +105,7 @@ pub struct Cluster {
     nodes: BTreeMap<u64, Node>,
     peers: String,
     extra_args: Vec<String>,
+    node_args: BTreeMap<u64, Vec<String>>,
     pub proxy: Option<Proxy>,
     /// Where the nodes' directories are.
     root: PathBuf,
@@ -165,6 +169,7 @@ impl Cluster {
             nodes,
             peers,
             extra_args: options.extra_args.clone(),
+            node_args: options.node_args.clone(),
             proxy,
             root: root.to_path_buf(),
         };
@@ -284,6 +289,8 @@ impl Cluster {
         }
         args.extend(NODE_ARGS.iter().map(Into::into));
         args.extend(self.extra_args.iter().map(Into::into));
+        let own = self.node_args.get(&id).into_iter().flatten();
+        args.extend(own.map(Into::into));
         node.process = Some(ServerProcess::spawn_with(
             &self.bin,
             &args,

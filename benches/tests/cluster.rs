@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use ledger_bench::cluster::scenario::{self, History};
-use ledger_bench::cluster::{Cluster, Options};
+use ledger_bench::cluster::{Cluster, Options, PATIENCE};
 use ledger_wal::WalReader;
 
 /// Serialises the tests of this file.
@@ -158,5 +158,38 @@ fn a_new_node_joins_from_a_snapshot() {
                 join.tip_after
             )),
         }
+    });
+}
+
+/// A node started with a setting the others do not share (here the closed holds'
+/// retention; the idempotency window alike) is refused by them, and refuses them: both
+/// sides log why, naming the setting. The other two form the cluster and take writes;
+/// the odd node follows no leader and applies nothing.
+#[test]
+fn a_node_with_other_rules_is_refused_and_says_why() {
+    let mut options = Options::new(3, false);
+    let odd = ["--closed-hold-retention-secs", "1"]
+        .map(String::from)
+        .to_vec();
+    options.node_args.insert(3, odd);
+    run("other rules", options, async |cluster, _history| {
+        // A writable leader that nodes 1 and 2 both follow.
+        let leader = cluster.wait_leader(&[1, 2], PATIENCE).await?;
+        let log = |id| std::fs::read_to_string(cluster.node(id).log_path()).unwrap_or_default();
+        let said = "closed_hold_retention_ns: the sender has 60000000000, this node 1000000000";
+        let deadline = Instant::now() + PATIENCE;
+        while !(log(3).contains(said)
+            && log(leader).contains("a peer refuses this node's messages"))
+        {
+            if Instant::now() > deadline {
+                return Err(format!("no refusal logged:\n{}", cluster.log_tails()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let odd = cluster.status(3).await?;
+        if odd.leader_id.is_some() || odd.applied_index != 0 {
+            return Err(format!("node 3 follows: {odd:?}"));
+        }
+        Ok(())
     });
 }
