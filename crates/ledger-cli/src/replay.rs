@@ -14,7 +14,7 @@ use clap::{Args, ValueEnum};
 use ledger_core::ledger::ACCOUNTS_MAX;
 use ledger_core::record::RecordRef;
 use ledger_core::transaction::{Outcome, TxId};
-use ledger_core::transactor::TransactorConfig;
+use ledger_core::transactor::{CLOSED_HOLD_RETENTION_NS, TransactorConfig};
 use ledger_snapshot::list_dir;
 use ledger_wal::{WalError, WalReader};
 
@@ -52,11 +52,11 @@ pub struct ReplayArgs {
     max_accounts: u64,
     /// The server's idempotency window, in seconds: the replayed window then equals the
     /// snapshots'.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = TransactorConfig::default().dedup_window_ns / NS)]
     dedup_window_secs: u64,
     /// The server's retention of closed holds, in seconds: the replayed holds then equal
     /// the snapshots'.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = CLOSED_HOLD_RETENTION_NS / NS)]
     closed_hold_retention_secs: u64,
     /// Do not compare with the snapshots the replay passes.
     #[arg(long)]
@@ -82,6 +82,8 @@ pub enum Format {
     State,
 }
 
+/// Nanoseconds in a second (the windows are given in seconds, as the server takes them).
+const NS: u64 = 1_000_000_000;
 /// How many transactions ahead of applying their balances are prefetched.
 const PREFETCH_AHEAD: usize = 16;
 /// Chunks queued between the two threads.
@@ -216,7 +218,6 @@ pub fn run(data: &DataDir, args: &ReplayArgs) -> CliResult {
 impl ReplayArgs {
     /// The engine's configuration as far as replay depends on it: the windows.
     fn transactor_config(&self) -> TransactorConfig {
-        const NS: u64 = 1_000_000_000;
         TransactorConfig {
             dedup_window_ns: self.dedup_window_secs.saturating_mul(NS),
             closed_hold_retention_ns: self.closed_hold_retention_secs.saturating_mul(NS),

@@ -7,21 +7,12 @@ use std::collections::HashMap;
 
 mod common;
 
-use common::cli;
+use common::{cli, entry};
 use ledger_core::ledger::{Ledger, LedgerConfig, STATE_FORMAT, SnapshotState};
 use ledger_core::record::{FrameEncoder, RecordRef};
 use ledger_core::transaction::{Entry, EntryKind, Outcome};
 use ledger_snapshot::{SnapshotConfig, SnapshotStore};
 use ledger_wal::{Wal, WalConfig, WalReader};
-
-fn entry(account_id: u64, amount: u64, kind: EntryKind, balance_after: i64) -> Entry {
-    Entry {
-        account_id,
-        amount,
-        kind,
-        balance_after,
-    }
-}
 
 /// Writes one frame per transaction (ids from 1) into `DIR/wal`, each entry linking to
 /// its account's previous transaction; returns the data dir.

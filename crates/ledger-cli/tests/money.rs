@@ -9,13 +9,11 @@ use std::num::NonZeroUsize;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::cli;
+use common::{cli, entry};
 use ledger_core::holds::HoldState;
 use ledger_core::ledger::{Ledger, LedgerConfig};
 use ledger_core::record::{AccountLink, FrameEncoder, RecordRef};
-use ledger_core::transaction::{
-    AccountConfig, Effect, Entry, EntryKind, Operation, Outcome, WaitLevel,
-};
+use ledger_core::transaction::{AccountConfig, Effect, EntryKind, Operation, Outcome, WaitLevel};
 use ledger_wal::{Wal, WalConfig};
 use serde_json::Value;
 
@@ -295,15 +293,6 @@ fn replay_with_other_windows_than_the_servers_names_the_setting() {
     let run = cli(data, &["replay", "--dedup-window-secs", "0"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("--dedup-window-secs"), "{}", run.stderr);
-}
-
-fn entry(account_id: u64, amount: u64, kind: EntryKind, balance_after: i64) -> Entry {
-    Entry {
-        account_id,
-        amount,
-        kind,
-        balance_after,
-    }
 }
 
 /// One frame per record, ids from 1.

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use ledger_core::ledger::{Ledger, LedgerConfig, Transaction};
-use ledger_core::transaction::{CompositeOperation, Operation, Step, WaitLevel};
+use ledger_core::transaction::{CompositeOperation, Entry, EntryKind, Operation, Step, WaitLevel};
 
 /// Accounts the workload uses (0 is the system account).
 pub const ACCOUNTS: u64 = 12;
@@ -260,4 +260,14 @@ pub fn cli(data: &Path, args: &[&str]) -> Run {
 /// Reads a file's bytes.
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read")
+}
+
+/// An entry as a record stores it (for logs forged frame by frame).
+pub fn entry(account_id: u64, amount: u64, kind: EntryKind, balance_after: i64) -> Entry {
+    Entry {
+        account_id,
+        amount,
+        kind,
+        balance_after,
+    }
 }
