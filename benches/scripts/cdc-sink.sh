@@ -7,6 +7,7 @@
 #                                             # starts on an empty stream: acked ids/s
 #   benches/scripts/cdc-sink.sh live [0|1]    # grpc-load batch-stream for 10 s against a
 #                                             # server without (0) or with (1) the sink
+# SINK_ARGS (backlog): more ledger-server flags, e.g. "--cdc-duplicate-window-secs 30".
 set -euo pipefail
 BIN=${BIN:-$(cd "$(dirname "$0")/../.." && pwd)/target/release}
 WORK=${WORK:-/tmp/cdc-bench}
@@ -27,20 +28,28 @@ backlog)
     --data-dir "$WORK/data" >/dev/null
   "$BIN/ledger-server" --data-dir "$WORK/data" --listen 127.0.0.1:0 --max-accounts 10001 \
     --metrics-addr "$METRICS" --cdc-nats-url "nats://127.0.0.1:$NATS_PORT" --log warn \
-    >/dev/null 2>&1 &
+    ${SINK_ARGS:-} >/dev/null 2>&1 &
   SRV=$!
   sleep 0.3
   start=$(date +%s.%N)
   prev=0
+  polls=0
+  # Polled every 0.1 s (the end is found within that), a line every second.
   while :; do
-    sleep 1
+    sleep 0.1
+    polls=$((polls + 1))
     acked=$(metric ledger_cdc_acked_tx_id)
     committed=$(metric ledger_committed_index)
-    echo "t=$(echo "$(date +%s.%N) - $start" | bc) s: acked $acked (+$((acked - prev)))"
-    prev=$acked
-    if [ "$acked" = "$committed" ] && [ "$acked" != 0 ]; then break; fi
+    done_now=0
+    if [ "$acked" = "$committed" ] && [ "${acked:-0}" != 0 ]; then done_now=1; fi
+    if [ $((polls % 10)) = 0 ] || [ $done_now = 1 ]; then
+      echo "t=$(echo "$(date +%s.%N) - $start" | bc) s: acked $acked (+$((acked - prev)))"
+      prev=$acked
+    fi
+    if [ $done_now = 1 ]; then break; fi
   done
-  echo "published $acked in $(echo "$(date +%s.%N) - $start" | bc) s"
+  secs=$(echo "$(date +%s.%N) - $start" | bc)
+  echo "published $acked in $secs s: $(echo "$acked / $secs" | bc) tx/s"
   ;;
 live)
   extra=()

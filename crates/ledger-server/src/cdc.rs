@@ -33,10 +33,13 @@ use crate::batch_wire;
 const PAGE_TX_MAX: usize = 4096;
 /// Pages published and not yet acknowledged, at most: the sink's memory bound.
 const PAGES_IN_FLIGHT: usize = 4;
-/// The duplicate window of a stream the sink creates. Resends after a crash come within
-/// seconds (the sink resumes from the stream's end), so a short window keeps the broker's
-/// memory of message ids small at high rates.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(30);
+/// The duplicate window of a stream the sink creates, by default. The sequence chain
+/// (`Nats-Expected-Last-Sequence`) is what keeps every transaction stored once; the
+/// window only has to cover a resend racing a dead connection, which comes within the
+/// reconnect. A short one keeps the broker's memory of ids small: at 200K messages a
+/// second, a 30 s window held 6M ids (628 MiB resident for 3M messages), and the broker's
+/// pauses to sweep them cost the sink a tenth of its rate (docs/benchmarks.md).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(2);
 /// How long a caught-up sink waits for a commit before it looks at its engine again.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// Backoff between failed sessions (broker down, stream refused a message).
@@ -56,6 +59,8 @@ pub struct CdcSettings {
     pub include_rejected: bool,
     /// The first transaction published into an empty stream.
     pub from_tx_id: u64,
+    /// The duplicate window of the stream, if the sink creates it.
+    pub duplicate_window: Duration,
 }
 
 /// The sink's progress, for the metrics page.
@@ -198,7 +203,7 @@ async fn stream_end(
         .get_or_create_stream(jetstream::stream::Config {
             name: settings.stream.clone(),
             subjects: vec![settings.subject.clone()],
-            duplicate_window: DUPLICATE_WINDOW,
+            duplicate_window: settings.duplicate_window,
             ..Default::default()
         })
         .await

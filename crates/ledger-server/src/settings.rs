@@ -164,6 +164,14 @@ pub struct Settings {
     /// The first transaction published into an empty stream [default: 1].
     #[arg(long, env = "LEDGER_CDC_FROM_TX_ID", requires = "cdc_nats_url")]
     pub cdc_from_tx_id: Option<u64>,
+    /// The duplicate window of the stream, in seconds, when the sink creates it
+    /// [default: 2].
+    #[arg(
+        long,
+        env = "LEDGER_CDC_DUPLICATE_WINDOW_SECS",
+        requires = "cdc_nats_url"
+    )]
+    pub cdc_duplicate_window_secs: Option<u64>,
 }
 
 /// A cluster node's identity and peers, from `--node-id` and `--peers`, and its Raft
@@ -243,7 +251,8 @@ impl Settings {
             cdc_stream,
             cdc_subject,
             cdc_include_rejected,
-            cdc_from_tx_id
+            cdc_from_tx_id,
+            cdc_duplicate_window_secs
         )
     }
 
@@ -315,6 +324,9 @@ impl Settings {
                 .unwrap_or_else(|| "ledger.transactions".into()),
             include_rejected: self.cdc_include_rejected.unwrap_or(false),
             from_tx_id: self.cdc_from_tx_id.unwrap_or(1),
+            duplicate_window: self
+                .cdc_duplicate_window_secs
+                .map_or(crate::cdc::DUPLICATE_WINDOW, Duration::from_secs),
         })
     }
 
@@ -427,7 +439,20 @@ mod tests {
         );
         assert!(cdc.include_rejected);
         assert_eq!(cdc.from_tx_id, 1);
+        assert_eq!(cdc.duplicate_window, std::time::Duration::from_secs(2));
         assert!(on.log_json());
+        let window = Settings::try_parse_from([
+            "ledger-server",
+            "--cdc-nats-url",
+            "nats://127.0.0.1:4222",
+            "--cdc-duplicate-window-secs",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!(
+            window.cdc().unwrap().duplicate_window,
+            std::time::Duration::from_secs(30)
+        );
         assert!(Settings::try_parse_from(["ledger-server", "--log-format", "xml"]).is_err());
     }
 

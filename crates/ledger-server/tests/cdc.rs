@@ -157,7 +157,13 @@ async fn stream_messages(url: &str, name: &str) -> Vec<(u64, pb::GetTransactionR
     let client = async_nats::connect(url).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let mut stream = js.get_stream(name).await.unwrap();
-    let state = stream.info().await.unwrap().state.clone();
+    let info = stream.info().await.unwrap();
+    // The stream the sink created, with its short duplicate window (the default).
+    assert_eq!(
+        info.config.duplicate_window,
+        std::time::Duration::from_secs(2)
+    );
+    let state = info.state.clone();
     assert_eq!(
         state.messages,
         state.last_sequence - state.first_sequence + 1
