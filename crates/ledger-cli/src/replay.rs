@@ -336,6 +336,11 @@ impl Applier<'_> {
                 segment.display(),
                 self.limit
             )),
+            ApplyError::Grow { accounts, reason } => CliError::usage(format!(
+                "{} offset {offset}: the balance table cannot grow to {accounts} accounts \
+                 ({reason}); a lower --max-accounts bounds it",
+                segment.display()
+            )),
         }
     }
 }

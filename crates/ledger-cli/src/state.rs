@@ -18,6 +18,8 @@ pub enum ApplyError {
     Mismatch(ReplayError),
     /// An account id at or above `--max-accounts`.
     TooManyAccounts { tx_id: TxId, account_id: u64 },
+    /// The table could not grow to `accounts` (no memory for it).
+    Grow { accounts: u64, reason: String },
 }
 
 #[derive(Debug)]
@@ -96,9 +98,10 @@ impl State {
         let len = needed
             .max(self.replay.accounts().saturating_mul(2))
             .min(self.limit);
-        self.replay
-            .grow(len)
-            .map_err(|_| ApplyError::TooManyAccounts { tx_id, account_id })
+        self.replay.grow(len).map_err(|e| ApplyError::Grow {
+            accounts: len,
+            reason: e.to_string(),
+        })
     }
 }
 
