@@ -176,10 +176,14 @@ fn a_node_with_other_rules_is_refused_and_says_why() {
         // A writable leader that nodes 1 and 2 both follow.
         let leader = cluster.wait_leader(&[1, 2], PATIENCE).await?;
         let log = |id| std::fs::read_to_string(cluster.node(id).log_path()).unwrap_or_default();
+        // Node 3 refuses the leader's messages, and the leader hears so; nodes 1 and 2
+        // refuse node 3's (its votes, once it gives up waiting for a leader).
         let said = "closed_hold_retention_ns: the sender has 60000000000, this node 1000000000";
+        let heard = "closed_hold_retention_ns: the sender has 1000000000, this node 60000000000";
         let deadline = Instant::now() + PATIENCE;
         while !(log(3).contains(said)
-            && log(leader).contains("a peer refuses this node's messages"))
+            && log(leader).contains("a peer refuses this node's messages")
+            && (log(1).contains(heard) || log(2).contains(heard)))
         {
             if Instant::now() > deadline {
                 return Err(format!("no refusal logged:\n{}", cluster.log_tails()));

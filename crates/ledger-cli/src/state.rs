@@ -105,8 +105,9 @@ impl State {
     }
 }
 
-/// The highest account `record` names: its entries', its effect links' and a new
-/// parent's.
+/// The highest account `record` names: its entries', its effect links', and its effects'
+/// (a record written before effect links names a configured account or a hold's
+/// accounts only there).
 #[inline]
 fn highest_account(record: &RecordRef<'_>) -> u64 {
     // Plain loops: a chained iterator cost replay several percent.
@@ -118,8 +119,12 @@ fn highest_account(record: &RecordRef<'_>) -> u64 {
         highest = highest.max(link.account_id);
     }
     for effect in record.effects {
-        if let Effect::Configured { config, .. } = effect {
-            highest = highest.max(config.parent);
+        match *effect {
+            Effect::Configured { account, config } => {
+                highest = highest.max(account).max(config.parent);
+            }
+            Effect::HoldOpened { from, to, .. } => highest = highest.max(from).max(to),
+            _ => {}
         }
     }
     highest

@@ -368,3 +368,53 @@ fn a_replay_from_a_snapshot_follows_the_snapshots_chain_heads() {
     let unchecked = cli(dir.path(), &["replay", "-a", "1", "--no-snapshot-check"]);
     assert_eq!(unchecked.code, 0, "{unchecked:?}");
 }
+
+/// A snapshot that differs from the log in any part of the state, not only balances and
+/// chain heads, fails replay naming that part.
+#[test]
+fn a_snapshot_that_differs_in_any_part_is_named() {
+    use ledger_core::ledger::{SavedAccount, SavedReversal};
+    let configured = SavedAccount {
+        account_id: 9,
+        currency: 0,
+        flags: 0x2,
+        overdraft_limit: 0,
+        max_balance: None,
+        moved: false,
+        parent: 0,
+    };
+    type Change = Box<dyn Fn(&mut SnapshotState)>;
+    let cases: [(&str, Change); 3] = [
+        (
+            "configured account 9: only in the snapshot",
+            Box::new(move |s| s.accounts.push(configured)),
+        ),
+        (
+            "sequencer time: the WAL gives 1000, the snapshot holds 2000",
+            Box::new(|s| s.now_ns = 2_000),
+        ),
+        (
+            "reversal of transaction 3: only in the snapshot",
+            Box::new(|s| {
+                let reversal = SavedReversal {
+                    original: 3,
+                    reversal: 5,
+                };
+                s.reversals.push(reversal);
+            }),
+        ),
+    ];
+    for (expected, change) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        deposits(dir.path(), 12, 4);
+        let mut latest: Vec<u64> = (0..16).map(|a| if a <= 6 { a } else { 0 }).collect();
+        latest[0] = 6;
+        let mut state = state_after(6, latest);
+        change(&mut state);
+        write_snapshots(dir.path(), [state]);
+        let run = cli(dir.path(), &["replay"]);
+        assert_eq!(run.code, 1, "{run:?}");
+        let named = format!("disagrees with the WAL at transaction 6: {expected}");
+        assert!(run.stderr.contains(&named), "{expected}: {}", run.stderr);
+    }
+}

@@ -261,7 +261,8 @@ fn replay_until_gives_the_holds_as_they_stood_then() {
         rows(&from.json_lines(), "hold"),
         rows(&scratch.json_lines(), "hold")
     );
-    // Chunks of two records: effects cross every hand-over between the threads.
+    // Chunks of two records: the records with effects spread over many chunks, each
+    // one's bookkeeping starting over.
     let small = [
         "replay",
         "--chunk-records",
@@ -360,5 +361,40 @@ fn a_log_that_posts_a_hold_twice_is_refused() {
             && run.stderr.contains("hold 2 is not open"),
         "{}",
         run.stderr
+    );
+}
+
+/// A record written before effect links (still valid) names a hold's accounts only in
+/// its effect: replay grows its table for them too.
+#[test]
+fn a_hold_on_a_high_account_without_effect_links_grows_the_table() {
+    use EntryKind::{Credit, Debit};
+    let deposit = [entry(0, 100, Credit, -100), entry(1, 100, Debit, 100)];
+    let opened = [Effect::HoldOpened {
+        from: 1,
+        to: 5_000,
+        amount: 80,
+        expires_at_ns: 0,
+    }];
+    let record = |entries, prev_tx_ids, effects| RecordRef {
+        timestamp_ns: 1_000,
+        user_ref: 0,
+        outcome: Outcome::Committed,
+        entries,
+        prev_tx_ids,
+        effects,
+        effect_links: &[],
+    };
+    let dir = forge(&[
+        record(&deposit[..], &[0, 0][..], &[][..]),
+        record(&[], &[], &opened),
+    ]);
+    let run = cli(dir.path(), &["replay", "--format", "state", "-o", "-"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines = run.json_lines();
+    let hold = lines.iter().find(|l| l.get("hold").is_some()).unwrap();
+    assert_eq!(
+        (hold["to"].as_u64(), hold["state"].as_str()),
+        (Some(5_000), Some("open"))
     );
 }

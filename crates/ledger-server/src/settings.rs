@@ -164,12 +164,13 @@ pub struct Settings {
     /// The first transaction published into an empty stream [default: 1].
     #[arg(long, env = "LEDGER_CDC_FROM_TX_ID", requires = "cdc_nats_url")]
     pub cdc_from_tx_id: Option<u64>,
-    /// The duplicate window of the stream, in seconds, when the sink creates it
-    /// [default: 2].
+    /// The duplicate window of the stream, in seconds (at least 1), when the sink
+    /// creates it [default: 2].
     #[arg(
         long,
         env = "LEDGER_CDC_DUPLICATE_WINDOW_SECS",
-        requires = "cdc_nats_url"
+        requires = "cdc_nats_url",
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub cdc_duplicate_window_secs: Option<u64>,
 }
@@ -324,9 +325,13 @@ impl Settings {
                 .unwrap_or_else(|| "ledger.transactions".into()),
             include_rejected: self.cdc_include_rejected.unwrap_or(false),
             from_tx_id: self.cdc_from_tx_id.unwrap_or(1),
+            // At least a second from the TOML file too: a zero window would be left out
+            // of the stream's configuration, and the broker would apply its own (2 min).
             duplicate_window: self
                 .cdc_duplicate_window_secs
-                .map_or(crate::cdc::DUPLICATE_WINDOW, Duration::from_secs),
+                .map_or(crate::cdc::DUPLICATE_WINDOW, |s| {
+                    Duration::from_secs(s.max(1))
+                }),
         })
     }
 
@@ -453,6 +458,9 @@ mod tests {
             window.cdc().unwrap().duplicate_window,
             std::time::Duration::from_secs(30)
         );
+        let zero = ["--cdc-duplicate-window-secs", "0"];
+        let url = ["ledger-server", "--cdc-nats-url", "nats://127.0.0.1:4222"];
+        assert!(Settings::try_parse_from(url.iter().chain(&zero)).is_err());
         assert!(Settings::try_parse_from(["ledger-server", "--log-format", "xml"]).is_err());
     }
 

@@ -31,15 +31,18 @@ impl AccountLinks {
         links
     }
 
-    /// Makes room for accounts `0..max_accounts` (new ones with no history).
-    pub fn grow(&mut self, max_accounts: usize) {
+    /// Makes room for accounts `0..max_accounts` (new ones with no history); an error if
+    /// there is no memory for it.
+    pub fn grow(&mut self, max_accounts: usize) -> Result<(), std::collections::TryReserveError> {
         if max_accounts > self.latest.len() {
-            let mut latest = Vec::with_capacity(max_accounts);
+            let mut latest = Vec::new();
+            latest.try_reserve_exact(max_accounts)?;
             ledger_storage::advise_huge_pages(&latest);
             latest.extend_from_slice(&self.latest);
             latest.resize(max_accounts, 0);
             self.latest = latest;
         }
+        Ok(())
     }
 
     pub fn as_slice(&self) -> &[TxId] {

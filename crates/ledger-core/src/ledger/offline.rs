@@ -57,8 +57,8 @@ impl ReplayState {
     pub fn grow(&mut self, max_accounts: u64) -> Result<(), ConfigError> {
         self.visible.state.grow_accounts(max_accounts)?;
         let len = usize::try_from(max_accounts).expect("the transactor's table has this length");
-        self.visible.links.grow(len);
-        Ok(())
+        let bytes = max_accounts.saturating_mul(size_of::<TxId>() as u64);
+        (self.visible.links.grow(len)).map_err(|_| ConfigError::OutOfMemory { bytes })
     }
 
     /// Applies stored transaction `tx_id` as recovery does: its back-links must name each

@@ -25,6 +25,8 @@ use crate::pb::cluster::raft_client::RaftClient;
 
 /// The header every Raft message carries this node's [`SharedRules`] in.
 pub const RULES_HEADER: &str = "x-ledger-rules";
+/// How a node's refusal of another's rules begins (`FAILED_PRECONDITION`).
+pub const RULES_REFUSED: &str = "the sender's settings differ from this node's";
 
 /// Creates one [`Peer`] per target node.
 #[derive(Clone, Debug)]
@@ -159,8 +161,10 @@ impl Peer {
             target: self.target,
             message: status.to_string(),
         };
-        // Retried by Raft as long as it lasts: said once, loudly, not every heartbeat.
+        // Retried by Raft as long as it lasts: said once, loudly (openraft also logs each
+        // failed call, at its own level).
         if status.code() == Code::FailedPrecondition
+            && status.message().contains(RULES_REFUSED)
             && !self.refused_rules.swap(true, Ordering::Relaxed)
         {
             tracing::error!(peer = self.target, error = %status.message(), "a peer refuses this node's messages");

@@ -11,7 +11,7 @@ use ledger_core::cluster::openraft::error::RaftError;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::network::RULES_HEADER;
+use super::network::{RULES_HEADER, RULES_REFUSED};
 use crate::auth::{self, Role};
 use crate::backend::Node;
 use crate::pb::cluster as pb;
@@ -41,9 +41,8 @@ impl RaftService {
             return Ok(());
         };
         let message = format!(
-            "the sender's settings differ from this node's ({difference}): every node of a \
-             cluster needs the same --max-accounts, --dedup-window-secs and \
-             --closed-hold-retention-secs"
+            "{RULES_REFUSED} ({difference}): every node of a cluster needs the same \
+             --max-accounts, --dedup-window-secs and --closed-hold-retention-secs"
         );
         let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
         if refused.as_deref() != Some(theirs) {
