@@ -32,11 +32,7 @@ impl State {
     /// An empty ledger that may grow to `limit` accounts; `config` carries the windows
     /// (dedup, closed holds) the log was written with.
     pub fn new(config: TransactorConfig, limit: u64) -> Result<State, String> {
-        let config = TransactorConfig {
-            max_accounts: FIRST_ACCOUNTS.min(limit).max(1),
-            ..config
-        };
-        let replay = ReplayState::new(config).map_err(|e| e.to_string())?;
+        let replay = ReplayState::new(first_size(config, limit)).map_err(|e| e.to_string())?;
         Ok(State { replay, limit })
     }
 
@@ -46,11 +42,8 @@ impl State {
         config: TransactorConfig,
         limit: u64,
     ) -> Result<State, String> {
-        let config = TransactorConfig {
-            max_accounts: FIRST_ACCOUNTS.min(limit).max(1),
-            ..config
-        };
-        let replay = ReplayState::from_snapshot(snapshot, config).map_err(|e| e.to_string())?;
+        let replay = ReplayState::from_snapshot(snapshot, first_size(config, limit))
+            .map_err(|e| e.to_string())?;
         let limit = limit.max(replay.accounts());
         Ok(State { replay, limit })
     }
@@ -102,6 +95,14 @@ impl State {
             accounts: len,
             reason: e.to_string(),
         })
+    }
+}
+
+/// `config` with the table's size before the log names any account.
+fn first_size(config: TransactorConfig, limit: u64) -> TransactorConfig {
+    TransactorConfig {
+        max_accounts: FIRST_ACCOUNTS.min(limit).max(1),
+        ..config
     }
 }
 

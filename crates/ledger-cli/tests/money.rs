@@ -13,7 +13,9 @@ use common::{cli, entry};
 use ledger_core::holds::HoldState;
 use ledger_core::ledger::{Ledger, LedgerConfig};
 use ledger_core::record::{AccountLink, FrameEncoder, RecordRef};
-use ledger_core::transaction::{AccountConfig, Effect, EntryKind, Operation, Outcome, WaitLevel};
+use ledger_core::transaction::{
+    AccountConfig, Effect, Entry, EntryKind, Operation, Outcome, WaitLevel,
+};
 use ledger_wal::{Wal, WalConfig};
 use serde_json::Value;
 
@@ -311,10 +313,14 @@ fn forge(records: &[RecordRef<'_>]) -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn a_log_that_posts_a_hold_twice_is_refused() {
-    use EntryKind::{Credit, Debit};
-    let record = |entries, prev_tx_ids, effects, effect_links| RecordRef {
+/// A committed record of these entries (with their back-links), effects and effect links.
+fn record<'a>(
+    entries: &'a [Entry],
+    prev_tx_ids: &'a [u64],
+    effects: &'a [Effect],
+    effect_links: &'a [AccountLink],
+) -> RecordRef<'a> {
+    RecordRef {
         timestamp_ns: 1_000,
         user_ref: 0,
         outcome: Outcome::Committed,
@@ -322,7 +328,12 @@ fn a_log_that_posts_a_hold_twice_is_refused() {
         prev_tx_ids,
         effects,
         effect_links,
-    };
+    }
+}
+
+#[test]
+fn a_log_that_posts_a_hold_twice_is_refused() {
+    use EntryKind::{Credit, Debit};
     let link = |account_id, prev_tx_id| AccountLink {
         account_id,
         prev_tx_id,
@@ -376,18 +387,9 @@ fn a_hold_on_a_high_account_without_effect_links_grows_the_table() {
         amount: 80,
         expires_at_ns: 0,
     }];
-    let record = |entries, prev_tx_ids, effects| RecordRef {
-        timestamp_ns: 1_000,
-        user_ref: 0,
-        outcome: Outcome::Committed,
-        entries,
-        prev_tx_ids,
-        effects,
-        effect_links: &[],
-    };
     let dir = forge(&[
-        record(&deposit[..], &[0, 0][..], &[][..]),
-        record(&[], &[], &opened),
+        record(&deposit, &[0, 0], &[], &[]),
+        record(&[], &[], &opened, &[]),
     ]);
     let run = cli(dir.path(), &["replay", "--format", "state", "-o", "-"]);
     assert_eq!(run.code, 0, "{run:?}");

@@ -14,36 +14,41 @@ use crate::transactor::TransactorConfig;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharedRules {
     config: TransactorConfig,
+    /// [`to_wire`](Self::to_wire), made once: every Raft message is checked against it.
+    wire: String,
 }
 
 impl SharedRules {
     pub fn of(config: &LedgerConfig) -> SharedRules {
-        SharedRules {
-            config: config.transactor_config(),
-        }
+        let config = config.transactor_config();
+        let wire = pairs(&config)
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        SharedRules { config, wire }
     }
 
     /// One line of `name=value` pairs, comma-separated (what the server sends in a
     /// header of every Raft message).
     pub fn to_wire(&self) -> String {
-        self.pairs()
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.wire.clone()
     }
 
     /// `None` if `theirs` (another node's [`to_wire`](Self::to_wire)) names the same
     /// rules; otherwise what differs, for an operator: `"dedup_window_ns: the sender has
     /// 1000000000, this node 10000000000"`.
     pub fn difference(&self, theirs: &str) -> Option<String> {
+        if theirs == self.wire {
+            return None; // every message of a healthy cluster: no parsing
+        }
         let mut theirs: BTreeMap<&str, &str> = theirs
             .split(',')
             .filter(|pair| !pair.is_empty())
             .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
             .collect();
         let mut differences = Vec::new();
-        for (name, ours) in self.pairs() {
+        for (name, ours) in pairs(&self.config) {
             match theirs.remove(name) {
                 Some(value) if value == ours.to_string() => {}
                 Some(value) => {
@@ -57,16 +62,16 @@ impl SharedRules {
         }
         (!differences.is_empty()).then(|| differences.join("; "))
     }
+}
 
-    fn pairs(&self) -> [(&'static str, u64); 4] {
-        let c = &self.config;
-        [
-            ("max_accounts", c.max_accounts),
-            ("dedup_window_ns", c.dedup_window_ns),
-            ("closed_hold_retention_ns", c.closed_hold_retention_ns),
-            ("closed_holds_max", c.closed_holds_max as u64),
-        ]
-    }
+/// The rules by name.
+fn pairs(c: &TransactorConfig) -> [(&'static str, u64); 4] {
+    [
+        ("max_accounts", c.max_accounts),
+        ("dedup_window_ns", c.dedup_window_ns),
+        ("closed_hold_retention_ns", c.closed_hold_retention_ns),
+        ("closed_holds_max", c.closed_holds_max as u64),
+    ]
 }
 
 #[cfg(test)]
@@ -79,6 +84,10 @@ mod tests {
     fn the_same_settings_agree_and_any_difference_is_named() {
         let ours = SharedRules::of(&LedgerConfig::default());
         assert_eq!(ours.difference(&ours.to_wire()), None);
+        // The same rules in another order (past the fast path): the same.
+        let wire = ours.to_wire();
+        let reordered: Vec<&str> = wire.split(',').rev().collect();
+        assert_eq!(ours.difference(&reordered.join(",")), None);
         assert!(
             ours.to_wire()
                 .starts_with("max_accounts=1000000,dedup_window_ns=10000000000,")
